@@ -1,0 +1,297 @@
+//! PingPilot's settings: built-in defaults, then a TOML file, then `PINGPILOT_<SECTION>__<KEY>`
+//! environment variables (later wins). A bad value is reported with its key and where it came from.
+
+mod duration;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use duration::DurationSetting;
+
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "PINGPILOT_CONFIG";
+const DEFAULT_FILE: &str = "pingpilot.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub delivery: DeliverySettings,
+    pub accounts: AccountSettings,
+    /// Plans by name. The built-in `free`, `pro`, `enterprise` and `unlimited` can be changed and
+    /// others added.
+    pub plans: BTreeMap<String, PlanSettings>,
+    /// One section per provider (`providers.discord`, `providers.telegram`, ...), read by the
+    /// provider itself.
+    pub providers: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port the HTTP server listens on.
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path.db` (created if absent).
+    pub url: String,
+    /// Connections used for reads.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Attempts (not counting provider-requested pauses) before a delivery is FAILED.
+    pub max_attempts: u32,
+    /// Age after which an undelivered delivery is FAILED.
+    pub max_age: DurationSetting,
+    /// First retry delay; doubles with each attempt, with jitter.
+    pub backoff_initial: DurationSetting,
+    /// Longest retry delay.
+    pub backoff_max: DurationSetting,
+    /// How long a worker owns a claimed delivery before another may take it over.
+    pub lease: DurationSetting,
+    /// Deliveries sent at once by this process.
+    pub concurrency: u32,
+    /// How often a worker looks for due deliveries when nothing wakes it.
+    pub poll_interval: DurationSetting,
+    /// How long to wait before looking again at a delivery whose channel is not ready.
+    pub waiting_recheck: DurationSetting,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountSettings {
+    /// Plan given to new accounts.
+    pub default_plan: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSettings {
+    /// Events accepted per calendar month (UTC); absent means no limit.
+    pub events_per_month: Option<u64>,
+    /// Categories an account may have; absent means no limit.
+    pub categories: Option<u64>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://pingpilot.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            max_age: DurationSetting::from_secs(24 * 3600),
+            backoff_initial: DurationSetting::from_secs(1),
+            backoff_max: DurationSetting::from_secs(600),
+            lease: DurationSetting::from_secs(30),
+            concurrency: 32,
+            poll_interval: DurationSetting::from_secs(1),
+            waiting_recheck: DurationSetting::from_secs(60),
+        }
+    }
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            default_plan: "free".into(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let plan = |events: Option<u64>, categories: Option<u64>| PlanSettings {
+            events_per_month: events,
+            categories,
+        };
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            delivery: DeliverySettings::default(),
+            accounts: AccountSettings::default(),
+            plans: BTreeMap::from([
+                ("free".into(), plan(Some(100), Some(3))),
+                ("pro".into(), plan(Some(1000), Some(10))),
+                ("enterprise".into(), plan(Some(10_000), Some(100))),
+                ("unlimited".into(), plan(None, None)),
+            ]),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse; figment's message names the key and its source.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        // figment yields one error per bad value; report them all.
+        ConfigError::Invalid(
+            err.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+}
+
+/// The loaded configuration: typed settings plus the layered sources, which provider sections
+/// are read from (so their errors name keys and sources too).
+#[derive(Clone)]
+pub struct Config {
+    pub settings: Settings,
+    figment: Figment,
+    /// The file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads defaults → file → environment. The file is `path`, else `$PINGPILOT_CONFIG`, else
+    /// `./pingpilot.toml` when present.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
+        let file = match explicit {
+            Some(file) if !file.exists() => return Err(ConfigError::MissingFile(file)),
+            Some(file) => Some(file),
+            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|f| f.exists()),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = &file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("PINGPILOT_")
+                .split("__")
+                .filter(|key| key.as_str().contains("__") || key.as_str().contains('.')),
+        );
+        Self::from_figment(figment, file)
+    }
+
+    /// Builds the configuration from defaults plus the given TOML text (no file, no environment).
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        let figment =
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml));
+        Self::from_figment(figment, None)
+    }
+
+    fn from_figment(figment: Figment, file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let settings: Settings = figment.extract()?;
+        let config = Self {
+            settings,
+            figment,
+            file,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        if !s.plans.contains_key(&s.accounts.default_plan) {
+            return Err(ConfigError::Invalid(format!(
+                "accounts.default_plan: no plan named {:?} (known: {})",
+                s.accounts.default_plan,
+                s.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let url = &s.database.url;
+        if !url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid(format!(
+                "database.url: unsupported database {url:?}; expected sqlite://PATH"
+            )));
+        }
+        let positive = [
+            ("delivery.max_attempts", s.delivery.max_attempts as u64),
+            ("delivery.concurrency", s.delivery.concurrency as u64),
+            (
+                "database.max_connections",
+                s.database.max_connections as u64,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key}: must be at least 1")));
+            }
+        }
+        if s.delivery.backoff_initial.get() > s.delivery.backoff_max.get() {
+            return Err(ConfigError::Invalid(
+                "delivery.backoff_initial: must not exceed delivery.backoff_max".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `providers.<id>` section, for the provider to read.
+    pub fn provider_section(&self, id: &str) -> ProviderSection {
+        ProviderSection {
+            figment: self.figment.clone(),
+            key: format!("providers.{id}"),
+        }
+    }
+}
+
+/// One provider's configuration section.
+pub struct ProviderSection {
+    figment: Figment,
+    key: String,
+}
+
+impl ProviderSection {
+    /// A section holding the given TOML table (for tests and tools).
+    pub fn from_toml(id: &str, toml: &str) -> Self {
+        Self {
+            figment: Figment::from(Toml::string(&format!("[providers.{id}]\n{toml}"))),
+            key: format!("providers.{id}"),
+        }
+    }
+
+    /// The section's key, e.g. `providers.discord`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Reads the section; a missing section yields `T::default()`.
+    pub fn extract<T: DeserializeOwned + Default>(&self) -> Result<T, ConfigError> {
+        if self.figment.find_value(&self.key).is_err() {
+            return Ok(T::default());
+        }
+        Ok(self.figment.extract_inner(&self.key)?)
+    }
+}

@@ -1,0 +1,134 @@
+//! The API layer's one error type: every failure is a status plus a `{"message": ...}` body.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::store::StoreError;
+
+pub const INTERNAL_ERROR: &str = "Internal server error";
+pub const INVALID_JSON: &str = "Invalid JSON request body";
+
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct ErrorMessage {
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ErrorMessage {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// One violated rule of a request body.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct FieldError {
+    /// Where in the body: `category`, `fields.amount`, ...
+    pub path: String,
+    pub message: String,
+}
+
+/// A request body that is JSON but breaks the rules.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct ValidationFailure {
+    /// A readable summary of every violation.
+    pub message: String,
+    /// Every violated rule.
+    pub errors: Vec<FieldError>,
+}
+
+impl ValidationFailure {
+    pub fn new(errors: Vec<FieldError>) -> Self {
+        let summary: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        Self {
+            message: format!("Invalid request body: {}", summary.join("; ")),
+            errors,
+        }
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The body is not JSON, or a query parameter is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorMessage>),
+    /// Missing, malformed, unknown or revoked API key.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorMessage>),
+    /// The account is not allowed to do this (settings incomplete, plan limit).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorMessage>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorMessage>),
+    #[oai(status = 409)]
+    Conflict(Json<ErrorMessage>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorMessage>),
+    /// The body is sent with a content type other than `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorMessage>),
+    /// The body is JSON but breaks the rules; every violation is listed.
+    #[oai(status = 422)]
+    Unprocessable(Json<ValidationFailure>),
+    /// The plan's monthly event quota is used up.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorMessage>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorMessage>),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(Json(ErrorMessage::new(message)))
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::Unauthorized(Json(ErrorMessage::new(message)))
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden(Json(ErrorMessage::new(message)))
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(Json(ErrorMessage::new(message)))
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(Json(ErrorMessage::new(message)))
+    }
+    pub fn unprocessable(errors: Vec<FieldError>) -> Self {
+        Self::Unprocessable(Json(ValidationFailure::new(errors)))
+    }
+    pub fn invalid_field(path: &str, message: impl Into<String>) -> Self {
+        Self::unprocessable(vec![FieldError {
+            path: path.into(),
+            message: message.into(),
+        }])
+    }
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::TooManyRequests(Json(ErrorMessage::new(message)))
+    }
+    pub fn internal() -> Self {
+        Self::Internal(Json(ErrorMessage::new(INTERNAL_ERROR)))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "storage failure while answering a request");
+        Self::internal()
+    }
+}
+
+pub fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    let body = serde_json::to_vec(body)
+        .unwrap_or_else(|_| br#"{"message":"Internal server error"}"#.to_vec());
+    body.with_status(status)
+        .with_content_type("application/json; charset=utf-8")
+        .into_response()
+}

@@ -1,0 +1,204 @@
+//! Request extractors that never fail on their own: the handler decides what to answer, so the
+//! documented check order (401, then 403, 429, then body errors) holds.
+
+use std::marker::PhantomData;
+
+use poem::error::ReadBodyError;
+use poem::{Request, RequestBody};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSecurityScheme, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use serde_json::Value;
+
+use super::error::{ApiError, INVALID_JSON};
+
+pub const SECURITY_SCHEME: &str = "bearerAuth";
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the `Authorization` header held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bearer {
+    Missing,
+    /// Present but not `Bearer <key>`.
+    Malformed,
+    /// The key, possibly empty.
+    Key(String),
+}
+
+impl Bearer {
+    fn parse(header: Option<&[u8]>) -> Self {
+        let Some(header) = header else {
+            return Self::Missing;
+        };
+        let Ok(header) = std::str::from_utf8(header) else {
+            return Self::Malformed;
+        };
+        // Servers trim trailing whitespace, so a client's `Bearer ` arrives as `Bearer`: an
+        // empty key, not a malformed header.
+        if header == "Bearer" {
+            return Self::Key(String::new());
+        }
+        match header.strip_prefix("Bearer ") {
+            Some(key) => Self::Key(key.trim().to_string()),
+            None => Self::Malformed,
+        }
+    }
+}
+
+impl<'a> ApiExtractor<'a> for Bearer {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        registry.create_security_scheme(
+            SECURITY_SCHEME,
+            MetaSecurityScheme {
+                ty: "http",
+                description: Some("An API key, sent as `Authorization: Bearer pk_...`."),
+                name: None,
+                key_in: None,
+                scheme: Some("bearer"),
+                bearer_format: Some("API key"),
+                flows: None,
+                openid_connect_url: None,
+            },
+        );
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![SECURITY_SCHEME]
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let header = request
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .map(|value| value.as_bytes());
+        Ok(Self::parse(header))
+    }
+}
+
+/// A JSON request body documented as `T`, read raw (at most [`BODY_LIMIT`] bytes) so the
+/// handler chooses when to report 415, 413 and 400, and validates it into 422s itself.
+pub struct JsonBody<T> {
+    parsed: Result<Value, BodyError>,
+    _documented_as: PhantomData<fn() -> T>,
+}
+
+#[derive(Debug, Clone)]
+enum BodyError {
+    UnsupportedMediaType(String),
+    TooLarge,
+    NotJson,
+    Unreadable,
+}
+
+impl<T> JsonBody<T> {
+    /// The body as JSON, or the documented 415/413/400.
+    pub fn value(self) -> Result<Value, ApiError> {
+        self.parsed.map_err(|err| match err {
+            BodyError::UnsupportedMediaType(ct) => ApiError::UnsupportedMediaType(
+                poem_openapi::payload::Json(super::ErrorMessage::new(format!(
+                    "Unsupported content type {ct:?}: send the body as application/json"
+                ))),
+            ),
+            BodyError::TooLarge => {
+                ApiError::PayloadTooLarge(poem_openapi::payload::Json(super::ErrorMessage::new(
+                    format!("Request body too large: at most {} KiB", BODY_LIMIT / 1024),
+                )))
+            }
+            BodyError::NotJson | BodyError::Unreadable => ApiError::bad_request(INVALID_JSON),
+        })
+    }
+}
+
+fn is_json_content_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+async fn read_json(request: &Request, body: &mut RequestBody) -> Result<Value, BodyError> {
+    if let Some(content_type) = request.content_type()
+        && !is_json_content_type(content_type)
+    {
+        return Err(BodyError::UnsupportedMediaType(content_type.to_string()));
+    }
+    let bytes = body
+        .take()
+        .map_err(|_| BodyError::Unreadable)?
+        .into_bytes_limit(BODY_LIMIT)
+        .await
+        .map_err(|err| match err {
+            ReadBodyError::PayloadTooLarge => BodyError::TooLarge,
+            _ => BodyError::Unreadable,
+        })?;
+    serde_json::from_slice(&bytes).map_err(|_| BodyError::NotJson)
+}
+
+impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: T::schema_ref(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self {
+            parsed: read_json(request, body).await,
+            _documented_as: PhantomData,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_cases() {
+        assert_eq!(Bearer::parse(None), Bearer::Missing);
+        assert_eq!(Bearer::parse(Some(b"Basic x")), Bearer::Malformed);
+        assert_eq!(Bearer::parse(Some(b"bearer pk_x")), Bearer::Malformed);
+        assert_eq!(Bearer::parse(Some(b"Token pk_x")), Bearer::Malformed);
+        assert_eq!(Bearer::parse(Some(b"Bearer")), Bearer::Key(String::new()));
+        assert_eq!(
+            Bearer::parse(Some(b"Bearer   ")),
+            Bearer::Key(String::new())
+        );
+        assert_eq!(
+            Bearer::parse(Some(b"Bearer pk_x")),
+            Bearer::Key("pk_x".into())
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("application/json; charset=utf-8"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(!is_json_content_type("application/x-www-form-urlencoded"));
+    }
+}

@@ -1,0 +1,365 @@
+//! `POST /api/v1/event`: the documented intake, checks in the documented order.
+
+use std::sync::Arc;
+
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, Union};
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, FieldError};
+use super::events::EventFields;
+use super::extract::{Bearer, JsonBody};
+use super::{Tag, authenticate};
+use crate::app::AppState;
+use crate::model::{Account, now_millis};
+use crate::store::{IntakeResult, NewEvent};
+
+pub const NO_CHANNEL_MESSAGE: &str =
+    "No notification channel is enabled. Enable at least one channel in your account settings";
+pub const QUOTA_MESSAGE: &str = "Monthly quota reached. Please upgrade your plan for more events";
+pub const ACCEPTED_MESSAGE: &str = "Event processed successfully";
+
+const MAX_CATEGORY_LEN: usize = 64;
+const MAX_DESCRIPTION_LEN: usize = 4096;
+const MAX_FIELDS: usize = 25;
+const MAX_FIELD_KEY_LEN: usize = 256;
+const MAX_FIELD_VALUE_LEN: usize = 1024;
+
+/// A field value: text, number or boolean.
+#[derive(Debug, Union)]
+pub enum FieldValue {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+}
+
+/// An event to relay.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct EventRequest {
+    /// Name of one of your categories, matched case-insensitively: 1–64 of `[A-Za-z0-9-]`.
+    pub category: String,
+    /// Up to 4096 characters; when empty or absent: `A new <category> event has occurred!`.
+    pub description: Option<String>,
+    /// Up to 25 key/value pairs, shown in the order sent. Keys 1–256 characters; values text
+    /// (up to 1024 characters), numbers or booleans.
+    pub fields: Option<EventFields>,
+}
+
+impl poem_openapi::types::Example for EventRequest {
+    fn example() -> Self {
+        Self {
+            category: "sale".into(),
+            description: Some("New purchase completed".into()),
+            fields: Some(EventFields(
+                serde_json::json!({"plan": "pro", "amount": 99.99, "recurring": true})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+/// The event is stored and its deliveries are queued.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct EventAccepted {
+    /// `Event processed successfully`
+    pub message: String,
+    /// `evt_` followed by a time-sortable unique id.
+    pub event_id: String,
+    /// `PENDING` until every delivery is final.
+    pub delivery_status: String,
+}
+
+/// A body that passed validation.
+#[derive(Debug, PartialEq)]
+pub struct ValidEvent {
+    pub category: String,
+    pub description: String,
+    pub fields: Map<String, Value>,
+}
+
+fn is_category_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
+}
+
+fn error(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks an intake body against every rule and lists each violation.
+pub fn validate_event(body: &Value) -> Result<ValidEvent, Vec<FieldError>> {
+    let Some(object) = body.as_object() else {
+        return Err(vec![error("", "the body must be a JSON object")]);
+    };
+    let mut errors = Vec::new();
+    for key in object.keys() {
+        if !matches!(key.as_str(), "category" | "description" | "fields") {
+            errors.push(error(
+                key.as_str(),
+                "unknown property; allowed are category, description and fields",
+            ));
+        }
+    }
+    let category = match object.get("category") {
+        None | Some(Value::Null) => {
+            errors.push(error("category", "required"));
+            None
+        }
+        Some(Value::String(name)) => {
+            let len = name.chars().count();
+            if len == 0 || len > MAX_CATEGORY_LEN {
+                errors.push(error("category", "must be 1 to 64 characters long"));
+            } else if !name.chars().all(is_category_char) {
+                errors.push(error(
+                    "category",
+                    "may contain only letters, digits and hyphens",
+                ));
+            }
+            Some(name.clone())
+        }
+        Some(_) => {
+            errors.push(error("category", "must be a string"));
+            None
+        }
+    };
+    let description = match object.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => {
+            if text.chars().count() > MAX_DESCRIPTION_LEN {
+                errors.push(error("description", "must be at most 4096 characters long"));
+            }
+            Some(text.clone()).filter(|t| !t.is_empty())
+        }
+        Some(_) => {
+            errors.push(error("description", "must be a string"));
+            None
+        }
+    };
+    let fields = match object.get("fields") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(fields)) => {
+            validate_fields(fields, &mut errors);
+            fields.clone()
+        }
+        Some(_) => {
+            errors.push(error("fields", "must be an object"));
+            Map::new()
+        }
+    };
+    match category {
+        Some(category) if errors.is_empty() => Ok(ValidEvent {
+            description: description
+                .unwrap_or_else(|| format!("A new {category} event has occurred!")),
+            category,
+            fields,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn validate_fields(fields: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    if fields.len() > MAX_FIELDS {
+        errors.push(error("fields", "must have at most 25 entries"));
+    }
+    for (key, value) in fields {
+        let path = format!("fields.{key}");
+        let key_len = key.chars().count();
+        if key_len == 0 || key_len > MAX_FIELD_KEY_LEN {
+            errors.push(error(&path, "keys must be 1 to 256 characters long"));
+        }
+        match value {
+            Value::String(text) if text.chars().count() > MAX_FIELD_VALUE_LEN => {
+                errors.push(error(
+                    &path,
+                    "text values must be at most 1024 characters long",
+                ));
+            }
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
+            Value::Null => errors.push(error(&path, "must not be null")),
+            Value::Array(_) | Value::Object(_) => {
+                errors.push(error(&path, "must be a string, a number or a boolean"))
+            }
+        }
+    }
+}
+
+/// 403 when an enabled channel lacks a field it needs, or no channel is enabled. Returns the
+/// enabled providers, in provider order.
+fn enabled_channels(state: &AppState, account: &Account) -> Result<Vec<&'static str>, ApiError> {
+    let mut enabled = Vec::new();
+    for entry in &state.providers {
+        let registration = entry.registration;
+        if !account.channel_enabled(registration.id) {
+            continue;
+        }
+        if let Some(field) = registration
+            .account_fields
+            .iter()
+            .find(|field| !account.fields.contains_key(field.name))
+        {
+            return Err(ApiError::forbidden(field.missing_message));
+        }
+        enabled.push(registration.id);
+    }
+    if enabled.is_empty() {
+        return Err(ApiError::forbidden(NO_CHANNEL_MESSAGE));
+    }
+    Ok(enabled)
+}
+
+pub struct IntakeApi(pub Arc<AppState>);
+
+impl IntakeApi {
+    async fn accept(
+        &self,
+        auth: Bearer,
+        body: JsonBody<EventRequest>,
+    ) -> Result<Json<EventAccepted>, ApiError> {
+        let state = &self.0;
+        let account = authenticate(state, &auth).await?;
+        let providers = enabled_channels(state, &account)?;
+        let store = state.store()?;
+        let now = now_millis();
+        let limit = state.plan(&account.plan).events_per_month;
+        if let Some(limit) = limit
+            && store.events_used(&account.id, now).await? >= limit
+        {
+            return Err(ApiError::too_many_requests(QUOTA_MESSAGE));
+        }
+        let event = validate_event(&body.value()?).map_err(ApiError::unprocessable)?;
+        let Some(category) = store.category(&account.id, &event.category).await? else {
+            return Err(ApiError::not_found(format!(
+                "You dont have a category named \"{}\"",
+                event.category
+            )));
+        };
+        let result = store
+            .insert_event(&NewEvent {
+                account_id: &account.id,
+                category: &category,
+                description: &event.description,
+                fields: &event.fields,
+                providers: &providers,
+                events_limit: limit,
+                now,
+            })
+            .await?;
+        match result {
+            IntakeResult::QuotaExceeded => Err(ApiError::too_many_requests(QUOTA_MESSAGE)),
+            IntakeResult::Accepted { event_id } => {
+                state.work_ready.notify_one();
+                Ok(Json(EventAccepted {
+                    message: ACCEPTED_MESSAGE.into(),
+                    event_id,
+                    delivery_status: "PENDING".into(),
+                }))
+            }
+        }
+    }
+}
+
+#[OpenApi(tag = "Tag::Events")]
+impl IntakeApi {
+    /// Send an event
+    ///
+    /// Stores the event with one delivery per enabled channel and counts it against the monthly
+    /// quota, all in one transaction, then answers; delivery happens in the background. Checks
+    /// run in this order and the first failure answers: 401 (key), 403 (account settings), 429
+    /// (quota), 415/413/400 (body), 422 (validation), 404 (category).
+    #[oai(path = "/event", method = "post", operation_id = "send_event")]
+    async fn send_event(
+        &self,
+        auth: Bearer,
+        body: JsonBody<EventRequest>,
+    ) -> Result<Json<EventAccepted>, ApiError> {
+        self.accept(auth, body).await
+    }
+
+    /// Send an event (alias)
+    ///
+    /// The same as `POST /event`.
+    #[oai(path = "/events", method = "post", operation_id = "send_event_alias")]
+    async fn send_event_alias(
+        &self,
+        auth: Bearer,
+        body: JsonBody<EventRequest>,
+    ) -> Result<Json<EventAccepted>, ApiError> {
+        self.accept(auth, body).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(result: Result<ValidEvent, Vec<FieldError>>) -> Vec<String> {
+        result.unwrap_err().into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn fills_in_the_default_description_and_keeps_field_order() {
+        let event =
+            validate_event(&json!({"category": "Sale", "fields": {"z": 1, "a": true}})).unwrap();
+        assert_eq!(event.description, "A new Sale event has occurred!");
+        assert_eq!(event.fields.keys().collect::<Vec<_>>(), ["z", "a"]);
+        let event = validate_event(&json!({"category": "sale", "description": ""})).unwrap();
+        assert_eq!(event.description, "A new sale event has occurred!");
+    }
+
+    #[test]
+    fn lists_every_violation() {
+        let body = json!({
+            "category": "no spaces",
+            "description": "x".repeat(4097),
+            "fields": {"ok": "x", "n": null, "list": [1], "obj": {}, "long": "y".repeat(1025)},
+            "extra": 1
+        });
+        assert_eq!(
+            paths(validate_event(&body)),
+            [
+                "extra",
+                "category",
+                "description",
+                "fields.n",
+                "fields.list",
+                "fields.obj",
+                "fields.long"
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_shapes() {
+        assert_eq!(paths(validate_event(&json!([]))), [""]);
+        assert_eq!(paths(validate_event(&json!({}))), ["category"]);
+        assert_eq!(paths(validate_event(&json!({"category": 5}))), ["category"]);
+        assert_eq!(
+            paths(validate_event(&json!({"category": ""}))),
+            ["category"]
+        );
+        assert_eq!(
+            paths(validate_event(&json!({"category": "a".repeat(65)}))),
+            ["category"]
+        );
+        assert_eq!(
+            paths(validate_event(&json!({"category": "a", "fields": []}))),
+            ["fields"]
+        );
+        let many: Map<String, Value> = (0..26).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert_eq!(
+            paths(validate_event(&json!({"category": "a", "fields": many}))),
+            ["fields"]
+        );
+        assert_eq!(
+            paths(validate_event(&json!({"category": "a", "fields": {"": 1}}))),
+            ["fields."]
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! Wiring: the shared state of a running relay, and the server with its workers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingpilot_config::{Config, Settings};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::model::{Account, PlanLimits, hash_api_key, now_millis};
+use crate::provider::{
+    self, ChannelContext, ChannelStatus, HostError, Provider, ProviderHost, ProviderRegistration,
+    ProviderSetup,
+};
+use crate::store::{Store, StoreError};
+
+pub const PROJECT_URL: &str = "https://github.com/pingpilot/pingpilot";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How stale a key's `lastUsedAt` may get before a request writes it again.
+const KEY_TOUCH_INTERVAL_MS: i64 = 60_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] pingpilot_config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A linked provider, built from its configuration.
+pub struct ProviderEntry {
+    pub registration: &'static ProviderRegistration,
+    pub provider: Arc<dyn Provider>,
+}
+
+pub struct AppState {
+    pub settings: Settings,
+    /// `None` only in the state used to render the OpenAPI document.
+    store: Option<Store>,
+    pub providers: Vec<ProviderEntry>,
+    /// Wakes the delivery workers when new work is committed.
+    pub work_ready: Arc<Notify>,
+}
+
+/// What a request authenticated as.
+pub struct Caller {
+    pub account: Account,
+}
+
+impl AppState {
+    /// Opens the database and builds every linked provider.
+    pub async fn open(config: &Config) -> Result<Arc<Self>, AppError> {
+        let store = open_store(config).await?;
+        Self::with_store(config, store)
+    }
+
+    pub fn with_store(config: &Config, store: Store) -> Result<Arc<Self>, AppError> {
+        let work_ready = Arc::new(Notify::new());
+        let host: Arc<dyn ProviderHost> = Arc::new(StoreHost {
+            store: store.clone(),
+            wake: work_ready.clone(),
+        });
+        let providers = build_providers(config, host.clone())?;
+        let state = Arc::new(Self {
+            settings: config.settings.clone(),
+            store: Some(store),
+            providers,
+            work_ready,
+        });
+        Ok(state)
+    }
+
+    /// Providers built from the configuration, without opening the database (`config check`).
+    pub fn without_database(config: &Config) -> Result<Self, AppError> {
+        let host: Arc<dyn ProviderHost> = Arc::new(NoHost);
+        Ok(Self {
+            settings: config.settings.clone(),
+            store: None,
+            providers: build_providers(config, host)?,
+            work_ready: Arc::new(Notify::new()),
+        })
+    }
+
+    /// A state with no database, enough to render the OpenAPI document.
+    pub(crate) fn for_documentation() -> Self {
+        Self {
+            settings: Settings::default(),
+            store: None,
+            providers: Vec::new(),
+            work_ready: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn store(&self) -> Result<&Store, StoreError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("no database in this context".into()))
+    }
+
+    pub fn plan(&self, name: &str) -> PlanLimits {
+        let plan = self.settings.plans.get(name);
+        PlanLimits {
+            events_per_month: plan.and_then(|p| p.events_per_month),
+            categories: plan.and_then(|p| p.categories),
+        }
+    }
+
+    pub fn provider(&self, id: &str) -> Option<&ProviderEntry> {
+        self.providers.iter().find(|p| p.registration.id == id)
+    }
+
+    /// Resolves an API key to its account; `None` when unknown or revoked.
+    pub async fn account_for_key(&self, key: &str) -> Result<Option<Account>, StoreError> {
+        let store = self.store()?;
+        let Some(found) = store.authenticate(&hash_api_key(key)).await? else {
+            return Ok(None);
+        };
+        let now = now_millis();
+        if found
+            .key_last_used_at
+            .is_none_or(|at| now - at >= KEY_TOUCH_INTERVAL_MS)
+        {
+            store.touch_key(&found.key_id, now).await?;
+        }
+        Ok(Some(found.account))
+    }
+
+    /// A channel's status for an account: the provider's view plus its account fields.
+    pub async fn channel_status(
+        &self,
+        entry: &ProviderEntry,
+        account: &Account,
+    ) -> Result<ChannelStatus, StoreError> {
+        let (link_token, state) = if entry.registration.uses_link_token {
+            let (token, state) = self
+                .store()?
+                .link_token(&account.id, entry.registration.id)
+                .await?;
+            (Some(token), state)
+        } else {
+            (None, None)
+        };
+        Ok(entry.provider.channel_status(&ChannelContext {
+            account_id: &account.id,
+            fields: &account.fields,
+            link_token: link_token.as_deref(),
+            state: state.as_ref(),
+        }))
+    }
+}
+
+fn build_providers(
+    config: &Config,
+    host: Arc<dyn ProviderHost>,
+) -> Result<Vec<ProviderEntry>, AppError> {
+    provider::registered()
+        .into_iter()
+        .map(|registration| {
+            let provider = (registration.build)(ProviderSetup {
+                section: config.provider_section(registration.id),
+                host: host.clone(),
+                project_url: PROJECT_URL,
+                version: VERSION,
+            })?;
+            Ok(ProviderEntry {
+                registration,
+                provider,
+            })
+        })
+        .collect()
+}
+
+/// Opens the configured database, creating it and bringing its schema up to date.
+pub async fn open_store(config: &Config) -> Result<Store, AppError> {
+    let db = &config.settings.database;
+    Ok(Store::open(&db.url, db.max_connections).await?)
+}
+
+/// A host for providers built without a database; they are not run.
+struct NoHost;
+
+#[async_trait]
+impl ProviderHost for NoHost {
+    async fn link_account(
+        &self,
+        _: &'static str,
+        _: &str,
+        _: Value,
+    ) -> Result<Option<String>, HostError> {
+        Err(HostError("no database".into()))
+    }
+    async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
+        Err(HostError("no database".into()))
+    }
+    async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
+        Err(HostError("no database".into()))
+    }
+}
+
+struct StoreHost {
+    store: Store,
+    wake: Arc<Notify>,
+}
+
+#[async_trait]
+impl ProviderHost for StoreHost {
+    async fn link_account(
+        &self,
+        provider: &'static str,
+        link_token: &str,
+        state: Value,
+    ) -> Result<Option<String>, HostError> {
+        let linked = self
+            .store
+            .link_account(provider, link_token, &state)
+            .await
+            .map_err(|e| HostError(e.to_string()))?;
+        self.wake.notify_one();
+        Ok(linked)
+    }
+
+    async fn load_value(
+        &self,
+        provider: &'static str,
+        key: &str,
+    ) -> Result<Option<String>, HostError> {
+        self.store
+            .provider_value(provider, key)
+            .await
+            .map_err(|e| HostError(e.to_string()))
+    }
+
+    async fn save_value(
+        &self,
+        provider: &'static str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), HostError> {
+        self.store
+            .set_provider_value(provider, key, value)
+            .await
+            .map_err(|e| HostError(e.to_string()))
+    }
+}
+
+/// Runs the HTTP server, the delivery workers and the providers' background tasks until
+/// `shutdown` turns true; then stops accepting, lets in-flight work finish and returns.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    let mut background = tokio::task::JoinSet::new();
+    for entry in &state.providers {
+        let provider = entry.provider.clone();
+        let stop = shutdown.clone();
+        background.spawn(async move { provider.run_background(stop).await });
+    }
+    background.spawn(crate::delivery::run_workers(
+        state.clone(),
+        shutdown.clone(),
+    ));
+
+    let app = crate::api::routes(state.clone());
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    let server = poem::Server::new_with_acceptor(acceptor);
+    server
+        .run_with_graceful_shutdown(
+            app,
+            async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            },
+            Some(std::time::Duration::from_secs(10)),
+        )
+        .await?;
+    while background.join_next().await.is_some() {}
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The delivery worker: claims due deliveries from the database with a lease, hands each to its
+//! provider, records the attempt and decides what happens next (done, retry later, failed,
+//! waiting for the channel). The queue lives only in the database.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::app::AppState;
+use crate::model::{Millis, now_millis, to_datetime};
+use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
+use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate};
+
+/// How long in-flight deliveries may run on after shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Retry policy from the delivery settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub waiting_recheck: Duration,
+}
+
+impl RetryPolicy {
+    pub fn from_settings(settings: &pingpilot_config::DeliverySettings) -> Self {
+        Self {
+            max_attempts: settings.max_attempts,
+            max_age: settings.max_age.get(),
+            backoff_initial: settings.backoff_initial.get(),
+            backoff_max: settings.backoff_max.get(),
+            waiting_recheck: settings.waiting_recheck.get(),
+        }
+    }
+
+    /// Delay before attempt `attempt + 1`, given `attempt` attempts so far: doubling from the
+    /// initial delay up to the maximum, then "equal jitter" (half fixed, half random) so
+    /// retries of a burst spread out.
+    pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        let full = self
+            .backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max);
+        full / 2 + full.mul_f64(random.clamp(0.0, 1.0) / 2.0)
+    }
+
+    /// What to do with a delivery after an outcome, given its attempts so far (before this one)
+    /// and when it was queued.
+    pub fn next(
+        &self,
+        outcome: &DeliveryOutcome,
+        attempts: u32,
+        queued_at: Millis,
+        now: Millis,
+    ) -> DeliveryUpdate {
+        let too_old = now - queued_at > self.max_age.as_millis() as i64;
+        let after = |delay: Duration| now + delay.as_millis() as i64;
+        match outcome {
+            DeliveryOutcome::Delivered { .. } => DeliveryUpdate::Delivered,
+            DeliveryOutcome::Failed { error, .. } => DeliveryUpdate::Failed {
+                error: error.clone(),
+            },
+            DeliveryOutcome::Retry {
+                error, retry_after, ..
+            } => {
+                if too_old {
+                    return DeliveryUpdate::Failed {
+                        error: format!("gave up: older than delivery.max_age; last error: {error}"),
+                    };
+                }
+                match retry_after {
+                    // The provider asked for a pause: honour it, and it costs no attempt.
+                    Some(pause) => DeliveryUpdate::Retry {
+                        at: after(*pause),
+                        counted: false,
+                        error: error.clone(),
+                    },
+                    None if attempts + 1 >= self.max_attempts => DeliveryUpdate::Failed {
+                        error: format!(
+                            "gave up after {} attempts; last error: {error}",
+                            attempts + 1
+                        ),
+                    },
+                    None => DeliveryUpdate::Retry {
+                        at: after(self.backoff(attempts + 1, rand::rng().random())),
+                        counted: true,
+                        error: error.clone(),
+                    },
+                }
+            }
+            DeliveryOutcome::Wait { reason } if too_old => DeliveryUpdate::Failed {
+                error: format!("gave up: older than delivery.max_age; {reason}"),
+            },
+            DeliveryOutcome::Wait { reason } => DeliveryUpdate::Waiting {
+                at: after(self.waiting_recheck),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// Claims and sends deliveries until `shutdown` turns true, then lets in-flight sends finish
+/// (or gives their leases back).
+pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(store) = state.store().cloned() else {
+        return;
+    };
+    let settings = &state.settings.delivery;
+    let owner = format!("worker-{}", ulid::Ulid::new());
+    let policy = RetryPolicy::from_settings(settings);
+    let lease = settings.lease.get().as_millis() as i64;
+    let poll = settings.poll_interval.get();
+    let slots = Arc::new(Semaphore::new(settings.concurrency as usize));
+    let in_flight_ids = Arc::new(Mutex::new(HashSet::new()));
+    let mut in_flight = JoinSet::new();
+
+    while !*shutdown.borrow() {
+        while in_flight.try_join_next().is_some() {}
+        let free = slots.available_permits() as u32;
+        let now = now_millis();
+        let claimed = if free > 0 {
+            match store.claim_due(&owner, now, now + lease, free).await {
+                Ok(claimed) => claimed,
+                Err(err) => {
+                    tracing::error!(error = %err, "could not claim deliveries");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let claimed_all_slots = free > 0 && claimed.len() as u32 == free;
+        for delivery in claimed {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let state = state.clone();
+            let owner = owner.clone();
+            let ids = in_flight_ids.clone();
+            lock(&ids).insert(delivery.id);
+            in_flight.spawn(async move {
+                let id = delivery.id;
+                process(&state, &owner, &policy, delivery).await;
+                lock(&ids).remove(&id);
+                drop(permit);
+            });
+        }
+        if claimed_all_slots {
+            continue;
+        }
+        let wait = match store.next_due().await {
+            Ok(Some(due)) => {
+                Duration::from_millis((due - now_millis()).clamp(0, poll.as_millis() as i64) as u64)
+            }
+            _ => poll,
+        };
+        tokio::select! {
+            _ = state.work_ready.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        in_flight.abort_all();
+        let unfinished: Vec<i64> = lock(&in_flight_ids).drain().collect();
+        for id in unfinished {
+            if let Err(err) = store.release(id, &owner).await {
+                tracing::warn!(error = %err, delivery = id, "could not release a lease; it expires on its own");
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: ClaimedDelivery) {
+    let Some(entry) = state.provider(&delivery.provider) else {
+        let outcome = DeliveryOutcome::Wait {
+            reason: format!("provider {} is not part of this build", delivery.provider),
+        };
+        let update = policy.next(
+            &outcome,
+            delivery.attempts,
+            delivery.queued_at,
+            now_millis(),
+        );
+        finish(state, owner, &delivery, None, &update).await;
+        return;
+    };
+    let message = EventMessage {
+        event_id: delivery.event_id.clone(),
+        category: delivery.category.clone(),
+        emoji: delivery.emoji.clone(),
+        color: delivery.color,
+        description: delivery.description.clone(),
+        fields: delivery.fields.clone(),
+        created_at: to_datetime(delivery.created_at),
+    };
+    let started_at = now_millis();
+    let clock = Instant::now();
+    let outcome = entry
+        .provider
+        .deliver(DeliveryRequest {
+            delivery_id: delivery.id,
+            message: &message,
+            channel: ChannelContext {
+                account_id: &delivery.account_id,
+                fields: &delivery.account_fields,
+                link_token: delivery.link_token.as_deref(),
+                state: delivery.link_state.as_ref(),
+            },
+        })
+        .await;
+    let duration_ms = clock.elapsed().as_millis() as i64;
+    let attempt = match &outcome {
+        DeliveryOutcome::Wait { .. } => None,
+        DeliveryOutcome::Delivered { http_status } => Some(AttemptLog {
+            started_at,
+            duration_ms,
+            http_status: *http_status,
+            error: None,
+        }),
+        DeliveryOutcome::Retry {
+            http_status, error, ..
+        }
+        | DeliveryOutcome::Failed { http_status, error } => Some(AttemptLog {
+            started_at,
+            duration_ms,
+            http_status: *http_status,
+            error: Some(error.clone()),
+        }),
+    };
+    let update = policy.next(
+        &outcome,
+        delivery.attempts,
+        delivery.queued_at,
+        now_millis(),
+    );
+    tracing::info!(
+        event_id = %delivery.event_id,
+        provider = %delivery.provider,
+        delivery = delivery.id,
+        outcome = outcome_name(&update),
+        http_status = attempt.as_ref().and_then(|a| a.http_status),
+        duration_ms,
+        "delivery attempt"
+    );
+    finish(state, owner, &delivery, attempt.as_ref(), &update).await;
+}
+
+fn outcome_name(update: &DeliveryUpdate) -> &'static str {
+    match update {
+        DeliveryUpdate::Delivered => "delivered",
+        DeliveryUpdate::Retry { .. } => "retry",
+        DeliveryUpdate::Failed { .. } => "failed",
+        DeliveryUpdate::Waiting { .. } => "waiting",
+    }
+}
+
+async fn finish(
+    state: &AppState,
+    owner: &str,
+    delivery: &ClaimedDelivery,
+    attempt: Option<&AttemptLog>,
+    update: &DeliveryUpdate,
+) {
+    let Ok(store) = state.store() else {
+        return;
+    };
+    match store
+        .finish_delivery(delivery.id, owner, attempt, update)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            delivery = delivery.id,
+            "lease lost before the result was recorded"
+        ),
+        Err(err) => {
+            tracing::error!(error = %err, delivery = delivery.id, "could not record a delivery result; the lease will expire and it is tried again")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            max_age: Duration::from_secs(3600),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+            waiting_recheck: Duration::from_secs(60),
+        }
+    }
+
+    fn retry(after: Option<Duration>) -> DeliveryOutcome {
+        DeliveryOutcome::Retry {
+            http_status: Some(500),
+            error: "boom".into(),
+            retry_after: after,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_bounds_with_jitter() {
+        let p = policy();
+        assert_eq!(p.backoff(1, 1.0), Duration::from_secs(1));
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.backoff(3, 1.0), Duration::from_secs(4));
+        assert_eq!(p.backoff(10, 1.0), Duration::from_secs(10));
+        assert_eq!(p.backoff(40, 0.0), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn retries_until_the_attempt_limit() {
+        let p = policy();
+        assert!(matches!(
+            p.next(&retry(None), 0, 0, 0),
+            DeliveryUpdate::Retry { counted: true, .. }
+        ));
+        assert!(matches!(
+            p.next(&retry(None), 1, 0, 0),
+            DeliveryUpdate::Retry { counted: true, .. }
+        ));
+        match p.next(&retry(None), 2, 0, 0) {
+            DeliveryUpdate::Failed { error } => {
+                assert_eq!(error, "gave up after 3 attempts; last error: boom")
+            }
+            other => panic!("expected failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn provider_pauses_are_honoured_and_free() {
+        let p = policy();
+        match p.next(&retry(Some(Duration::from_millis(2500))), 2, 0, 1000) {
+            DeliveryUpdate::Retry { at, counted, .. } => {
+                assert_eq!(at, 3500);
+                assert!(!counted);
+            }
+            other => panic!("expected retry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn too_old_fails_and_waiting_waits() {
+        let p = policy();
+        let late = 3_600_001;
+        assert!(matches!(
+            p.next(&retry(None), 0, 0, late),
+            DeliveryUpdate::Failed { .. }
+        ));
+        let wait = DeliveryOutcome::Wait {
+            reason: "not linked".into(),
+        };
+        assert!(matches!(
+            p.next(&wait, 0, 0, 10),
+            DeliveryUpdate::Waiting { at: 60_010, .. }
+        ));
+        assert!(matches!(
+            p.next(&wait, 0, 0, late),
+            DeliveryUpdate::Failed { .. }
+        ));
+    }
+}

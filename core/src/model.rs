@@ -1,0 +1,222 @@
+//! Domain types shared by storage, the API and the delivery engine.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Milliseconds since the Unix epoch, UTC: how every time is stored.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    Utc::now().timestamp_millis()
+}
+
+pub fn to_datetime(millis: Millis) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// RFC 3339 with milliseconds, as the API shows times.
+pub fn format_time(millis: Millis) -> String {
+    to_datetime(millis).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Event id: `evt_` + a ULID, which sorts by creation time.
+pub fn new_event_id() -> String {
+    format!("evt_{}", ulid::Ulid::new())
+}
+
+pub fn new_account_id() -> String {
+    format!("acc_{}", ulid::Ulid::new())
+}
+
+pub fn new_key_id() -> String {
+    format!("key_{}", ulid::Ulid::new())
+}
+
+fn random_text(len: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// A fresh API key: `pk_` and 40 random alphanumerics (about 238 bits).
+pub fn new_api_key() -> String {
+    format!("pk_{}", random_text(40))
+}
+
+/// A link token for deep links such as Telegram's `?start=`: 32 of `[A-Za-z0-9]`.
+pub fn new_link_token() -> String {
+    random_text(32)
+}
+
+/// What is stored of a key: its SHA-256, hex.
+pub fn hash_api_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The part of a key shown in listings.
+pub fn key_prefix(key: &str) -> String {
+    key.chars().take(10).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub plan: String,
+    /// Provider-declared account fields that are set, by JSON name.
+    pub fields: BTreeMap<String, String>,
+    /// Channels the user switched explicitly; a channel not listed is enabled.
+    pub channels: BTreeMap<String, bool>,
+    pub created_at: Millis,
+}
+
+impl Account {
+    pub fn channel_enabled(&self, provider: &str) -> bool {
+        self.channels.get(provider).copied().unwrap_or(true)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub prefix: String,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Category {
+    pub id: i64,
+    pub name: String,
+    pub color: u32,
+    pub emoji: Option<String>,
+    pub created_at: Millis,
+    pub events_count: i64,
+    pub last_ping: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Delivered => "DELIVERED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_uppercase().as_str() {
+            "PENDING" => Some(Self::Pending),
+            "DELIVERED" => Some(Self::Delivered),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: String,
+    pub category: String,
+    pub description: String,
+    pub fields: Map<String, Value>,
+    pub delivery_status: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: Millis,
+    pub duration_ms: i64,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub provider: String,
+    pub status: String,
+    pub attempts: Vec<AttemptRecord>,
+    pub last_error: Option<String>,
+    pub waiting_reason: Option<String>,
+    pub next_attempt_at: Option<Millis>,
+    pub delivered_at: Option<Millis>,
+}
+
+/// A plan's limits; `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanLimits {
+    pub events_per_month: Option<u64>,
+    pub categories: Option<u64>,
+}
+
+/// The calendar month (UTC) that `millis` falls in, as `YYYY-MM`.
+pub fn month_key(millis: Millis) -> String {
+    to_datetime(millis).format("%Y-%m").to_string()
+}
+
+/// Start of the next calendar month (UTC) after `millis`: when quotas reset.
+pub fn next_month_start(millis: Millis) -> DateTime<Utc> {
+    use chrono::Datelike;
+    let now = to_datetime(millis);
+    let (year, month) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_documented_shape() {
+        let key = new_api_key();
+        assert!(key.starts_with("pk_"));
+        assert!(key.len() >= 35);
+        assert_ne!(key, new_api_key());
+        assert_eq!(hash_api_key("pk_x").len(), 64);
+        assert_eq!(key_prefix(&key).len(), 10);
+    }
+
+    #[test]
+    fn event_ids_sort_by_time() {
+        let first = new_event_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_event_id();
+        assert!(first.starts_with("evt_"));
+        assert!(first < second);
+    }
+
+    #[test]
+    fn months_roll_over_in_utc() {
+        let dec = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 0).unwrap();
+        assert_eq!(month_key(dec.timestamp_millis()), "2026-12");
+        assert_eq!(
+            next_month_start(dec.timestamp_millis()).to_rfc3339(),
+            "2027-01-01T00:00:00+00:00"
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! The provider plugin contract.
+//!
+//! A provider crate registers one [`ProviderRegistration`] with `inventory::submit!`. The core
+//! reads the registrations at run time and never names a provider: adding a channel means adding
+//! a crate and one line in the binary that links it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+pub use pingpilot_config::{ConfigError, ProviderSection};
+
+/// A field a provider needs on each account (e.g. the user's Discord ID).
+pub struct AccountField {
+    /// JSON property name in the account API, camelCase (`discordId`).
+    pub name: &'static str,
+    pub description: &'static str,
+    pub example: &'static str,
+    /// Exact message of the 403 answered by event intake while the field is unset.
+    pub missing_message: &'static str,
+    /// Validates a value the user entered and returns the form to store (e.g. without a leading `@`).
+    pub normalize: fn(&str) -> Result<String, String>,
+    /// JSON Schema of the stored value.
+    pub schema: fn() -> schemars::Schema,
+}
+
+impl AccountField {
+    /// The CLI flag for this field: `discordId` → `discord-id`.
+    pub fn cli_flag(&self) -> String {
+        let mut flag = String::new();
+        for c in self.name.chars() {
+            if c.is_ascii_uppercase() {
+                flag.push('-');
+                flag.push(c.to_ascii_lowercase());
+            } else {
+                flag.push(c);
+            }
+        }
+        flag
+    }
+}
+
+/// What a provider crate submits to the registry. Built from `const` parts only.
+pub struct ProviderRegistration {
+    /// Stable id, also the config section (`providers.<id>`) and the key in `channels`.
+    pub id: &'static str,
+    /// Position among providers: lower first. Decides the order of the 403 checks.
+    pub order: u32,
+    pub display_name: &'static str,
+    pub description: &'static str,
+    pub account_fields: &'static [AccountField],
+    /// Whether the core keeps a per-account link token for this provider (e.g. Telegram's
+    /// `/start <token>` deep link).
+    pub uses_link_token: bool,
+    /// Names of the settings in `providers.<id>` with what they do, for `pingpilot providers`.
+    pub settings: &'static [(&'static str, &'static str)],
+    /// JSON Schema of the `providers.<id>` configuration section.
+    pub config_schema: fn() -> schemars::Schema,
+    /// Builds the provider from its configuration section.
+    pub build: fn(ProviderSetup) -> Result<Arc<dyn Provider>, ConfigError>,
+}
+
+inventory::collect!(ProviderRegistration);
+
+/// Every provider linked into this binary, in provider order.
+pub fn registered() -> Vec<&'static ProviderRegistration> {
+    let mut all: Vec<_> = inventory::iter::<ProviderRegistration>
+        .into_iter()
+        .collect();
+    all.sort_by_key(|p| (p.order, p.id));
+    all
+}
+
+/// Every account field declared by a linked provider, in provider order.
+pub fn account_fields()
+-> impl Iterator<Item = (&'static ProviderRegistration, &'static AccountField)> {
+    registered()
+        .into_iter()
+        .flat_map(|p| p.account_fields.iter().map(move |f| (p, f)))
+}
+
+/// What a provider gets when it is built.
+pub struct ProviderSetup {
+    /// Its `providers.<id>` configuration section.
+    pub section: ProviderSection,
+    /// Access to the relay's storage for what a provider may need to do on its own.
+    pub host: Arc<dyn ProviderHost>,
+    /// `User-Agent` for outgoing requests: `PingPilot (<url>, <version>)`.
+    pub project_url: &'static str,
+    pub version: &'static str,
+}
+
+/// Storage services the core offers to providers (used by background tasks such as Telegram's
+/// update polling).
+#[async_trait]
+pub trait ProviderHost: Send + Sync {
+    /// Attaches provider state (e.g. a Telegram chat id) to the account owning `link_token`, and
+    /// releases that account's deliveries waiting for it. Returns the account's name, or `None`
+    /// when no account has that token.
+    async fn link_account(
+        &self,
+        provider: &'static str,
+        link_token: &str,
+        state: Value,
+    ) -> Result<Option<String>, HostError>;
+
+    /// Reads a provider-wide value saved with [`ProviderHost::save_value`] (e.g. an update offset).
+    async fn load_value(
+        &self,
+        provider: &'static str,
+        key: &str,
+    ) -> Result<Option<String>, HostError>;
+
+    async fn save_value(
+        &self,
+        provider: &'static str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), HostError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct HostError(pub String);
+
+/// The per-account view a provider gets of its channel.
+pub struct ChannelContext<'a> {
+    pub account_id: &'a str,
+    /// Values of every account field (by JSON name) that is set.
+    pub fields: &'a BTreeMap<String, String>,
+    /// The link token, when the provider uses one.
+    pub link_token: Option<&'a str>,
+    /// State stored by [`ProviderHost::link_account`], if any.
+    pub state: Option<&'a Value>,
+}
+
+/// A provider's channel readiness beyond its account fields.
+#[derive(Debug, Default)]
+pub struct ChannelStatus {
+    /// Why deliveries on this channel cannot go out now (not configured, chat not linked).
+    pub waiting: Option<String>,
+    /// Extra properties shown in the account's `channels` entry (e.g. `linked`, `linkUrl`).
+    pub extra: Map<String, Value>,
+}
+
+/// One event rendered for delivery.
+#[derive(Debug, Clone)]
+pub struct EventMessage {
+    pub event_id: String,
+    pub category: String,
+    pub emoji: Option<String>,
+    /// `0xRRGGBB` as an integer.
+    pub color: u32,
+    /// The description as stored: never empty (the default text is filled in at intake).
+    pub description: String,
+    /// Fields in the order sent; values are strings, numbers or booleans.
+    pub fields: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl EventMessage {
+    /// `<emoji or 🔔> <Category with first letter upper-cased>`.
+    pub fn title(&self) -> String {
+        let emoji = self
+            .emoji
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .unwrap_or("🔔");
+        let mut chars = self.category.chars();
+        let name: String = match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => String::new(),
+        };
+        format!("{emoji} {name}")
+    }
+
+    /// A field value as text: strings as they are, numbers as their JSON text, `true`/`false`.
+    pub fn value_text(value: &Value) -> String {
+        match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The event time as ISO 8601 with milliseconds, in UTC.
+    pub fn timestamp(&self) -> String {
+        self.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+/// Everything a provider needs to send one delivery.
+pub struct DeliveryRequest<'a> {
+    pub delivery_id: i64,
+    pub message: &'a EventMessage,
+    pub channel: ChannelContext<'a>,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Delivered {
+        http_status: Option<u16>,
+    },
+    /// Worth trying again: network error, 5xx, 429.
+    Retry {
+        http_status: Option<u16>,
+        error: String,
+        /// The provider asked for this pause; such an attempt does not count against the limit.
+        retry_after: Option<Duration>,
+    },
+    /// Will never succeed as it is (user blocks DMs, chat not found, bad token).
+    Failed {
+        http_status: Option<u16>,
+        error: String,
+    },
+    /// Nothing was sent: the channel is not ready (provider not configured, chat not linked).
+    Wait {
+        reason: String,
+    },
+}
+
+/// A channel implementation.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Why the provider cannot deliver at all (e.g. no bot token configured), naming the setting
+    /// to fill; `None` when it is configured.
+    fn not_configured(&self) -> Option<String> {
+        None
+    }
+
+    /// Readiness of an account's channel beyond its account fields, and what to show about it.
+    fn channel_status(&self, channel: &ChannelContext<'_>) -> ChannelStatus;
+
+    /// Sends one event. Must not panic; every failure is an outcome.
+    async fn deliver(&self, request: DeliveryRequest<'_>) -> DeliveryOutcome;
+
+    /// Long-running work of the provider (e.g. polling for bot updates), run until `shutdown`
+    /// turns true. The default has none.
+    async fn run_background(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let _ = shutdown;
+    }
+}

@@ -1,0 +1,1066 @@
+//! Storage on SQLite: one writer connection (every write is serialised, so read-then-write checks
+//! such as quotas hold under concurrency, and group commit can be added behind it), a pool of
+//! readers, WAL journal.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+
+use crate::model::*;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+/// An account found by one of its API keys.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub account: Account,
+    pub key_id: String,
+    pub key_last_used_at: Option<Millis>,
+}
+
+/// What event intake writes, all in one transaction.
+pub struct NewEvent<'a> {
+    pub account_id: &'a str,
+    pub category: &'a Category,
+    pub description: &'a str,
+    pub fields: &'a Map<String, Value>,
+    pub providers: &'a [&'static str],
+    pub events_limit: Option<u64>,
+    pub now: Millis,
+}
+
+#[derive(Debug)]
+pub enum IntakeResult {
+    Accepted { event_id: String },
+    QuotaExceeded,
+}
+
+#[derive(Debug)]
+pub enum CategoryCreate {
+    Created(Category),
+    Duplicate,
+    LimitReached,
+}
+
+#[derive(Debug)]
+pub enum CategoryUpdate {
+    Updated(Category),
+    NotFound,
+    Duplicate,
+}
+
+#[derive(Debug, Default)]
+pub struct CategoryChanges {
+    pub name: Option<String>,
+    pub color: Option<u32>,
+    /// `Some(None)` clears the emoji.
+    pub emoji: Option<Option<String>>,
+}
+
+#[derive(Debug, Default)]
+pub struct AccountChanges {
+    /// Field name → new value, `None` clears.
+    pub fields: BTreeMap<String, Option<String>>,
+    pub channels: BTreeMap<String, bool>,
+    pub name: Option<String>,
+    pub email: Option<Option<String>>,
+}
+
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    pub category: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    /// Only events with an id below this one (the cursor of the previous page).
+    pub before_id: Option<String>,
+    pub limit: u32,
+}
+
+/// A delivery handed to a worker, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub provider: String,
+    pub attempts: u32,
+    pub queued_at: Millis,
+    pub account_id: String,
+    pub account_fields: BTreeMap<String, String>,
+    pub link_token: Option<String>,
+    pub link_state: Option<Value>,
+    pub event_id: String,
+    pub category: String,
+    pub color: u32,
+    pub emoji: Option<String>,
+    pub description: String,
+    pub fields: Map<String, Value>,
+    pub created_at: Millis,
+}
+
+/// How a worker leaves a delivery after trying it.
+#[derive(Debug, Clone)]
+pub enum DeliveryUpdate {
+    Delivered,
+    Retry {
+        at: Millis,
+        counted: bool,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not sent: the channel is not ready. Not an attempt.
+    Waiting {
+        at: Millis,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptLog {
+    pub started_at: Millis,
+    pub duration_ms: i64,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Store {
+    /// Opens (creating when absent) the database at a `sqlite://` URL and brings its schema up to
+    /// date.
+    pub async fn open(url: &str, readers: u32) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let store = Self {
+            readers: writer.clone(),
+            writer,
+        };
+        store.migrate().await?;
+        // Readers open only once the file and its schema exist.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .connect_with(options.create_if_missing(false).read_only(true))
+            .await?;
+        Ok(Self { readers, ..store })
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .execute(&self.writer)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if applied.is_none() {
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                    .bind(version)
+                    .bind(now_millis())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    // ----- accounts and keys -----
+
+    /// Creates an account with one API key; returns the account and the key in clear (the only
+    /// time it exists outside the caller).
+    pub async fn create_account(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        plan: &str,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<(Account, String)> {
+        let account = Account {
+            id: new_account_id(),
+            name: name.to_string(),
+            email: email.map(str::to_string),
+            plan: plan.to_string(),
+            fields: fields.clone(),
+            channels: BTreeMap::new(),
+            created_at: now_millis(),
+        };
+        let key = new_api_key();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("INSERT INTO accounts (id, name, email, plan, fields, channels, created_at) VALUES (?, ?, ?, ?, ?, '{}', ?)")
+            .bind(&account.id)
+            .bind(&account.name)
+            .bind(&account.email)
+            .bind(&account.plan)
+            .bind(json_text(&account.fields))
+            .bind(account.created_at)
+            .execute(&mut *tx)
+            .await?;
+        insert_key(&mut tx, &account.id, &key, account.created_at).await?;
+        tx.commit().await?;
+        Ok((account, key))
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY created_at, id")
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    pub async fn set_plan(&self, account_id: &str, plan: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE accounts SET plan = ? WHERE id = ?")
+            .bind(plan)
+            .bind(account_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
+    /// this account are looked at again right away.
+    pub async fn update_account(
+        &self,
+        id: &str,
+        changes: &AccountChanges,
+    ) -> Result<Option<Account>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(mut account) = row.as_ref().map(account_from_row).transpose()? else {
+            return Ok(None);
+        };
+        for (field, value) in &changes.fields {
+            match value {
+                Some(value) => account.fields.insert(field.clone(), value.clone()),
+                None => account.fields.remove(field),
+            };
+        }
+        account.channels.extend(changes.channels.clone());
+        if let Some(name) = &changes.name {
+            account.name = name.clone();
+        }
+        if let Some(email) = &changes.email {
+            account.email = email.clone();
+        }
+        sqlx::query(
+            "UPDATE accounts SET name = ?, email = ?, fields = ?, channels = ? WHERE id = ?",
+        )
+        .bind(&account.name)
+        .bind(&account.email)
+        .bind(json_text(&account.fields))
+        .bind(json_text(&account.channels))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        wake_waiting(&mut tx, id, None).await?;
+        tx.commit().await?;
+        Ok(Some(account))
+    }
+
+    pub async fn authenticate(&self, key_hash: &str) -> Result<Option<Authenticated>> {
+        let row = sqlx::query(
+            "SELECT a.*, k.id AS key_id, k.last_used_at AS key_last_used_at FROM api_keys k \
+             JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|row| {
+            Ok(Authenticated {
+                account: account_from_row(&row)?,
+                key_id: row.try_get("key_id")?,
+                key_last_used_at: row.try_get("key_last_used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn touch_key(&self, key_id: &str, at: Millis) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(key_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a key; `None` when the account does not exist.
+    pub async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let key = new_api_key();
+        let info = insert_key(&mut tx, account_id, &key, now_millis()).await?;
+        tx.commit().await?;
+        Ok(Some((info, key)))
+    }
+
+    pub async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, prefix, created_at, last_used_at FROM api_keys \
+             WHERE account_id = ? AND revoked_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    id: row.try_get("id")?,
+                    prefix: row.try_get("prefix")?,
+                    created_at: row.try_get("created_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes a key, limited to one account's keys when `account_id` is given. Returns whether a
+    /// live key was revoked.
+    pub async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
+             AND (?3 IS NULL OR account_id = ?3)",
+        )
+        .bind(now_millis())
+        .bind(key_id)
+        .bind(account_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ----- channel links -----
+
+    /// The account's link token for a provider, created on first use.
+    pub async fn link_token(
+        &self,
+        account_id: &str,
+        provider: &str,
+    ) -> Result<(String, Option<Value>)> {
+        if let Some(found) = self.find_link(account_id, provider).await? {
+            return Ok(found);
+        }
+        sqlx::query("INSERT OR IGNORE INTO channel_links (account_id, provider, link_token) VALUES (?, ?, ?)")
+            .bind(account_id)
+            .bind(provider)
+            .bind(new_link_token())
+            .execute(&self.writer)
+            .await?;
+        let row = sqlx::query(
+            "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .fetch_one(&self.writer)
+        .await?;
+        link_from_row(&row)
+    }
+
+    async fn find_link(
+        &self,
+        account_id: &str,
+        provider: &str,
+    ) -> Result<Option<(String, Option<Value>)>> {
+        let row = sqlx::query(
+            "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(link_from_row).transpose()
+    }
+
+    /// Stores provider state for the account holding `link_token` and wakes its waiting
+    /// deliveries on that provider. Returns the account's name.
+    pub async fn link_account(
+        &self,
+        provider: &str,
+        link_token: &str,
+        state: &Value,
+    ) -> Result<Option<String>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let account: Option<(String, String)> = sqlx::query_as(
+            "SELECT a.id, a.name FROM channel_links l JOIN accounts a ON a.id = l.account_id \
+             WHERE l.provider = ? AND l.link_token = ?",
+        )
+        .bind(provider)
+        .bind(link_token)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((account_id, name)) = account else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE channel_links SET state = ? WHERE account_id = ? AND provider = ?")
+            .bind(json_text(state))
+            .bind(&account_id)
+            .bind(provider)
+            .execute(&mut *tx)
+            .await?;
+        wake_waiting(&mut tx, &account_id, Some(provider)).await?;
+        tx.commit().await?;
+        Ok(Some(name))
+    }
+
+    pub async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM provider_values WHERE provider = ? AND key = ?")
+                .bind(provider)
+                .bind(key)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    pub async fn set_provider_value(&self, provider: &str, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO provider_values (provider, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (provider, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(provider)
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    // ----- categories -----
+
+    const CATEGORY_SELECT: &'static str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
+        (SELECT COUNT(*) FROM events e WHERE e.category_id = c.id) AS events_count, \
+        (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
+        FROM categories c";
+
+    pub async fn categories(&self, account_id: &str) -> Result<Vec<Category>> {
+        let sql = format!(
+            "{} WHERE c.account_id = ? ORDER BY c.created_at, c.id",
+            Self::CATEGORY_SELECT
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(account_id)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(category_from_row).collect()
+    }
+
+    /// The category of that name, matched case-insensitively.
+    pub async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
+        let sql = format!(
+            "{} WHERE c.account_id = ? AND c.name = lower(?)",
+            Self::CATEGORY_SELECT
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(category_from_row).transpose()
+    }
+
+    pub async fn count_categories(&self, account_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
+                .bind(account_id)
+                .fetch_one(&self.readers)
+                .await?,
+        )
+    }
+
+    pub async fn create_category(
+        &self,
+        account_id: &str,
+        name: &str,
+        color: u32,
+        emoji: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<CategoryCreate> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let existing: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
+                .bind(account_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM categories WHERE account_id = ? AND name = ?")
+                .bind(account_id)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            return Ok(CategoryCreate::Duplicate);
+        }
+        if limit.is_some_and(|limit| existing as u64 >= limit) {
+            return Ok(CategoryCreate::LimitReached);
+        }
+        let created_at = now_millis();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO categories (account_id, name, color, emoji, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(color as i64)
+        .bind(emoji)
+        .bind(created_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CategoryCreate::Created(Category {
+            id,
+            name: name.to_string(),
+            color,
+            emoji: emoji.map(str::to_string),
+            created_at,
+            events_count: 0,
+            last_ping: None,
+        }))
+    }
+
+    pub async fn update_category(
+        &self,
+        account_id: &str,
+        name: &str,
+        changes: &CategoryChanges,
+    ) -> Result<CategoryUpdate> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM categories WHERE account_id = ? AND name = lower(?)",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(CategoryUpdate::NotFound);
+        };
+        let mut update = QueryBuilder::<Sqlite>::new("UPDATE categories SET id = id");
+        if let Some(new_name) = &changes.name {
+            update.push(", name = ").push_bind(new_name.clone());
+        }
+        if let Some(color) = changes.color {
+            update.push(", color = ").push_bind(color as i64);
+        }
+        if let Some(emoji) = &changes.emoji {
+            update.push(", emoji = ").push_bind(emoji.clone());
+        }
+        update.push(" WHERE id = ").push_bind(id);
+        match update.build().execute(&mut *tx).await {
+            Err(err) if is_unique_violation(&err) => return Ok(CategoryUpdate::Duplicate),
+            other => other?,
+        };
+        tx.commit().await?;
+        let sql = format!("{} WHERE c.id = ?", Self::CATEGORY_SELECT);
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(CategoryUpdate::Updated(category_from_row(&row)?))
+    }
+
+    pub async fn delete_category(&self, account_id: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM categories WHERE account_id = ? AND name = lower(?)")
+            .bind(account_id)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ----- events -----
+
+    pub async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
+                .bind(account_id)
+                .bind(month_key(now))
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(used.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Commits the event, one delivery per provider and the quota count together, unless the
+    /// quota is used up.
+    pub async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
+        let month = month_key(event.now);
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(limit) = event.events_limit {
+            let used: Option<i64> = sqlx::query_scalar(
+                "SELECT events FROM quota_usage WHERE account_id = ? AND month = ?",
+            )
+            .bind(event.account_id)
+            .bind(&month)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if used.unwrap_or(0).max(0) as u64 >= limit {
+                return Ok(IntakeResult::QuotaExceeded);
+            }
+        }
+        let event_id = new_event_id();
+        let category = event.category;
+        sqlx::query(
+            "INSERT INTO events (id, account_id, category_id, category_name, category_color, category_emoji, \
+             description, fields, delivery_status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+        )
+        .bind(&event_id)
+        .bind(event.account_id)
+        .bind(category.id)
+        .bind(&category.name)
+        .bind(category.color as i64)
+        .bind(&category.emoji)
+        .bind(event.description)
+        .bind(json_text(event.fields))
+        .bind(event.now)
+        .execute(&mut *tx)
+        .await?;
+        for provider in event.providers {
+            sqlx::query(
+                "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, next_attempt_at) \
+                 VALUES (?, ?, ?, 'PENDING', ?, ?)",
+            )
+            .bind(&event_id)
+            .bind(event.account_id)
+            .bind(provider)
+            .bind(event.now)
+            .bind(event.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO quota_usage (account_id, month, events) VALUES (?, ?, 1) \
+             ON CONFLICT (account_id, month) DO UPDATE SET events = events + 1",
+        )
+        .bind(event.account_id)
+        .bind(&month)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(IntakeResult::Accepted { event_id })
+    }
+
+    pub async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE account_id = ");
+        query.push_bind(account_id.to_string());
+        if let Some(category) = &filter.category {
+            query
+                .push(" AND category_name = lower(")
+                .push_bind(category.clone())
+                .push(")");
+        }
+        if let Some(status) = filter.status {
+            query
+                .push(" AND delivery_status = ")
+                .push_bind(status.as_str());
+        }
+        if let Some(since) = filter.since {
+            query.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            query.push(" AND created_at < ").push_bind(until);
+        }
+        if let Some(before) = &filter.before_id {
+            query.push(" AND id < ").push_bind(before.clone());
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(filter.limit as i64);
+        let rows = query.build().fetch_all(&self.readers).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub async fn event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+    ) -> Result<Option<(EventRecord, Vec<DeliveryRecord>)>> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = ? AND account_id = ?")
+            .bind(event_id)
+            .bind(account_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let event = event_from_row(&row)?;
+        let delivery_rows = sqlx::query("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id")
+            .bind(event_id)
+            .fetch_all(&self.readers)
+            .await?;
+        let attempt_rows = sqlx::query(
+            "SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE d.event_id = ? ORDER BY a.id",
+        )
+        .bind(event_id)
+        .fetch_all(&self.readers)
+        .await?;
+        let mut deliveries = Vec::new();
+        for row in &delivery_rows {
+            let id: i64 = row.try_get("id")?;
+            let mut attempts = Vec::new();
+            for attempt in &attempt_rows {
+                if attempt.try_get::<i64, _>("delivery_id")? == id {
+                    attempts.push(AttemptRecord {
+                        started_at: attempt.try_get("started_at")?,
+                        duration_ms: attempt.try_get("duration_ms")?,
+                        http_status: attempt.try_get("http_status")?,
+                        error: attempt.try_get("error")?,
+                    });
+                }
+            }
+            let status: String = row.try_get("status")?;
+            deliveries.push(DeliveryRecord {
+                provider: row.try_get("provider")?,
+                next_attempt_at: (status == "PENDING")
+                    .then(|| row.try_get("next_attempt_at"))
+                    .transpose()?,
+                status,
+                attempts,
+                last_error: row.try_get("last_error")?,
+                waiting_reason: row.try_get("waiting_reason")?,
+                delivered_at: row.try_get("delivered_at")?,
+            });
+        }
+        Ok(Some((event, deliveries)))
+    }
+
+    /// Re-queues the event's failed deliveries; `None` when there is no such event.
+    pub async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
+        let now = now_millis();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM events WHERE id = ? AND account_id = ?")
+                .bind(event_id)
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = 'PENDING', attempts = 0, queued_at = ?1, next_attempt_at = ?1, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE event_id = ?2 AND status = 'FAILED'",
+        )
+        .bind(now)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+        refresh_event_status(&mut tx, event_id).await?;
+        tx.commit().await?;
+        Ok(Some(done.rows_affected()))
+    }
+
+    // ----- delivery queue -----
+
+    /// Leases up to `limit` due deliveries to `owner` until `lease_until`.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE deliveries SET lease_owner = ?1, lease_expires_at = ?2 WHERE id IN ( \
+               SELECT id FROM deliveries WHERE status = 'PENDING' AND next_attempt_at <= ?3 \
+               AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) ORDER BY next_attempt_at LIMIT ?4) \
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, a.fields AS account_fields, \
+             l.link_token, l.state AS link_state, e.id AS event_id, e.category_name, e.category_color, \
+             e.category_emoji, e.description, e.fields, e.created_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id JOIN accounts a ON a.id = d.account_id \
+             LEFT JOIN channel_links l ON l.account_id = d.account_id AND l.provider = d.provider \
+             WHERE d.id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in &ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&self.writer).await?;
+        rows.iter().map(claimed_from_row).collect()
+    }
+
+    /// Records one attempt (when something was sent) and the delivery's new state, then the
+    /// event's status. Ignored when the lease was lost to another worker.
+    pub async fn finish_delivery(
+        &self,
+        delivery_id: i64,
+        owner: &str,
+        attempt: Option<&AttemptLog>,
+        update: &DeliveryUpdate,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let event_id: Option<String> = sqlx::query_scalar(
+            "SELECT event_id FROM deliveries WHERE id = ? AND lease_owner = ? AND status = 'PENDING'",
+        )
+        .bind(delivery_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(event_id) = event_id else {
+            return Ok(false);
+        };
+        if let Some(attempt) = attempt {
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, error) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(delivery_id)
+            .bind(attempt.started_at)
+            .bind(attempt.duration_ms)
+            .bind(attempt.http_status.map(i64::from))
+            .bind(&attempt.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Every outcome gives the lease back.
+        let query = match update {
+            DeliveryUpdate::Delivered => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, status = 'DELIVERED', \
+                 delivered_at = ?1, waiting_reason = NULL, attempts = attempts + 1 WHERE id = ?2",
+            )
+            .bind(now),
+            DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
+                 attempts = attempts + ?2, last_error = ?3, waiting_reason = NULL WHERE id = ?4",
+            )
+            .bind(*at)
+            .bind(i64::from(*counted))
+            .bind(error.clone()),
+            DeliveryUpdate::Failed { error } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, status = 'FAILED', \
+                 last_error = ?1, waiting_reason = NULL, attempts = attempts + ?2 WHERE id = ?3",
+            )
+            .bind(error.clone())
+            .bind(i64::from(attempt.is_some())),
+            DeliveryUpdate::Waiting { at, reason } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
+                 waiting_reason = ?2 WHERE id = ?3",
+            )
+            .bind(*at)
+            .bind(reason.clone()),
+        };
+        query.bind(delivery_id).execute(&mut *tx).await?;
+        refresh_event_status(&mut tx, &event_id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Gives a claimed delivery back untouched (shutdown).
+    pub async fn release(&self, delivery_id: i64, owner: &str) -> Result<()> {
+        sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?")
+            .bind(delivery_id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// When the next delivery falls due (for the worker's sleep).
+    pub async fn next_due(&self) -> Result<Option<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_expires_at, 0))) FROM deliveries WHERE status = 'PENDING'",
+        )
+        .fetch_one(&self.readers)
+        .await?)
+    }
+}
+
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    account_id: &str,
+    key: &str,
+    now: Millis,
+) -> Result<ApiKeyInfo> {
+    let info = ApiKeyInfo {
+        id: new_key_id(),
+        prefix: key_prefix(key),
+        created_at: now,
+        last_used_at: None,
+    };
+    sqlx::query("INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(&info.id)
+        .bind(account_id)
+        .bind(hash_api_key(key))
+        .bind(&info.prefix)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(info)
+}
+
+/// Makes deliveries waiting for a channel of the account due now.
+async fn wake_waiting(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    account_id: &str,
+    provider: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = ?1 WHERE account_id = ?2 AND status = 'PENDING' \
+         AND waiting_reason IS NOT NULL AND (?3 IS NULL OR provider = ?3)",
+    )
+    .bind(now_millis())
+    .bind(account_id)
+    .bind(provider)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// PENDING while any delivery is not final, DELIVERED when all are delivered, FAILED otherwise.
+async fn refresh_event_status(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    event_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE events SET delivery_status = CASE \
+           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND status = 'PENDING') THEN 'PENDING' \
+           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND status = 'FAILED') THEN 'FAILED' \
+           ELSE 'DELIVERED' END WHERE id = ?1",
+    )
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn account_from_row(row: &SqliteRow) -> Result<Account> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        plan: row.try_get("plan")?,
+        fields: parse_json(row.try_get("fields")?)?,
+        channels: parse_json(row.try_get("channels")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn category_from_row(row: &SqliteRow) -> Result<Category> {
+    Ok(Category {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        color: row.try_get::<i64, _>("color")? as u32,
+        emoji: row.try_get("emoji")?,
+        created_at: row.try_get("created_at")?,
+        events_count: row.try_get("events_count")?,
+        last_ping: row.try_get("last_ping")?,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        category: row.try_get("category_name")?,
+        description: row.try_get("description")?,
+        fields: parse_json(row.try_get("fields")?)?,
+        delivery_status: row.try_get("delivery_status")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn link_from_row(row: &SqliteRow) -> Result<(String, Option<Value>)> {
+    let state: Option<String> = row.try_get("state")?;
+    Ok((
+        row.try_get("link_token")?,
+        state.as_deref().map(parse_json).transpose()?,
+    ))
+}
+
+fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedDelivery> {
+    let link_state: Option<String> = row.try_get("link_state")?;
+    Ok(ClaimedDelivery {
+        id: row.try_get("id")?,
+        provider: row.try_get("provider")?,
+        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+        queued_at: row.try_get("queued_at")?,
+        account_id: row.try_get("account_id")?,
+        account_fields: parse_json(row.try_get("account_fields")?)?,
+        link_token: row.try_get("link_token")?,
+        link_state: link_state.as_deref().map(parse_json).transpose()?,
+        event_id: row.try_get("event_id")?,
+        category: row.try_get("category_name")?,
+        color: row.try_get::<i64, _>("category_color")? as u32,
+        emoji: row.try_get("category_emoji")?,
+        description: row.try_get("description")?,
+        fields: parse_json(row.try_get("fields")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}

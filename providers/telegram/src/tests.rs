@@ -1,0 +1,541 @@
+//! The provider against a wiremock stand-in for the Bot API, with a fake host.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use pingpilot_core::provider::{
+    ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, Provider,
+    ProviderHost, ProviderSection, ProviderSetup,
+};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string, body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::*;
+
+const TOKEN: &str = "123:abc";
+
+#[derive(Default)]
+struct FakeHost {
+    links: Mutex<Vec<(String, String, Value)>>,
+    values: Mutex<HashMap<String, String>>,
+}
+
+#[async_trait]
+impl ProviderHost for FakeHost {
+    async fn link_account(
+        &self,
+        provider: &'static str,
+        link_token: &str,
+        state: Value,
+    ) -> Result<Option<String>, HostError> {
+        self.links
+            .lock()
+            .unwrap()
+            .push((provider.to_string(), link_token.to_string(), state));
+        Ok((link_token == "tok123").then(|| "Acme & Co".to_string()))
+    }
+
+    async fn load_value(
+        &self,
+        provider: &'static str,
+        key: &str,
+    ) -> Result<Option<String>, HostError> {
+        Ok(self
+            .values
+            .lock()
+            .unwrap()
+            .get(&format!("{provider}.{key}"))
+            .cloned())
+    }
+
+    async fn save_value(
+        &self,
+        provider: &'static str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), HostError> {
+        self.values
+            .lock()
+            .unwrap()
+            .insert(format!("{provider}.{key}"), value.to_string());
+        Ok(())
+    }
+}
+
+fn registration() -> &'static ProviderRegistration {
+    pingpilot_core::provider::registered()
+        .into_iter()
+        .find(|r| r.id == "telegram")
+        .expect("telegram is registered")
+}
+
+fn setup(toml: &str, host: Arc<FakeHost>) -> ProviderSetup {
+    ProviderSetup {
+        section: ProviderSection::from_toml("telegram", toml),
+        host,
+        project_url: "https://example.test/pingpilot",
+        version: "1.2.3",
+    }
+}
+
+fn provider(toml: &str, host: Arc<FakeHost>) -> Arc<dyn Provider> {
+    (registration().build)(setup(toml, host)).unwrap_or_else(|e| panic!("build failed: {e}"))
+}
+
+fn provider_for(server: &MockServer, host: Arc<FakeHost>) -> Arc<dyn Provider> {
+    provider(
+        &format!(
+            "bot_token = \"{TOKEN}\"\napi_base = \"{}\"\nbot_username = \"@PingPilotBot\"\npoll_timeout_secs = 1",
+            server.uri()
+        ),
+        host,
+    )
+}
+
+fn message() -> EventMessage {
+    let mut fields = serde_json::Map::new();
+    fields.insert("plan".into(), json!("pro"));
+    fields.insert("amount".into(), json!(99.99));
+    EventMessage {
+        event_id: "evt_1".into(),
+        category: "sale".into(),
+        emoji: Some("💰".into()),
+        color: 0xFFAA00,
+        description: "New purchase completed".into(),
+        fields,
+        created_at: Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap(),
+    }
+}
+
+async fn deliver(provider: &dyn Provider, state: Option<&Value>) -> DeliveryOutcome {
+    let msg = message();
+    let fields = BTreeMap::from([(TELEGRAM_USERNAME.to_string(), "someone".to_string())]);
+    provider
+        .deliver(DeliveryRequest {
+            delivery_id: 1,
+            message: &msg,
+            channel: ChannelContext {
+                account_id: "acc_1",
+                fields: &fields,
+                link_token: Some("tok123"),
+                state,
+            },
+        })
+        .await
+}
+
+fn send_message_mock() -> wiremock::MockBuilder {
+    Mock::given(method("POST")).and(path(format!("/bot{TOKEN}/sendMessage")))
+}
+
+#[test]
+fn usernames_are_validated_and_normalized() {
+    assert_eq!(
+        normalize_username(" @ping_pilot "),
+        Ok("ping_pilot".to_string())
+    );
+    assert_eq!(normalize_username("abcde"), Ok("abcde".to_string()));
+    assert!(normalize_username(&"a".repeat(32)).is_ok());
+    for bad in [
+        "",
+        "@",
+        "abcd",
+        "@abcd",
+        &"a".repeat(33),
+        "ab-cd",
+        "ab cde",
+        "@@abcde",
+        "äbcde",
+    ] {
+        assert_eq!(
+            normalize_username(bad),
+            Err("telegramUsername must be a Telegram username: 5 to 32 letters, digits or underscores".to_string()),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn registration_declares_field_and_link_token() {
+    let reg = registration();
+    assert_eq!((reg.order, reg.uses_link_token), (20, true));
+    let field = &reg.account_fields[0];
+    assert_eq!(field.name, "telegramUsername");
+    assert_eq!(
+        field.missing_message,
+        "Telegram username not set. Please set your telegram username in your account settings to receive notifications"
+    );
+    let schema = serde_json::to_value((reg.config_schema)()).unwrap();
+    assert_eq!(
+        schema["properties"]["api_base"]["default"],
+        "https://api.telegram.org"
+    );
+    assert_eq!(schema["properties"]["mode"]["default"], "polling");
+    assert_eq!(schema["properties"]["messages_per_second"]["minimum"], 1);
+}
+
+#[test]
+fn webhook_mode_requires_a_valid_secret() {
+    let build = |toml: &str| (registration().build)(setup(toml, Arc::default()));
+    let err = build("bot_token = \"x\"\nmode = \"webhook\"")
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("providers.telegram.webhook_secret"),
+        "{err}"
+    );
+    let err = build("bot_token = \"x\"\nmode = \"webhook\"\nwebhook_secret = \"a b\"")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("webhook_secret"), "{err}");
+    assert!(build("bot_token = \"x\"\nmode = \"webhook\"\nwebhook_secret = \"s3cr3t\"").is_ok());
+    assert!(build("mode = \"hook\"").is_err());
+}
+
+#[tokio::test]
+async fn channel_status_shows_link_and_waits_until_linked() {
+    let server = MockServer::start().await;
+    let configured = provider_for(&server, Arc::default());
+    let fields = BTreeMap::new();
+    let ctx = |state| ChannelContext {
+        account_id: "acc_1",
+        fields: &fields,
+        link_token: Some("tok123"),
+        state,
+    };
+    let status = configured.channel_status(&ctx(None));
+    assert_eq!(
+        Value::Object(status.extra),
+        json!({"linked": false, "linkUrl": "https://t.me/PingPilotBot?start=tok123"})
+    );
+    assert_eq!(
+        status.waiting.as_deref(),
+        Some(
+            "Telegram chat not linked yet: open https://t.me/PingPilotBot?start=tok123 and press Start"
+        )
+    );
+    let state = json!({"chatId": 42, "username": "someone"});
+    let status = configured.channel_status(&ctx(Some(&state)));
+    assert_eq!(status.waiting, None);
+    assert_eq!(status.extra["linked"], true);
+
+    // Not configured, no bot username: no link, and the reason names the setting.
+    let unconfigured = provider("", Arc::default());
+    let status = unconfigured.channel_status(&ctx(None));
+    assert_eq!(status.extra["linkUrl"], Value::Null);
+    assert!(unconfigured.not_configured().is_some());
+    assert_eq!(configured.not_configured(), None);
+    assert_eq!(
+        status.waiting.as_deref(),
+        Some(
+            "Telegram is not configured: set providers.telegram.bot_token (env PINGPILOT_PROVIDERS__TELEGRAM__BOT_TOKEN)"
+        )
+    );
+    assert!(matches!(
+        deliver(unconfigured.as_ref(), Some(&state)).await,
+        DeliveryOutcome::Wait { .. }
+    ));
+}
+
+#[tokio::test]
+async fn unlinked_chat_waits_without_http() {
+    let server = MockServer::start().await;
+    let provider = provider_for(&server, Arc::default());
+    assert_eq!(
+        deliver(provider.as_ref(), None).await,
+        DeliveryOutcome::Wait {
+            reason: "Telegram chat not linked yet: open https://t.me/PingPilotBot?start=tok123 and press Start".into()
+        }
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sends_the_exact_message() {
+    let server = MockServer::start().await;
+    send_message_mock()
+        .and(body_string(
+            r#"{"chat_id":42,"text":"<b>💰 Sale</b>\nNew purchase completed\n\n<b>plan</b>: pro\n<b>amount</b>: 99.99","parse_mode":"HTML"}"#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {"message_id": 7}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let provider = provider_for(&server, Arc::default());
+    let state = json!({"chatId": 42});
+    assert_eq!(
+        deliver(provider.as_ref(), Some(&state)).await,
+        DeliveryOutcome::Delivered {
+            http_status: Some(200)
+        }
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn blocked_bot_fails() {
+    let server = MockServer::start().await;
+    send_message_mock()
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"
+        })))
+        .mount(&server)
+        .await;
+    let provider = provider_for(&server, Arc::default());
+    assert_eq!(
+        deliver(provider.as_ref(), Some(&json!({"chatId": 42}))).await,
+        DeliveryOutcome::Failed {
+            http_status: Some(403),
+            error: "Telegram 403: Forbidden: bot was blocked by the user".into(),
+        }
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_retries_after_the_given_time() {
+    let server = MockServer::start().await;
+    send_message_mock()
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 5",
+            "parameters": {"retry_after": 5}
+        })))
+        .mount(&server)
+        .await;
+    let provider = provider_for(&server, Arc::default());
+    assert_eq!(
+        deliver(provider.as_ref(), Some(&json!({"chatId": 42}))).await,
+        DeliveryOutcome::Retry {
+            http_status: Some(429),
+            error: "Telegram 429: Too Many Requests: retry after 5".into(),
+            retry_after: Some(Duration::from_secs(5)),
+        }
+    );
+}
+
+#[tokio::test]
+async fn network_errors_retry_without_the_token() {
+    let provider = provider(
+        &format!("bot_token = \"{TOKEN}\"\napi_base = \"http://127.0.0.1:9\""),
+        Arc::default(),
+    );
+    match deliver(provider.as_ref(), Some(&json!({"chatId": 42}))).await {
+        DeliveryOutcome::Retry {
+            http_status: None,
+            error,
+            ..
+        } => {
+            assert!(error.starts_with("Telegram request failed: "), "{error}");
+            assert!(!error.contains(TOKEN), "{error}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn polling_links_the_chat_and_confirms() {
+    let server = MockServer::start().await;
+    let update = json!({
+        "update_id": 500,
+        "message": {
+            "message_id": 1,
+            "date": 1_700_000_000,
+            "chat": {"id": 4242, "type": "private"},
+            "from": {"id": 4242, "is_bot": false, "first_name": "Ann", "username": "ann_t"},
+            "text": "/start tok123"
+        }
+    });
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{TOKEN}/getUpdates")))
+        .and(body_string(
+            r#"{"offset":0,"timeout":1,"allowed_updates":["message"]}"#,
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": [update]})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{TOKEN}/getUpdates")))
+        .and(body_string_contains(r#""offset":501"#))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": []})))
+        .mount(&server)
+        .await;
+    send_message_mock()
+        .and(body_string(
+            r#"{"chat_id":4242,"text":"✅ This chat is now linked to PingPilot account <b>Acme &amp; Co</b>. Notifications will arrive here.","parse_mode":"HTML"}"#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let host = Arc::new(FakeHost::default());
+    let provider = provider_for(&server, host.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let provider = provider.clone();
+        async move { provider.run_background(shutdown).await }
+    });
+
+    // Wait for the confirmation and at least one poll with the new offset.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let requests = server.received_requests().await.unwrap();
+        let confirmed = requests
+            .iter()
+            .any(|r| r.url.path().ends_with("/sendMessage"));
+        let polled_on = requests
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains(r#""offset":501"#));
+        if confirmed && polled_on {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no confirmation: {requests:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("polling stops promptly")
+        .unwrap();
+
+    assert_eq!(
+        *host.links.lock().unwrap(),
+        vec![(
+            "telegram".to_string(),
+            "tok123".to_string(),
+            json!({"chatId": 4242, "username": "ann_t"})
+        )]
+    );
+    assert_eq!(
+        host.values
+            .lock()
+            .unwrap()
+            .get("telegram.update_offset")
+            .map(String::as_str),
+        Some("501")
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn polling_resumes_from_the_saved_offset_and_answers_bad_links() {
+    let server = MockServer::start().await;
+    let update = json!({
+        "update_id": 77,
+        "message": {"chat": {"id": 9}, "text": "/start@PingPilotBot nope"}
+    });
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{TOKEN}/getUpdates")))
+        .and(body_string_contains(r#""offset":77"#))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": [update]})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{TOKEN}/getUpdates")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": []})))
+        .mount(&server)
+        .await;
+    send_message_mock()
+        .and(body_string_contains(
+            r#""chat_id":9,"text":"❌ This link is invalid or has expired."#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let host = Arc::new(FakeHost::default());
+    host.values
+        .lock()
+        .unwrap()
+        .insert("telegram.update_offset".into(), "77".into());
+    let provider = provider_for(&server, host.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let provider = provider.clone();
+        async move { provider.run_background(shutdown).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while host
+        .values
+        .lock()
+        .unwrap()
+        .get("telegram.update_offset")
+        .map(String::as_str)
+        != Some("78")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "offset not saved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("polling stops promptly")
+        .unwrap();
+    assert_eq!(
+        host.links.lock().unwrap()[0].2,
+        json!({"chatId": 9, "username": null})
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn webhook_checks_the_secret_then_handles_the_update() {
+    let server = MockServer::start().await;
+    send_message_mock()
+        .and(body_string_contains(
+            r#""chat_id":5,"text":"✅ This chat is now linked"#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let host = Arc::new(FakeHost::default());
+    let toml = format!(
+        "bot_token = \"{TOKEN}\"\napi_base = \"{}\"\nmode = \"webhook\"\nwebhook_secret = \"s3cr3t\"",
+        server.uri()
+    );
+    let provider = TelegramProvider::new(setup(&toml, host.clone())).unwrap();
+    let body = br#"{"update_id": 1, "message": {"chat": {"id": 5}, "text": "/start tok123"}}"#;
+    assert!(matches!(
+        provider.handle_webhook(None, body).await,
+        Err(TelegramError::BadSecret)
+    ));
+    assert!(matches!(
+        provider.handle_webhook(Some("s3cr3"), body).await,
+        Err(TelegramError::BadSecret)
+    ));
+    assert!(matches!(
+        provider.handle_webhook(Some("s3cr3t"), b"{").await,
+        Err(TelegramError::BadUpdate(_))
+    ));
+    assert!(host.links.lock().unwrap().is_empty());
+    provider.handle_webhook(Some("s3cr3t"), body).await.unwrap();
+    assert_eq!(host.links.lock().unwrap().len(), 1);
+    // Polling is off in webhook mode: run_background returns at once.
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::time::timeout(Duration::from_secs(1), provider.run_background(shutdown))
+        .await
+        .unwrap();
+    server.verify().await;
+
+    let polling = TelegramProvider::new(setup(&format!("bot_token = \"{TOKEN}\""), host)).unwrap();
+    assert!(matches!(
+        polling.handle_webhook(Some("s3cr3t"), body).await,
+        Err(TelegramError::WebhookDisabled)
+    ));
+}

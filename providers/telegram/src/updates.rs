@@ -1,0 +1,312 @@
+//! The bot's side of linking: updates from long polling (or a webhook), `/start <link token>`
+//! handling and the replies.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::TelegramError;
+use crate::text::escape;
+use crate::{ID, TelegramProvider};
+
+/// Where the update offset is kept between runs (`ProviderHost::save_value`).
+pub(crate) const OFFSET_KEY: &str = "update_offset";
+/// A poll that comes back empty faster than this is followed by [`QUICK_POLL_PAUSE`], so that a
+/// server answering at once (a stand-in, a proxy) is not hammered.
+const QUICK_POLL: Duration = Duration::from_millis(200);
+const QUICK_POLL_PAUSE: Duration = Duration::from_millis(250);
+const ERROR_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// What a message asks of the bot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartCommand {
+    /// `/start` without a token: the user opened the bot, not a link.
+    Bare,
+    /// `/start <token>`.
+    Link(String),
+}
+
+/// Parses `/start`, `/start <token>` and `/start@bot_username <token>`. A command addressed to
+/// another bot (in a group) and any other text give `None`.
+pub fn parse_start(text: &str, bot_username: Option<&str>) -> Option<StartCommand> {
+    let mut words = text.split_whitespace();
+    let command = words.next()?;
+    let rest = command.strip_prefix("/start")?;
+    if !rest.is_empty() {
+        let addressee = rest.strip_prefix('@')?;
+        if bot_username.is_some_and(|name| !name.eq_ignore_ascii_case(addressee)) {
+            return None;
+        }
+    }
+    Some(match words.next() {
+        Some(token) => StartCommand::Link(token.to_string()),
+        None => StartCommand::Bare,
+    })
+}
+
+/// Link tokens are at most 64 of `[A-Za-z0-9_-]` (Telegram's limit for a deep-link parameter).
+fn plausible_token(token: &str) -> bool {
+    (1..=64).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[derive(Deserialize)]
+struct Update {
+    message: Option<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    chat: Chat,
+    from: Option<User>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Chat {
+    id: i64,
+}
+
+#[derive(Deserialize)]
+struct User {
+    username: Option<String>,
+}
+
+const HOW_TO: &str = "👋 This is the PingPilot notification bot. To receive your notifications \
+    here, open the Telegram link shown in your PingPilot account settings and press Start.";
+const INVALID_LINK: &str = "❌ This link is invalid or has expired. Copy the Telegram link \
+    again from your PingPilot account settings and open it.";
+const LINK_FAILED: &str = "⚠️ The chat could not be linked because of a server error. Please open the link again in a minute.";
+
+fn linked_text(account: &str) -> String {
+    format!(
+        "✅ This chat is now linked to PingPilot account <b>{}</b>. Notifications will arrive here.",
+        escape(account)
+    )
+}
+
+impl TelegramProvider {
+    /// Handles one update (from `getUpdates` or the webhook). Failures are logged: one bad
+    /// update must not stop the others.
+    pub(crate) async fn handle_update(&self, token: &str, update: Value) {
+        let Ok(update) = serde_json::from_value::<Update>(update) else {
+            tracing::debug!("telegram: ignoring an update of unexpected shape");
+            return;
+        };
+        let Some(message) = update.message else {
+            return;
+        };
+        let Some(text) = message.text.as_deref() else {
+            return;
+        };
+        let Some(command) = parse_start(text, self.bot_username.as_deref()) else {
+            return;
+        };
+        let chat = message.chat.id;
+        let reply = match command {
+            StartCommand::Bare => HOW_TO.to_string(),
+            StartCommand::Link(link) if !plausible_token(&link) => INVALID_LINK.to_string(),
+            StartCommand::Link(link) => {
+                let username = message.from.and_then(|u| u.username);
+                let state = json!({ "chatId": chat, "username": username });
+                match self.host.link_account(ID, &link, state).await {
+                    Ok(Some(account)) => {
+                        tracing::info!(chat, "telegram: chat linked to an account");
+                        linked_text(&account)
+                    }
+                    Ok(None) => INVALID_LINK.to_string(),
+                    Err(err) => {
+                        tracing::error!(error = %err, "telegram: linking a chat failed");
+                        LINK_FAILED.to_string()
+                    }
+                }
+            }
+        };
+        if let Err(err) = self.send_message(token, chat, &reply).await {
+            tracing::warn!(error = %err, chat, "telegram: reply to /start failed");
+        }
+    }
+
+    /// Handles one webhook request (`POST /api/v1/telegram/webhook`): checks the
+    /// `X-Telegram-Bot-Api-Secret-Token` header, then the update.
+    pub async fn handle_webhook(
+        &self,
+        secret_token: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), TelegramError> {
+        let (Some(token), Some(secret), crate::Mode::Webhook) = (
+            self.token.as_deref(),
+            self.webhook_secret.as_deref(),
+            self.mode,
+        ) else {
+            return Err(TelegramError::WebhookDisabled);
+        };
+        if !secret_token.is_some_and(|given| constant_time_eq(given.as_bytes(), secret.as_bytes()))
+        {
+            return Err(TelegramError::BadSecret);
+        }
+        let update: Value =
+            serde_json::from_slice(body).map_err(|e| TelegramError::BadUpdate(e.to_string()))?;
+        self.handle_update(token, update).await;
+        Ok(())
+    }
+
+    /// Long-polls `getUpdates` until `shutdown` turns true.
+    pub(crate) async fn poll_updates(&self, token: &str, mut shutdown: watch::Receiver<bool>) {
+        let mut offset = match self.host.load_value(ID, OFFSET_KEY).await {
+            Ok(value) => value.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
+            Err(err) => {
+                tracing::warn!(error = %err, "telegram: cannot read the update offset; starting from Telegram's");
+                0
+            }
+        };
+        let mut failures: u32 = 0;
+        tracing::info!("telegram: polling for bot updates");
+        loop {
+            if *shutdown.borrow_and_update() {
+                return;
+            }
+            let started = Instant::now();
+            let result = tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+                result = self.get_updates(token, offset) => result,
+            };
+            let pause = match result {
+                Ok(updates) => {
+                    failures = 0;
+                    let received = updates.len();
+                    for update in updates {
+                        let id = update.get("update_id").and_then(Value::as_i64);
+                        self.handle_update(token, update).await;
+                        // Confirmed only once handled: a crash re-reads rather than loses it.
+                        if let Some(id) = id {
+                            offset = offset.max(id + 1);
+                        }
+                    }
+                    if received > 0 {
+                        if let Err(err) = self
+                            .host
+                            .save_value(ID, OFFSET_KEY, &offset.to_string())
+                            .await
+                        {
+                            tracing::warn!(error = %err, "telegram: cannot save the update offset");
+                        }
+                        None
+                    } else {
+                        (started.elapsed() < QUICK_POLL).then_some(QUICK_POLL_PAUSE)
+                    }
+                }
+                Err(err) => {
+                    failures += 1;
+                    if matches!(err, TelegramError::Api { status: 409, .. }) {
+                        tracing::warn!(error = %err, "telegram: getUpdates conflicts with a webhook or another poller of this bot (use mode = \"webhook\" or run one poller)");
+                    } else {
+                        tracing::warn!(error = %err, "telegram: getUpdates failed");
+                    }
+                    // Honour Telegram's pause; otherwise back off 1s, 2s, 4s... up to 30s.
+                    Some(err.retry_after().unwrap_or_else(|| {
+                        (Duration::from_secs(1) * 2u32.saturating_pow(failures.min(6) - 1))
+                            .min(ERROR_PAUSE_MAX)
+                    }))
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            return;
+                        }
+                    }
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+
+    async fn get_updates(&self, token: &str, offset: i64) -> Result<Vec<Value>, TelegramError> {
+        let body = json!({
+            "offset": offset,
+            "timeout": self.poll_timeout_secs,
+            "allowed_updates": ["message"],
+        });
+        // The long poll holds the request for up to `timeout` seconds: allow that on top.
+        let timeout = Duration::from_secs(u64::from(self.poll_timeout_secs)) + self.request_timeout;
+        let (status, result) = self.call(token, "getUpdates", &body, Some(timeout)).await?;
+        match result {
+            Value::Array(updates) => Ok(updates),
+            _ => Err(TelegramError::Api {
+                status,
+                description: "getUpdates result is not a list".into(),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_start_commands() {
+        let bot = Some("PingPilotBot");
+        assert_eq!(
+            parse_start("/start tok123", bot),
+            Some(StartCommand::Link("tok123".into()))
+        );
+        assert_eq!(
+            parse_start("/start@pingpilotbot  tok123 ", bot),
+            Some(StartCommand::Link("tok123".into()))
+        );
+        assert_eq!(
+            parse_start("/start@SomeBot tok", None),
+            Some(StartCommand::Link("tok".into()))
+        );
+        assert_eq!(parse_start("/start", bot), Some(StartCommand::Bare));
+        assert_eq!(
+            parse_start("/start@PingPilotBot", bot),
+            Some(StartCommand::Bare)
+        );
+        assert_eq!(parse_start("/start@OtherBot tok", bot), None);
+        assert_eq!(parse_start("/starter tok", bot), None);
+        assert_eq!(parse_start("hello /start tok", bot), None);
+        assert_eq!(parse_start("", bot), None);
+    }
+
+    #[test]
+    fn link_tokens_are_checked_before_lookup() {
+        assert!(plausible_token("Ab-_09"));
+        assert!(plausible_token(&"a".repeat(64)));
+        assert!(!plausible_token(&"a".repeat(65)));
+        assert!(!plausible_token("a.b"));
+    }
+
+    #[test]
+    fn confirmation_escapes_the_account_name() {
+        assert_eq!(
+            linked_text("Acme <&> Co"),
+            "✅ This chat is now linked to PingPilot account <b>Acme &lt;&amp;&gt; Co</b>. Notifications will arrive here."
+        );
+    }
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,433 @@
+//! The operator CLI. Every command takes `--config PATH`; results go to stdout (JSON where a
+//! program may read them), errors to stderr with a non-zero exit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use pingpilot_core::api;
+use pingpilot_core::app::{AppState, open_store};
+use pingpilot_core::config::{Config, Settings};
+use pingpilot_core::model::format_time;
+use pingpilot_core::provider;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "pingpilot",
+    version,
+    about = "Self-hostable notification relay"
+)]
+struct Cli {
+    /// Configuration file (default: $PINGPILOT_CONFIG, else ./pingpilot.toml when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the database schema is brought up to date first).
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Print the OpenAPI document, as the server serves it.
+    Openapi {
+        #[arg(long, value_enum, default_value_t = SpecFormat::Json)]
+        format: SpecFormat,
+    },
+    /// Check or describe the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List the providers linked into this binary, their account fields and settings.
+    Providers,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints {"accountId","apiKey"}.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Plan name (default: accounts.default_plan).
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// List accounts as JSON.
+    List,
+    /// Change an account's plan.
+    SetPlan {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        plan: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key for an account; prints {"keyId","apiKey"}.
+    Create {
+        #[arg(long)]
+        account: String,
+    },
+    /// Revoke an API key.
+    Revoke {
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the effective configuration.
+    Check,
+    /// Print the configuration's JSON Schema.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SpecFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    App(#[from] pingpilot_core::app::AppError),
+    #[error(transparent)]
+    Config(#[from] pingpilot_core::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] pingpilot_core::store::StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `account create` takes one flag per provider-declared account field (`--discord-id`, ...).
+fn command_with_provider_flags() -> clap::Command {
+    Cli::command().mut_subcommand("account", |account| {
+        account.mut_subcommand("create", |mut create| {
+            for (registration, field) in provider::account_fields() {
+                let help = format!("{} ({})", field.description, registration.display_name);
+                create = create.arg(
+                    Arg::new(field.name)
+                        .long(field.cli_flag())
+                        .value_name("VALUE")
+                        .help(help),
+                );
+            }
+            create
+        })
+    })
+}
+
+/// Parses the process arguments and runs the command.
+pub fn run() -> ExitCode {
+    let matches = command_with_provider_flags().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    init_logging(matches!(cli.command, Command::Serve));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli, &matches)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PINGPILOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn print_json(value: &Value) {
+    println!("{value}");
+}
+
+async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Openapi { format } => {
+            print!(
+                "{}",
+                match format {
+                    SpecFormat::Json => api::openapi_json(),
+                    SpecFormat::Yaml => api::openapi_yaml(),
+                }
+            );
+            Ok(())
+        }
+        Command::Providers => {
+            println!("{}", pretty(&providers_description()));
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Schema) => {
+            println!("{}", pretty(&config_schema()));
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let config = Config::load(config_path)?;
+            // Building the providers validates their sections too.
+            let state = AppState::without_database(&config)?;
+            let waiting: Vec<Value> = state
+                .providers
+                .iter()
+                .filter_map(|entry| {
+                    entry.provider.not_configured().map(|reason| {
+                        json!({"provider": entry.registration.id, "notConfigured": reason})
+                    })
+                })
+                .collect();
+            print_json(&json!({
+                "ok": true,
+                "file": config.file.as_ref().map(|f| f.display().to_string()),
+                "database": redact_url(&config.settings.database.url),
+                "bind": config.settings.server.bind.to_string(),
+                "warnings": waiting,
+            }));
+            Ok(())
+        }
+        Command::Serve => serve(&Config::load(config_path)?).await,
+        Command::Account(command) => {
+            let config = Config::load(config_path)?;
+            account_command(&config, command, matches).await
+        }
+        Command::Key(command) => {
+            let config = Config::load(config_path)?;
+            key_command(&config, command).await
+        }
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// A database URL without its password, for display.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn serve(config: &Config) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(config.settings.server.bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "PingPilot listening");
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new requests; finishing in-flight work");
+        let _ = stop.send(true);
+    });
+    crate::serve(config, listener, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn check_plan(settings: &Settings, plan: &str) -> Result<(), CliError> {
+    if settings.plans.contains_key(plan) {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "no plan named {plan:?} (known: {})",
+            settings
+                .plans
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
+async fn account_command(
+    config: &Config,
+    command: AccountCommand,
+    matches: &ArgMatches,
+) -> Result<(), CliError> {
+    let settings = &config.settings;
+    match command {
+        AccountCommand::Create { name, email, plan } => {
+            let plan = plan.unwrap_or_else(|| settings.accounts.default_plan.clone());
+            check_plan(settings, &plan)?;
+            if name.trim().is_empty() {
+                return Err(CliError::Usage("--name must not be empty".into()));
+            }
+            let create = matches
+                .subcommand_matches("account")
+                .and_then(|m| m.subcommand_matches("create"));
+            let mut fields = BTreeMap::new();
+            for (_, field) in provider::account_fields() {
+                if let Some(value) = create.and_then(|m| m.get_one::<String>(field.name)) {
+                    let normalized = (field.normalize)(value).map_err(|message| {
+                        CliError::Usage(format!("--{}: {message}", field.cli_flag()))
+                    })?;
+                    fields.insert(field.name.to_string(), normalized);
+                }
+            }
+            let store = open_store(config).await?;
+            let (account, key) = store
+                .create_account(name.trim(), email.as_deref(), &plan, &fields)
+                .await?;
+            print_json(&json!({"accountId": account.id, "apiKey": key}));
+        }
+        AccountCommand::List => {
+            let store = open_store(config).await?;
+            let accounts: Vec<Value> = store
+                .list_accounts()
+                .await?
+                .into_iter()
+                .map(|a| {
+                    json!({"id": a.id, "name": a.name, "email": a.email, "plan": a.plan,
+                           "createdAt": format_time(a.created_at)})
+                })
+                .collect();
+            println!("{}", pretty(&Value::Array(accounts)));
+        }
+        AccountCommand::SetPlan { account, plan } => {
+            check_plan(settings, &plan)?;
+            let store = open_store(config).await?;
+            if !store.set_plan(&account, &plan).await? {
+                return Err(CliError::Usage(format!("no account with id {account:?}")));
+            }
+            print_json(&json!({"accountId": account, "plan": plan}));
+        }
+    }
+    Ok(())
+}
+
+async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    match command {
+        KeyCommand::Create { account } => {
+            let Some((info, key)) = store.create_key(&account).await? else {
+                return Err(CliError::Usage(format!("no account with id {account:?}")));
+            };
+            print_json(&json!({"keyId": info.id, "apiKey": key, "prefix": info.prefix}));
+        }
+        KeyCommand::Revoke { key_id } => {
+            if !store.revoke_key(&key_id, None).await? {
+                return Err(CliError::Usage(format!(
+                    "no live API key with id {key_id:?}"
+                )));
+            }
+            print_json(&json!({"revoked": key_id}));
+        }
+    }
+    Ok(())
+}
+
+fn providers_description() -> Value {
+    let providers: Vec<Value> = provider::registered()
+        .into_iter()
+        .map(|p| {
+            let fields: Vec<Value> = p
+                .account_fields
+                .iter()
+                .map(|f| {
+                    json!({"name": f.name, "description": f.description, "cliFlag": format!("--{}", f.cli_flag()),
+                           "missingMessage": f.missing_message, "schema": (f.schema)()})
+                })
+                .collect();
+            let settings: Vec<Value> = p
+                .settings
+                .iter()
+                .map(|(name, description)| {
+                    json!({"key": format!("providers.{}.{name}", p.id), "description": description})
+                })
+                .collect();
+            json!({"id": p.id, "order": p.order, "name": p.display_name, "description": p.description,
+                   "accountFields": fields, "settings": settings})
+        })
+        .collect();
+    Value::Array(providers)
+}
+
+/// The settings' JSON Schema, with each linked provider's section filled in.
+fn config_schema() -> Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or_default();
+    let sections: serde_json::Map<String, Value> = provider::registered()
+        .into_iter()
+        .map(|p| {
+            (
+                p.id.to_string(),
+                serde_json::to_value((p.config_schema)()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    if let Some(providers) = schema.pointer_mut("/properties/providers") {
+        *providers = json!({
+            "description": "One section per provider, read by the provider itself.",
+            "type": "object",
+            "properties": sections,
+            "additionalProperties": false,
+        });
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db/x"),
+            "postgres://u:***@db/x"
+        );
+        assert_eq!(redact_url("sqlite://pingpilot.db"), "sqlite://pingpilot.db");
+    }
+}

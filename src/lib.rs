@@ -1,0 +1,29 @@
+//! The `pingpilot` binary: command-line parsing, wiring, and the providers linked into it.
+
+mod cli;
+
+use std::sync::Arc;
+
+use pingpilot_core::app::{AppError, AppState};
+use pingpilot_core::config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+// Each provider crate registers itself with `inventory`; naming it here keeps the linker from
+// dropping it. Adding a channel means adding a crate and one line here.
+use pingpilot_discord as _;
+use pingpilot_telegram as _;
+
+pub use cli::run;
+pub use pingpilot_core as core;
+
+/// Opens the database, builds the providers and serves on `listener` until `shutdown` turns
+/// true.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    let state: Arc<AppState> = AppState::open(config).await?;
+    pingpilot_core::app::serve(state, listener, shutdown).await
+}

@@ -1,0 +1,331 @@
+//! The test harness: a real relay on an ephemeral port over TCP, its own SQLite file, and
+//! wiremock servers standing in for Discord and Telegram.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use pingpilot::core::config::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const DISCORD_TOKEN: &str = "discord-test-token";
+pub const TELEGRAM_TOKEN: &str = "123456:telegram-test-token";
+pub const DISCORD_ID: &str = "123456789012345678";
+pub const DM_CHANNEL: &str = "998877665544332211";
+pub const TELEGRAM_CHAT: i64 = 4242;
+
+pub struct Relay {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub discord: MockServer,
+    pub telegram: MockServer,
+    pub config_path: PathBuf,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+/// Settings that make retries quick and point the providers at the stand-ins.
+fn config_toml(dir: &TempDir, discord: &MockServer, telegram: &MockServer, extra: &str) -> String {
+    let db = dir.path().join("pingpilot.db");
+    format!(
+        r#"
+[database]
+url = "sqlite://{db}"
+
+[delivery]
+backoff_initial = "50ms"
+backoff_max = "200ms"
+poll_interval = "200ms"
+waiting_recheck = "500ms"
+
+[providers.discord]
+bot_token = "{DISCORD_TOKEN}"
+api_base = "{discord}"
+
+[providers.telegram]
+bot_token = "{TELEGRAM_TOKEN}"
+api_base = "{telegram}"
+bot_username = "PingPilotTestBot"
+poll_timeout_secs = 0
+
+{extra}
+"#,
+        db = db.display(),
+        discord = discord.uri(),
+        telegram = telegram.uri(),
+    )
+}
+
+impl Relay {
+    /// A relay whose stand-ins accept everything.
+    pub async fn start() -> Self {
+        Self::start_with("", true).await
+    }
+
+    /// A relay with extra TOML appended to its configuration; `accepting` mounts stand-in
+    /// routes that answer every provider call with success.
+    pub async fn start_with(extra_toml: &str, accepting: bool) -> Self {
+        let discord = MockServer::start().await;
+        let telegram = MockServer::start().await;
+        mount_telegram_idle(&telegram).await;
+        if accepting {
+            mount_discord_ok(&discord).await;
+            mount_telegram_send_ok(&telegram).await;
+        }
+        let dir = TempDir::new().expect("temp dir");
+        let config_path = dir.path().join("pingpilot.toml");
+        std::fs::write(
+            &config_path,
+            config_toml(&dir, &discord, &telegram, extra_toml),
+        )
+        .expect("write config");
+        let config = Config::load(Some(&config_path)).expect("valid test configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, shutdown) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            pingpilot::serve(&config, listener, shutdown)
+                .await
+                .expect("relay runs");
+        });
+        let relay = Self {
+            base,
+            client: reqwest::Client::new(),
+            discord,
+            telegram,
+            config_path,
+            stop,
+            server: Some(server),
+            _dir: dir,
+        };
+        relay.wait_ready().await;
+        relay
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if let Ok(response) = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                && response.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("relay did not become ready");
+    }
+
+    /// Stops the relay the way SIGTERM does and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            server.await.expect("relay stops cleanly");
+        }
+    }
+
+    /// Runs the `pingpilot` binary with this relay's configuration.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pingpilot"));
+        command.args(args).arg("--config").arg(&self.config_path);
+        command.output().expect("run pingpilot")
+    }
+
+    /// `pingpilot account create` with the given extra arguments; returns (account id, key).
+    pub fn create_account(&self, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["account", "create", "--name", "Test User"];
+        args.extend_from_slice(extra);
+        let output = self.cli(&args);
+        assert!(
+            output.status.success(),
+            "account create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let created: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+        (
+            created["accountId"]
+                .as_str()
+                .expect("accountId")
+                .to_string(),
+            created["apiKey"].as_str().expect("apiKey").to_string(),
+        )
+    }
+
+    /// An account with both channels' fields set and a `sale` category; returns its key.
+    pub async fn ready_account(&self) -> String {
+        let (_, key) = self.create_account(&[
+            "--discord-id",
+            DISCORD_ID,
+            "--telegram-username",
+            "test_user",
+        ]);
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/categories",
+                Some(&key),
+                Some(json!({"name": "sale", "color": "#FFB02E", "emoji": "💰"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        key
+    }
+
+    /// Links the account's Telegram chat the way the bot does after `/start <token>`.
+    pub async fn link_telegram(&self, key: &str) {
+        let (_, account) = self
+            .call(Method::GET, "/api/v1/account", Some(key), None)
+            .await;
+        let link = account["channels"][1]["linkUrl"]
+            .as_str()
+            .expect("linkUrl")
+            .to_string();
+        let token = link.rsplit("start=").next().expect("token").to_string();
+        let update = json!({"ok": true, "result": [{
+            "update_id": 1,
+            "message": {"message_id": 1, "date": 0, "text": format!("/start {token}"),
+                        "chat": {"id": TELEGRAM_CHAT, "type": "private"},
+                        "from": {"id": TELEGRAM_CHAT, "is_bot": false, "first_name": "T", "username": "test_user"}}
+        }]});
+        Mock::given(method("POST"))
+            .and(path(format!("/bot{TELEGRAM_TOKEN}/getUpdates")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(update))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&self.telegram)
+            .await;
+        for _ in 0..100 {
+            let (_, account) = self
+                .call(Method::GET, "/api/v1/account", Some(key), None)
+                .await;
+            if account["channels"][1]["linked"] == json!(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("telegram chat was not linked");
+    }
+
+    /// Sends a request; returns the status and the body as JSON (`Null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, parse_body(&text))
+    }
+
+    /// A raw request for exact-body assertions.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn send_event(&self, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, "/api/v1/event", Some(key), Some(body))
+            .await
+    }
+
+    /// Polls the event until its delivery status is final; returns the event.
+    pub async fn wait_final(&self, key: &str, event_id: &str) -> Value {
+        for _ in 0..200 {
+            let (status, event) = self
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/events/{event_id}"),
+                    Some(key),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{event}");
+            if event["deliveryStatus"] != "PENDING" {
+                return event;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("event {event_id} never reached a final status");
+    }
+}
+
+pub fn parse_body(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| panic!("response is not JSON: {text:?}"))
+    }
+}
+
+/// Discord: DM channel creation and messages succeed.
+pub async fn mount_discord_ok(discord: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/users/@me/channels"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": DM_CHANNEL, "type": 1})),
+        )
+        .mount(discord)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/channels/{DM_CHANNEL}/messages")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "1", "channel_id": DM_CHANNEL})),
+        )
+        .mount(discord)
+        .await;
+}
+
+/// Telegram: no updates pending.
+pub async fn mount_telegram_idle(telegram: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/bot[^/]+/getUpdates$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": []})))
+        .with_priority(10)
+        .mount(telegram)
+        .await;
+}
+
+/// Telegram: every message is sent.
+pub async fn mount_telegram_send_ok(telegram: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{TELEGRAM_TOKEN}/sendMessage")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "result": {"message_id": 7}})),
+        )
+        .with_priority(10)
+        .mount(telegram)
+        .await;
+}
+
+/// Bodies of the requests the stand-in received at `path`, in order.
+pub async fn bodies_at(server: &MockServer, at: &str) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == at)
+        .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+        .collect()
+}
