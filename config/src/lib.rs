@@ -160,13 +160,53 @@ pub enum ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(err: figment::Error) -> Self {
-        // figment yields one error per bad value; report them all.
-        ConfigError::Invalid(
-            err.into_iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
+        Self::from_figment(err, "")
+    }
+}
+
+impl ConfigError {
+    /// One message per bad value, each naming its key and where the value came from. `prefix`
+    /// is the section the values were read from (figment reports keys relative to it).
+    fn from_figment(err: figment::Error, prefix: &str) -> Self {
+        let messages: Vec<String> = err.into_iter().map(|e| describe(&e, prefix)).collect();
+        ConfigError::Invalid(messages.join("; "))
+    }
+}
+
+fn describe(err: &figment::Error, prefix: &str) -> String {
+    let mut key = err.path.join(".").to_lowercase();
+    if !prefix.is_empty() {
+        // figment may report a section's keys relative to it, with the section appended.
+        let relative = key
+            .strip_prefix(prefix)
+            .or_else(|| key.strip_suffix(prefix))
+            .unwrap_or(&key)
+            .trim_matches('.');
+        key = if relative.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{relative}")
+        };
+    }
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|metadata| match &metadata.source {
+            Some(figment::Source::File(path)) => format!("from file {}", path.display()),
+            _ if metadata.name.contains("environment") => format!(
+                "from environment variable PINGPILOT_{}",
+                key.to_uppercase().replace('.', "__")
+            ),
+            _ => format!("from {}", metadata.name),
+        });
+    let key = if key.is_empty() {
+        "configuration".to_string()
+    } else {
+        key
+    };
+    match source {
+        Some(source) => format!("{key}: {} ({source})", err.kind),
+        None => format!("{key}: {}", err.kind),
     }
 }
 
@@ -292,6 +332,8 @@ impl ProviderSection {
         if self.figment.find_value(&self.key).is_err() {
             return Ok(T::default());
         }
-        Ok(self.figment.extract_inner(&self.key)?)
+        self.figment
+            .extract_inner(&self.key)
+            .map_err(|err| ConfigError::from_figment(err, &self.key))
     }
 }

@@ -224,6 +224,24 @@ pub enum DeliveryOutcome {
     },
 }
 
+/// A request to `POST /api/v1/<provider id>/webhook`.
+pub struct WebhookRequest<'a> {
+    /// Request headers, names lower-cased.
+    pub headers: &'a BTreeMap<String, String>,
+    pub body: &'a [u8],
+}
+
+/// How a provider answered its webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookReply {
+    Accepted,
+    /// The caller did not prove it is the provider (e.g. wrong secret header).
+    Unauthorized(String),
+    BadRequest(String),
+    /// This provider takes no webhooks (or they are switched off in its settings).
+    NotEnabled,
+}
+
 /// A channel implementation.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -238,6 +256,12 @@ pub trait Provider: Send + Sync {
 
     /// Sends one event. Must not panic; every failure is an outcome.
     async fn deliver(&self, request: DeliveryRequest<'_>) -> DeliveryOutcome;
+
+    /// Handles a call from the provider to `POST /api/v1/<id>/webhook`.
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> WebhookReply {
+        let _ = request;
+        WebhookReply::NotEnabled
+    }
 
     /// Long-running work of the provider (e.g. polling for bot updates), run until `shutdown`
     /// turns true. The default has none.

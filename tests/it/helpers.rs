@@ -31,8 +31,27 @@ pub struct Relay {
     _dir: TempDir,
 }
 
-/// Settings that make retries quick and point the providers at the stand-ins.
-fn config_toml(dir: &TempDir, discord: &MockServer, telegram: &MockServer, extra: &str) -> String {
+/// Provider settings pointing at the stand-ins.
+fn providers_toml(discord: &MockServer, telegram: &MockServer) -> String {
+    format!(
+        r#"
+[providers.discord]
+bot_token = "{DISCORD_TOKEN}"
+api_base = "{discord}"
+
+[providers.telegram]
+bot_token = "{TELEGRAM_TOKEN}"
+api_base = "{telegram}"
+bot_username = "PingPilotTestBot"
+poll_timeout_secs = 0
+"#,
+        discord = discord.uri(),
+        telegram = telegram.uri(),
+    )
+}
+
+/// Settings that make retries quick, plus the given sections.
+fn config_toml(dir: &TempDir, sections: &str) -> String {
     let db = dir.path().join("pingpilot.db");
     format!(
         r#"
@@ -45,21 +64,9 @@ backoff_max = "200ms"
 poll_interval = "200ms"
 waiting_recheck = "500ms"
 
-[providers.discord]
-bot_token = "{DISCORD_TOKEN}"
-api_base = "{discord}"
-
-[providers.telegram]
-bot_token = "{TELEGRAM_TOKEN}"
-api_base = "{telegram}"
-bot_username = "PingPilotTestBot"
-poll_timeout_secs = 0
-
-{extra}
+{sections}
 "#,
         db = db.display(),
-        discord = discord.uri(),
-        telegram = telegram.uri(),
     )
 }
 
@@ -72,6 +79,16 @@ impl Relay {
     /// A relay with extra TOML appended to its configuration; `accepting` mounts stand-in
     /// routes that answer every provider call with success.
     pub async fn start_with(extra_toml: &str, accepting: bool) -> Self {
+        Self::launch(None, extra_toml, accepting).await
+    }
+
+    /// A relay whose provider settings are exactly `providers` (none: not configured); its
+    /// stand-ins answer nothing.
+    pub async fn start_with_config_text(providers: &str) -> Self {
+        Self::launch(Some(providers), "", false).await
+    }
+
+    async fn launch(providers: Option<&str>, extra_toml: &str, accepting: bool) -> Self {
         let discord = MockServer::start().await;
         let telegram = MockServer::start().await;
         mount_telegram_idle(&telegram).await;
@@ -81,11 +98,10 @@ impl Relay {
         }
         let dir = TempDir::new().expect("temp dir");
         let config_path = dir.path().join("pingpilot.toml");
-        std::fs::write(
-            &config_path,
-            config_toml(&dir, &discord, &telegram, extra_toml),
-        )
-        .expect("write config");
+        let providers =
+            providers.map_or_else(|| providers_toml(&discord, &telegram), str::to_string);
+        let sections = format!("{providers}\n{extra_toml}");
+        std::fs::write(&config_path, config_toml(&dir, &sections)).expect("write config");
         let config = Config::load(Some(&config_path)).expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

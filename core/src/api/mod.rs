@@ -83,14 +83,27 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
             })),
         )
         .nest("/docs", swagger)
+        .at("/api/v1/:provider/webhook", ops::webhook(state.clone()))
         .nest(API_PREFIX, api)
         .nest("/", ops::routes(state))
         .around(|next, req| async move {
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            let started = std::time::Instant::now();
             let response = match next.call(req).await {
                 Ok(response) => response.into_response(),
                 Err(err) => err.into_response(),
             };
-            Ok(json_errors(response).await)
+            let response = json_errors(response).await;
+            // One line per request; the path never holds a key (keys travel in a header).
+            tracing::info!(
+                %method,
+                %path,
+                status = response.status().as_u16(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+            Ok(response)
         })
 }
 

@@ -1,5 +1,6 @@
 //! Operational endpoints outside the documented API: liveness and readiness.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use poem::http::StatusCode;
@@ -8,6 +9,7 @@ use serde_json::json;
 
 use super::error::json_response;
 use crate::app::AppState;
+use crate::provider::{WebhookReply, WebhookRequest};
 
 pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     Route::new()
@@ -44,5 +46,63 @@ async fn readiness(state: &AppState) -> Response {
                 &json!({"status": "unavailable", "database": "unreachable"}),
             )
         }
+    }
+}
+
+/// `POST /api/v1/<provider>/webhook`: calls from a provider (Telegram updates in webhook mode).
+pub fn webhook(state: Arc<AppState>) -> impl Endpoint {
+    poem::post(poem::endpoint::make(move |request: poem::Request| {
+        let state = state.clone();
+        async move { handle_webhook(&state, request).await }
+    }))
+}
+
+async fn handle_webhook(state: &AppState, mut request: poem::Request) -> Response {
+    let provider_id = request
+        .raw_path_param("provider")
+        .unwrap_or_default()
+        .to_string();
+    let Some(entry) = state.provider(&provider_id) else {
+        return json_response(StatusCode::NOT_FOUND, &json!({"message": "Not found"}));
+    };
+    let headers: BTreeMap<String, String> = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect();
+    let body = match request
+        .take_body()
+        .into_bytes_limit(super::extract::BODY_LIMIT)
+        .await
+    {
+        Ok(body) => body,
+        Err(_) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"message": "Request body too large"}),
+            );
+        }
+    };
+    let reply = entry
+        .provider
+        .handle_webhook(WebhookRequest {
+            headers: &headers,
+            body: &body,
+        })
+        .await;
+    match reply {
+        WebhookReply::Accepted => json_response(StatusCode::OK, &json!({"ok": true})),
+        WebhookReply::Unauthorized(message) => {
+            json_response(StatusCode::UNAUTHORIZED, &json!({"message": message}))
+        }
+        WebhookReply::BadRequest(message) => {
+            json_response(StatusCode::BAD_REQUEST, &json!({"message": message}))
+        }
+        WebhookReply::NotEnabled => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"message": format!("The {provider_id} provider takes no webhooks here")}),
+        ),
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
-    Provider, ProviderHost, ProviderRegistration, ProviderSetup,
+    Provider, ProviderHost, ProviderRegistration, ProviderSetup, WebhookReply, WebhookRequest,
 };
 use reqwest::header::USER_AGENT;
 use schemars::JsonSchema;
@@ -315,6 +315,21 @@ struct ReplyParameters {
 
 #[async_trait]
 impl Provider for TelegramProvider {
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> WebhookReply {
+        let secret = request
+            .headers
+            .get("x-telegram-bot-api-secret-token")
+            .map(String::as_str);
+        match TelegramProvider::handle_webhook(self, secret, request.body).await {
+            Ok(()) => WebhookReply::Accepted,
+            Err(TelegramError::WebhookDisabled) => WebhookReply::NotEnabled,
+            Err(TelegramError::BadSecret) => {
+                WebhookReply::Unauthorized(TelegramError::BadSecret.to_string())
+            }
+            Err(err) => WebhookReply::BadRequest(err.to_string()),
+        }
+    }
+
     fn not_configured(&self) -> Option<String> {
         self.token.is_none().then(not_configured)
     }

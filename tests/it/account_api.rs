@@ -1,0 +1,660 @@
+//! `/api/v1/account` and `/api/v1/account/api-keys` (SPEC §4): the account view, settings
+//! changes, and the life of an API key.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const UNAUTHORIZED: &str = r#"{"message":"Unauthorized"}"#;
+const BAD_FORMAT: &str = r#"{"message":"Invalid auth header format. Expected: 'Bearer [API_KEY]'"}"#;
+const INVALID_KEY: &str = r#"{"message":"Invalid API key"}"#;
+const INVALID_JSON: &str = r#"{"message":"Invalid JSON request body"}"#;
+
+/// A raw request with an optional `Authorization` header and JSON body text; returns the
+/// status and the exact body text.
+async fn raw(
+    relay: &Relay,
+    method: Method,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, String) {
+    let mut request = relay.request(method, path);
+    if let Some(auth) = auth {
+        request = request.header("Authorization", auth);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.expect("request");
+    (response.status(), response.text().await.expect("body"))
+}
+
+async fn get_account(relay: &Relay, key: &str) -> Value {
+    let (status, account) = relay
+        .call(Method::GET, "/api/v1/account", Some(key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    account
+}
+
+async fn patch_account(relay: &Relay, key: &str, body: Value) -> (StatusCode, Value) {
+    relay
+        .call(Method::PATCH, "/api/v1/account", Some(key), Some(body))
+        .await
+}
+
+/// The `path` of every entry of a 422 body's `errors`, in order.
+fn error_paths(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("422 body lists errors: {body}"))
+        .iter()
+        .map(|e| e["path"].as_str().expect("path").to_string())
+        .collect()
+}
+
+fn assert_unprocessable(status: StatusCode, body: &Value, paths: &[&str]) {
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    assert_eq!(error_paths(body), paths, "{body}");
+    for error in body["errors"].as_array().expect("errors") {
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+}
+
+fn link_token(account: &Value) -> String {
+    let url = account["channels"][1]["linkUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("telegram linkUrl: {account}"));
+    url.strip_prefix("https://t.me/PingPilotTestBot?start=")
+        .unwrap_or_else(|| panic!("link {url} points at the configured bot"))
+        .to_string()
+}
+
+fn key_names(value: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[tokio::test]
+async fn a_fresh_account_shows_every_field_as_null_and_both_channels_not_ready() {
+    let relay = Relay::start().await;
+    let (account_id, key) = relay.create_account(&[]);
+    let account = get_account(&relay, &key).await;
+
+    assert_eq!(account["id"], json!(account_id));
+    assert_eq!(account["name"], "Test User");
+    assert_eq!(account["email"], Value::Null);
+    assert_eq!(account["plan"], "free");
+    let object = account.as_object().expect("object");
+    for field in ["email", "discordId", "telegramUsername"] {
+        assert!(
+            object.contains_key(field),
+            "{field} is present, as null: {account}"
+        );
+        assert_eq!(object[field], Value::Null, "{field}");
+    }
+
+    let channels = account["channels"].as_array().expect("channels array");
+    let providers: Vec<&str> = channels
+        .iter()
+        .map(|c| c["provider"].as_str().expect("provider"))
+        .collect();
+    assert_eq!(providers, ["discord", "telegram"], "provider order");
+
+    let discord = &channels[0];
+    assert_eq!(discord["enabled"], true);
+    assert_eq!(discord["ready"], false);
+    assert_eq!(discord["missing"], json!(["discordId"]));
+    assert!(
+        discord.as_object().expect("object").contains_key("waitingReason"),
+        "{discord}"
+    );
+    assert_eq!(discord["waitingReason"], Value::Null, "configured: no wait");
+
+    let telegram = &channels[1];
+    assert_eq!(telegram["enabled"], true);
+    assert_eq!(telegram["ready"], false);
+    assert_eq!(telegram["missing"], json!(["telegramUsername"]));
+    assert_eq!(telegram["linked"], false);
+    assert!(
+        telegram["waitingReason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "an unlinked chat says why it waits: {telegram}"
+    );
+
+    let token = link_token(&account);
+    assert!(
+        !token.is_empty()
+            && token.len() <= 64
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "Telegram start parameter rules: {token:?}"
+    );
+    assert_ne!(token, key, "the link token is never the API key");
+    assert!(!token.contains(&key[3..]), "no part of the key in the link");
+    assert!(
+        !account.to_string().contains(&key),
+        "the account view never shows the key"
+    );
+
+    // The token is per account and stable.
+    let again = get_account(&relay, &key).await;
+    assert_eq!(link_token(&again), token);
+    let (_, other_key) = relay.create_account(&[]);
+    let other = get_account(&relay, &other_key).await;
+    assert_ne!(link_token(&other), token);
+    assert_ne!(other["id"], account["id"]);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn set_fields_make_channels_ready_and_linking_telegram_completes_it() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&[
+        "--email",
+        "owner@example.com",
+        "--discord-id",
+        DISCORD_ID,
+        "--telegram-username",
+        "test_user",
+    ]);
+    let account = get_account(&relay, &key).await;
+    assert_eq!(account["email"], "owner@example.com");
+    assert_eq!(account["discordId"], DISCORD_ID);
+    assert_eq!(account["telegramUsername"], "test_user");
+    let discord = &account["channels"][0];
+    assert_eq!(
+        (
+            &discord["enabled"],
+            &discord["ready"],
+            &discord["missing"],
+            &discord["waitingReason"]
+        ),
+        (&json!(true), &json!(true), &json!([]), &Value::Null)
+    );
+    let telegram = &account["channels"][1];
+    assert_eq!(telegram["missing"], json!([]));
+    assert_eq!(telegram["linked"], false);
+    assert_eq!(telegram["ready"], false, "not ready until the chat is linked");
+
+    relay.link_telegram(&key).await;
+    let account = get_account(&relay, &key).await;
+    let telegram = &account["channels"][1];
+    assert_eq!(telegram["linked"], true);
+    assert_eq!(telegram["ready"], true);
+    assert_eq!(telegram["waitingReason"], Value::Null);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn patch_sets_normalizes_and_clears_provider_fields() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&[]);
+
+    let (status, updated) = patch_account(
+        &relay,
+        &key,
+        json!({"discordId": DISCORD_ID, "telegramUsername": "@Some_User"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["discordId"], DISCORD_ID, "PATCH answers the account");
+    assert_eq!(updated["telegramUsername"], "Some_User", "leading @ dropped");
+    assert_eq!(updated["channels"][0]["missing"], json!([]));
+    assert_eq!(updated["channels"][1]["missing"], json!([]));
+
+    let account = get_account(&relay, &key).await;
+    assert_eq!(account["discordId"], DISCORD_ID, "stored");
+    assert_eq!(account["telegramUsername"], "Some_User");
+
+    // Absent properties stay; null clears.
+    let (status, updated) = patch_account(&relay, &key, json!({"discordId": null})).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let account = get_account(&relay, &key).await;
+    assert_eq!(account["discordId"], Value::Null);
+    assert_eq!(account["telegramUsername"], "Some_User", "untouched");
+    assert_eq!(account["channels"][0]["missing"], json!(["discordId"]));
+    assert_eq!(account["channels"][0]["ready"], false);
+
+    // A cleared field brings intake's 403 back: the change is real, not only displayed.
+    let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::FORBIDDEN,
+            json!({"message": "Please enter your discord ID in your account settings"})
+        )
+    );
+
+    // The longest snowflake and a 32-character username are accepted.
+    let (status, updated) = patch_account(
+        &relay,
+        &key,
+        json!({"discordId": "12345678901234567890", "telegramUsername": "a".repeat(32)}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["discordId"], "12345678901234567890");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&["--telegram-username", "keep_me"]);
+
+    for bad in [
+        json!("123"),
+        json!("1234567890123456"),
+        json!("123456789012345678901"),
+        json!("12345678901234567a"),
+        json!(123456789012345678_u64),
+        json!(true),
+    ] {
+        let (status, body) = patch_account(&relay, &key, json!({"discordId": bad})).await;
+        assert_unprocessable(status, &body, &["discordId"]);
+    }
+    for bad in ["abcd", "@ab", "has space", "dash-name", &"a".repeat(33)] {
+        let (status, body) = patch_account(&relay, &key, json!({"telegramUsername": bad})).await;
+        assert_unprocessable(status, &body, &["telegramUsername"]);
+    }
+
+    let (status, body) = patch_account(&relay, &key, json!({"favouriteColour": "blue"})).await;
+    assert_unprocessable(status, &body, &["favouriteColour"]);
+
+    let (status, body) = patch_account(&relay, &key, json!({"channels": {"slack": true}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        error_paths(&body).iter().all(|p| p.starts_with("channels")),
+        "{body}"
+    );
+    assert!(!error_paths(&body).is_empty());
+
+    let (status, body) =
+        patch_account(&relay, &key, json!({"channels": {"discord": "yes"}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // One bad property rejects the whole request: the valid one is not applied either.
+    let (status, body) = patch_account(
+        &relay,
+        &key,
+        json!({"discordId": DISCORD_ID, "telegramUsername": null, "bogus": 1}),
+    )
+    .await;
+    assert_unprocessable(status, &body, &["bogus"]);
+    let account = get_account(&relay, &key).await;
+    assert_eq!(account["discordId"], Value::Null);
+    assert_eq!(account["telegramUsername"], "keep_me");
+    assert_eq!(account["channels"][0]["enabled"], true);
+    assert_eq!(account["channels"][1]["enabled"], true);
+
+    // Every violation is listed.
+    let (status, body) = patch_account(
+        &relay,
+        &key,
+        json!({"discordId": "x", "telegramUsername": "y"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let mut paths = error_paths(&body);
+    paths.sort();
+    assert_eq!(paths, ["discordId", "telegramUsername"]);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_400_and_json_that_is_not_an_object_is_422() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&[]);
+    let auth = format!("Bearer {key}");
+    for body in ["not json", "", "{\"discordId\":", "{'a':1}"] {
+        let (status, text) = raw(
+            &relay,
+            Method::PATCH,
+            "/api/v1/account",
+            Some(&auth),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::BAD_REQUEST, INVALID_JSON),
+            "body {body:?}"
+        );
+    }
+    for body in ["[1]", "\"discordId\"", "42"] {
+        let (status, text) = raw(
+            &relay,
+            Method::PATCH,
+            "/api/v1/account",
+            Some(&auth),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "body {body:?}");
+        assert!(parse_body(&text)["message"].is_string());
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn channel_switches_turn_channels_off_and_on() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&["--discord-id", DISCORD_ID]);
+
+    let (status, updated) =
+        patch_account(&relay, &key, json!({"channels": {"telegram": false}})).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["channels"][0]["enabled"], true);
+    assert_eq!(updated["channels"][0]["ready"], true);
+    assert_eq!(updated["channels"][1]["provider"], "telegram");
+    assert_eq!(updated["channels"][1]["enabled"], false);
+    assert_eq!(updated["channels"][1]["ready"], false);
+    let account = get_account(&relay, &key).await;
+    assert_eq!(account["channels"][1]["enabled"], false, "stored");
+    assert_eq!(account["channels"][0]["enabled"], true, "others untouched");
+
+    let (status, updated) = patch_account(
+        &relay,
+        &key,
+        json!({"channels": {"discord": false, "telegram": true}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let account = get_account(&relay, &key).await;
+    assert_eq!(account["channels"][0]["enabled"], false);
+    assert_eq!(account["channels"][0]["ready"], false);
+    assert_eq!(account["channels"][1]["enabled"], true);
+    // Intake now needs only telegram's field.
+    let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        json!({"message": "Telegram username not set. Please set your telegram username in your account settings to receive notifications"})
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_api_never_answers_intakes_403s() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&[]);
+
+    // Intake refuses this account ...
+    let (status, _) = relay.send_event(&key, json!({"category": "sale"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // ... but everything the user needs to fix it answers.
+    for path in [
+        "/api/v1/account",
+        "/api/v1/account/api-keys",
+        "/api/v1/categories",
+        "/api/v1/events",
+        "/api/v1/quota",
+    ] {
+        let (status, body) = relay.call(Method::GET, path, Some(&key), None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+    }
+    let (_, categories) = relay
+        .call(Method::GET, "/api/v1/categories", Some(&key), None)
+        .await;
+    assert_eq!(categories, json!([]));
+    let (status, body) = relay
+        .call(
+            Method::POST,
+            "/api/v1/categories",
+            Some(&key),
+            Some(json!({"name": "sale", "color": "#FFB02E"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Even with every channel off (intake's 4b), the account can be changed.
+    let (status, body) = patch_account(
+        &relay,
+        &key,
+        json!({"channels": {"discord": false, "telegram": false}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = patch_account(&relay, &key, json!({"discordId": DISCORD_ID})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = relay
+        .call(Method::POST, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Fixing the settings through the account API is what intake needed.
+    let (status, body) =
+        patch_account(&relay, &key, json!({"channels": {"discord": true}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_api_answers_the_documented_401s() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let routes: [(Method, &str, Option<&str>); 8] = [
+        (Method::GET, "/api/v1/account", None),
+        (Method::PATCH, "/api/v1/account", Some(r#"{"discordId":null}"#)),
+        (Method::GET, "/api/v1/account/api-keys", None),
+        (Method::POST, "/api/v1/account/api-keys", None),
+        (Method::DELETE, "/api/v1/account/api-keys/key_nope", None),
+        (Method::GET, "/api/v1/categories", None),
+        (Method::GET, "/api/v1/events", None),
+        (Method::GET, "/api/v1/quota", None),
+    ];
+    let revoked_free = format!("Bearer {key}x");
+    let cases: [(Option<&str>, &str); 5] = [
+        (None, UNAUTHORIZED),
+        (Some("Basic x"), BAD_FORMAT),
+        (Some("bearer x"), BAD_FORMAT),
+        (Some("Bearer pk_unknown"), INVALID_KEY),
+        (Some(&revoked_free), INVALID_KEY),
+    ];
+    for (method, path, body) in &routes {
+        for (auth, expected) in &cases {
+            let (status, text) = raw(&relay, method.clone(), path, *auth, *body).await;
+            assert_eq!(
+                (status, text.as_str()),
+                (StatusCode::UNAUTHORIZED, *expected),
+                "{method} {path} with {auth:?}"
+            );
+        }
+    }
+    // The unauthenticated PATCH changed nothing.
+    let account = get_account(&relay, &key).await;
+    assert_eq!(account["discordId"], DISCORD_ID);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_listed_without_the_key_and_revoked_at_once() {
+    let relay = Relay::start().await;
+    let (account_id, key) = relay.create_account(&[]);
+
+    let (status, created) = relay
+        .call(Method::POST, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        key_names(&created),
+        ["apiKey", "createdAt", "id", "prefix"],
+        "{created}"
+    );
+    let new_key = created["apiKey"].as_str().expect("apiKey").to_string();
+    let new_id = created["id"].as_str().expect("id").to_string();
+    let prefix = created["prefix"].as_str().expect("prefix");
+    assert!(
+        new_key.starts_with("pk_") && new_key.len() >= 35,
+        "{new_key}"
+    );
+    assert!(
+        new_key[3..].chars().all(|c| c.is_ascii_alphanumeric()),
+        "{new_key}"
+    );
+    assert_ne!(new_key, key);
+    assert!(
+        !prefix.is_empty() && new_key.starts_with(prefix) && prefix.len() < new_key.len(),
+        "the prefix is the start of the key, not all of it: {prefix}"
+    );
+    let created_at = created["createdAt"].as_str().expect("createdAt");
+    assert!(
+        crate::events_api::parse_rfc3339_millis(created_at).is_some(),
+        "createdAt is RFC 3339: {created_at}"
+    );
+
+    // The new key works, for the same account.
+    let account = get_account(&relay, &new_key).await;
+    assert_eq!(account["id"], json!(account_id));
+
+    // The list shows both keys, never a key itself.
+    let response = relay
+        .request(Method::GET, "/api/v1/account/api-keys")
+        .header("Authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+    assert!(!text.contains(&new_key) && !text.contains(&key), "{text}");
+    assert!(!text.contains(&new_key[3..20]), "no long part of a key: {text}");
+    let list = parse_body(&text);
+    let entries = list.as_array().expect("a JSON array");
+    assert_eq!(entries.len(), 2, "{list}");
+    for entry in entries {
+        assert_eq!(
+            key_names(entry),
+            ["createdAt", "id", "lastUsedAt", "prefix"],
+            "{entry}"
+        );
+    }
+    let listed = entries
+        .iter()
+        .find(|e| e["id"] == json!(new_id))
+        .expect("the new key is listed");
+    assert_eq!(listed["prefix"], json!(prefix));
+    assert_eq!(listed["createdAt"], created["createdAt"]);
+    assert!(
+        listed["lastUsedAt"].is_string(),
+        "the new key was used above: {listed}"
+    );
+
+    // Revoke: 204 with no body, then the key is invalid at once; the other still works.
+    let (status, text) = raw(
+        &relay,
+        Method::DELETE,
+        &format!("/api/v1/account/api-keys/{new_id}"),
+        Some(&format!("Bearer {key}")),
+        None,
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (StatusCode::NO_CONTENT, ""));
+    let (status, text) = raw(
+        &relay,
+        Method::GET,
+        "/api/v1/account",
+        Some(&format!("Bearer {new_key}")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::UNAUTHORIZED, INVALID_KEY)
+    );
+    let (_, list) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    let ids: Vec<&Value> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| &e["id"])
+        .collect();
+    assert_eq!(ids.len(), 1, "{list}");
+    assert_ne!(ids[0], &json!(new_id));
+    get_account(&relay, &key).await;
+
+    // Revoking it again, or an id that never existed: 404 JSON.
+    for id in [new_id.as_str(), "key_does_not_exist"] {
+        let (status, text) = raw(
+            &relay,
+            Method::DELETE,
+            &format!("/api/v1/account/api-keys/{id}"),
+            Some(&format!("Bearer {key}")),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {text}");
+        assert!(parse_body(&text)["message"].is_string(), "{text}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn another_account_cannot_see_or_revoke_my_keys() {
+    let relay = Relay::start().await;
+    let (_, mine) = relay.create_account(&[]);
+    let (_, theirs) = relay.create_account(&[]);
+    let (_, my_keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&mine), None)
+        .await;
+    let my_id = my_keys[0]["id"].as_str().expect("key id").to_string();
+
+    let (_, their_keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&theirs), None)
+        .await;
+    let their_list = their_keys.as_array().expect("array");
+    assert_eq!(their_list.len(), 1, "{their_keys}");
+    assert_ne!(their_list[0]["id"], json!(my_id));
+
+    let (status, body) = relay
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/account/api-keys/{my_id}"),
+            Some(&theirs),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    get_account(&relay, &mine).await;
+
+    // A key can revoke itself; then it is done.
+    let (status, _) = relay
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/account/api-keys/{my_id}"),
+            Some(&mine),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = relay
+        .call(Method::GET, "/api/v1/account", Some(&mine), None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, json!({"message": "Invalid API key"}))
+    );
+    relay.stop().await;
+}

@@ -1,0 +1,321 @@
+//! The operator CLI, run as the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn pingpilot() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pingpilot"))
+}
+
+fn stdout_json(output: &std::process::Output) -> Value {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+#[test]
+fn both_providers_are_linked_into_the_binary_in_order() {
+    let providers = stdout_json(&pingpilot().arg("providers").output().expect("run"));
+    let ids: Vec<&str> = providers
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["discord", "telegram"]);
+    assert_eq!(providers[0]["accountFields"][0]["name"], "discordId");
+    assert_eq!(providers[0]["accountFields"][0]["cliFlag"], "--discord-id");
+    assert_eq!(providers[1]["accountFields"][0]["name"], "telegramUsername");
+    let settings = providers[1]["settings"].as_array().expect("settings");
+    assert!(
+        settings
+            .iter()
+            .any(|s| s["key"] == "providers.telegram.bot_token")
+    );
+}
+
+#[tokio::test]
+async fn account_create_prints_exactly_one_json_object_and_validates_fields() {
+    let relay = Relay::start().await;
+    let output = relay.cli(&[
+        "account",
+        "create",
+        "--name",
+        "Ann",
+        "--email",
+        "ann@example.com",
+        "--plan",
+        "pro",
+        "--discord-id",
+        DISCORD_ID,
+        "--telegram-username",
+        "@ann_t",
+    ]);
+    let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8");
+    assert_eq!(stdout.trim().lines().count(), 1, "{stdout}");
+    let created = stdout_json(&output);
+    let object = created.as_object().expect("object");
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["accountId", "apiKey"]);
+    let key = created["apiKey"].as_str().expect("key");
+    assert!(key.starts_with("pk_") && key.len() >= 35);
+
+    let (status, account) = relay
+        .call(Method::GET, "/api/v1/account", Some(key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(account["id"], created["accountId"]);
+    assert_eq!(account["plan"], "pro");
+    assert_eq!(account["email"], "ann@example.com");
+    assert_eq!(account["discordId"], DISCORD_ID);
+    assert_eq!(account["telegramUsername"], "ann_t");
+
+    for bad in [
+        vec!["account", "create", "--name", "X", "--discord-id", "12"],
+        vec![
+            "account",
+            "create",
+            "--name",
+            "X",
+            "--telegram-username",
+            "a b",
+        ],
+        vec!["account", "create", "--name", "X", "--plan", "gold"],
+        vec!["account", "create"],
+    ] {
+        let output = relay.cli(&bad);
+        assert!(!output.status.success(), "{bad:?} should fail");
+        assert!(output.stdout.is_empty(), "{bad:?} printed on stdout");
+        assert!(!output.stderr.is_empty());
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn housekeeping_commands_list_accounts_change_plans_and_manage_keys() {
+    let relay = Relay::start().await;
+    let (account, first_key) = relay.create_account(&[]);
+    let accounts = stdout_json(&relay.cli(&["account", "list"]));
+    assert_eq!(accounts[0]["id"], account.as_str());
+    assert_eq!(accounts[0]["plan"], "free");
+
+    let changed = stdout_json(&relay.cli(&[
+        "account",
+        "set-plan",
+        "--account",
+        &account,
+        "--plan",
+        "enterprise",
+    ]));
+    assert_eq!(changed["plan"], "enterprise");
+    let (_, quota) = relay
+        .call(Method::GET, "/api/v1/quota", Some(&first_key), None)
+        .await;
+    assert_eq!(quota["eventsLimit"], 10000);
+    assert!(
+        !relay
+            .cli(&[
+                "account",
+                "set-plan",
+                "--account",
+                "acc_nope",
+                "--plan",
+                "pro"
+            ])
+            .status
+            .success()
+    );
+
+    let key = stdout_json(&relay.cli(&["key", "create", "--account", &account]));
+    let second_key = key["apiKey"].as_str().expect("key");
+    let (status, _) = relay
+        .call(Method::GET, "/api/v1/account", Some(second_key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let key_id = key["keyId"].as_str().expect("id");
+    stdout_json(&relay.cli(&["key", "revoke", "--key-id", key_id]));
+    let (status, _) = relay
+        .call(Method::GET, "/api/v1/account", Some(second_key), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        !relay
+            .cli(&["key", "revoke", "--key-id", key_id])
+            .status
+            .success(),
+        "revoking twice is an error"
+    );
+    assert!(
+        !relay
+            .cli(&["key", "create", "--account", "acc_nope"])
+            .status
+            .success()
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_command_prints_what_the_server_serves() {
+    let relay = Relay::start().await;
+    let printed = pingpilot().arg("openapi").output().expect("run");
+    assert!(printed.status.success());
+    let served = relay
+        .request(Method::GET, "/api/v1/openapi.json")
+        .send()
+        .await
+        .expect("spec")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), served);
+    let spec: Value = serde_json::from_str(&served).expect("json");
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    let account = &spec["components"]["schemas"]["Account"]["properties"];
+    assert_eq!(account["discordId"]["type"], "string");
+    assert_eq!(account["telegramUsername"]["type"], "string");
+    let yaml = pingpilot()
+        .args(["openapi", "--format", "yaml"])
+        .output()
+        .expect("run");
+    let served_yaml = relay
+        .request(Method::GET, "/api/v1/openapi.yaml")
+        .send()
+        .await
+        .expect("yaml")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(String::from_utf8_lossy(&yaml.stdout), served_yaml);
+    let docs = relay
+        .request(Method::GET, "/docs")
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.expect("html").contains("swagger"));
+    relay.stop().await;
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_its_source() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let ok = pingpilot()
+        .current_dir(dir.path())
+        .args(["config", "check"])
+        .output()
+        .expect("run");
+    let report = stdout_json(&ok);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["bind"], "127.0.0.1:8080");
+    assert_eq!(report["database"], "sqlite://pingpilot.db");
+
+    let from_env = pingpilot()
+        .current_dir(dir.path())
+        .env("PINGPILOT_SERVER__BIND", "not-an-address")
+        .args(["config", "check"])
+        .output()
+        .expect("run");
+    assert!(!from_env.status.success());
+    let message = String::from_utf8_lossy(&from_env.stderr);
+    assert!(
+        message.contains("server.bind") && message.contains("PINGPILOT_SERVER__BIND"),
+        "{message}"
+    );
+
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[delivery]\nmax_age = \"soon\"\n").expect("write");
+    let from_file = pingpilot()
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert!(!from_file.status.success());
+    let message = String::from_utf8_lossy(&from_file.stderr);
+    assert!(
+        message.contains("delivery.max_age") && message.contains("bad.toml"),
+        "{message}"
+    );
+
+    std::fs::write(&file, "[providers.discord]\nrequests_per_second = 0\n").expect("write");
+    let provider = pingpilot()
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert!(!provider.status.success());
+    assert!(
+        String::from_utf8_lossy(&provider.stderr).contains("providers.discord.requests_per_second")
+    );
+
+    let missing = pingpilot()
+        .args(["config", "check", "--config", "/nonexistent/pingpilot.toml"])
+        .output()
+        .expect("run");
+    assert!(!missing.status.success());
+
+    let schema = stdout_json(
+        &pingpilot()
+            .args(["config", "schema"])
+            .output()
+            .expect("run"),
+    );
+    assert!(
+        schema["properties"]["providers"]["properties"]["discord"]["properties"]["bot_token"]
+            .is_object()
+    );
+    assert!(schema["properties"]["delivery"].is_object());
+}
+
+#[test]
+fn serve_exits_zero_on_sigterm() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let mut child = pingpilot()
+        .current_dir(dir.path())
+        .env("PINGPILOT_SERVER__BIND", "127.0.0.1:0")
+        .env("PINGPILOT_LOG", "info")
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server logs its address")
+            .expect("line");
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    // The server answers, then stops on SIGTERM with exit code 0.
+    let health = std::net::TcpStream::connect(&address);
+    assert!(health.is_ok(), "server listens on {address}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    std::thread::spawn(move || for _ in lines {});
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
