@@ -337,3 +337,60 @@ impl ProviderSection {
             .map_err(|err| ConfigError::from_figment(err, &self.key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn without_providers(settings: &Settings) -> serde_json::Value {
+        let mut value = serde_json::to_value(settings).expect("serializable");
+        value.as_object_mut().expect("object").remove("providers");
+        value
+    }
+
+    #[test]
+    fn the_example_file_shows_the_defaults() {
+        let example = Config::from_toml(include_str!("../pingpilot.toml")).expect("example parses");
+        assert_eq!(
+            without_providers(&example.settings),
+            without_providers(&Settings::default())
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_file() {
+        let err = Config::from_toml("[delivery]\nmax_age = \"soon\"\n")
+            .err()
+            .expect("rejected");
+        assert!(err.to_string().contains("delivery.max_age"), "{err}");
+        let err = Config::from_toml("[accounts]\ndefault_plan = \"gold\"\n")
+            .err()
+            .expect("rejected");
+        assert!(err.to_string().contains("accounts.default_plan"), "{err}");
+        let err = Config::from_toml("[database]\nurl = \"mysql://x\"\n")
+            .err()
+            .expect("rejected");
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn provider_sections_default_when_absent_and_report_full_keys() {
+        #[derive(Default, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Section {
+            rate: u32,
+        }
+        let config = Config::from_toml("").expect("defaults");
+        assert_eq!(
+            config
+                .provider_section("x")
+                .extract::<Section>()
+                .expect("default")
+                .rate,
+            0
+        );
+        let section = ProviderSection::from_toml("x", "rate = \"fast\"");
+        let err = section.extract::<Section>().err().expect("rejected");
+        assert!(err.to_string().contains("providers.x.rate"), "{err}");
+    }
+}
