@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 const UNAUTHORIZED: &str = r#"{"message":"Unauthorized"}"#;
-const BAD_FORMAT: &str = r#"{"message":"Invalid auth header format. Expected: 'Bearer [API_KEY]'"}"#;
+const BAD_FORMAT: &str =
+    r#"{"message":"Invalid auth header format. Expected: 'Bearer [API_KEY]'"}"#;
 const INVALID_KEY: &str = r#"{"message":"Invalid API key"}"#;
 const INVALID_JSON: &str = r#"{"message":"Invalid JSON request body"}"#;
 
@@ -92,7 +93,7 @@ fn key_names(value: &Value) -> Vec<&str> {
 #[tokio::test]
 async fn a_fresh_account_shows_every_field_as_null_and_both_channels_not_ready() {
     let relay = Relay::start().await;
-    let (account_id, key) = relay.create_account(&[]);
+    let (account_id, key) = relay.create_account(&[]).await;
     let account = get_account(&relay, &key).await;
 
     assert_eq!(account["id"], json!(account_id));
@@ -120,7 +121,10 @@ async fn a_fresh_account_shows_every_field_as_null_and_both_channels_not_ready()
     assert_eq!(discord["ready"], false);
     assert_eq!(discord["missing"], json!(["discordId"]));
     assert!(
-        discord.as_object().expect("object").contains_key("waitingReason"),
+        discord
+            .as_object()
+            .expect("object")
+            .contains_key("waitingReason"),
         "{discord}"
     );
     assert_eq!(discord["waitingReason"], Value::Null, "configured: no wait");
@@ -156,7 +160,7 @@ async fn a_fresh_account_shows_every_field_as_null_and_both_channels_not_ready()
     // The token is per account and stable.
     let again = get_account(&relay, &key).await;
     assert_eq!(link_token(&again), token);
-    let (_, other_key) = relay.create_account(&[]);
+    let (_, other_key) = relay.create_account(&[]).await;
     let other = get_account(&relay, &other_key).await;
     assert_ne!(link_token(&other), token);
     assert_ne!(other["id"], account["id"]);
@@ -166,14 +170,16 @@ async fn a_fresh_account_shows_every_field_as_null_and_both_channels_not_ready()
 #[tokio::test]
 async fn set_fields_make_channels_ready_and_linking_telegram_completes_it() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&[
-        "--email",
-        "owner@example.com",
-        "--discord-id",
-        DISCORD_ID,
-        "--telegram-username",
-        "test_user",
-    ]);
+    let (_, key) = relay
+        .create_account(&[
+            "--email",
+            "owner@example.com",
+            "--discord-id",
+            DISCORD_ID,
+            "--telegram-username",
+            "test_user",
+        ])
+        .await;
     let account = get_account(&relay, &key).await;
     assert_eq!(account["email"], "owner@example.com");
     assert_eq!(account["discordId"], DISCORD_ID);
@@ -191,7 +197,10 @@ async fn set_fields_make_channels_ready_and_linking_telegram_completes_it() {
     let telegram = &account["channels"][1];
     assert_eq!(telegram["missing"], json!([]));
     assert_eq!(telegram["linked"], false);
-    assert_eq!(telegram["ready"], false, "not ready until the chat is linked");
+    assert_eq!(
+        telegram["ready"], false,
+        "not ready until the chat is linked"
+    );
 
     relay.link_telegram(&key).await;
     let account = get_account(&relay, &key).await;
@@ -205,7 +214,7 @@ async fn set_fields_make_channels_ready_and_linking_telegram_completes_it() {
 #[tokio::test]
 async fn patch_sets_normalizes_and_clears_provider_fields() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&[]);
+    let (_, key) = relay.create_account(&[]).await;
 
     let (status, updated) = patch_account(
         &relay,
@@ -214,8 +223,14 @@ async fn patch_sets_normalizes_and_clears_provider_fields() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
-    assert_eq!(updated["discordId"], DISCORD_ID, "PATCH answers the account");
-    assert_eq!(updated["telegramUsername"], "Some_User", "leading @ dropped");
+    assert_eq!(
+        updated["discordId"], DISCORD_ID,
+        "PATCH answers the account"
+    );
+    assert_eq!(
+        updated["telegramUsername"], "Some_User",
+        "leading @ dropped"
+    );
     assert_eq!(updated["channels"][0]["missing"], json!([]));
     assert_eq!(updated["channels"][1]["missing"], json!([]));
 
@@ -257,7 +272,9 @@ async fn patch_sets_normalizes_and_clears_provider_fields() {
 #[tokio::test]
 async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&["--telegram-username", "keep_me"]);
+    let (_, key) = relay
+        .create_account(&["--telegram-username", "keep_me"])
+        .await;
 
     for bad in [
         json!("123"),
@@ -286,8 +303,7 @@ async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
     );
     assert!(!error_paths(&body).is_empty());
 
-    let (status, body) =
-        patch_account(&relay, &key, json!({"channels": {"discord": "yes"}})).await;
+    let (status, body) = patch_account(&relay, &key, json!({"channels": {"discord": "yes"}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     // One bad property rejects the whole request: the valid one is not applied either.
@@ -321,7 +337,7 @@ async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
 #[tokio::test]
 async fn a_body_that_is_not_json_is_400_and_json_that_is_not_an_object_is_422() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&[]);
+    let (_, key) = relay.create_account(&[]).await;
     let auth = format!("Bearer {key}");
     for body in ["not json", "", "{\"discordId\":", "{'a':1}"] {
         let (status, text) = raw(
@@ -356,7 +372,7 @@ async fn a_body_that_is_not_json_is_400_and_json_that_is_not_an_object_is_422() 
 #[tokio::test]
 async fn channel_switches_turn_channels_off_and_on() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&["--discord-id", DISCORD_ID]);
+    let (_, key) = relay.create_account(&["--discord-id", DISCORD_ID]).await;
 
     let (status, updated) =
         patch_account(&relay, &key, json!({"channels": {"telegram": false}})).await;
@@ -394,7 +410,7 @@ async fn channel_switches_turn_channels_off_and_on() {
 #[tokio::test]
 async fn the_account_api_never_answers_intakes_403s() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&[]);
+    let (_, key) = relay.create_account(&[]).await;
 
     // Intake refuses this account ...
     let (status, _) = relay.send_event(&key, json!({"category": "sale"})).await;
@@ -441,8 +457,7 @@ async fn the_account_api_never_answers_intakes_403s() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // Fixing the settings through the account API is what intake needed.
-    let (status, body) =
-        patch_account(&relay, &key, json!({"channels": {"discord": true}})).await;
+    let (status, body) = patch_account(&relay, &key, json!({"channels": {"discord": true}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -455,7 +470,11 @@ async fn the_account_api_answers_the_documented_401s() {
     let key = relay.ready_account().await;
     let routes: [(Method, &str, Option<&str>); 8] = [
         (Method::GET, "/api/v1/account", None),
-        (Method::PATCH, "/api/v1/account", Some(r#"{"discordId":null}"#)),
+        (
+            Method::PATCH,
+            "/api/v1/account",
+            Some(r#"{"discordId":null}"#),
+        ),
         (Method::GET, "/api/v1/account/api-keys", None),
         (Method::POST, "/api/v1/account/api-keys", None),
         (Method::DELETE, "/api/v1/account/api-keys/key_nope", None),
@@ -490,7 +509,7 @@ async fn the_account_api_answers_the_documented_401s() {
 #[tokio::test]
 async fn api_keys_are_shown_once_listed_without_the_key_and_revoked_at_once() {
     let relay = Relay::start().await;
-    let (account_id, key) = relay.create_account(&[]);
+    let (account_id, key) = relay.create_account(&[]).await;
 
     let (status, created) = relay
         .call(Method::POST, "/api/v1/account/api-keys", Some(&key), None)
@@ -537,7 +556,10 @@ async fn api_keys_are_shown_once_listed_without_the_key_and_revoked_at_once() {
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.expect("body");
     assert!(!text.contains(&new_key) && !text.contains(&key), "{text}");
-    assert!(!text.contains(&new_key[3..20]), "no long part of a key: {text}");
+    assert!(
+        !text.contains(&new_key[3..20]),
+        "no long part of a key: {text}"
+    );
     let list = parse_body(&text);
     let entries = list.as_array().expect("a JSON array");
     assert_eq!(entries.len(), 2, "{list}");
@@ -613,8 +635,8 @@ async fn api_keys_are_shown_once_listed_without_the_key_and_revoked_at_once() {
 #[tokio::test]
 async fn another_account_cannot_see_or_revoke_my_keys() {
     let relay = Relay::start().await;
-    let (_, mine) = relay.create_account(&[]);
-    let (_, theirs) = relay.create_account(&[]);
+    let (_, mine) = relay.create_account(&[]).await;
+    let (_, theirs) = relay.create_account(&[]).await;
     let (_, my_keys) = relay
         .call(Method::GET, "/api/v1/account/api-keys", Some(&mine), None)
         .await;
@@ -654,7 +676,10 @@ async fn another_account_cannot_see_or_revoke_my_keys() {
         .await;
     assert_eq!(
         (status, body),
-        (StatusCode::UNAUTHORIZED, json!({"message": "Invalid API key"}))
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "Invalid API key"})
+        )
     );
     relay.stop().await;
 }

@@ -78,7 +78,7 @@ fn assert_json_message(status: StatusCode, expected: StatusCode, body: &Value) {
 #[tokio::test]
 async fn create_lowercases_the_name_and_echoes_colour_and_emoji() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&[]);
+    let (_, key) = relay.create_account(&[]).await;
 
     let (status, created) = create(
         &relay,
@@ -144,7 +144,7 @@ async fn duplicates_answer_409_also_when_only_the_case_differs() {
     assert_eq!(quota(&relay, &key).await["categoriesUsed"], 1);
 
     // Names are per account: another account may use the same one.
-    let (_, other) = relay.create_account(&[]);
+    let (_, other) = relay.create_account(&[]).await;
     create_ok(&relay, &other, "sale").await;
     relay.stop().await;
 }
@@ -152,13 +152,19 @@ async fn duplicates_answer_409_also_when_only_the_case_differs() {
 #[tokio::test]
 async fn invalid_bodies_answer_422_listing_every_path_and_non_json_400() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&[]);
+    let (_, key) = relay.create_account(&[]).await;
     let long = "a".repeat(65);
     let cases: Vec<(Value, Vec<&str>)> = vec![
-        (json!({"name": "bad name!", "color": "red"}), vec!["name", "color"]),
+        (
+            json!({"name": "bad name!", "color": "red"}),
+            vec!["name", "color"],
+        ),
         (json!({"name": "", "color": "#FFFFFF"}), vec!["name"]),
         (json!({"name": long, "color": "#FFFFFF"}), vec!["name"]),
-        (json!({"name": "under_score", "color": "#FFFFFF"}), vec!["name"]),
+        (
+            json!({"name": "under_score", "color": "#FFFFFF"}),
+            vec!["name"],
+        ),
         (json!({"name": "émoji", "color": "#FFFFFF"}), vec!["name"]),
         (json!({"name": 7, "color": "#FFFFFF"}), vec!["name"]),
         (json!({"name": "ok", "color": "#FFB02"}), vec!["color"]),
@@ -189,14 +195,8 @@ async fn invalid_bodies_answer_422_listing_every_path_and_non_json_400() {
     }
 
     for body in ["not json", "", "{\"name\":"] {
-        let (status, text) = raw(
-            &relay,
-            Method::POST,
-            "/api/v1/categories",
-            &key,
-            Some(body),
-        )
-        .await;
+        let (status, text) =
+            raw(&relay, Method::POST, "/api/v1/categories", &key, Some(body)).await;
         assert_eq!(
             (status, text.as_str()),
             (StatusCode::BAD_REQUEST, INVALID_JSON),
@@ -214,7 +214,7 @@ async fn invalid_bodies_answer_422_listing_every_path_and_non_json_400() {
 #[tokio::test]
 async fn the_free_plan_allows_three_categories_then_answers_the_documented_403() {
     let relay = Relay::start().await;
-    let (_, key) = relay.create_account(&[]);
+    let (_, key) = relay.create_account(&[]).await;
     for name in ["one", "two", "three"] {
         create_ok(&relay, &key, name).await;
     }
@@ -231,7 +231,10 @@ async fn the_free_plan_allows_three_categories_then_answers_the_documented_403()
         (StatusCode::FORBIDDEN, LIMIT_REACHED)
     );
     let q = quota(&relay, &key).await;
-    assert_eq!((&q["categoriesUsed"], &q["categoriesLimit"]), (&json!(3), &json!(3)));
+    assert_eq!(
+        (&q["categoriesUsed"], &q["categoriesLimit"]),
+        (&json!(3), &json!(3))
+    );
     let (_, list) = relay
         .call(Method::GET, "/api/v1/categories", Some(&key), None)
         .await;
@@ -258,7 +261,7 @@ async fn the_free_plan_allows_three_categories_then_answers_the_documented_403()
     );
 
     // A bigger plan, a bigger limit, named in the message.
-    let (_, pro) = relay.create_account(&["--plan", "pro"]);
+    let (_, pro) = relay.create_account(&["--plan", "pro"]).await;
     for i in 0..10 {
         create_ok(&relay, &pro, &format!("c{i}")).await;
     }
@@ -271,7 +274,10 @@ async fn the_free_plan_allows_three_categories_then_answers_the_documented_403()
         )
     );
     let q = quota(&relay, &pro).await;
-    assert_eq!((&q["categoriesUsed"], &q["categoriesLimit"]), (&json!(10), &json!(10)));
+    assert_eq!(
+        (&q["categoriesUsed"], &q["categoriesLimit"]),
+        (&json!(10), &json!(10))
+    );
     relay.stop().await;
 }
 
@@ -279,6 +285,8 @@ async fn the_free_plan_allows_three_categories_then_answers_the_documented_403()
 async fn read_one_ignores_case_and_counts_events_with_the_last_ping() {
     let relay = Relay::start().await;
     let key = relay.ready_account().await;
+    // Every account is created before any event: the CLI runs while the test thread waits.
+    let (_, other) = relay.create_account(&[]).await;
     create_ok(&relay, &key, "refund").await;
 
     let (status, sale) = relay
@@ -293,9 +301,7 @@ async fn read_one_ignores_case_and_counts_events_with_the_last_ping() {
 
     let mut last_id = String::new();
     for category in ["sale", "Sale", "refund"] {
-        let (status, body) = relay
-            .send_event(&key, json!({"category": category}))
-            .await;
+        let (status, body) = relay.send_event(&key, json!({"category": category})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         if category != "refund" {
             last_id = body["eventId"].as_str().expect("eventId").to_string();
@@ -337,7 +343,6 @@ async fn read_one_ignores_case_and_counts_events_with_the_last_ping() {
         .call(Method::GET, "/api/v1/categories/nope", Some(&key), None)
         .await;
     assert_json_message(status, StatusCode::NOT_FOUND, &body);
-    let (_, other) = relay.create_account(&[]);
     let (status, body) = relay
         .call(Method::GET, "/api/v1/categories/sale", Some(&other), None)
         .await;
@@ -413,7 +418,9 @@ async fn patch_changes_colour_emoji_and_name() {
         .call(Method::GET, "/api/v1/categories/sale", Some(&key), None)
         .await;
     assert_json_message(status, StatusCode::NOT_FOUND, &body);
-    let (status, body) = relay.send_event(&key, json!({"category": "purchase"})).await;
+    let (status, body) = relay
+        .send_event(&key, json!({"category": "purchase"}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
     assert_eq!(
@@ -444,12 +451,21 @@ async fn patch_changes_colour_emoji_and_name() {
 async fn delete_answers_204_and_the_category_is_gone_everywhere() {
     let relay = Relay::start().await;
     let key = relay.ready_account().await;
+    // Every account is created before any event: the CLI runs while the test thread waits.
+    let (_, other) = relay.create_account(&[]).await;
     let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let event_id = body["eventId"].as_str().expect("eventId").to_string();
     assert_eq!(quota(&relay, &key).await["categoriesUsed"], 1);
 
-    let (status, text) = raw(&relay, Method::DELETE, "/api/v1/categories/SALE", &key, None).await;
+    let (status, text) = raw(
+        &relay,
+        Method::DELETE,
+        "/api/v1/categories/SALE",
+        &key,
+        None,
+    )
+    .await;
     assert_eq!((status, text.as_str()), (StatusCode::NO_CONTENT, ""));
 
     let (status, body) = relay
@@ -508,9 +524,13 @@ async fn delete_answers_204_and_the_category_is_gone_everywhere() {
     assert_eq!(sale["lastPing"], Value::Null, "{sale}");
 
     // Another account cannot delete mine.
-    let (_, other) = relay.create_account(&[]);
     let (status, body) = relay
-        .call(Method::DELETE, "/api/v1/categories/sale", Some(&other), None)
+        .call(
+            Method::DELETE,
+            "/api/v1/categories/sale",
+            Some(&other),
+            None,
+        )
         .await;
     assert_json_message(status, StatusCode::NOT_FOUND, &body);
     assert_eq!(quota(&relay, &key).await["categoriesUsed"], 1);

@@ -46,20 +46,22 @@ fn both_providers_are_linked_into_the_binary_in_order() {
 #[tokio::test]
 async fn account_create_prints_exactly_one_json_object_and_validates_fields() {
     let relay = Relay::start().await;
-    let output = relay.cli(&[
-        "account",
-        "create",
-        "--name",
-        "Ann",
-        "--email",
-        "ann@example.com",
-        "--plan",
-        "pro",
-        "--discord-id",
-        DISCORD_ID,
-        "--telegram-username",
-        "@ann_t",
-    ]);
+    let output = relay
+        .cli(&[
+            "account",
+            "create",
+            "--name",
+            "Ann",
+            "--email",
+            "ann@example.com",
+            "--plan",
+            "pro",
+            "--discord-id",
+            DISCORD_ID,
+            "--telegram-username",
+            "@ann_t",
+        ])
+        .await;
     let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8");
     assert_eq!(stdout.trim().lines().count(), 1, "{stdout}");
     let created = stdout_json(&output);
@@ -91,7 +93,7 @@ async fn account_create_prints_exactly_one_json_object_and_validates_fields() {
         vec!["account", "create", "--name", "X", "--plan", "gold"],
         vec!["account", "create"],
     ] {
-        let output = relay.cli(&bad);
+        let output = relay.cli(&bad).await;
         assert!(!output.status.success(), "{bad:?} should fail");
         assert!(output.stdout.is_empty(), "{bad:?} printed on stdout");
         assert!(!output.stderr.is_empty());
@@ -102,19 +104,23 @@ async fn account_create_prints_exactly_one_json_object_and_validates_fields() {
 #[tokio::test]
 async fn housekeeping_commands_list_accounts_change_plans_and_manage_keys() {
     let relay = Relay::start().await;
-    let (account, first_key) = relay.create_account(&[]);
-    let accounts = stdout_json(&relay.cli(&["account", "list"]));
+    let (account, first_key) = relay.create_account(&[]).await;
+    let accounts = stdout_json(&relay.cli(&["account", "list"]).await);
     assert_eq!(accounts[0]["id"], account.as_str());
     assert_eq!(accounts[0]["plan"], "free");
 
-    let changed = stdout_json(&relay.cli(&[
-        "account",
-        "set-plan",
-        "--account",
-        &account,
-        "--plan",
-        "enterprise",
-    ]));
+    let changed = stdout_json(
+        &relay
+            .cli(&[
+                "account",
+                "set-plan",
+                "--account",
+                &account,
+                "--plan",
+                "enterprise",
+            ])
+            .await,
+    );
     assert_eq!(changed["plan"], "enterprise");
     let (_, quota) = relay
         .call(Method::GET, "/api/v1/quota", Some(&first_key), None)
@@ -130,18 +136,19 @@ async fn housekeeping_commands_list_accounts_change_plans_and_manage_keys() {
                 "--plan",
                 "pro"
             ])
+            .await
             .status
             .success()
     );
 
-    let key = stdout_json(&relay.cli(&["key", "create", "--account", &account]));
+    let key = stdout_json(&relay.cli(&["key", "create", "--account", &account]).await);
     let second_key = key["apiKey"].as_str().expect("key");
     let (status, _) = relay
         .call(Method::GET, "/api/v1/account", Some(second_key), None)
         .await;
     assert_eq!(status, StatusCode::OK);
     let key_id = key["keyId"].as_str().expect("id");
-    stdout_json(&relay.cli(&["key", "revoke", "--key-id", key_id]));
+    stdout_json(&relay.cli(&["key", "revoke", "--key-id", key_id]).await);
     let (status, _) = relay
         .call(Method::GET, "/api/v1/account", Some(second_key), None)
         .await;
@@ -149,6 +156,7 @@ async fn housekeeping_commands_list_accounts_change_plans_and_manage_keys() {
     assert!(
         !relay
             .cli(&["key", "revoke", "--key-id", key_id])
+            .await
             .status
             .success(),
         "revoking twice is an error"
@@ -156,6 +164,7 @@ async fn housekeeping_commands_list_accounts_change_plans_and_manage_keys() {
     assert!(
         !relay
             .cli(&["key", "create", "--account", "acc_nope"])
+            .await
             .status
             .success()
     );

@@ -151,18 +151,21 @@ impl Relay {
         }
     }
 
-    /// Runs the `pingpilot` binary with this relay's configuration.
-    pub fn cli(&self, args: &[&str]) -> Output {
+    /// Runs the `pingpilot` binary with this relay's configuration, off the test's thread so
+    /// the in-process relay keeps running meanwhile.
+    pub async fn cli(&self, args: &[&str]) -> Output {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pingpilot"));
         command.args(args).arg("--config").arg(&self.config_path);
-        command.output().expect("run pingpilot")
+        tokio::task::spawn_blocking(move || command.output().expect("run pingpilot"))
+            .await
+            .expect("cli task")
     }
 
     /// `pingpilot account create` with the given extra arguments; returns (account id, key).
-    pub fn create_account(&self, extra: &[&str]) -> (String, String) {
+    pub async fn create_account(&self, extra: &[&str]) -> (String, String) {
         let mut args = vec!["account", "create", "--name", "Test User"];
         args.extend_from_slice(extra);
-        let output = self.cli(&args);
+        let output = self.cli(&args).await;
         assert!(
             output.status.success(),
             "account create failed: {}",
@@ -180,12 +183,14 @@ impl Relay {
 
     /// An account with both channels' fields set and a `sale` category; returns its key.
     pub async fn ready_account(&self) -> String {
-        let (_, key) = self.create_account(&[
-            "--discord-id",
-            DISCORD_ID,
-            "--telegram-username",
-            "test_user",
-        ]);
+        let (_, key) = self
+            .create_account(&[
+                "--discord-id",
+                DISCORD_ID,
+                "--telegram-username",
+                "test_user",
+            ])
+            .await;
         let (status, body) = self
             .call(
                 Method::POST,

@@ -69,7 +69,7 @@ async fn a_revoked_key_is_invalid_at_once() {
         .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
         .await;
     let id = keys[0]["id"].as_str().expect("key id").to_string();
-    let output = relay.cli(&["key", "revoke", "--key-id", &id]);
+    let output = relay.cli(&["key", "revoke", "--key-id", &id]).await;
     assert!(output.status.success());
     let (status, body) = raw(&relay, Some(&format!("Bearer {key}")), None, SALE).await;
     assert_eq!(
@@ -85,7 +85,7 @@ async fn missing_account_fields_answer_each_providers_403_in_provider_order() {
     let discord_403 = r#"{"message":"Please enter your discord ID in your account settings"}"#;
     let telegram_403 = r#"{"message":"Telegram username not set. Please set your telegram username in your account settings to receive notifications"}"#;
 
-    let (_, key) = relay.create_account(&[]);
+    let (_, key) = relay.create_account(&[]).await;
     let auth = format!("Bearer {key}");
     // Check order: 403 comes before every body error.
     for body in [SALE, "not json", "{}"] {
@@ -148,14 +148,16 @@ async fn missing_account_fields_answer_each_providers_403_in_provider_order() {
 async fn quota_is_checked_before_the_body_and_never_exceeded_under_concurrency() {
     let relay =
         Relay::start_with("[plans.tiny]\nevents_per_month = 5\ncategories = 3\n", true).await;
-    let (account, key) = relay.create_account(&[
-        "--plan",
-        "tiny",
-        "--discord-id",
-        DISCORD_ID,
-        "--telegram-username",
-        "test_user",
-    ]);
+    let (account, key) = relay
+        .create_account(&[
+            "--plan",
+            "tiny",
+            "--discord-id",
+            DISCORD_ID,
+            "--telegram-username",
+            "test_user",
+        ])
+        .await;
     let (status, _) = relay
         .call(
             Method::POST,
@@ -200,6 +202,7 @@ async fn quota_is_checked_before_the_body_and_never_exceeded_under_concurrency()
                 "--plan",
                 "pro"
             ])
+            .await
             .status
             .success()
     );

@@ -1,6 +1,10 @@
 //! Black-box tests: the real relay over TCP, Discord and Telegram played by wiremock.
 
+mod account_api;
+mod categories_api;
 mod cli;
 mod delivery;
+mod events_api;
 mod helpers;
 mod intake;
+mod openapi;
