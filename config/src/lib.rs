@@ -39,6 +39,9 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Address and port the HTTP server listens on.
     pub bind: SocketAddr,
+    /// On SIGTERM, how long in-flight requests and deliveries may run on before the process
+    /// gives their work back and exits.
+    pub shutdown_grace: DurationSetting,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -65,6 +68,9 @@ pub struct DeliverySettings {
     pub lease: DurationSetting,
     /// Deliveries sent at once by this process.
     pub concurrency: u32,
+    /// Deliveries sent at once per provider, by provider id (e.g. `telegram = 8`); a provider
+    /// not listed may use all of `concurrency`.
+    pub provider_concurrency: BTreeMap<String, u32>,
     /// How often a worker looks for due deliveries when nothing wakes it.
     pub poll_interval: DurationSetting,
     /// How long to wait before looking again at a delivery whose channel is not ready.
@@ -91,6 +97,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace: DurationSetting::from_secs(10),
         }
     }
 }
@@ -113,6 +120,7 @@ impl Default for DeliverySettings {
             backoff_max: DurationSetting::from_secs(600),
             lease: DurationSetting::from_secs(30),
             concurrency: 32,
+            provider_concurrency: BTreeMap::new(),
             poll_interval: DurationSetting::from_secs(1),
             waiting_recheck: DurationSetting::from_secs(60),
         }
@@ -289,6 +297,16 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{key}: must be at least 1")));
             }
+        }
+        if let Some((id, _)) = s
+            .delivery
+            .provider_concurrency
+            .iter()
+            .find(|(_, n)| **n == 0)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "delivery.provider_concurrency.{id}: must be at least 1"
+            )));
         }
         if s.delivery.backoff_initial.get() > s.delivery.backoff_max.get() {
             return Err(ConfigError::Invalid(

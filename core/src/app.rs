@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::metrics::Metrics;
 use crate::model::{Account, PlanLimits, hash_api_key, now_millis};
 use crate::provider::{
     self, ChannelContext, ChannelStatus, HostError, Provider, ProviderHost, ProviderRegistration,
@@ -43,6 +44,9 @@ pub struct AppState {
     pub providers: Vec<ProviderEntry>,
     /// Wakes the delivery workers when new work is committed.
     pub work_ready: Arc<Notify>,
+    /// Bumped whenever this process records a delivery result (for `?wait=`).
+    pub delivery_results: watch::Sender<u64>,
+    pub metrics: Metrics,
 }
 
 /// What a request authenticated as.
@@ -69,6 +73,8 @@ impl AppState {
             store: Some(store),
             providers,
             work_ready,
+            delivery_results: watch::Sender::new(0),
+            metrics: Metrics::default(),
         });
         Ok(state)
     }
@@ -81,6 +87,8 @@ impl AppState {
             store: None,
             providers: build_providers(config, host)?,
             work_ready: Arc::new(Notify::new()),
+            delivery_results: watch::Sender::new(0),
+            metrics: Metrics::default(),
         })
     }
 
@@ -91,6 +99,8 @@ impl AppState {
             store: None,
             providers: Vec::new(),
             work_ready: Arc::new(Notify::new()),
+            delivery_results: watch::Sender::new(0),
+            metrics: Metrics::default(),
         }
     }
 
@@ -273,7 +283,7 @@ pub async fn serve(
             async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             },
-            Some(std::time::Duration::from_secs(10)),
+            Some(state.settings.server.shutdown_grace.get()),
         )
         .await?;
     while background.join_next().await.is_some() {}

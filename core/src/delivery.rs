@@ -15,9 +15,6 @@ use crate::model::{Millis, now_millis, to_datetime};
 use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
 use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate};
 
-/// How long in-flight deliveries may run on after shutdown is asked for.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// Retry policy from the delivery settings.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -95,6 +92,9 @@ impl RetryPolicy {
                     },
                 }
             }
+            DeliveryOutcome::Throttled { retry_after } => DeliveryUpdate::Deferred {
+                at: after(*retry_after),
+            },
             DeliveryOutcome::Wait { reason } if too_old => DeliveryUpdate::Failed {
                 error: format!("gave up: older than delivery.max_age; {reason}"),
             },
@@ -106,8 +106,37 @@ impl RetryPolicy {
     }
 }
 
+/// Per-provider worker slots within the process-wide limit.
+struct Slots {
+    total: Arc<Semaphore>,
+    by_provider: Vec<(&'static str, Arc<Semaphore>)>,
+}
+
+impl Slots {
+    fn new(state: &AppState) -> Self {
+        let settings = &state.settings.delivery;
+        let total = settings.concurrency as usize;
+        let by_provider = state
+            .providers
+            .iter()
+            .map(|entry| {
+                let id = entry.registration.id;
+                let limit = settings
+                    .provider_concurrency
+                    .get(id)
+                    .map_or(total, |n| *n as usize);
+                (id, Arc::new(Semaphore::new(limit.min(total))))
+            })
+            .collect();
+        Self {
+            total: Arc::new(Semaphore::new(total)),
+            by_provider,
+        }
+    }
+}
+
 /// Claims and sends deliveries until `shutdown` turns true, then lets in-flight sends finish
-/// (or gives their leases back).
+/// within the grace period (or gives their leases back).
 pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let Ok(store) = state.store().cloned() else {
         return;
@@ -115,44 +144,60 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
     let settings = &state.settings.delivery;
     let owner = format!("worker-{}", ulid::Ulid::new());
     let policy = RetryPolicy::from_settings(settings);
-    let lease = settings.lease.get().as_millis() as i64;
+    let lease = settings.lease.get();
+    let lease_ms = lease.as_millis() as i64;
     let poll = settings.poll_interval.get();
-    let slots = Arc::new(Semaphore::new(settings.concurrency as usize));
+    let slots = Slots::new(&state);
     let in_flight_ids = Arc::new(Mutex::new(HashSet::new()));
     let mut in_flight = JoinSet::new();
+    // Leases are renewed while sends run, so a slow send (or a provider's pause) never lets
+    // another worker take a delivery that is still being worked on.
+    let mut renew = tokio::time::interval(lease / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     while !*shutdown.borrow() {
         while in_flight.try_join_next().is_some() {}
-        let free = slots.available_permits() as u32;
-        let now = now_millis();
-        let claimed = if free > 0 {
-            match store.claim_due(&owner, now, now + lease, free).await {
+        let mut claimed_everything_asked = false;
+        for (provider, provider_slots) in &slots.by_provider {
+            let free = slots
+                .total
+                .available_permits()
+                .min(provider_slots.available_permits()) as u32;
+            if free == 0 {
+                continue;
+            }
+            let now = now_millis();
+            let claimed = match store
+                .claim_due(&owner, provider, now, now + lease_ms, free)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::error!(error = %err, "could not claim deliveries");
-                    Vec::new()
+                    continue;
                 }
-            }
-        } else {
-            Vec::new()
-        };
-        let claimed_all_slots = free > 0 && claimed.len() as u32 == free;
-        for delivery in claimed {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
             };
-            let state = state.clone();
-            let owner = owner.clone();
-            let ids = in_flight_ids.clone();
-            lock(&ids).insert(delivery.id);
-            in_flight.spawn(async move {
-                let id = delivery.id;
-                process(&state, &owner, &policy, delivery).await;
-                lock(&ids).remove(&id);
-                drop(permit);
-            });
+            claimed_everything_asked |= claimed.len() as u32 == free;
+            for delivery in claimed {
+                let (Ok(total), Ok(own)) = (
+                    slots.total.clone().try_acquire_owned(),
+                    provider_slots.clone().try_acquire_owned(),
+                ) else {
+                    break;
+                };
+                let state = state.clone();
+                let owner = owner.clone();
+                let ids = in_flight_ids.clone();
+                lock(&ids).insert(delivery.id);
+                in_flight.spawn(async move {
+                    let id = delivery.id;
+                    process(&state, &owner, &policy, delivery).await;
+                    lock(&ids).remove(&id);
+                    drop((total, own));
+                });
+            }
         }
-        if claimed_all_slots {
+        if claimed_everything_asked {
             continue;
         }
         let wait = match store.next_due().await {
@@ -165,12 +210,19 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
             _ = state.work_ready.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = renew.tick() => renew_leases(&store, &owner, lease_ms, &in_flight_ids).await,
             _ = shutdown.changed() => {}
         }
     }
 
-    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while in_flight.join_next().await.is_some() {}
+    let grace = state.settings.server.shutdown_grace.get();
+    let finished = tokio::time::timeout(grace, async {
+        loop {
+            tokio::select! {
+                next = in_flight.join_next() => if next.is_none() { break },
+                _ = renew.tick() => renew_leases(&store, &owner, lease_ms, &in_flight_ids).await,
+            }
+        }
     })
     .await;
     if finished.is_err() {
@@ -181,6 +233,20 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
                 tracing::warn!(error = %err, delivery = id, "could not release a lease; it expires on its own");
             }
         }
+    }
+}
+
+async fn renew_leases(
+    store: &crate::store::Store,
+    owner: &str,
+    lease_ms: i64,
+    in_flight: &Mutex<HashSet<i64>>,
+) {
+    if lock(in_flight).is_empty() {
+        return;
+    }
+    if let Err(err) = store.extend_leases(owner, now_millis() + lease_ms).await {
+        tracing::warn!(error = %err, "could not renew delivery leases");
     }
 }
 
@@ -230,7 +296,7 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
         .await;
     let duration_ms = clock.elapsed().as_millis() as i64;
     let attempt = match &outcome {
-        DeliveryOutcome::Wait { .. } => None,
+        DeliveryOutcome::Wait { .. } | DeliveryOutcome::Throttled { .. } => None,
         DeliveryOutcome::Delivered { http_status } => Some(AttemptLog {
             started_at,
             duration_ms,
@@ -271,6 +337,7 @@ fn outcome_name(update: &DeliveryUpdate) -> &'static str {
         DeliveryUpdate::Retry { .. } => "retry",
         DeliveryUpdate::Failed { .. } => "failed",
         DeliveryUpdate::Waiting { .. } => "waiting",
+        DeliveryUpdate::Deferred { .. } => "throttled",
     }
 }
 

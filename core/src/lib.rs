@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod delivery;
+pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod store;

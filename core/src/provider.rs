@@ -222,6 +222,13 @@ pub enum DeliveryOutcome {
     Wait {
         reason: String,
     },
+    /// Nothing was sent: the relay's own rate limit for this provider (or chat, or route) is
+    /// used up for now. The delivery is put back, due after `retry_after`; not an attempt.
+    /// Providers return this instead of sleeping for long, so a busy chat does not hold a
+    /// worker slot that other deliveries could use.
+    Throttled {
+        retry_after: Duration,
+    },
 }
 
 /// A request to `POST /api/v1/<provider id>/webhook`.

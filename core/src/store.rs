@@ -15,7 +15,13 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
 use crate::model::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../migrations/sqlite/0002_idempotency.sql")),
+];
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,12 +56,36 @@ pub struct NewEvent<'a> {
     pub providers: &'a [&'static str],
     pub events_limit: Option<u64>,
     pub now: Millis,
+    pub idempotency: Option<IdempotencyKey<'a>>,
 }
 
-#[derive(Debug)]
+/// A client's `Idempotency-Key` with a hash of the request it came with.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyKey<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+}
+
+#[derive(Debug, PartialEq, Eq)]
 pub enum IntakeResult {
-    Accepted { event_id: String },
+    Accepted {
+        event_id: String,
+    },
     QuotaExceeded,
+    /// The key was used before with the same request: that event, nothing new written.
+    Replayed {
+        event_id: String,
+    },
+    /// The key was used before with a different request.
+    KeyConflict,
+}
+
+/// Deliveries by queue state, for metrics.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub by_state: Vec<(String, i64)>,
+    /// Creation time of the oldest delivery not final yet.
+    pub oldest_pending: Option<Millis>,
 }
 
 #[derive(Debug)]
@@ -136,6 +166,10 @@ pub enum DeliveryUpdate {
     Waiting {
         at: Millis,
         reason: String,
+    },
+    /// Not sent: the relay's own rate limit is used up; due again at `at`. Not an attempt.
+    Deferred {
+        at: Millis,
     },
 }
 
@@ -650,6 +684,18 @@ impl Store {
     pub async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
         let month = month_key(event.now);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(idempotency) = &event.idempotency {
+            // A concurrent request with the same key may have committed since the caller looked.
+            let earlier =
+                find_idempotent(&mut *tx, event.account_id, idempotency.key, event.now).await?;
+            if let Some((hash, event_id)) = earlier {
+                return Ok(if hash == idempotency.request_hash {
+                    IntakeResult::Replayed { event_id }
+                } else {
+                    IntakeResult::KeyConflict
+                });
+            }
+        }
         if let Some(limit) = event.events_limit {
             let used: Option<i64> = sqlx::query_scalar(
                 "SELECT events FROM quota_usage WHERE account_id = ? AND month = ?",
@@ -700,8 +746,48 @@ impl Store {
         .bind(&month)
         .execute(&mut *tx)
         .await?;
+        if let Some(idempotency) = &event.idempotency {
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+                .bind(event.now - IDEMPOTENCY_WINDOW_MS)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (account_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+                 event_id = excluded.event_id, created_at = excluded.created_at",
+            )
+            .bind(event.account_id)
+            .bind(idempotency.key)
+            .bind(idempotency.request_hash)
+            .bind(&event_id)
+            .bind(event.now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(IntakeResult::Accepted { event_id })
+    }
+
+    /// The event an `Idempotency-Key` was first used for within the window, with its request
+    /// hash.
+    pub async fn idempotent_event(
+        &self,
+        account_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> Result<Option<(String, String)>> {
+        let mut conn = self.readers.acquire().await?;
+        find_idempotent(&mut *conn, account_id, key, now).await
+    }
+
+    /// The event's delivery status, `None` when there is no such event.
+    pub async fn event_status(&self, event_id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = ?")
+                .bind(event_id)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
     }
 
     pub async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>> {
@@ -821,13 +907,14 @@ impl Store {
     pub async fn claim_due(
         &self,
         owner: &str,
+        provider: &str,
         now: Millis,
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
         let ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE deliveries SET lease_owner = ?1, lease_expires_at = ?2 WHERE id IN ( \
-               SELECT id FROM deliveries WHERE status = 'PENDING' AND next_attempt_at <= ?3 \
+               SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = ?5 AND next_attempt_at <= ?3 \
                AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) ORDER BY next_attempt_at LIMIT ?4) \
              RETURNING id",
         )
@@ -835,6 +922,7 @@ impl Store {
         .bind(lease_until)
         .bind(now)
         .bind(limit as i64)
+        .bind(provider)
         .fetch_all(&self.writer)
         .await?;
         if ids.is_empty() {
@@ -910,6 +998,11 @@ impl Store {
             )
             .bind(error.clone())
             .bind(i64::from(attempt.is_some())),
+            DeliveryUpdate::Deferred { at } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
+                 waiting_reason = NULL WHERE id = ?2",
+            )
+            .bind(*at),
             DeliveryUpdate::Waiting { at, reason } => sqlx::query(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
                  waiting_reason = ?2 WHERE id = ?3",
@@ -921,6 +1014,40 @@ impl Store {
         refresh_event_status(&mut tx, &event_id).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Extends the leases of every delivery `owner` is still working on.
+    pub async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64> {
+        let done = sqlx::query("UPDATE deliveries SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'PENDING'")
+            .bind(until)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deliveries by state: `leased` (being sent), `waiting` (channel not ready), `due`,
+    /// `scheduled` (retry later), `delivered`, `failed`.
+    pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT CASE \
+               WHEN status <> 'PENDING' THEN lower(status) \
+               WHEN lease_expires_at > ?1 THEN 'leased' \
+               WHEN waiting_reason IS NOT NULL THEN 'waiting' \
+               WHEN next_attempt_at <= ?1 THEN 'due' \
+               ELSE 'scheduled' END AS state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state",
+        )
+        .bind(now)
+        .fetch_all(&self.readers)
+        .await?;
+        let oldest_pending: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(queued_at) FROM deliveries WHERE status = 'PENDING'")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(QueueStats {
+            by_state: rows,
+            oldest_pending,
+        })
     }
 
     /// Gives a claimed delivery back untouched (shutdown).
@@ -941,6 +1068,22 @@ impl Store {
         .fetch_one(&self.readers)
         .await?)
     }
+}
+
+async fn find_idempotent(
+    conn: &mut sqlx::SqliteConnection,
+    account_id: &str,
+    key: &str,
+    now: Millis,
+) -> Result<Option<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT request_hash, event_id FROM idempotency_keys WHERE account_id = ? AND key = ? AND created_at >= ?",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(now - IDEMPOTENCY_WINDOW_MS)
+    .fetch_optional(conn)
+    .await?)
 }
 
 async fn insert_key(

@@ -11,15 +11,23 @@ pub const INTERNAL_ERROR: &str = "Internal server error";
 pub const INVALID_JSON: &str = "Invalid JSON request body";
 
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorMessage {
     /// What went wrong, for people.
     pub message: String,
+    /// The accepted event the failure is about: only with `?wait=` when a delivery failed
+    /// (`Error processing event`).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 impl ErrorMessage {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            event_id: None,
         }
     }
 }
@@ -67,6 +75,7 @@ pub enum ApiError {
     Forbidden(Json<ErrorMessage>),
     #[oai(status = 404)]
     NotFound(Json<ErrorMessage>),
+    /// Already exists, or an `Idempotency-Key` reused with a different request.
     #[oai(status = 409)]
     Conflict(Json<ErrorMessage>),
     /// The body is larger than 64 KiB.
@@ -81,6 +90,8 @@ pub enum ApiError {
     /// The plan's monthly event quota is used up.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorMessage>),
+    /// `Internal server error`; with `?wait=`, `Error processing event` and the `eventId` when
+    /// a delivery failed.
     #[oai(status = 500)]
     Internal(Json<ErrorMessage>),
 }
@@ -115,6 +126,22 @@ impl ApiError {
     }
     pub fn internal() -> Self {
         Self::Internal(Json(ErrorMessage::new(INTERNAL_ERROR)))
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
+            Self::PayloadTooLarge(_) => 413,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::Unprocessable(_) => 422,
+            Self::TooManyRequests(_) => 429,
+            Self::Internal(_) => 500,
+        }
     }
 }
 

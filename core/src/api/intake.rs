@@ -2,17 +2,20 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Union};
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, FieldError};
+use super::error::{ApiError, ErrorMessage, FieldError};
 use super::events::EventFields;
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::{Account, now_millis};
-use crate::store::{IntakeResult, NewEvent};
+use crate::store::{IdempotencyKey, IntakeResult, NewEvent};
 
 pub const NO_CHANNEL_MESSAGE: &str =
     "No notification channel is enabled. Enable at least one channel in your account settings";
@@ -213,32 +216,112 @@ fn enabled_channels(state: &AppState, account: &Account) -> Result<Vec<&'static 
     Ok(enabled)
 }
 
+pub const DELIVERY_FAILED_MESSAGE: &str = "Error processing event";
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const MAX_WAIT_SECS: f64 = 30.0;
+
+/// The `Idempotency-Key` header: 1–255 visible ASCII characters.
+fn parse_idempotency_key(header: Option<String>) -> Result<Option<String>, ApiError> {
+    match header {
+        None => Ok(None),
+        Some(key)
+            if !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key))
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// `?wait=<seconds>`: 0–30.
+fn parse_wait(query: Option<String>) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = query else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| (0.0..=MAX_WAIT_SECS).contains(secs))
+        .map(|secs| Some(Duration::from_secs_f64(secs)).filter(|d| !d.is_zero()))
+        .ok_or_else(|| ApiError::bad_request("wait must be a number of seconds from 0 to 30"))
+}
+
+/// A hash of the request an idempotency key came with: its JSON, as sent.
+fn request_hash(body: &Value) -> String {
+    crate::model::hash_api_key(&body.to_string())
+}
+
+fn accepted(event_id: String, delivery_status: &str) -> Json<EventAccepted> {
+    Json(EventAccepted {
+        message: ACCEPTED_MESSAGE.into(),
+        event_id,
+        delivery_status: delivery_status.into(),
+    })
+}
+
 pub struct IntakeApi(pub Arc<AppState>);
 
 impl IntakeApi {
     async fn accept(
         &self,
         auth: Bearer,
+        idempotency_key: Option<String>,
+        wait: Option<String>,
+        body: JsonBody<EventRequest>,
+    ) -> Result<Json<EventAccepted>, ApiError> {
+        let result = self.checked_accept(auth, idempotency_key, wait, body).await;
+        let status = result.as_ref().map_or_else(ApiError::status, |_| 200);
+        self.0.metrics.intake(status);
+        result
+    }
+
+    async fn checked_accept(
+        &self,
+        auth: Bearer,
+        idempotency_key: Option<String>,
+        wait: Option<String>,
         body: JsonBody<EventRequest>,
     ) -> Result<Json<EventAccepted>, ApiError> {
         let state = &self.0;
         let account = authenticate(state, &auth).await?;
-        let providers = enabled_channels(state, &account)?;
         let store = state.store()?;
         let now = now_millis();
+        let idempotency_key = parse_idempotency_key(idempotency_key)?;
+        let body = body.value();
+        let request_hash = body.as_ref().ok().map(request_hash);
+        // A repeat of an accepted request answers like the first one, whatever changed since.
+        if let (Some(key), Some(hash)) = (&idempotency_key, &request_hash)
+            && let Some((first_hash, event_id)) =
+                store.idempotent_event(&account.id, key, now).await?
+        {
+            if first_hash != *hash {
+                return Err(idempotency_conflict());
+            }
+            return self.respond(event_id, parse_wait(wait)?).await;
+        }
+        let providers = enabled_channels(state, &account)?;
         let limit = state.plan(&account.plan).events_per_month;
         if let Some(limit) = limit
             && store.events_used(&account.id, now).await? >= limit
         {
             return Err(ApiError::too_many_requests(QUOTA_MESSAGE));
         }
-        let event = validate_event(&body.value()?).map_err(ApiError::unprocessable)?;
+        let wait = parse_wait(wait)?;
+        let event = validate_event(&body?).map_err(ApiError::unprocessable)?;
         let Some(category) = store.category(&account.id, &event.category).await? else {
             return Err(ApiError::not_found(format!(
                 "You dont have a category named \"{}\"",
                 event.category
             )));
         };
+        let idempotency = idempotency_key
+            .as_deref()
+            .zip(request_hash.as_deref())
+            .map(|(key, request_hash)| IdempotencyKey { key, request_hash });
         let result = store
             .insert_event(&NewEvent {
                 account_id: &account.id,
@@ -248,20 +331,67 @@ impl IntakeApi {
                 providers: &providers,
                 events_limit: limit,
                 now,
+                idempotency,
             })
             .await?;
         match result {
             IntakeResult::QuotaExceeded => Err(ApiError::too_many_requests(QUOTA_MESSAGE)),
+            IntakeResult::KeyConflict => Err(idempotency_conflict()),
+            IntakeResult::Replayed { event_id } => self.respond(event_id, wait).await,
             IntakeResult::Accepted { event_id } => {
                 state.work_ready.notify_one();
-                Ok(Json(EventAccepted {
-                    message: ACCEPTED_MESSAGE.into(),
-                    event_id,
-                    delivery_status: "PENDING".into(),
-                }))
+                self.respond(event_id, wait).await
             }
         }
     }
+
+    /// The answer for an accepted event: at once, or once every delivery is final or `wait`
+    /// is up.
+    async fn respond(
+        &self,
+        event_id: String,
+        wait: Option<Duration>,
+    ) -> Result<Json<EventAccepted>, ApiError> {
+        let Some(wait) = wait else {
+            return Ok(accepted(event_id, "PENDING"));
+        };
+        let status = self.wait_for_final(&event_id, wait).await?;
+        match status.as_str() {
+            "FAILED" => Err(ApiError::Internal(Json(ErrorMessage {
+                message: DELIVERY_FAILED_MESSAGE.into(),
+                event_id: Some(event_id),
+            }))),
+            status => Ok(accepted(event_id, status)),
+        }
+    }
+
+    async fn wait_for_final(&self, event_id: &str, wait: Duration) -> Result<String, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut results = self.0.delivery_results.subscribe();
+        let store = self.0.store()?;
+        loop {
+            results.mark_unchanged();
+            let status = store
+                .event_status(event_id)
+                .await?
+                .unwrap_or_else(|| "PENDING".into());
+            if status != "PENDING" || tokio::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            // Results recorded by this process wake us at once; other processes' results are
+            // seen by the periodic look.
+            tokio::select! {
+                _ = results.changed() => {}
+                _ = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + WAIT_POLL)) => {}
+            }
+        }
+    }
+}
+
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+fn idempotency_conflict() -> ApiError {
+    ApiError::conflict("This Idempotency-Key was already used with a different request")
 }
 
 #[OpenApi(tag = "Tag::Events")]
@@ -272,13 +402,21 @@ impl IntakeApi {
     /// quota, all in one transaction, then answers; delivery happens in the background. Checks
     /// run in this order and the first failure answers: 401 (key), 403 (account settings), 429
     /// (quota), 415/413/400 (body), 422 (validation), 404 (category).
+    ///
+    /// With `Idempotency-Key`, a repeat of an accepted request within 24 hours answers with the
+    /// same `eventId` and changes nothing; the same key with another body answers 409. With
+    /// `?wait=<seconds>` (0–30) the answer waits until every delivery is final: 200 with
+    /// `DELIVERED`, 500 `Error processing event` when one failed, or 200 `PENDING` when the time
+    /// is up.
     #[oai(path = "/event", method = "post", operation_id = "send_event")]
     async fn send_event(
         &self,
         auth: Bearer,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        wait: Query<Option<String>>,
         body: JsonBody<EventRequest>,
     ) -> Result<Json<EventAccepted>, ApiError> {
-        self.accept(auth, body).await
+        self.accept(auth, idempotency_key.0, wait.0, body).await
     }
 
     /// Send an event (alias)
@@ -288,9 +426,11 @@ impl IntakeApi {
     async fn send_event_alias(
         &self,
         auth: Bearer,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        wait: Query<Option<String>>,
         body: JsonBody<EventRequest>,
     ) -> Result<Json<EventAccepted>, ApiError> {
-        self.accept(auth, body).await
+        self.accept(auth, idempotency_key.0, wait.0, body).await
     }
 }
 

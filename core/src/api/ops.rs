@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::{Endpoint, Response, Route, get};
+use poem::{Endpoint, IntoResponse, Response, Route, get};
 use serde_json::json;
 
 use super::error::json_response;
 use crate::app::AppState;
+use crate::model::now_millis;
 use crate::provider::{WebhookReply, WebhookRequest};
 
 pub fn routes(state: Arc<AppState>) -> impl Endpoint {
@@ -20,12 +21,44 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
             })),
         )
         .at(
+            "/metrics",
+            get(poem::endpoint::make({
+                let state = state.clone();
+                move |_| {
+                    let state = state.clone();
+                    async move { metrics(&state).await }
+                }
+            })),
+        )
+        .at(
             "/readyz",
             get(poem::endpoint::make(move |_| {
                 let state = state.clone();
                 async move { readiness(&state).await }
             })),
         )
+}
+
+/// Prometheus text: this process's counters and the database's queue.
+async fn metrics(state: &AppState) -> Response {
+    let queue = match state.store() {
+        Ok(store) => store.queue_stats(now_millis()).await,
+        Err(err) => Err(err),
+    };
+    match queue {
+        Ok(queue) => state
+            .metrics
+            .render(&queue, now_millis())
+            .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+            .into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics: database unreachable");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"message": "Database unreachable"}),
+            )
+        }
+    }
 }
 
 /// Ready when the database answers.
