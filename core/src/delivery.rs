@@ -313,12 +313,19 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
             error: Some(error.clone()),
         }),
     };
-    let update = policy.next(
-        &outcome,
-        delivery.attempts,
-        delivery.queued_at,
-        now_millis(),
+    let now = now_millis();
+    let update = policy.next(&outcome, delivery.attempts, delivery.queued_at, now);
+    state.metrics.delivery(
+        &delivery.provider,
+        outcome_name(&update),
+        attempt
+            .as_ref()
+            .map(|_| Duration::from_millis(duration_ms as u64)),
     );
+    if matches!(update, DeliveryUpdate::Delivered) {
+        let latency = Duration::from_millis((now - delivery.created_at).max(0) as u64);
+        state.metrics.delivered(&delivery.provider, latency);
+    }
     tracing::info!(
         event_id = %delivery.event_id,
         provider = %delivery.provider,
@@ -355,7 +362,11 @@ async fn finish(
         .finish_delivery(delivery.id, owner, attempt, update)
         .await
     {
-        Ok(true) => {}
+        Ok(true) => {
+            state
+                .delivery_results
+                .send_modify(|count| *count = count.wrapping_add(1));
+        }
         Ok(false) => tracing::warn!(
             delivery = delivery.id,
             "lease lost before the result was recorded"

@@ -31,28 +31,46 @@ pub struct Relay {
     _dir: TempDir,
 }
 
+/// What a test relay's configuration adds to the defaults of the harness.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Lines added to `[delivery]`.
+    pub delivery: &'a str,
+    /// Lines added to `[providers.discord]` / `[providers.telegram]`.
+    pub discord: &'a str,
+    pub telegram: &'a str,
+    /// Whole provider sections instead of the stand-in ones (`Some("")`: not configured).
+    pub providers: Option<&'a str>,
+    /// More TOML at the end (other sections).
+    pub extra: &'a str,
+    /// Mount stand-in routes that answer every provider call with success.
+    pub accepting: bool,
+}
+
 /// Provider settings pointing at the stand-ins.
-fn providers_toml(discord: &MockServer, telegram: &MockServer) -> String {
+pub fn providers_toml(discord: &str, telegram: &str, options: &Options<'_>) -> String {
     format!(
         r#"
 [providers.discord]
 bot_token = "{DISCORD_TOKEN}"
 api_base = "{discord}"
+{discord_extra}
 
 [providers.telegram]
 bot_token = "{TELEGRAM_TOKEN}"
 api_base = "{telegram}"
 bot_username = "PingPilotTestBot"
 poll_timeout_secs = 0
+{telegram_extra}
 "#,
-        discord = discord.uri(),
-        telegram = telegram.uri(),
+        discord_extra = options.discord,
+        telegram_extra = options.telegram,
     )
 }
 
 /// Settings that make retries quick, plus the given sections.
-fn config_toml(dir: &TempDir, sections: &str) -> String {
-    let db = dir.path().join("pingpilot.db");
+pub fn config_toml(dir: &std::path::Path, delivery: &str, sections: &str) -> String {
+    let db = dir.join("pingpilot.db");
     format!(
         r#"
 [database]
@@ -63,6 +81,7 @@ backoff_initial = "50ms"
 backoff_max = "200ms"
 poll_interval = "200ms"
 waiting_recheck = "500ms"
+{delivery}
 
 {sections}
 "#,
@@ -79,29 +98,41 @@ impl Relay {
     /// A relay with extra TOML appended to its configuration; `accepting` mounts stand-in
     /// routes that answer every provider call with success.
     pub async fn start_with(extra_toml: &str, accepting: bool) -> Self {
-        Self::launch(None, extra_toml, accepting).await
+        Self::start_opts(Options {
+            extra: extra_toml,
+            accepting,
+            ..Options::default()
+        })
+        .await
     }
 
     /// A relay whose provider settings are exactly `providers` (none: not configured); its
     /// stand-ins answer nothing.
     pub async fn start_with_config_text(providers: &str) -> Self {
-        Self::launch(Some(providers), "", false).await
+        Self::start_opts(Options {
+            providers: Some(providers),
+            ..Options::default()
+        })
+        .await
     }
 
-    async fn launch(providers: Option<&str>, extra_toml: &str, accepting: bool) -> Self {
+    pub async fn start_opts(options: Options<'_>) -> Self {
         let discord = MockServer::start().await;
         let telegram = MockServer::start().await;
         mount_telegram_idle(&telegram).await;
-        if accepting {
+        if options.accepting {
             mount_discord_ok(&discord).await;
             mount_telegram_send_ok(&telegram).await;
         }
         let dir = TempDir::new().expect("temp dir");
         let config_path = dir.path().join("pingpilot.toml");
-        let providers =
-            providers.map_or_else(|| providers_toml(&discord, &telegram), str::to_string);
-        let sections = format!("{providers}\n{extra_toml}");
-        std::fs::write(&config_path, config_toml(&dir, &sections)).expect("write config");
+        let providers = options.providers.map_or_else(
+            || providers_toml(&discord.uri(), &telegram.uri(), &options),
+            str::to_string,
+        );
+        let sections = format!("{providers}\n{}", options.extra);
+        let text = config_toml(dir.path(), options.delivery, &sections);
+        std::fs::write(&config_path, text).expect("write config");
         let config = Config::load(Some(&config_path)).expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -349,4 +380,99 @@ pub async fn bodies_at(server: &MockServer, at: &str) -> Vec<Value> {
         .filter(|r| r.url.path() == at)
         .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
         .collect()
+}
+
+/// A relay running as its own `pingpilot serve` process (for crash and multi-process tests).
+pub struct RelayProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl RelayProcess {
+    /// Starts `pingpilot serve --config <path>` on an ephemeral port and waits until it is ready.
+    pub async fn spawn(config_path: &std::path::Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pingpilot"))
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .env("PINGPILOT_SERVER__BIND", "127.0.0.1:0")
+            .env("PINGPILOT_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn relay");
+        let stderr = child.stderr.take().expect("stderr");
+        let address = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            let address = loop {
+                let line = lines.next().expect("relay logs its address").expect("line");
+                if let Some(rest) = line.split("address=").nth(1) {
+                    break rest.split_whitespace().next().expect("address").to_string();
+                }
+            };
+            // Keep draining the log so the relay never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            address
+        })
+        .await
+        .expect("read address");
+        let relay = Self {
+            child,
+            base: format!("http://{address}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(response) = client.get(format!("{}/readyz", relay.base)).send().await
+                && response.status() == StatusCode::OK
+            {
+                return relay;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("relay process did not become ready");
+    }
+
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A stand-in responder that answers 200 with `body` and notes when each request arrived and
+/// what it carried.
+#[derive(Clone)]
+pub struct Recorder {
+    pub body: Value,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, Value)>>>,
+}
+
+impl Recorder {
+    pub fn new(body: Value) -> Self {
+        Self {
+            body,
+            seen: Default::default(),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<(std::time::Instant, Value)> {
+        self.seen.lock().expect("recorder").clone()
+    }
+}
+
+impl wiremock::Respond for Recorder {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let body = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        self.seen
+            .lock()
+            .expect("recorder")
+            .push((std::time::Instant::now(), body));
+        ResponseTemplate::new(200).set_body_json(self.body.clone())
+    }
 }

@@ -4,6 +4,7 @@ mod account_api;
 mod categories_api;
 mod cli;
 mod delivery;
+mod engine;
 mod events_api;
 mod helpers;
 mod intake;
