@@ -186,7 +186,7 @@ fn build_providers(
 /// Opens the configured database, creating it and bringing its schema up to date.
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {
     let db = &config.settings.database;
-    Ok(Store::open(&db.url, db.max_connections).await?)
+    Ok(crate::store::open(&db.url, db.max_connections).await?)
 }
 
 /// A host for providers built without a database; they are not run.

@@ -6,194 +6,37 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use async_trait::async_trait;
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
+use super::*;
 use crate::model::*;
 
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
-    (2, include_str!("../migrations/sqlite/0002_idempotency.sql")),
+    (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_idempotency.sql"),
+    ),
 ];
 
-/// How long an `Idempotency-Key` is remembered.
-pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
-}
-
-type Result<T> = std::result::Result<T, StoreError>;
+const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
+        (SELECT COUNT(*) FROM events e WHERE e.category_id = c.id) AS events_count, \
+        (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
+        FROM categories c";
 
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
 }
 
-/// An account found by one of its API keys.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub account: Account,
-    pub key_id: String,
-    pub key_last_used_at: Option<Millis>,
-}
-
-/// What event intake writes, all in one transaction.
-pub struct NewEvent<'a> {
-    pub account_id: &'a str,
-    pub category: &'a Category,
-    pub description: &'a str,
-    pub fields: &'a Map<String, Value>,
-    pub providers: &'a [&'static str],
-    pub events_limit: Option<u64>,
-    pub now: Millis,
-    pub idempotency: Option<IdempotencyKey<'a>>,
-}
-
-/// A client's `Idempotency-Key` with a hash of the request it came with.
-#[derive(Debug, Clone, Copy)]
-pub struct IdempotencyKey<'a> {
-    pub key: &'a str,
-    pub request_hash: &'a str,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum IntakeResult {
-    Accepted {
-        event_id: String,
-    },
-    QuotaExceeded,
-    /// The key was used before with the same request: that event, nothing new written.
-    Replayed {
-        event_id: String,
-    },
-    /// The key was used before with a different request.
-    KeyConflict,
-}
-
-/// Deliveries by queue state, for metrics.
-#[derive(Debug, Default)]
-pub struct QueueStats {
-    pub by_state: Vec<(String, i64)>,
-    /// Creation time of the oldest delivery not final yet.
-    pub oldest_pending: Option<Millis>,
-}
-
-#[derive(Debug)]
-pub enum CategoryCreate {
-    Created(Category),
-    Duplicate,
-    LimitReached,
-}
-
-#[derive(Debug)]
-pub enum CategoryUpdate {
-    Updated(Category),
-    NotFound,
-    Duplicate,
-}
-
-#[derive(Debug, Default)]
-pub struct CategoryChanges {
-    pub name: Option<String>,
-    pub color: Option<u32>,
-    /// `Some(None)` clears the emoji.
-    pub emoji: Option<Option<String>>,
-}
-
-#[derive(Debug, Default)]
-pub struct AccountChanges {
-    /// Field name → new value, `None` clears.
-    pub fields: BTreeMap<String, Option<String>>,
-    pub channels: BTreeMap<String, bool>,
-    pub name: Option<String>,
-    pub email: Option<Option<String>>,
-}
-
-#[derive(Debug, Default)]
-pub struct EventFilter {
-    pub category: Option<String>,
-    pub status: Option<DeliveryStatus>,
-    pub since: Option<Millis>,
-    pub until: Option<Millis>,
-    /// Only events with an id below this one (the cursor of the previous page).
-    pub before_id: Option<String>,
-    pub limit: u32,
-}
-
-/// A delivery handed to a worker, with what it needs to send it.
-#[derive(Debug, Clone)]
-pub struct ClaimedDelivery {
-    pub id: i64,
-    pub provider: String,
-    pub attempts: u32,
-    pub queued_at: Millis,
-    pub account_id: String,
-    pub account_fields: BTreeMap<String, String>,
-    pub link_token: Option<String>,
-    pub link_state: Option<Value>,
-    pub event_id: String,
-    pub category: String,
-    pub color: u32,
-    pub emoji: Option<String>,
-    pub description: String,
-    pub fields: Map<String, Value>,
-    pub created_at: Millis,
-}
-
-/// How a worker leaves a delivery after trying it.
-#[derive(Debug, Clone)]
-pub enum DeliveryUpdate {
-    Delivered,
-    Retry {
-        at: Millis,
-        counted: bool,
-        error: String,
-    },
-    Failed {
-        error: String,
-    },
-    /// Not sent: the channel is not ready. Not an attempt.
-    Waiting {
-        at: Millis,
-        reason: String,
-    },
-    /// Not sent: the relay's own rate limit is used up; due again at `at`. Not an attempt.
-    Deferred {
-        at: Millis,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct AttemptLog {
-    pub started_at: Millis,
-    pub duration_ms: i64,
-    pub http_status: Option<u16>,
-    pub error: Option<String>,
-}
-
-fn json_text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-impl Store {
+impl SqliteStore {
     /// Opens (creating when absent) the database at a `sqlite://` URL and brings its schema up to
     /// date.
     pub async fn open(url: &str, readers: u32) -> Result<Self> {
@@ -244,7 +87,25 @@ impl Store {
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<()> {
+    async fn find_link(
+        &self,
+        account_id: &str,
+        provider: &str,
+    ) -> Result<Option<(String, Option<Value>)>> {
+        let row = sqlx::query(
+            "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(link_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl Storage for SqliteStore {
+    async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
@@ -253,7 +114,7 @@ impl Store {
 
     /// Creates an account with one API key; returns the account and the key in clear (the only
     /// time it exists outside the caller).
-    pub async fn create_account(
+    async fn create_account(
         &self,
         name: &str,
         email: Option<&str>,
@@ -285,14 +146,14 @@ impl Store {
         Ok((account, key))
     }
 
-    pub async fn list_accounts(&self) -> Result<Vec<Account>> {
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
         let rows = sqlx::query("SELECT * FROM accounts ORDER BY created_at, id")
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(account_from_row).collect()
     }
 
-    pub async fn account(&self, id: &str) -> Result<Option<Account>> {
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
         let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.readers)
@@ -300,7 +161,7 @@ impl Store {
         row.as_ref().map(account_from_row).transpose()
     }
 
-    pub async fn set_plan(&self, account_id: &str, plan: &str) -> Result<bool> {
+    async fn set_plan(&self, account_id: &str, plan: &str) -> Result<bool> {
         let done = sqlx::query("UPDATE accounts SET plan = ? WHERE id = ?")
             .bind(plan)
             .bind(account_id)
@@ -311,11 +172,7 @@ impl Store {
 
     /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
     /// this account are looked at again right away.
-    pub async fn update_account(
-        &self,
-        id: &str,
-        changes: &AccountChanges,
-    ) -> Result<Option<Account>> {
+    async fn update_account(&self, id: &str, changes: &AccountChanges) -> Result<Option<Account>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
             .bind(id)
@@ -352,7 +209,7 @@ impl Store {
         Ok(Some(account))
     }
 
-    pub async fn authenticate(&self, key_hash: &str) -> Result<Option<Authenticated>> {
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<Authenticated>> {
         let row = sqlx::query(
             "SELECT a.*, k.id AS key_id, k.last_used_at AS key_last_used_at FROM api_keys k \
              JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ? AND k.revoked_at IS NULL",
@@ -370,7 +227,7 @@ impl Store {
         .transpose()
     }
 
-    pub async fn touch_key(&self, key_id: &str, at: Millis) -> Result<()> {
+    async fn touch_key(&self, key_id: &str, at: Millis) -> Result<()> {
         sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
             .bind(at)
             .bind(key_id)
@@ -380,7 +237,7 @@ impl Store {
     }
 
     /// Creates a key; `None` when the account does not exist.
-    pub async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>> {
+    async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
             .bind(account_id)
@@ -395,7 +252,7 @@ impl Store {
         Ok(Some((info, key)))
     }
 
-    pub async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>> {
+    async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>> {
         let rows = sqlx::query(
             "SELECT id, prefix, created_at, last_used_at FROM api_keys \
              WHERE account_id = ? AND revoked_at IS NULL ORDER BY created_at, id",
@@ -417,7 +274,7 @@ impl Store {
 
     /// Revokes a key, limited to one account's keys when `account_id` is given. Returns whether a
     /// live key was revoked.
-    pub async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool> {
+    async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
              AND (?3 IS NULL OR account_id = ?3)",
@@ -433,7 +290,7 @@ impl Store {
     // ----- channel links -----
 
     /// The account's link token for a provider, created on first use.
-    pub async fn link_token(
+    async fn link_token(
         &self,
         account_id: &str,
         provider: &str,
@@ -457,24 +314,9 @@ impl Store {
         link_from_row(&row)
     }
 
-    async fn find_link(
-        &self,
-        account_id: &str,
-        provider: &str,
-    ) -> Result<Option<(String, Option<Value>)>> {
-        let row = sqlx::query(
-            "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
-        )
-        .bind(account_id)
-        .bind(provider)
-        .fetch_optional(&self.readers)
-        .await?;
-        row.as_ref().map(link_from_row).transpose()
-    }
-
     /// Stores provider state for the account holding `link_token` and wakes its waiting
     /// deliveries on that provider. Returns the account's name.
-    pub async fn link_account(
+    async fn link_account(
         &self,
         provider: &str,
         link_token: &str,
@@ -503,7 +345,7 @@ impl Store {
         Ok(Some(name))
     }
 
-    pub async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>> {
+    async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT value FROM provider_values WHERE provider = ? AND key = ?")
                 .bind(provider)
@@ -513,7 +355,7 @@ impl Store {
         )
     }
 
-    pub async fn set_provider_value(&self, provider: &str, key: &str, value: &str) -> Result<()> {
+    async fn set_provider_value(&self, provider: &str, key: &str, value: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO provider_values (provider, key, value) VALUES (?, ?, ?) \
              ON CONFLICT (provider, key) DO UPDATE SET value = excluded.value",
@@ -528,15 +370,10 @@ impl Store {
 
     // ----- categories -----
 
-    const CATEGORY_SELECT: &'static str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
-        (SELECT COUNT(*) FROM events e WHERE e.category_id = c.id) AS events_count, \
-        (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
-        FROM categories c";
-
-    pub async fn categories(&self, account_id: &str) -> Result<Vec<Category>> {
+    async fn categories(&self, account_id: &str) -> Result<Vec<Category>> {
         let sql = format!(
             "{} WHERE c.account_id = ? ORDER BY c.created_at, c.id",
-            Self::CATEGORY_SELECT
+            CATEGORY_SELECT
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(account_id)
@@ -546,10 +383,10 @@ impl Store {
     }
 
     /// The category of that name, matched case-insensitively.
-    pub async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
+    async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
         let sql = format!(
             "{} WHERE c.account_id = ? AND c.name = lower(?)",
-            Self::CATEGORY_SELECT
+            CATEGORY_SELECT
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(account_id)
@@ -559,7 +396,7 @@ impl Store {
         row.as_ref().map(category_from_row).transpose()
     }
 
-    pub async fn count_categories(&self, account_id: &str) -> Result<i64> {
+    async fn count_categories(&self, account_id: &str) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
                 .bind(account_id)
@@ -568,7 +405,7 @@ impl Store {
         )
     }
 
-    pub async fn create_category(
+    async fn create_category(
         &self,
         account_id: &str,
         name: &str,
@@ -617,7 +454,7 @@ impl Store {
         }))
     }
 
-    pub async fn update_category(
+    async fn update_category(
         &self,
         account_id: &str,
         name: &str,
@@ -650,7 +487,7 @@ impl Store {
             other => other?,
         };
         tx.commit().await?;
-        let sql = format!("{} WHERE c.id = ?", Self::CATEGORY_SELECT);
+        let sql = format!("{} WHERE c.id = ?", CATEGORY_SELECT);
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_one(&self.writer)
@@ -658,7 +495,7 @@ impl Store {
         Ok(CategoryUpdate::Updated(category_from_row(&row)?))
     }
 
-    pub async fn delete_category(&self, account_id: &str, name: &str) -> Result<bool> {
+    async fn delete_category(&self, account_id: &str, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM categories WHERE account_id = ? AND name = lower(?)")
             .bind(account_id)
             .bind(name)
@@ -669,7 +506,7 @@ impl Store {
 
     // ----- events -----
 
-    pub async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
+    async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
         let used: Option<i64> =
             sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
                 .bind(account_id)
@@ -681,13 +518,13 @@ impl Store {
 
     /// Commits the event, one delivery per provider and the quota count together, unless the
     /// quota is used up.
-    pub async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
+    async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
         let month = month_key(event.now);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(idempotency) = &event.idempotency {
             // A concurrent request with the same key may have committed since the caller looked.
             let earlier =
-                find_idempotent(&mut *tx, event.account_id, idempotency.key, event.now).await?;
+                find_idempotent(&mut tx, event.account_id, idempotency.key, event.now).await?;
             if let Some((hash, event_id)) = earlier {
                 return Ok(if hash == idempotency.request_hash {
                     IntakeResult::Replayed { event_id }
@@ -770,18 +607,18 @@ impl Store {
 
     /// The event an `Idempotency-Key` was first used for within the window, with its request
     /// hash.
-    pub async fn idempotent_event(
+    async fn idempotent_event(
         &self,
         account_id: &str,
         key: &str,
         now: Millis,
     ) -> Result<Option<(String, String)>> {
         let mut conn = self.readers.acquire().await?;
-        find_idempotent(&mut *conn, account_id, key, now).await
+        find_idempotent(&mut conn, account_id, key, now).await
     }
 
     /// The event's delivery status, `None` when there is no such event.
-    pub async fn event_status(&self, event_id: &str) -> Result<Option<String>> {
+    async fn event_status(&self, event_id: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = ?")
                 .bind(event_id)
@@ -790,7 +627,7 @@ impl Store {
         )
     }
 
-    pub async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+    async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>> {
         let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE account_id = ");
         query.push_bind(account_id.to_string());
         if let Some(category) = &filter.category {
@@ -820,7 +657,7 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
-    pub async fn event(
+    async fn event(
         &self,
         account_id: &str,
         event_id: &str,
@@ -876,7 +713,7 @@ impl Store {
     }
 
     /// Re-queues the event's failed deliveries; `None` when there is no such event.
-    pub async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
+    async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
         let now = now_millis();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let found: Option<String> =
@@ -904,7 +741,7 @@ impl Store {
     // ----- delivery queue -----
 
     /// Leases up to `limit` due deliveries to `owner` until `lease_until`.
-    pub async fn claim_due(
+    async fn claim_due(
         &self,
         owner: &str,
         provider: &str,
@@ -947,7 +784,7 @@ impl Store {
 
     /// Records one attempt (when something was sent) and the delivery's new state, then the
     /// event's status. Ignored when the lease was lost to another worker.
-    pub async fn finish_delivery(
+    async fn finish_delivery(
         &self,
         delivery_id: i64,
         owner: &str,
@@ -1017,7 +854,7 @@ impl Store {
     }
 
     /// Extends the leases of every delivery `owner` is still working on.
-    pub async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64> {
+    async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64> {
         let done = sqlx::query("UPDATE deliveries SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'PENDING'")
             .bind(until)
             .bind(owner)
@@ -1028,7 +865,7 @@ impl Store {
 
     /// Deliveries by state: `leased` (being sent), `waiting` (channel not ready), `due`,
     /// `scheduled` (retry later), `delivered`, `failed`.
-    pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
+    async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT CASE \
                WHEN status <> 'PENDING' THEN lower(status) \
@@ -1051,7 +888,7 @@ impl Store {
     }
 
     /// Gives a claimed delivery back untouched (shutdown).
-    pub async fn release(&self, delivery_id: i64, owner: &str) -> Result<()> {
+    async fn release(&self, delivery_id: i64, owner: &str) -> Result<()> {
         sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?")
             .bind(delivery_id)
             .bind(owner)
@@ -1061,7 +898,7 @@ impl Store {
     }
 
     /// When the next delivery falls due (for the worker's sleep).
-    pub async fn next_due(&self) -> Result<Option<Millis>> {
+    async fn next_due(&self) -> Result<Option<Millis>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_expires_at, 0))) FROM deliveries WHERE status = 'PENDING'",
         )
