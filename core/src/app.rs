@@ -1,6 +1,7 @@
 //! Wiring: the shared state of a running relay, and the server with its workers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use pingpilot_config::{Config, Settings};
@@ -44,6 +45,10 @@ pub struct AppState {
     pub providers: Vec<ProviderEntry>,
     /// Wakes the delivery workers when new work is committed.
     pub work_ready: Arc<Notify>,
+    /// This process's id among the relay processes sharing the database.
+    pub process_id: String,
+    /// Live relay processes on this database, from the heartbeats (at least 1).
+    pub process_count: Arc<AtomicU32>,
     /// Bumped whenever this process records a delivery result (for `?wait=`).
     pub delivery_results: watch::Sender<u64>,
     pub metrics: Metrics,
@@ -63,9 +68,13 @@ impl AppState {
 
     pub fn with_store(config: &Config, store: Store) -> Result<Arc<Self>, AppError> {
         let work_ready = Arc::new(Notify::new());
+        let process_id = format!("relay-{}", ulid::Ulid::new());
+        let process_count = Arc::new(AtomicU32::new(1));
         let host: Arc<dyn ProviderHost> = Arc::new(StoreHost {
             store: store.clone(),
             wake: work_ready.clone(),
+            process_id: process_id.clone(),
+            process_count: process_count.clone(),
         });
         let providers = build_providers(config, host.clone())?;
         let state = Arc::new(Self {
@@ -73,6 +82,8 @@ impl AppState {
             store: Some(store),
             providers,
             work_ready,
+            process_id,
+            process_count,
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
         });
@@ -87,6 +98,8 @@ impl AppState {
             store: None,
             providers: build_providers(config, host)?,
             work_ready: Arc::new(Notify::new()),
+            process_id: String::new(),
+            process_count: Arc::new(AtomicU32::new(1)),
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
         })
@@ -99,6 +112,8 @@ impl AppState {
             store: None,
             providers: Vec::new(),
             work_ready: Arc::new(Notify::new()),
+            process_id: String::new(),
+            process_count: Arc::new(AtomicU32::new(1)),
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
         }
@@ -213,6 +228,8 @@ impl ProviderHost for NoHost {
 struct StoreHost {
     store: Store,
     wake: Arc<Notify>,
+    process_id: String,
+    process_count: Arc<AtomicU32>,
 }
 
 #[async_trait]
@@ -254,6 +271,48 @@ impl ProviderHost for StoreHost {
             .await
             .map_err(|e| HostError(e.to_string()))
     }
+
+    fn process_count(&self) -> u32 {
+        self.process_count.load(Ordering::Relaxed).max(1)
+    }
+
+    async fn hold_lease(&self, name: &str, ttl: std::time::Duration) -> Result<bool, HostError> {
+        let now = now_millis();
+        self.store
+            .acquire_lease(name, &self.process_id, now, now + ttl.as_millis() as i64)
+            .await
+            .map_err(|e| HostError(e.to_string()))
+    }
+}
+
+/// How often a process says it is alive, and how long a silent one still counts.
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const HEARTBEAT_WINDOW_MS: i64 = 6_000;
+
+/// Keeps this process registered among the live ones, so per-bot rate budgets are shared.
+async fn heartbeat(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(store) = state.store().cloned() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match store.heartbeat(&state.process_id, now_millis(), HEARTBEAT_WINDOW_MS).await {
+                    Ok(count) => state.process_count.store(count, Ordering::Relaxed),
+                    Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(err) = store.forget_process(&state.process_id).await {
+        tracing::warn!(error = %err, "could not unregister this process");
+    }
 }
 
 /// Runs the HTTP server, the delivery workers and the providers' background tasks until
@@ -269,6 +328,7 @@ pub async fn serve(
         let stop = shutdown.clone();
         background.spawn(async move { provider.run_background(stop).await });
     }
+    background.spawn(heartbeat(state.clone(), shutdown.clone()));
     background.spawn(crate::delivery::run_workers(
         state.clone(),
         shutdown.clone(),

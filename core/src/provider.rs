@@ -121,6 +121,19 @@ pub trait ProviderHost: Send + Sync {
         key: &str,
         value: &str,
     ) -> Result<(), HostError>;
+
+    /// How many relay processes share the database now (at least 1). A per-bot budget (requests
+    /// per second) is shared by all of them: each process uses its part.
+    fn process_count(&self) -> u32 {
+        1
+    }
+
+    /// Takes or renews the cross-process lease `name` for `ttl`; true while this process holds
+    /// it (e.g. only the holder polls Telegram updates). Renew well before `ttl` runs out.
+    async fn hold_lease(&self, name: &str, ttl: Duration) -> Result<bool, HostError> {
+        let _ = (name, ttl);
+        Ok(true)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -191,6 +191,23 @@ pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
 /// The storage contract: every query the relay makes, for each backend.
 #[async_trait]
 pub trait Storage: Send + Sync {
+    /// Notes that relay process `process_id` is alive at `now`, forgets processes silent for
+    /// longer than `window_ms`, and returns how many are alive (this one included).
+    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32>;
+
+    /// Removes a stopping process from the live ones.
+    async fn forget_process(&self, process_id: &str) -> Result<()>;
+
+    /// Takes the lease `name` for `owner` until `until` when it is free, expired or already
+    /// `owner`'s (renewing it); returns whether `owner` holds it now.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool>;
+
     async fn ping(&self) -> Result<()>;
 
     /// Creates an account with one API key; returns the account and the key in clear (the only

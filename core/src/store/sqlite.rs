@@ -23,6 +23,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_idempotency.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_processes.sql"),
+    ),
 ];
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
@@ -105,6 +109,56 @@ impl SqliteStore {
 
 #[async_trait]
 impl Storage for SqliteStore {
+    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO processes (id, last_seen) VALUES (?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+        )
+        .bind(process_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM processes WHERE last_seen < ?")
+            .bind(now - window_ms)
+            .execute(&mut *tx)
+            .await?;
+        let alive: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processes")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(alive.max(1) as u32)
+    }
+
+    async fn forget_process(&self, process_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM processes WHERE id = ?")
+            .bind(process_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool> {
+        let held = sqlx::query(
+            "INSERT INTO leases (name, owner, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE leases.owner = excluded.owner OR leases.expires_at <= ?4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(held.rows_affected() > 0)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
