@@ -151,9 +151,19 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
     let in_flight_ids = Arc::new(Mutex::new(HashSet::new()));
     let mut in_flight = JoinSet::new();
     // Leases are renewed while sends run, so a slow send (or a provider's pause) never lets
-    // another worker take a delivery that is still being worked on.
-    let mut renew = tokio::time::interval(lease / 3);
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // another worker take a delivery that is still being worked on. A task of its own, so a
+    // busy claim loop never delays it.
+    let renewer = tokio::spawn({
+        let (store, owner, ids) = (store.clone(), owner.clone(), in_flight_ids.clone());
+        async move {
+            let mut renew = tokio::time::interval(lease / 3);
+            renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                renew.tick().await;
+                renew_leases(&store, &owner, lease_ms, &ids).await;
+            }
+        }
+    });
 
     while !*shutdown.borrow() {
         while in_flight.try_join_next().is_some() {}
@@ -177,6 +187,17 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
                     continue;
                 }
             };
+            if now_millis() - now > lease_ms / 2 {
+                // The claim waited so long for the database that its leases are nearly gone and
+                // another worker may take these deliveries: give them back rather than risk a
+                // second send.
+                for delivery in &claimed {
+                    if let Err(err) = store.release(delivery.id, &owner).await {
+                        tracing::warn!(error = %err, delivery = delivery.id, "could not release a late claim");
+                    }
+                }
+                continue;
+            }
             claimed_everything_asked |= claimed.len() as u32 == free;
             for delivery in claimed {
                 let (Ok(total), Ok(own)) = (
@@ -210,21 +231,16 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
             _ = state.work_ready.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            _ = renew.tick() => renew_leases(&store, &owner, lease_ms, &in_flight_ids).await,
             _ = shutdown.changed() => {}
         }
     }
 
     let grace = state.settings.server.shutdown_grace.get();
     let finished = tokio::time::timeout(grace, async {
-        loop {
-            tokio::select! {
-                next = in_flight.join_next() => if next.is_none() { break },
-                _ = renew.tick() => renew_leases(&store, &owner, lease_ms, &in_flight_ids).await,
-            }
-        }
+        while in_flight.join_next().await.is_some() {}
     })
     .await;
+    renewer.abort();
     if finished.is_err() {
         in_flight.abort_all();
         let unfinished: Vec<i64> = lock(&in_flight_ids).drain().collect();

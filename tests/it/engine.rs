@@ -382,13 +382,18 @@ async fn metrics_count_intake_deliveries_and_the_queue() {
 }
 
 /// A configuration file for relay processes sharing one SQLite database and a Discord stand-in.
-fn process_config(dir: &std::path::Path, discord: &MockServer) -> std::path::PathBuf {
+fn process_config(
+    dir: &std::path::Path,
+    database: &TestDatabase,
+    discord: &MockServer,
+) -> std::path::PathBuf {
     // Telegram stays unconfigured: the accounts here only use Discord.
     let providers = format!(
         "[providers.discord]\nbot_token = \"{DISCORD_TOKEN}\"\napi_base = \"{}\"\nrequests_per_second = 1000\n",
         discord.uri()
     );
-    let text = config_toml(dir, "lease = \"1s\"", &providers);
+    // A short lease so a killed process's work is taken over quickly.
+    let text = config_toml(&database.url, "lease = \"3s\"", &providers);
     let path = dir.join("pingpilot.toml");
     std::fs::write(&path, text).expect("write config");
     path
@@ -466,7 +471,8 @@ async fn every_accepted_event_is_delivered_after_a_hard_kill() {
     mount_dm_channel(&discord).await;
     let recorder = record_messages(&discord).await;
     let dir = tempfile::TempDir::new().expect("dir");
-    let config = process_config(dir.path(), &discord);
+    let database = TestDatabase::create(dir.path()).await;
+    let config = process_config(dir.path(), &database, &discord);
     let mut first = RelayProcess::spawn(&config).await;
     let key = process_account(&first.base, &config).await;
 
@@ -510,8 +516,10 @@ async fn every_accepted_event_is_delivered_after_a_hard_kill() {
         "the kill came mid-stream"
     );
 
-    let _second = RelayProcess::spawn(&config).await;
+    let second = RelayProcess::spawn(&config).await;
     wait_for_all(&recorder, &accepted, Duration::from_secs(60)).await;
+    drop(second);
+    database.remove().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -593,12 +601,13 @@ async fn clients_hanging_up_lose_nothing_that_was_committed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_on_one_sqlite_file_never_send_a_delivery_twice() {
+async fn two_processes_on_one_database_never_send_a_delivery_twice() {
     let discord = MockServer::start().await;
     mount_dm_channel(&discord).await;
     let recorder = record_messages(&discord).await;
     let dir = tempfile::TempDir::new().expect("dir");
-    let config = process_config(dir.path(), &discord);
+    let database = TestDatabase::create(dir.path()).await;
+    let config = process_config(dir.path(), &database, &discord);
     let first = RelayProcess::spawn(&config).await;
     let second = RelayProcess::spawn(&config).await;
     let key = process_account(&first.base, &config).await;
@@ -627,4 +636,87 @@ async fn two_processes_on_one_sqlite_file_never_send_a_delivery_twice() {
     let unique: BTreeSet<&String> = sent.iter().collect();
     assert_eq!(sent.len(), unique.len(), "a delivery was sent twice");
     assert_eq!(sent.len(), 120);
+    drop((first, second));
+    database.remove().await;
+}
+
+/// Sends `count` events named `{prefix} {n}` through the given relays, round robin, from
+/// several clients at once; returns the descriptions that were answered 200. Stops a client at
+/// its first connection error (a relay that was killed).
+async fn send_through(bases: &[String], key: &str, prefix: &str, count: usize) -> BTreeSet<String> {
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut clients = tokio::task::JoinSet::new();
+    let per_client = 8;
+    for client_no in 0..per_client {
+        let (bases, key, prefix, accepted) = (
+            bases.to_vec(),
+            key.to_string(),
+            prefix.to_string(),
+            accepted.clone(),
+        );
+        clients.spawn(async move {
+            let client = reqwest::Client::new();
+            for n in (client_no..count).step_by(per_client) {
+                let base = &bases[n % bases.len()];
+                let description = format!("{prefix} {n}");
+                let sent = client
+                    .post(format!("{base}/api/v1/event"))
+                    .header("Authorization", format!("Bearer {key}"))
+                    .json(&json!({"category": "job", "description": description}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        accepted.lock().expect("set").insert(description);
+                    }
+                    Ok(response) => panic!("unexpected answer {}", response.status()),
+                    Err(_) => continue,
+                }
+            }
+        });
+    }
+    while clients.join_next().await.is_some() {}
+    accepted.lock().expect("set").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_share_the_queue_and_survive_a_kill() {
+    let discord = MockServer::start().await;
+    mount_dm_channel(&discord).await;
+    let recorder = record_messages(&discord).await;
+    let dir = tempfile::TempDir::new().expect("dir");
+    let database = TestDatabase::create(dir.path()).await;
+    let config = process_config(dir.path(), &database, &discord);
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        relays.push(RelayProcess::spawn(&config).await);
+    }
+    let key = process_account(&relays[0].base, &config).await;
+    let bases: Vec<String> = relays.iter().map(|r| r.base.clone()).collect();
+
+    // Healthy: every event delivered exactly once.
+    let accepted = send_through(&bases, &key, "healthy", 1500).await;
+    assert_eq!(accepted.len(), 1500);
+    wait_for_all(&recorder, &accepted, Duration::from_secs(60)).await;
+    let sent = descriptions(&recorder);
+    let unique: BTreeSet<&String> = sent.iter().collect();
+    assert_eq!(
+        sent.len(),
+        unique.len(),
+        "a delivery was sent twice while all processes were healthy"
+    );
+
+    // One process killed mid-load: every event that got a 200 is still delivered.
+    let load = tokio::spawn({
+        let (bases, key) = (bases.clone(), key.clone());
+        async move { send_through(&bases, &key, "killed", 900).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relays[1].kill_hard();
+    let accepted = load.await.expect("load");
+    assert!(accepted.len() >= 600, "only {} accepted", accepted.len());
+    wait_for_all(&recorder, &accepted, Duration::from_secs(60)).await;
+    drop(relays);
+    database.remove().await;
 }

@@ -28,6 +28,7 @@ pub struct Relay {
     pub config_path: PathBuf,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
+    database: Option<TestDatabase>,
     _dir: TempDir,
 }
 
@@ -69,12 +70,11 @@ poll_timeout_secs = 0
 }
 
 /// Settings that make retries quick, plus the given sections.
-pub fn config_toml(dir: &std::path::Path, delivery: &str, sections: &str) -> String {
-    let db = dir.join("pingpilot.db");
+pub fn config_toml(database_url: &str, delivery: &str, sections: &str) -> String {
     format!(
         r#"
 [database]
-url = "sqlite://{db}"
+url = "{database_url}"
 
 [delivery]
 backoff_initial = "50ms"
@@ -84,9 +84,59 @@ waiting_recheck = "500ms"
 {delivery}
 
 {sections}
-"#,
-        db = db.display(),
+"#
     )
+}
+
+/// The environment variable that runs the suite against PostgreSQL.
+pub const POSTGRES_ENV: &str = "PINGPILOT_TEST_POSTGRES_URL";
+
+/// A database of a test's own: a SQLite file in its directory, or, when
+/// `PINGPILOT_TEST_POSTGRES_URL` is set, a fresh PostgreSQL database on that server.
+pub struct TestDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn create(dir: &std::path::Path) -> Self {
+        let Ok(server) = std::env::var(POSTGRES_ENV) else {
+            return Self {
+                url: format!("sqlite://{}", dir.join("pingpilot.db").display()),
+                postgres: None,
+            };
+        };
+        use sqlx::Connection;
+        let name = format!("pp_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .expect("connect to the PostgreSQL test server");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let base = server
+            .rsplit_once('/')
+            .map_or(server.as_str(), |(base, _)| base);
+        Self {
+            url: format!("{base}/{name}"),
+            postgres: Some((server.clone(), name)),
+        }
+    }
+
+    /// Drops a PostgreSQL test database (a SQLite file goes with its directory).
+    pub async fn remove(self) {
+        if let Some((server, name)) = self.postgres {
+            use sqlx::Connection;
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await;
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -131,7 +181,8 @@ impl Relay {
             str::to_string,
         );
         let sections = format!("{providers}\n{}", options.extra);
-        let text = config_toml(dir.path(), options.delivery, &sections);
+        let database = TestDatabase::create(dir.path()).await;
+        let text = config_toml(&database.url, options.delivery, &sections);
         std::fs::write(&config_path, text).expect("write config");
         let config = Config::load(Some(&config_path)).expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -152,6 +203,7 @@ impl Relay {
             config_path,
             stop,
             server: Some(server),
+            database: Some(database),
             _dir: dir,
         };
         relay.wait_ready().await;
@@ -179,6 +231,9 @@ impl Relay {
         let _ = self.stop.send(true);
         if let Some(server) = self.server.take() {
             server.await.expect("relay stops cleanly");
+        }
+        if let Some(database) = self.database.take() {
+            database.remove().await;
         }
     }
 

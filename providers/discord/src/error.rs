@@ -21,6 +21,9 @@ pub enum DiscordError {
         /// A 429 that applies to every route of the bot.
         global: bool,
     },
+    /// Nothing was sent: the relay's own rate limit for this bot or route is used up for now.
+    #[error("Discord rate limit of the relay: next request in {0:?}")]
+    Throttled(Duration),
     /// A 2xx answer we cannot use (e.g. a DM channel without an id).
     #[error("Discord {status}: unexpected response: {detail}")]
     Unexpected { status: u16, detail: String },
@@ -86,7 +89,7 @@ impl DiscordError {
 
     pub(crate) fn status(&self) -> Option<u16> {
         match self {
-            DiscordError::Network(_) => None,
+            DiscordError::Network(_) | DiscordError::Throttled(_) => None,
             DiscordError::Api { status, .. } | DiscordError::Unexpected { status, .. } => {
                 Some(*status)
             }
@@ -99,6 +102,9 @@ impl DiscordError {
     pub fn outcome(&self) -> DeliveryOutcome {
         let error = self.to_string();
         match self {
+            DiscordError::Throttled(retry_after) => DeliveryOutcome::Throttled {
+                retry_after: *retry_after,
+            },
             DiscordError::Network(_) => DeliveryOutcome::Retry {
                 http_status: None,
                 error,

@@ -20,10 +20,11 @@ use reqwest::header::{AUTHORIZATION, RETRY_AFTER, USER_AGENT};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 pub use embed::build_embed;
 pub use error::DiscordError;
-use limiter::Limiter;
+use limiter::{Limiter, RateLimitHeaders, Route};
 
 pub const ID: &str = "discord";
 /// The account field holding the recipient's user ID.
@@ -176,6 +177,7 @@ pub struct DiscordProvider {
     api_base: String,
     user_agent: String,
     http: reqwest::Client,
+    /// The relay's own limits for this token: global budget and per-route buckets.
     limiter: Limiter,
     /// DM channel id per recipient: opening a DM costs a request and is rate limited (40003).
     dm_channels: Mutex<HashMap<String, String>>,
@@ -278,14 +280,20 @@ impl DiscordProvider {
             .map(|(status, _)| status)
     }
 
-    /// One rate-limited POST; a non-2xx answer becomes [`DiscordError::Api`].
+    /// One POST within the relay's rate limits; a non-2xx answer becomes [`DiscordError::Api`].
+    /// When the limits leave no slot soon, nothing is sent and the answer is
+    /// [`DiscordError::Throttled`].
     async fn post(
         &self,
         token: &str,
         path: &str,
         body: &Value,
     ) -> Result<(u16, Vec<u8>), DiscordError> {
-        self.limiter.acquire().await;
+        let route = Route::new("POST", path);
+        self.limiter
+            .acquire(&route)
+            .await
+            .map_err(DiscordError::Throttled)?;
         let response = self
             .http
             .post(format!("{}{path}", self.api_base))
@@ -296,6 +304,8 @@ impl DiscordProvider {
             .await
             .map_err(DiscordError::network)?;
         let status = response.status().as_u16();
+        let limits = RateLimitHeaders::from_headers(response.headers());
+        self.limiter.learn(&route, &limits, Instant::now());
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -307,12 +317,14 @@ impl DiscordProvider {
         }
         let err = DiscordError::from_response(status, retry_after.as_deref(), &bytes);
         if let DiscordError::Api {
-            global: true,
-            retry_after: Some(pause),
+            status: 429,
+            retry_after,
+            global,
             ..
         } = &err
         {
-            self.limiter.pause(*pause);
+            self.limiter
+                .rate_limited(&route, &limits, *retry_after, *global, Instant::now());
         }
         Err(err)
     }

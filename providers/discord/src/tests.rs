@@ -361,3 +361,153 @@ async fn unreachable_api_retries_without_status() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Answers 200 like Discord and records when each request arrived.
+struct Recorder {
+    arrivals: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl wiremock::Respond for Recorder {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        // A DM channel named after its recipient; a message id otherwise.
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let id = body["recipient_id"].as_str().unwrap_or("1").to_string();
+        ResponseTemplate::new(200).set_body_json(json!({ "id": id }))
+    }
+}
+
+/// At most `rate` arrivals in any one-second window.
+fn assert_within_rate(arrivals: &[std::time::Instant], rate: usize) {
+    let mut arrivals = arrivals.to_vec();
+    arrivals.sort();
+    for (i, start) in arrivals.iter().enumerate() {
+        let in_window = arrivals[i..]
+            .iter()
+            .take_while(|t| **t < *start + Duration::from_secs(1))
+            .count();
+        assert!(in_window <= rate, "{in_window} requests within one second");
+    }
+}
+
+#[tokio::test]
+async fn a_route_with_nothing_remaining_is_throttled_without_a_request() {
+    let server = MockServer::start().await;
+    mock_dm(&server, "900", 1).await;
+    message_mock("900")
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "1"}))
+                .insert_header("x-ratelimit-bucket", "d721dea6054f6322373d361f98e5c38b")
+                .insert_header("x-ratelimit-limit", "5")
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset-after", "2")
+                .insert_header("x-ratelimit-scope", "user"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let provider = provider_for(&server);
+    assert_eq!(
+        deliver(provider.as_ref(), RECIPIENT).await,
+        DeliveryOutcome::Delivered {
+            http_status: Some(200)
+        }
+    );
+    match deliver(provider.as_ref(), RECIPIENT).await {
+        DeliveryOutcome::Throttled { retry_after } => assert!(
+            retry_after > Duration::from_millis(1500) && retry_after <= Duration::from_secs(2),
+            "{retry_after:?}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    // The DM channel stayed cached; the second delivery reached nothing.
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_global_429_throttles_every_recipient() {
+    let server = MockServer::start().await;
+    mock_dm(&server, "900", 1).await;
+    message_mock("900")
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "message": "You are being rate limited.",
+            "retry_after": 3.0,
+            "global": true
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let provider = provider_for(&server);
+    assert!(matches!(
+        deliver(provider.as_ref(), RECIPIENT).await,
+        DeliveryOutcome::Retry {
+            http_status: Some(429),
+            retry_after: Some(d),
+            ..
+        } if d == Duration::from_secs(3)
+    ));
+    // Another recipient: not even its DM channel is asked for.
+    match deliver(provider.as_ref(), "876543210987654321").await {
+        DeliveryOutcome::Throttled { retry_after } => assert!(
+            retry_after > Duration::from_millis(2500) && retry_after <= Duration::from_secs(3),
+            "{retry_after:?}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_never_exceeds_the_configured_rate() {
+    // 20 new recipients at 20 requests/s: 40 requests (DM, then message), retried when
+    // throttled as the core does.
+    let rate = 20;
+    let server = MockServer::start().await;
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("POST"))
+        .respond_with(Recorder {
+            arrivals: arrivals.clone(),
+        })
+        .mount(&server)
+        .await;
+    let provider = provider(&format!(
+        "bot_token = \"t0k\"\napi_base = \"{}\"\nrequests_per_second = {rate}",
+        server.uri()
+    ));
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let provider = provider.clone();
+        tasks.spawn(async move {
+            let recipient = format!("1000000000000000{i:02}");
+            loop {
+                match deliver(provider.as_ref(), &recipient).await {
+                    DeliveryOutcome::Throttled { retry_after } => {
+                        tokio::time::sleep(retry_after).await;
+                    }
+                    outcome => return outcome,
+                }
+            }
+        });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(
+            outcome.unwrap(),
+            DeliveryOutcome::Delivered {
+                http_status: Some(200)
+            }
+        );
+    }
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 40);
+    assert_within_rate(&arrivals, rate);
+    // 39 intervals of 50.5 ms, plus scheduling slack.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}

@@ -18,6 +18,9 @@ pub enum TelegramError {
         /// `parameters.retry_after` of a 429.
         retry_after: Option<Duration>,
     },
+    /// Nothing was sent: the relay's own rate limit for the bot or the chat is used up for now.
+    #[error("Telegram rate limit of the relay: next message in {0:?}")]
+    Throttled(Duration),
     /// A webhook request without the configured `X-Telegram-Bot-Api-Secret-Token`.
     #[error("webhook secret token missing or wrong")]
     BadSecret,
@@ -73,6 +76,9 @@ impl TelegramError {
                     DeliveryOutcome::Failed { http_status, error }
                 }
             }
+            TelegramError::Throttled(retry_after) => DeliveryOutcome::Throttled {
+                retry_after: *retry_after,
+            },
             _ => DeliveryOutcome::Retry {
                 http_status: None,
                 error,

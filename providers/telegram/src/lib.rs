@@ -20,6 +20,7 @@ use reqwest::header::USER_AGENT;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 
 pub use error::TelegramError;
 use limiter::Limiter;
@@ -294,6 +295,7 @@ pub struct TelegramProvider {
     request_timeout: Duration,
     user_agent: String,
     http: reqwest::Client,
+    /// The relay's own budgets for this bot and each chat.
     limiter: Limiter,
     host: Arc<dyn ProviderHost>,
 }
@@ -365,7 +367,7 @@ impl Provider for TelegramProvider {
             };
         };
         match self
-            .send_message(token, chat, &render_text(request.message))
+            .deliver_message(token, chat, &render_text(request.message))
             .await
         {
             Ok(status) => DeliveryOutcome::Delivered {
@@ -406,7 +408,22 @@ impl TelegramProvider {
         Some(format!("https://t.me/{bot}?start={token}"))
     }
 
-    /// `sendMessage` in HTML parse mode, within the bot's and the chat's rate limits.
+    /// Delivers one message: `sendMessage` when the bot's and the chat's budgets have a slot
+    /// soon, else [`TelegramError::Throttled`] without sending.
+    pub(crate) async fn deliver_message(
+        &self,
+        token: &str,
+        chat: i64,
+        text: &str,
+    ) -> Result<u16, TelegramError> {
+        self.limiter
+            .try_acquire(chat)
+            .await
+            .map_err(TelegramError::Throttled)?;
+        self.send_now(token, chat, text).await
+    }
+
+    /// `sendMessage` for the bot's own replies: waits as long as its budgets need.
     pub(crate) async fn send_message(
         &self,
         token: &str,
@@ -414,12 +431,17 @@ impl TelegramProvider {
         text: &str,
     ) -> Result<u16, TelegramError> {
         self.limiter.acquire(chat).await;
+        self.send_now(token, chat, text).await
+    }
+
+    /// `sendMessage` in HTML parse mode, its slot already taken; a 429 pauses the chat.
+    async fn send_now(&self, token: &str, chat: i64, text: &str) -> Result<u16, TelegramError> {
         let body = json!({ "chat_id": chat, "text": text, "parse_mode": "HTML" });
         match self.call(token, "sendMessage", &body, None).await {
             Ok((status, _)) => Ok(status),
             Err(err) => {
                 if let Some(pause) = err.retry_after() {
-                    self.limiter.pause_chat(chat, pause);
+                    self.limiter.pause_chat(chat, pause, Instant::now());
                 }
                 Err(err)
             }

@@ -1,63 +1,181 @@
-//! Telegram's send budgets: about 30 messages/s per bot and 1 message/s per chat.
+//! The relay's own send budgets for one bot, applied before Telegram has to say no: about 30
+//! messages/s per bot (`messages_per_second`) and 1 message/s per chat
+//! (`messages_per_chat_per_second`).
+//!
+//! Each message reserves one send instant that is free in both budgets. The bot's budget is a
+//! [`Pacer`]: reserved instants stay pairwise at least `1/rate` (plus a 1% guard) apart, so no
+//! 1-second window ever holds more than `rate` messages; burst is 1 on purpose, as a larger
+//! burst would let a backlog put more than `rate` messages into one window. A chat's budget is
+//! the next instant it may get a message. A 429 pauses its chat (or everything, when it has no
+//! chat). A delivery reserves only when it will send within [`SHORT_WAIT`]; otherwise it gets
+//! the time to wait and nothing is taken.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The longest a delivery sleeps for its slot; a later slot is answered with `Throttled`.
+pub(crate) const SHORT_WAIT: Duration = Duration::from_millis(250);
+
 /// Keeps at most this many chats' slots before forgetting the ones already past.
 const CHATS_KEPT: usize = 1024;
 
-pub(crate) struct Limiter {
-    global_interval: Duration,
+/// The longest pause or window believed from an answer (a bigger one could overflow `Instant`).
+const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `now + pause`, with the pause capped at [`MAX_PAUSE`].
+fn after(now: Instant, pause: Duration) -> Instant {
+    now + pause.min(MAX_PAUSE)
+}
+
+/// Spacing between messages for `rate` per second: `1s / rate`, 1% longer and rounded up, so
+/// timer and network jitter cannot push `rate + 1` messages into one window at Telegram.
+pub(crate) fn spacing(rate: u32) -> Duration {
+    let nanos = 1_010_000_000u64.div_ceil(u64::from(rate.max(1)));
+    Duration::from_nanos(nanos)
+}
+
+/// Send instants reserved under one budget, pairwise at least `interval` apart. A message may
+/// take a free gap between reservations (one waiting for its chat does not hold up the others).
+pub(crate) struct Pacer {
+    interval: Duration,
+    /// Ascending. Instants more than `interval` in the past are dropped: they constrain nothing.
+    slots: VecDeque<Instant>,
+}
+
+impl Pacer {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            slots: VecDeque::new(),
+        }
+    }
+
+    /// The earliest instant at or after `not_before` at least `interval` from every reservation.
+    pub(crate) fn earliest(&self, not_before: Instant) -> Instant {
+        let mut candidate = not_before;
+        for &slot in &self.slots {
+            if slot + self.interval <= candidate {
+                continue;
+            }
+            if candidate + self.interval <= slot {
+                break;
+            }
+            candidate = slot + self.interval;
+        }
+        candidate
+    }
+
+    /// Reserves `slot` (found with [`Pacer::earliest`] at or after `now`).
+    pub(crate) fn take(&mut self, slot: Instant, now: Instant) {
+        while self
+            .slots
+            .front()
+            .is_some_and(|s| *s + self.interval <= now)
+        {
+            self.slots.pop_front();
+        }
+        let at = self.slots.partition_point(|s| *s < slot);
+        self.slots.insert(at, slot);
+    }
+}
+
+struct State {
+    global: Pacer,
+    /// A 429 without a chat holds every message back until then.
+    global_pause: Option<Instant>,
     chat_interval: Duration,
-    global_next: Mutex<Instant>,
-    chat_next: Mutex<HashMap<i64, Instant>>,
+    /// The next instant each chat may get a message.
+    chats: HashMap<i64, Instant>,
+    /// The latest `now` seen, so callers racing for the lock never move time backwards.
+    clock: Instant,
+}
+
+pub(crate) struct Limiter {
+    state: Mutex<State>,
 }
 
 impl Limiter {
     pub(crate) fn new(per_second: u32, per_chat_per_second: u32) -> Self {
         Self {
-            global_interval: Duration::from_secs(1) / per_second.max(1),
-            chat_interval: Duration::from_secs(1) / per_chat_per_second.max(1),
-            global_next: Mutex::new(Instant::now()),
-            chat_next: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                global: Pacer::new(spacing(per_second)),
+                global_pause: None,
+                chat_interval: spacing(per_chat_per_second),
+                chats: HashMap::new(),
+                clock: Instant::now(),
+            }),
         }
     }
 
-    /// Waits for a slot for `chat`, then for a global one (in that order, so a message held back
-    /// by its chat does not hold a global slot meanwhile).
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves the send instant of one message to `chat`: the earliest moment free for the
+    /// chat and for the bot. When that is more than `max_wait` away nothing is reserved and the
+    /// wait is returned.
+    pub(crate) fn reserve(
+        &self,
+        chat: i64,
+        now: Instant,
+        max_wait: Duration,
+    ) -> Result<Instant, Duration> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.clock = state.clock.max(now);
+        let now = state.clock;
+        let mut not_before = now;
+        if let Some(until) = state.global_pause {
+            not_before = not_before.max(until);
+        }
+        if let Some(next) = state.chats.get(&chat) {
+            not_before = not_before.max(*next);
+        }
+        let slot = state.global.earliest(not_before);
+        let wait = slot - now;
+        if wait > max_wait {
+            return Err(wait);
+        }
+        state.global.take(slot, now);
+        if state.chats.len() >= CHATS_KEPT {
+            state.chats.retain(|_, next| *next > now);
+        }
+        state.chats.insert(chat, slot + state.chat_interval);
+        Ok(slot)
+    }
+
+    /// Reserves a slot for `chat`, sleeping for it when it is at most [`SHORT_WAIT`] away.
+    pub(crate) async fn try_acquire(&self, chat: i64) -> Result<(), Duration> {
+        let slot = self.reserve(chat, Instant::now(), SHORT_WAIT)?;
+        tokio::time::sleep_until(slot).await;
+        Ok(())
+    }
+
+    /// Waits as long as it takes for a slot for `chat` (for the bot's replies, which are not
+    /// deliveries and cannot be put back).
     pub(crate) async fn acquire(&self, chat: i64) {
-        let chat_slot = {
-            let mut next = self.chat_next.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            if next.len() >= CHATS_KEPT {
-                next.retain(|_, slot| *slot > now);
-            }
-            let entry = next.entry(chat).or_insert(now);
-            let slot = (*entry).max(now);
-            *entry = slot + self.chat_interval;
-            slot
-        };
-        tokio::time::sleep_until(chat_slot).await;
-        let global_slot = {
-            let mut next = self.global_next.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = (*next).max(Instant::now());
-            *next = slot + self.global_interval;
-            slot
-        };
-        tokio::time::sleep_until(global_slot).await;
+        let slot = self
+            .reserve(chat, Instant::now(), Duration::MAX)
+            .unwrap_or_else(|_| unreachable!("no wait is too long"));
+        tokio::time::sleep_until(slot).await;
     }
 
     /// Holds messages to `chat` back for `pause` (Telegram answered 429 for it).
-    pub(crate) fn pause_chat(&self, chat: i64, pause: Duration) {
-        let until = Instant::now() + pause;
-        let mut next = self.chat_next.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = next.entry(chat).or_insert(until);
-        if *entry < until {
-            *entry = until;
-        }
+    pub(crate) fn pause_chat(&self, chat: i64, pause: Duration, now: Instant) {
+        let until = after(now, pause);
+        let mut state = self.lock();
+        let next = state.chats.entry(chat).or_insert(until);
+        *next = (*next).max(until);
+    }
+
+    /// Holds every message back for `pause` (a 429 that names no chat).
+    pub(crate) fn pause_all(&self, pause: Duration, now: Instant) {
+        let until = after(now, pause);
+        let mut state = self.lock();
+        state.global_pause = Some(state.global_pause.map_or(until, |p| p.max(until)));
     }
 }
 
@@ -65,17 +183,127 @@ impl Limiter {
 mod tests {
     use super::*;
 
+    const NONE: Duration = Duration::ZERO;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// At most `rate` instants in any window of one second (half-open), checked from each one.
+    fn assert_within_rate(sent: &[Instant], rate: usize) {
+        let mut sent = sent.to_vec();
+        sent.sort();
+        for (i, start) in sent.iter().enumerate() {
+            let in_window = sent[i..]
+                .iter()
+                .take_while(|t| **t < *start + Duration::from_secs(1))
+                .count();
+            assert!(in_window <= rate, "{in_window} messages in one second");
+        }
+    }
+
+    #[test]
+    fn spacing_rounds_up_with_a_guard() {
+        assert_eq!(spacing(30), Duration::from_nanos(33_666_667));
+        assert_eq!(spacing(1), ms(1010));
+    }
+
+    #[test]
+    fn the_pacer_fills_gaps_but_keeps_its_spacing() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(ms(100));
+        pacer.take(t0 + ms(250), t0);
+        assert_eq!(pacer.earliest(t0), t0);
+        pacer.take(t0, t0);
+        assert_eq!(pacer.earliest(t0), t0 + ms(100));
+        pacer.take(t0 + ms(100), t0);
+        assert_eq!(pacer.earliest(t0), t0 + ms(350));
+    }
+
+    #[test]
+    fn a_busy_chat_is_throttled_without_taking_the_bots_slot() {
+        let limiter = Limiter::new(10, 1);
+        let t0 = Instant::now();
+        assert_eq!(limiter.reserve(1, t0, SHORT_WAIT), Ok(t0));
+        assert_eq!(limiter.reserve(1, t0, SHORT_WAIT), Err(ms(1010)));
+        // The throttled message took no bot slot: chat 2 gets the next one.
+        assert_eq!(limiter.reserve(2, t0, SHORT_WAIT), Ok(t0 + ms(101)));
+        assert_eq!(limiter.reserve(1, t0 + ms(500), SHORT_WAIT), Err(ms(510)));
+        // Close enough: reserved, to be slept for.
+        assert_eq!(
+            limiter.reserve(1, t0 + ms(800), SHORT_WAIT),
+            Ok(t0 + ms(1010))
+        );
+    }
+
+    #[test]
+    fn the_bots_budget_throttles_beyond_the_short_wait() {
+        let limiter = Limiter::new(10, 1);
+        let t0 = Instant::now();
+        for (chat, at) in [(1, 0), (2, 101), (3, 202)] {
+            assert_eq!(limiter.reserve(chat, t0, SHORT_WAIT), Ok(t0 + ms(at)));
+        }
+        assert_eq!(limiter.reserve(4, t0, SHORT_WAIT), Err(ms(303)));
+        assert_eq!(limiter.reserve(4, t0, SHORT_WAIT), Err(ms(303)));
+    }
+
+    #[test]
+    fn a_backlog_uses_the_budget_without_exceeding_it() {
+        // 40 chats with 5 messages each, all due at once, each retried when told (as the core
+        // does): the bot's budget and every chat's are kept, and the bot's is used up.
+        let rate = 10;
+        let limiter = Limiter::new(rate, 1);
+        let t0 = Instant::now();
+        let mut due: Vec<(Instant, i64)> = (0..200).map(|i| (t0, i % 40)).collect();
+        let mut sent: Vec<(Instant, i64)> = Vec::new();
+        while !due.is_empty() {
+            due.sort();
+            let (now, chat) = due.remove(0);
+            match limiter.reserve(chat, now, SHORT_WAIT) {
+                Ok(slot) => sent.push((slot, chat)),
+                Err(wait) => due.push((now + wait, chat)),
+            }
+        }
+        let all: Vec<Instant> = sent.iter().map(|(t, _)| *t).collect();
+        assert_within_rate(&all, rate as usize);
+        for chat in 0..40 {
+            let to_chat: Vec<Instant> = sent
+                .iter()
+                .filter(|(_, c)| *c == chat)
+                .map(|(t, _)| *t)
+                .collect();
+            assert_within_rate(&to_chat, 1);
+        }
+        // Back to back while many chats wait; only the last chat's tail goes at 1/s.
+        let mut all = all;
+        all.sort();
+        assert_eq!(all[180] - t0, spacing(rate) * 180);
+    }
+
+    #[test]
+    fn a_429_pauses_its_chat_or_everything() {
+        let limiter = Limiter::new(10, 1);
+        let t0 = Instant::now();
+        limiter.pause_chat(1, ms(5000), t0);
+        assert_eq!(limiter.reserve(1, t0, SHORT_WAIT), Err(ms(5000)));
+        assert_eq!(limiter.reserve(2, t0, NONE), Ok(t0));
+        limiter.pause_all(ms(3000), t0 + ms(1000));
+        assert_eq!(limiter.reserve(3, t0 + ms(1000), SHORT_WAIT), Err(ms(3000)));
+        assert_eq!(limiter.reserve(3, t0 + ms(4000), NONE), Ok(t0 + ms(4000)));
+        assert_eq!(limiter.reserve(1, t0 + ms(4000), SHORT_WAIT), Err(ms(1000)));
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn spaces_per_chat_and_globally() {
+    async fn replies_wait_and_deliveries_sleep_only_briefly() {
         let limiter = Limiter::new(10, 1);
         let start = Instant::now();
         limiter.acquire(1).await;
         limiter.acquire(2).await;
-        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        assert_eq!(start.elapsed(), ms(101));
         limiter.acquire(1).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
-        limiter.pause_chat(2, Duration::from_secs(5));
-        limiter.acquire(2).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(6));
+        assert_eq!(start.elapsed(), ms(1010));
+        assert_eq!(limiter.try_acquire(1).await, Err(ms(1010)));
+        limiter.try_acquire(2).await.unwrap();
+        assert_eq!(start.elapsed(), ms(1111));
     }
 }

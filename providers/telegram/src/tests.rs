@@ -539,3 +539,148 @@ async fn webhook_checks_the_secret_then_handles_the_update() {
         Err(TelegramError::WebhookDisabled)
     ));
 }
+
+#[tokio::test]
+async fn a_second_message_to_the_same_chat_is_throttled_without_a_request() {
+    let server = MockServer::start().await;
+    send_message_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let provider = provider_for(&server, Arc::default());
+    let state = json!({"chatId": 42});
+    assert_eq!(
+        deliver(provider.as_ref(), Some(&state)).await,
+        DeliveryOutcome::Delivered {
+            http_status: Some(200)
+        }
+    );
+    match deliver(provider.as_ref(), Some(&state)).await {
+        DeliveryOutcome::Throttled { retry_after } => assert!(
+            retry_after > Duration::from_millis(500) && retry_after <= Duration::from_millis(1010),
+            "{retry_after:?}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Another chat is not held back by it.
+    assert_eq!(
+        deliver(provider.as_ref(), Some(&json!({"chatId": 43}))).await,
+        DeliveryOutcome::Delivered {
+            http_status: Some(200)
+        }
+    );
+    let to_42 = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains(r#""chat_id":42,"#))
+        .count();
+    assert_eq!(to_42, 1);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_429_holds_its_chat_back() {
+    let server = MockServer::start().await;
+    send_message_mock()
+        .and(body_string_contains(r#""chat_id":42"#))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 5",
+            "parameters": {"retry_after": 5}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let provider = provider_for(&server, Arc::default());
+    let state = json!({"chatId": 42});
+    assert!(matches!(
+        deliver(provider.as_ref(), Some(&state)).await,
+        DeliveryOutcome::Retry {
+            http_status: Some(429),
+            ..
+        }
+    ));
+    match deliver(provider.as_ref(), Some(&state)).await {
+        DeliveryOutcome::Throttled { retry_after } => assert!(
+            retry_after > Duration::from_millis(4500) && retry_after <= Duration::from_secs(5),
+            "{retry_after:?}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    server.verify().await;
+}
+
+/// Answers `sendMessage` like Telegram and records when each request arrived.
+struct Recorder {
+    arrivals: Arc<Mutex<Vec<std::time::Instant>>>,
+}
+
+impl wiremock::Respond for Recorder {
+    fn respond(&self, _request: &wiremock::Request) -> ResponseTemplate {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_to_many_chats_never_exceeds_the_configured_rate() {
+    // 40 deliveries to 40 chats at 20 messages/s, retried when throttled as the core does.
+    let rate = 20;
+    let server = MockServer::start().await;
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    send_message_mock()
+        .respond_with(Recorder {
+            arrivals: arrivals.clone(),
+        })
+        .mount(&server)
+        .await;
+    let provider = provider(
+        &format!(
+            "bot_token = \"{TOKEN}\"\napi_base = \"{}\"\nmessages_per_second = {rate}",
+            server.uri()
+        ),
+        Arc::default(),
+    );
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chat in 0..40 {
+        let provider = provider.clone();
+        tasks.spawn(async move {
+            let state = json!({ "chatId": 1000 + chat });
+            loop {
+                match deliver(provider.as_ref(), Some(&state)).await {
+                    DeliveryOutcome::Throttled { retry_after } => {
+                        tokio::time::sleep(retry_after).await;
+                    }
+                    outcome => return outcome,
+                }
+            }
+        });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(
+            outcome.unwrap(),
+            DeliveryOutcome::Delivered {
+                http_status: Some(200)
+            }
+        );
+    }
+    let mut arrivals = arrivals.lock().unwrap().clone();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 40);
+    for (i, start) in arrivals.iter().enumerate() {
+        let in_window = arrivals[i..]
+            .iter()
+            .take_while(|t| **t < *start + Duration::from_secs(1))
+            .count();
+        assert!(in_window <= rate, "{in_window} messages within one second");
+    }
+    // 39 intervals of 50.5 ms, plus scheduling slack.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}

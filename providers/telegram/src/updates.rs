@@ -208,6 +208,15 @@ impl TelegramProvider {
                 }
                 Err(err) => {
                     failures += 1;
+                    // A 429 that names no chat: hold every message back as long as asked.
+                    if let TelegramError::Api {
+                        status: 429,
+                        retry_after: Some(pause),
+                        ..
+                    } = &err
+                    {
+                        self.limiter.pause_all(*pause, Instant::now());
+                    }
                     if matches!(err, TelegramError::Api { status: 409, .. }) {
                         tracing::warn!(error = %err, "telegram: getUpdates conflicts with a webhook or another poller of this bot (use mode = \"webhook\" or run one poller)");
                     } else {
