@@ -249,11 +249,14 @@ fn redact_url(url: &str) -> String {
 }
 
 async fn serve(config: &Config) -> Result<(), CliError> {
+    // Signal handlers go in before the address is announced, so a SIGTERM sent as soon as the
+    // server is seen is a clean shutdown.
+    let signals = Signals::install()?;
     let listener = tokio::net::TcpListener::bind(config.settings.server.bind).await?;
     tracing::info!(address = %listener.local_addr()?, "PingPilot listening");
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: no new requests; finishing in-flight work");
         let _ = stop.send(true);
     });
@@ -262,19 +265,41 @@ async fn serve(config: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and Ctrl-C, registered up front.
+struct Signals {
     #[cfg(unix)]
-    {
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    #[cfg(not(unix))]
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn check_plan(settings: &Settings, plan: &str) -> Result<(), CliError> {

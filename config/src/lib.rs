@@ -47,9 +47,11 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite://path.db` (created if absent).
+    /// `sqlite://path.db` (created if absent) or `postgres://user:password@host:port/database`
+    /// (the database must exist; `?sslmode=require` for TLS).
     pub url: String,
-    /// Connections used for reads.
+    /// Pool size: on SQLite the connections used for reads (writes use one more), on
+    /// PostgreSQL the whole pool of this process.
     pub max_connections: u32,
 }
 
@@ -280,9 +282,11 @@ impl Config {
             )));
         }
         let url = &s.database.url;
-        if !url.starts_with("sqlite:") {
+        let supported = ["sqlite:", "postgres://", "postgresql://"];
+        if !supported.iter().any(|scheme| url.starts_with(scheme)) {
             return Err(ConfigError::Invalid(format!(
-                "database.url: unsupported database {url:?}; expected sqlite://PATH"
+                "database.url: unsupported database {url:?}; expected sqlite://PATH or \
+                 postgres://USER@HOST/DATABASE"
             )));
         }
         let positive = [

@@ -1,9 +1,11 @@
 //! Storage: one contract ([`Storage`]) and its backends.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use std::collections::BTreeMap;
@@ -183,8 +185,12 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// The relay's storage, whichever backend it is.
 pub type Store = Arc<dyn Storage>;
 
-/// Opens the database at `url` (creating it when absent) and brings its schema up to date.
+/// Opens the database at `url` and brings its schema up to date: PostgreSQL for `postgres://`
+/// and `postgresql://` URLs (the database must exist), SQLite otherwise (created when absent).
 pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::open(url, max_connections).await?));
+    }
     Ok(Arc::new(SqliteStore::open(url, max_connections).await?))
 }
 

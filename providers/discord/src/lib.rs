@@ -45,6 +45,8 @@ pub struct DiscordSettings {
     /// Discord API base URL, versioned (a stand-in server may be used for tests).
     pub api_base: String,
     /// Most HTTP requests per second sent with this bot token (Discord's global limit is 50).
+    /// The budget is for the bot token across all relay processes on the database: each
+    /// process uses its share (this rate divided by the number of live processes).
     #[schemars(range(min = 1))]
     pub requests_per_second: u32,
     /// Timeout of each HTTP request to Discord, in seconds.
@@ -106,7 +108,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "requests_per_second",
-        "Most requests per second with this token (default 50)",
+        "Most requests per second with this token, shared by all relay processes on the database (default 50)",
     ),
     (
         "request_timeout_secs",
@@ -151,7 +153,8 @@ fn build(setup: ProviderSetup) -> Result<Arc<dyn Provider>, ConfigError> {
         // Discord requires `DiscordBot (url, version)`; reqwest sends no User-Agent by default.
         user_agent: format!("DiscordBot ({}, {})", setup.project_url, setup.version),
         http,
-        limiter: Limiter::new(settings.requests_per_second),
+        // The host tells at each booking how many relay processes share the token's budget.
+        limiter: Limiter::new(settings.requests_per_second).shared_with(setup.host),
         dm_channels: Mutex::new(HashMap::new()),
     }))
 }
@@ -177,7 +180,8 @@ pub struct DiscordProvider {
     api_base: String,
     user_agent: String,
     http: reqwest::Client,
-    /// The relay's own limits for this token: global budget and per-route buckets.
+    /// The relay's own limits for this token: this process's share of the global budget (it
+    /// asks `host` for the number of live processes at each booking) and per-route buckets.
     limiter: Limiter,
     /// DM channel id per recipient: opening a DM costs a request and is rate limited (40003).
     dm_channels: Mutex<HashMap<String, String>>,

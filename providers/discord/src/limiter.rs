@@ -1,21 +1,26 @@
 //! The relay's own rate limits for one bot token, applied before Discord has to say no.
 //!
-//! - A global budget of `requests_per_second`: every request takes a send instant from a
-//!   [`Pacer`], which keeps reserved instants pairwise at least `1/rate` (plus a 1% guard)
-//!   apart, so no 1-second window ever holds more than `rate` requests. Burst is 1 on purpose:
-//!   a larger burst would let a backlog put more than `rate` requests into one window.
+//! - A global budget of `requests_per_second` for the bot token, shared by every relay process
+//!   on the database: each process uses its part, `rate / processes`, with the number of live
+//!   processes ([`ProviderHost::process_count`]) read at each booking, so the spacing follows
+//!   processes joining or leaving within a heartbeat. Every request takes a send instant from a
+//!   [`Pacer`], which keeps reserved instants pairwise at least `processes/rate` (plus a 1%
+//!   guard) apart, so no 1-second window ever holds more than the process's part. Burst is 1 on
+//!   purpose: a larger burst would let a backlog put more than that into one window.
 //! - Per-route buckets learnt from `X-RateLimit-*` headers: a bucket with no requests remaining
 //!   is closed until its reset; routes reporting the same `X-RateLimit-Bucket` share one state
-//!   (per major parameter, the channel id, as Discord scopes buckets).
+//!   (per major parameter, the channel id, as Discord scopes buckets). Discord reports these
+//!   itself, so they are not divided among processes.
 //! - A 429 closes its bucket, or every route when it is global, for `retry_after`.
 //!
 //! A request reserves only when it will be sent, within [`SHORT_WAIT`]; otherwise the caller
 //! gets the time to wait and nothing is taken.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pingpilot_core::provider::ProviderHost;
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
@@ -36,16 +41,18 @@ fn after(now: Instant, pause: Duration) -> Instant {
     now + pause.min(MAX_PAUSE)
 }
 
-/// Spacing between requests for `rate` per second: `1s / rate`, 1% longer and rounded up, so
+/// Spacing between requests for `rate` per second shared by `processes` relay processes:
+/// `processes × 1s / rate` (each process uses `rate / processes`), 1% longer and rounded up, so
 /// timer and network jitter cannot push `rate + 1` requests into one window at Discord.
-pub(crate) fn spacing(rate: u32) -> Duration {
-    let nanos = 1_010_000_000u64.div_ceil(u64::from(rate.max(1)));
+pub(crate) fn spacing(rate: u32, processes: u32) -> Duration {
+    let nanos = (1_010_000_000u64 * u64::from(processes.max(1))).div_ceil(u64::from(rate.max(1)));
     Duration::from_nanos(nanos)
 }
 
 /// Send instants reserved under one budget, pairwise at least `interval` apart. A request may
 /// take a free gap between reservations (a request that waits for its route does not hold up
-/// the ones behind it).
+/// the ones behind it). The interval may change between reservations (processes join or leave);
+/// each new reservation keeps the interval current at its booking.
 pub(crate) struct Pacer {
     interval: Duration,
     /// Ascending. Instants more than `interval` in the past are dropped: they constrain nothing.
@@ -196,6 +203,8 @@ impl Bucket {
 }
 
 struct State {
+    /// `requests_per_second`: the bot token's budget across all relay processes.
+    per_second: u32,
     global: Pacer,
     /// A global 429 holds every request back until then.
     global_pause: Option<Instant>,
@@ -234,20 +243,40 @@ impl State {
 
 pub(crate) struct Limiter {
     state: Mutex<State>,
+    /// Tells how many relay processes share the budget now; `None`: this process alone.
+    host: Option<Arc<dyn ProviderHost>>,
 }
 
 impl Limiter {
+    /// Limits for `per_second` requests per second, used by this process alone (see
+    /// [`Limiter::shared_with`]).
     pub(crate) fn new(per_second: u32) -> Self {
         let now = Instant::now();
         Self {
             state: Mutex::new(State {
-                global: Pacer::new(spacing(per_second)),
+                per_second,
+                global: Pacer::new(spacing(per_second, 1)),
                 global_pause: None,
                 routes: HashMap::new(),
                 buckets: HashMap::new(),
                 clock: now,
             }),
+            host: None,
         }
+    }
+
+    /// Shares the global budget with the other relay processes on the database: each booking
+    /// uses `per_second / host.process_count()`.
+    pub(crate) fn shared_with(mut self, host: Arc<dyn ProviderHost>) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// How many processes share the budget at this moment (at least 1).
+    fn processes(&self) -> u32 {
+        self.host
+            .as_ref()
+            .map_or(1, |host| host.process_count().max(1))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -255,16 +284,18 @@ impl Limiter {
     }
 
     /// Reserves the send instant of one request on `route`: the earliest moment its bucket is
-    /// open, no global pause holds, and the global budget has a slot. When that is more than
-    /// `max_wait` away nothing is reserved and the wait is returned.
+    /// open, no global pause holds, and this process's part of the global budget has a slot.
+    /// When that is more than `max_wait` away nothing is reserved and the wait is returned.
     pub(crate) fn reserve(
         &self,
         route: &Route,
         now: Instant,
         max_wait: Duration,
     ) -> Result<Instant, Duration> {
+        let processes = self.processes();
         let mut state = self.lock();
         let now = state.tick(now);
+        state.global.interval = spacing(state.per_second, processes);
         let key = state.key(route);
         let mut not_before = now;
         if let Some(until) = state.global_pause {
@@ -379,10 +410,50 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use pingpilot_core::provider::HostError;
+    use serde_json::Value;
+
     use super::*;
 
     const NONE: Duration = Duration::ZERO;
     const FOREVER: Duration = Duration::MAX;
+
+    /// A host reporting `processes` live relay processes.
+    struct Processes(AtomicU32);
+
+    impl Processes {
+        fn new(count: u32) -> Arc<Self> {
+            Arc::new(Self(AtomicU32::new(count)))
+        }
+
+        fn set(&self, count: u32) {
+            self.0.store(count, Ordering::Relaxed);
+        }
+    }
+
+    #[async_trait]
+    impl ProviderHost for Processes {
+        async fn link_account(
+            &self,
+            _: &'static str,
+            _: &str,
+            _: Value,
+        ) -> Result<Option<String>, HostError> {
+            Ok(None)
+        }
+        async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
+            Ok(None)
+        }
+        async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        fn process_count(&self) -> u32 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -462,10 +533,14 @@ mod tests {
 
     #[test]
     fn spacing_rounds_up_with_a_guard() {
-        assert_eq!(spacing(50), Duration::from_micros(20_200));
-        assert_eq!(spacing(1), ms(1010));
-        assert_eq!(spacing(3), Duration::from_nanos(336_666_667));
-        assert_eq!(spacing(0), ms(1010));
+        assert_eq!(spacing(50, 1), Duration::from_micros(20_200));
+        assert_eq!(spacing(1, 1), ms(1010));
+        assert_eq!(spacing(3, 1), Duration::from_nanos(336_666_667));
+        assert_eq!(spacing(0, 1), ms(1010));
+        // A budget shared by processes: each uses its part.
+        assert_eq!(spacing(30, 3), ms(101));
+        assert_eq!(spacing(50, 2), Duration::from_micros(40_400));
+        assert_eq!(spacing(50, 0), spacing(50, 1));
     }
 
     #[test]
@@ -507,6 +582,58 @@ mod tests {
     }
 
     #[test]
+    fn processes_share_the_global_budget() {
+        // 30 requests/s for the token, 3 processes: this one sends 10/s, 101 ms apart.
+        let host = Processes::new(3);
+        let limiter = Limiter::new(30).shared_with(host.clone());
+        let route = Route::new("POST", "/users/@me/channels");
+        let t0 = Instant::now();
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            sent.push(limiter.reserve(&route, t0, SHORT_WAIT).unwrap());
+        }
+        assert_eq!(sent, [t0, t0 + ms(101), t0 + ms(202)]);
+        assert_eq!(limiter.reserve(&route, t0, SHORT_WAIT), Err(ms(303)));
+        // The other processes left: the next booking uses the whole budget, 33.7 ms apart.
+        host.set(1);
+        assert_eq!(
+            limiter.reserve(&route, t0 + ms(202), SHORT_WAIT),
+            Ok(t0 + ms(202) + spacing(30, 1))
+        );
+        // Back to 3: the next slot keeps 101 ms from every reservation.
+        host.set(3);
+        assert_eq!(
+            limiter.reserve(&route, t0 + ms(250), SHORT_WAIT),
+            Ok(t0 + ms(202) + spacing(30, 1) + ms(101))
+        );
+        // A count of 0 is taken as 1.
+        host.set(0);
+        let limiter = Limiter::new(10).shared_with(host);
+        let t1 = Instant::now();
+        assert_eq!(limiter.reserve(&route, t1, NONE), Ok(t1));
+        assert_eq!(limiter.reserve(&route, t1, SHORT_WAIT), Ok(t1 + ms(101)));
+    }
+
+    #[test]
+    fn a_backlog_of_one_process_among_several_keeps_its_part() {
+        // 4 processes on a 40/s token: this one stays within 10 per second.
+        let limiter = Limiter::new(40).shared_with(Processes::new(4));
+        let t0 = Instant::now();
+        let mut due: Vec<(Instant, usize)> = (0..50).map(|i| (t0, i)).collect();
+        let mut sent = Vec::new();
+        while !due.is_empty() {
+            due.sort();
+            let (now, id) = due.remove(0);
+            match limiter.reserve(&messages(&id.to_string()), now, SHORT_WAIT) {
+                Ok(slot) => sent.push(slot),
+                Err(wait) => due.push((now + wait, id)),
+            }
+        }
+        assert_within_rate(&sent, 10);
+        assert_eq!(*sent.iter().max().unwrap() - t0, ms(101) * 49);
+    }
+
+    #[test]
     fn a_backlog_uses_the_budget_without_exceeding_it() {
         // 200 deliveries due at once, each retried when told (as the core does).
         let rate = 20;
@@ -526,7 +653,7 @@ mod tests {
         assert_within_rate(&sent, rate as usize);
         let span = *sent.iter().max().unwrap() - t0;
         // 199 intervals of 50.5 ms: 99% of the configured rate.
-        assert_eq!(span, spacing(rate) * 199);
+        assert_eq!(span, spacing(rate, 1) * 199);
     }
 
     #[test]

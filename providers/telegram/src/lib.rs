@@ -39,11 +39,12 @@ const TOKEN_ENV: &str = "PINGPILOT_PROVIDERS__TELEGRAM__BOT_TOKEN";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Long polling of `getUpdates` by this process (no public URL needed).
+    /// Long polling of `getUpdates` (no public URL needed), by one relay process at a time: the
+    /// holder of the `telegram-updates` lease in the database.
     #[default]
     Polling,
     /// Telegram posts updates to `POST /api/v1/telegram/webhook` (set with `setWebhook`,
-    /// `secret_token` = `webhook_secret`).
+    /// `secret_token` = `webhook_secret`); any relay process can serve it.
     Webhook,
 }
 
@@ -65,10 +66,14 @@ pub struct TelegramSettings {
     /// Secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token` (webhook mode; required
     /// there): 1 to 256 of `A-Z a-z 0-9 _ -`.
     pub webhook_secret: Option<String>,
-    /// Most messages per second sent by the bot (Telegram allows about 30).
+    /// Most messages per second sent by the bot (Telegram allows about 30). The budget is for
+    /// the bot token across all relay processes on the database: each process uses its share
+    /// (this rate divided by the number of live processes).
     #[schemars(range(min = 1))]
     pub messages_per_second: u32,
-    /// Most messages per second sent to one chat (Telegram allows about 1).
+    /// Most messages per second sent to one chat (Telegram allows about 1). The budget is for
+    /// the bot token across all relay processes on the database (any of them may serve a chat):
+    /// each process uses its share (this rate divided by the number of live processes).
     #[schemars(range(min = 1))]
     pub messages_per_chat_per_second: u32,
     /// Long-poll duration of `getUpdates`, in seconds.
@@ -149,7 +154,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "mode",
-        "How the bot receives /start: polling (default) or webhook",
+        "How the bot receives /start: polling (default; one relay process polls at a time) or webhook",
     ),
     (
         "webhook_secret",
@@ -157,11 +162,11 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "messages_per_second",
-        "Most messages per second (default 30)",
+        "Most messages per second, shared by all relay processes on the database (default 30)",
     ),
     (
         "messages_per_chat_per_second",
-        "Most messages per second to one chat (default 1)",
+        "Most messages per second to one chat, shared by all relay processes on the database (default 1)",
     ),
     (
         "poll_timeout_secs",
@@ -260,10 +265,12 @@ impl TelegramProvider {
             request_timeout: Duration::from_secs(settings.request_timeout_secs),
             user_agent: format!("PingPilot ({}, {})", setup.project_url, setup.version),
             http,
+            // The host tells at each booking how many relay processes share the budgets.
             limiter: Limiter::new(
                 settings.messages_per_second,
                 settings.messages_per_chat_per_second,
-            ),
+            )
+            .shared_with(setup.host.clone()),
             host: setup.host,
         })
     }
@@ -295,7 +302,7 @@ pub struct TelegramProvider {
     request_timeout: Duration,
     user_agent: String,
     http: reqwest::Client,
-    /// The relay's own budgets for this bot and each chat.
+    /// The relay's own budgets for this bot and each chat (this process's share of them).
     limiter: Limiter,
     host: Arc<dyn ProviderHost>,
 }

@@ -2,18 +2,24 @@
 //! messages/s per bot (`messages_per_second`) and 1 message/s per chat
 //! (`messages_per_chat_per_second`).
 //!
+//! Both budgets are for the bot token across every relay process on the database (any process
+//! may serve any chat): each process uses its part, `rate / processes`, with the number of live
+//! processes ([`ProviderHost::process_count`]) read at each booking, so the spacing follows
+//! processes joining or leaving within a heartbeat.
+//!
 //! Each message reserves one send instant that is free in both budgets. The bot's budget is a
-//! [`Pacer`]: reserved instants stay pairwise at least `1/rate` (plus a 1% guard) apart, so no
-//! 1-second window ever holds more than `rate` messages; burst is 1 on purpose, as a larger
-//! burst would let a backlog put more than `rate` messages into one window. A chat's budget is
-//! the next instant it may get a message. A 429 pauses its chat (or everything, when it has no
-//! chat). A delivery reserves only when it will send within [`SHORT_WAIT`]; otherwise it gets
-//! the time to wait and nothing is taken.
+//! [`Pacer`]: reserved instants stay pairwise at least `processes/rate` (plus a 1% guard)
+//! apart, so no 1-second window ever holds more than the process's part; burst is 1 on purpose,
+//! as a larger burst would let a backlog put more than that into one window. A chat's budget is
+//! the instant of its last message plus the chat spacing. A 429 pauses its chat (or everything,
+//! when it has no chat). A delivery reserves only when it will send within [`SHORT_WAIT`];
+//! otherwise it gets the time to wait and nothing is taken.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pingpilot_core::provider::ProviderHost;
 use tokio::time::Instant;
 
 /// The longest a delivery sleeps for its slot; a later slot is answered with `Throttled`.
@@ -30,15 +36,18 @@ fn after(now: Instant, pause: Duration) -> Instant {
     now + pause.min(MAX_PAUSE)
 }
 
-/// Spacing between messages for `rate` per second: `1s / rate`, 1% longer and rounded up, so
+/// Spacing between messages for `rate` per second shared by `processes` relay processes:
+/// `processes × 1s / rate` (each process uses `rate / processes`), 1% longer and rounded up, so
 /// timer and network jitter cannot push `rate + 1` messages into one window at Telegram.
-pub(crate) fn spacing(rate: u32) -> Duration {
-    let nanos = 1_010_000_000u64.div_ceil(u64::from(rate.max(1)));
+pub(crate) fn spacing(rate: u32, processes: u32) -> Duration {
+    let nanos = (1_010_000_000u64 * u64::from(processes.max(1))).div_ceil(u64::from(rate.max(1)));
     Duration::from_nanos(nanos)
 }
 
 /// Send instants reserved under one budget, pairwise at least `interval` apart. A message may
 /// take a free gap between reservations (one waiting for its chat does not hold up the others).
+/// The interval may change between reservations (processes join or leave); each new
+/// reservation keeps the interval current at its booking.
 pub(crate) struct Pacer {
     interval: Duration,
     /// Ascending. Instants more than `interval` in the past are dropped: they constrain nothing.
@@ -82,32 +91,70 @@ impl Pacer {
     }
 }
 
+/// What limits the next message to one chat.
+#[derive(Clone, Copy, Default)]
+struct Chat {
+    /// The send instant of its latest message.
+    last: Option<Instant>,
+    /// A 429 for this chat holds its messages back until then.
+    paused_until: Option<Instant>,
+}
+
+impl Chat {
+    /// The first instant the chat may get a message, with messages `interval` apart.
+    fn open_at(&self, interval: Duration) -> Option<Instant> {
+        let after_last = self.last.map(|last| last + interval);
+        after_last.max(self.paused_until)
+    }
+}
+
 struct State {
+    /// `messages_per_second`: the bot's budget across all relay processes.
+    per_second: u32,
+    /// `messages_per_chat_per_second`: each chat's budget across all relay processes.
+    per_chat_per_second: u32,
     global: Pacer,
     /// A 429 without a chat holds every message back until then.
     global_pause: Option<Instant>,
-    chat_interval: Duration,
-    /// The next instant each chat may get a message.
-    chats: HashMap<i64, Instant>,
+    chats: HashMap<i64, Chat>,
     /// The latest `now` seen, so callers racing for the lock never move time backwards.
     clock: Instant,
 }
 
 pub(crate) struct Limiter {
     state: Mutex<State>,
+    /// Tells how many relay processes share the budgets now; `None`: this process alone.
+    host: Option<Arc<dyn ProviderHost>>,
 }
 
 impl Limiter {
+    /// Budgets used by this process alone (see [`Limiter::shared_with`]).
     pub(crate) fn new(per_second: u32, per_chat_per_second: u32) -> Self {
         Self {
             state: Mutex::new(State {
-                global: Pacer::new(spacing(per_second)),
+                per_second,
+                per_chat_per_second,
+                global: Pacer::new(spacing(per_second, 1)),
                 global_pause: None,
-                chat_interval: spacing(per_chat_per_second),
                 chats: HashMap::new(),
                 clock: Instant::now(),
             }),
+            host: None,
         }
+    }
+
+    /// Shares both budgets with the other relay processes on the database: each booking uses
+    /// `rate / host.process_count()` of the bot's and of the chat's budget.
+    pub(crate) fn shared_with(mut self, host: Arc<dyn ProviderHost>) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// How many processes share the budgets at this moment (at least 1).
+    fn processes(&self) -> u32 {
+        self.host
+            .as_ref()
+            .map_or(1, |host| host.process_count().max(1))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -115,24 +162,31 @@ impl Limiter {
     }
 
     /// Reserves the send instant of one message to `chat`: the earliest moment free for the
-    /// chat and for the bot. When that is more than `max_wait` away nothing is reserved and the
-    /// wait is returned.
+    /// chat and for the bot, within this process's part of each budget. When that is more than
+    /// `max_wait` away nothing is reserved and the wait is returned.
     pub(crate) fn reserve(
         &self,
         chat: i64,
         now: Instant,
         max_wait: Duration,
     ) -> Result<Instant, Duration> {
+        let processes = self.processes();
         let mut state = self.lock();
         let state = &mut *state;
         state.clock = state.clock.max(now);
         let now = state.clock;
+        state.global.interval = spacing(state.per_second, processes);
+        let chat_interval = spacing(state.per_chat_per_second, processes);
         let mut not_before = now;
         if let Some(until) = state.global_pause {
             not_before = not_before.max(until);
         }
-        if let Some(next) = state.chats.get(&chat) {
-            not_before = not_before.max(*next);
+        if let Some(open_at) = state
+            .chats
+            .get(&chat)
+            .and_then(|c| c.open_at(chat_interval))
+        {
+            not_before = not_before.max(open_at);
         }
         let slot = state.global.earliest(not_before);
         let wait = slot - now;
@@ -141,9 +195,11 @@ impl Limiter {
         }
         state.global.take(slot, now);
         if state.chats.len() >= CHATS_KEPT {
-            state.chats.retain(|_, next| *next > now);
+            state
+                .chats
+                .retain(|_, c| c.open_at(chat_interval).is_some_and(|at| at > now));
         }
-        state.chats.insert(chat, slot + state.chat_interval);
+        state.chats.entry(chat).or_default().last = Some(slot);
         Ok(slot)
     }
 
@@ -167,8 +223,8 @@ impl Limiter {
     pub(crate) fn pause_chat(&self, chat: i64, pause: Duration, now: Instant) {
         let until = after(now, pause);
         let mut state = self.lock();
-        let next = state.chats.entry(chat).or_insert(until);
-        *next = (*next).max(until);
+        let paused = &mut state.chats.entry(chat).or_default().paused_until;
+        *paused = (*paused).max(Some(until));
     }
 
     /// Holds every message back for `pause` (a 429 that names no chat).
@@ -181,9 +237,49 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use pingpilot_core::provider::HostError;
+    use serde_json::Value;
+
     use super::*;
 
     const NONE: Duration = Duration::ZERO;
+
+    /// A host reporting `processes` live relay processes.
+    struct Processes(AtomicU32);
+
+    impl Processes {
+        fn new(count: u32) -> Arc<Self> {
+            Arc::new(Self(AtomicU32::new(count)))
+        }
+
+        fn set(&self, count: u32) {
+            self.0.store(count, Ordering::Relaxed);
+        }
+    }
+
+    #[async_trait]
+    impl ProviderHost for Processes {
+        async fn link_account(
+            &self,
+            _: &'static str,
+            _: &str,
+            _: Value,
+        ) -> Result<Option<String>, HostError> {
+            Ok(None)
+        }
+        async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
+            Ok(None)
+        }
+        async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+        fn process_count(&self) -> u32 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -204,8 +300,12 @@ mod tests {
 
     #[test]
     fn spacing_rounds_up_with_a_guard() {
-        assert_eq!(spacing(30), Duration::from_nanos(33_666_667));
-        assert_eq!(spacing(1), ms(1010));
+        assert_eq!(spacing(30, 1), Duration::from_nanos(33_666_667));
+        assert_eq!(spacing(1, 1), ms(1010));
+        // A budget shared by processes: each uses its part.
+        assert_eq!(spacing(30, 3), ms(101));
+        assert_eq!(spacing(1, 3), ms(3030));
+        assert_eq!(spacing(30, 0), spacing(30, 1));
     }
 
     #[test]
@@ -248,6 +348,52 @@ mod tests {
     }
 
     #[test]
+    fn processes_share_the_bots_and_each_chats_budget() {
+        // 30 messages/s for the bot, 1/s per chat, 3 processes: this one sends 10/s, 101 ms
+        // apart, and one message to a chat every 3.03 s.
+        let host = Processes::new(3);
+        let limiter = Limiter::new(30, 1).shared_with(host.clone());
+        let t0 = Instant::now();
+        for (chat, at) in [(1, 0), (2, 101), (3, 202)] {
+            assert_eq!(limiter.reserve(chat, t0, SHORT_WAIT), Ok(t0 + ms(at)));
+        }
+        assert_eq!(limiter.reserve(4, t0, SHORT_WAIT), Err(ms(303)));
+        assert_eq!(limiter.reserve(1, t0 + ms(1010), SHORT_WAIT), Err(ms(2020)));
+        // The other processes left: the next booking uses the whole budgets.
+        host.set(1);
+        assert_eq!(
+            limiter.reserve(1, t0 + ms(1010), SHORT_WAIT),
+            Ok(t0 + ms(1010))
+        );
+        assert_eq!(
+            limiter.reserve(4, t0 + ms(1010), SHORT_WAIT),
+            Ok(t0 + ms(1010) + spacing(30, 1))
+        );
+        // Back to 3: 101 ms from the bot's last message, 3.03 s from the chat's.
+        host.set(3);
+        assert_eq!(
+            limiter.reserve(5, t0 + ms(1050), SHORT_WAIT),
+            Ok(t0 + ms(1010) + spacing(30, 1) + ms(101))
+        );
+        assert_eq!(limiter.reserve(1, t0 + ms(2000), SHORT_WAIT), Err(ms(2040)));
+        // A chat paused by a 429 stays paused whatever the count.
+        limiter.pause_chat(6, ms(5000), t0 + ms(2000));
+        host.set(1);
+        assert_eq!(limiter.reserve(6, t0 + ms(2000), SHORT_WAIT), Err(ms(5000)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_keep_the_shared_spacing_too() {
+        let limiter = Limiter::new(30, 1).shared_with(Processes::new(3));
+        let start = Instant::now();
+        limiter.acquire(1).await;
+        limiter.acquire(2).await;
+        assert_eq!(start.elapsed(), ms(101));
+        limiter.acquire(1).await;
+        assert_eq!(start.elapsed(), ms(3030));
+    }
+
+    #[test]
     fn a_backlog_uses_the_budget_without_exceeding_it() {
         // 40 chats with 5 messages each, all due at once, each retried when told (as the core
         // does): the bot's budget and every chat's are kept, and the bot's is used up.
@@ -277,7 +423,7 @@ mod tests {
         // Back to back while many chats wait; only the last chat's tail goes at 1/s.
         let mut all = all;
         all.sort();
-        assert_eq!(all[180] - t0, spacing(rate) * 180);
+        assert_eq!(all[180] - t0, spacing(rate, 1) * 180);
     }
 
     #[test]

@@ -14,6 +14,14 @@ use crate::{ID, TelegramProvider};
 
 /// Where the update offset is kept between runs (`ProviderHost::save_value`).
 pub(crate) const OFFSET_KEY: &str = "update_offset";
+/// The cross-process lease whose holder polls `getUpdates`: Telegram answers 409 to a second
+/// poller of the same bot, and the update offset must move on in one place.
+pub(crate) const UPDATES_LEASE: &str = "telegram-updates";
+/// The lease outlives a long poll and its request timeout by this much: it is renewed before
+/// each poll, so a poll never runs past it.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// How often a process that does not hold the lease (or cannot reach storage) tries again.
+const LEASE_RETRY: Duration = Duration::from_secs(2);
 /// A poll that comes back empty faster than this is followed by [`QUICK_POLL_PAUSE`], so that a
 /// server answering at once (a stand-in, a proxy) is not hammered.
 const QUICK_POLL: Duration = Duration::from_millis(200);
@@ -156,77 +164,73 @@ impl TelegramProvider {
         Ok(())
     }
 
-    /// Long-polls `getUpdates` until `shutdown` turns true.
+    /// Long-polls `getUpdates` until `shutdown` turns true, while this process holds the
+    /// [`UPDATES_LEASE`] (renewed before each poll); otherwise tries again every
+    /// [`LEASE_RETRY`].
     pub(crate) async fn poll_updates(&self, token: &str, mut shutdown: watch::Receiver<bool>) {
-        let mut offset = match self.host.load_value(ID, OFFSET_KEY).await {
-            Ok(value) => value.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
-            Err(err) => {
-                tracing::warn!(error = %err, "telegram: cannot read the update offset; starting from Telegram's");
-                0
-            }
-        };
+        let ttl = self.lease_ttl();
+        // The update offset while this process holds the lease; `None` when it must be read
+        // from storage (at the start, and after another process may have polled).
+        let mut offset: Option<i64> = None;
         let mut failures: u32 = 0;
-        tracing::info!("telegram: polling for bot updates");
+        // Whether "another process polls" was logged since this process last polled.
+        let mut told_waiting = false;
         loop {
             if *shutdown.borrow_and_update() {
                 return;
             }
-            let started = Instant::now();
-            let result = tokio::select! {
+            let lease = tokio::select! {
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         return;
                     }
                     continue;
                 }
-                result = self.get_updates(token, offset) => result,
+                lease = self.host.hold_lease(UPDATES_LEASE, ttl) => lease,
             };
-            let pause = match result {
-                Ok(updates) => {
-                    failures = 0;
-                    let received = updates.len();
-                    for update in updates {
-                        let id = update.get("update_id").and_then(Value::as_i64);
-                        self.handle_update(token, update).await;
-                        // Confirmed only once handled: a crash re-reads rather than loses it.
-                        if let Some(id) = id {
-                            offset = offset.max(id + 1);
+            let pause = match lease {
+                Ok(true) => {
+                    let current = match offset {
+                        Some(offset) => offset,
+                        None => {
+                            tracing::info!("telegram: polling for bot updates");
+                            told_waiting = false;
+                            failures = 0;
+                            self.load_offset().await
                         }
-                    }
-                    if received > 0 {
-                        if let Err(err) = self
-                            .host
-                            .save_value(ID, OFFSET_KEY, &offset.to_string())
-                            .await
-                        {
-                            tracing::warn!(error = %err, "telegram: cannot save the update offset");
+                    };
+                    let started = Instant::now();
+                    let result = tokio::select! {
+                        changed = shutdown.changed() => {
+                            if changed.is_err() || *shutdown.borrow() {
+                                return;
+                            }
+                            offset = Some(current);
+                            continue;
                         }
-                        None
-                    } else {
-                        (started.elapsed() < QUICK_POLL).then_some(QUICK_POLL_PAUSE)
+                        result = self.get_updates(token, current) => result,
+                    };
+                    let (next, pause) = self
+                        .handle_poll(token, result, current, started, &mut failures)
+                        .await;
+                    offset = Some(next);
+                    pause
+                }
+                Ok(false) => {
+                    offset = None;
+                    if !told_waiting {
+                        told_waiting = true;
+                        tracing::info!(
+                            "telegram: another relay process polls for bot updates; this one stands by"
+                        );
                     }
+                    Some(LEASE_RETRY)
                 }
                 Err(err) => {
-                    failures += 1;
-                    // A 429 that names no chat: hold every message back as long as asked.
-                    if let TelegramError::Api {
-                        status: 429,
-                        retry_after: Some(pause),
-                        ..
-                    } = &err
-                    {
-                        self.limiter.pause_all(*pause, Instant::now());
-                    }
-                    if matches!(err, TelegramError::Api { status: 409, .. }) {
-                        tracing::warn!(error = %err, "telegram: getUpdates conflicts with a webhook or another poller of this bot (use mode = \"webhook\" or run one poller)");
-                    } else {
-                        tracing::warn!(error = %err, "telegram: getUpdates failed");
-                    }
-                    // Honour Telegram's pause; otherwise back off 1s, 2s, 4s... up to 30s.
-                    Some(err.retry_after().unwrap_or_else(|| {
-                        (Duration::from_secs(1) * 2u32.saturating_pow(failures.min(6) - 1))
-                            .min(ERROR_PAUSE_MAX)
-                    }))
+                    // Whether this process still holds the lease is unknown: stop polling.
+                    offset = None;
+                    tracing::warn!(error = %err, "telegram: cannot take the update polling lease; trying again");
+                    Some(LEASE_RETRY)
                 }
             };
             if let Some(pause) = pause {
@@ -238,6 +242,87 @@ impl TelegramProvider {
                     }
                     _ = tokio::time::sleep(pause) => {}
                 }
+            }
+        }
+    }
+
+    /// How long the polling lease is taken for: a whole long poll with its request timeout,
+    /// and [`LEASE_MARGIN`].
+    fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.poll_timeout_secs)) + self.request_timeout + LEASE_MARGIN
+    }
+
+    /// The saved update offset, or 0 (Telegram's own) when there is none or it cannot be read.
+    async fn load_offset(&self) -> i64 {
+        match self.host.load_value(ID, OFFSET_KEY).await {
+            Ok(value) => value.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
+            Err(err) => {
+                tracing::warn!(error = %err, "telegram: cannot read the update offset; starting from Telegram's");
+                0
+            }
+        }
+    }
+
+    /// Handles one `getUpdates` answer: each update, then the new offset is saved. Returns the
+    /// next offset and the pause before the next poll, if any.
+    async fn handle_poll(
+        &self,
+        token: &str,
+        result: Result<Vec<Value>, TelegramError>,
+        mut offset: i64,
+        started: Instant,
+        failures: &mut u32,
+    ) -> (i64, Option<Duration>) {
+        match result {
+            Ok(updates) => {
+                *failures = 0;
+                let received = updates.len();
+                for update in updates {
+                    let id = update.get("update_id").and_then(Value::as_i64);
+                    self.handle_update(token, update).await;
+                    // Confirmed only once handled: a crash re-reads rather than loses it.
+                    if let Some(id) = id {
+                        offset = offset.max(id + 1);
+                    }
+                }
+                if received > 0 {
+                    if let Err(err) = self
+                        .host
+                        .save_value(ID, OFFSET_KEY, &offset.to_string())
+                        .await
+                    {
+                        tracing::warn!(error = %err, "telegram: cannot save the update offset");
+                    }
+                    (offset, None)
+                } else {
+                    (
+                        offset,
+                        (started.elapsed() < QUICK_POLL).then_some(QUICK_POLL_PAUSE),
+                    )
+                }
+            }
+            Err(err) => {
+                *failures += 1;
+                // A 429 that names no chat: hold every message back as long as asked.
+                if let TelegramError::Api {
+                    status: 429,
+                    retry_after: Some(pause),
+                    ..
+                } = &err
+                {
+                    self.limiter.pause_all(*pause, Instant::now());
+                }
+                if matches!(err, TelegramError::Api { status: 409, .. }) {
+                    tracing::warn!(error = %err, "telegram: getUpdates conflicts with a webhook or a poller of this bot outside this relay's database (use mode = \"webhook\" or run one poller)");
+                } else {
+                    tracing::warn!(error = %err, "telegram: getUpdates failed");
+                }
+                // Honour Telegram's pause; otherwise back off 1s, 2s, 4s... up to 30s.
+                let pause = err.retry_after().unwrap_or_else(|| {
+                    (Duration::from_secs(1) * 2u32.saturating_pow((*failures).min(6) - 1))
+                        .min(ERROR_PAUSE_MAX)
+                });
+                (offset, Some(pause))
             }
         }
     }

@@ -1,0 +1,2241 @@
+//! Storage on PostgreSQL: the scale-out backend, for many relay processes on one database.
+//!
+//! Same behaviour as [`SqliteStore`](super::SqliteStore), query for query. Where SQLite relies on
+//! its single writer to make read-then-write checks hold, this backend serialises explicitly:
+//!
+//! - migrations run in one transaction under a database-wide advisory lock, so processes that
+//!   start together apply each migration exactly once;
+//! - event intake and category creation take a per-account advisory transaction lock first, so
+//!   two processes never both pass a quota or category limit, nor both accept one
+//!   `Idempotency-Key` (the key is re-checked under the lock);
+//! - due deliveries are claimed with `FOR UPDATE SKIP LOCKED`, so concurrent workers never get
+//!   the same delivery and never wait on each other;
+//! - finishing a delivery locks it (the lease is checked on the locked row) and then the event row
+//!   before its status is recomputed, so two deliveries of one event finishing at once cannot
+//!   leave it PENDING.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, QueryBuilder, Row};
+
+use super::*;
+use crate::model::*;
+
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_idempotency.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_processes.sql"),
+    ),
+];
+
+/// Advisory lock held (for one transaction) while migrations are checked and applied.
+const MIGRATION_LOCK: i64 = 0x5069_6e67_5069_6c6f; // "PingPilo"
+
+/// First key of the two-key advisory locks taken per account (the second is a hash of the id).
+/// The two-key form never collides with the one-key [`MIGRATION_LOCK`].
+const INTAKE_LOCK_CLASS: i32 = 0x5050_0001;
+const CATEGORY_LOCK_CLASS: i32 = 0x5050_0002;
+
+const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
+        (SELECT COUNT(*) FROM events e WHERE e.category_id = c.id) AS events_count, \
+        (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
+        FROM categories c";
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at a `postgres://` (or `postgresql://`) URL and brings its schema
+    /// up to date. The database itself must exist.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        Self::open_with(options, max_connections).await
+    }
+
+    /// [`PgStore::open`] with options already parsed.
+    pub async fn open_with(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        let database = options.get_database().unwrap_or("(default)").to_string();
+        let host = options.get_host().to_string();
+        let report = |err: sqlx::Error| {
+            tracing::error!(%host, %database, error = %err, "cannot connect to PostgreSQL");
+            err
+        };
+        // One plain connection first: a pool retries until its acquire timeout and then reports
+        // only "timed out", where this reports the cause (refused, no such database, auth).
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(report)?
+            .close()
+            .await
+            .map_err(report)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(report)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not applied yet, all in one transaction under an advisory lock:
+    /// processes starting together wait for the first one and then find nothing left to do.
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (version, sql) in MIGRATIONS {
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if applied.is_none() {
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(now_millis())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_link(
+        &self,
+        account_id: &str,
+        provider: &str,
+    ) -> Result<Option<(String, Option<Value>)>> {
+        let row = sqlx::query(
+            "SELECT link_token, state FROM channel_links WHERE account_id = $1 AND provider = $2",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(link_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl Storage for PgStore {
+    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
+        let cutoff = now - window_ms;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO processes (id, last_seen) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen",
+        )
+        .bind(process_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // Rows another process is removing right now are skipped (no waiting, no deadlock).
+        sqlx::query(
+            "DELETE FROM processes WHERE id IN \
+             (SELECT id FROM processes WHERE last_seen < $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        let alive: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processes WHERE last_seen >= $1")
+            .bind(cutoff)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(alive.max(1) as u32)
+    }
+
+    async fn forget_process(&self, process_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM processes WHERE id = $1")
+            .bind(process_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool> {
+        let held = sqlx::query(
+            "INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+             WHERE leases.owner = EXCLUDED.owner OR leases.expires_at <= $4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(held.rows_affected() > 0)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ----- accounts and keys -----
+
+    async fn create_account(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        plan: &str,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<(Account, String)> {
+        let account = Account {
+            id: new_account_id(),
+            name: name.to_string(),
+            email: email.map(str::to_string),
+            plan: plan.to_string(),
+            fields: fields.clone(),
+            channels: BTreeMap::new(),
+            created_at: now_millis(),
+        };
+        let key = new_api_key();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, name, email, plan, fields, channels, created_at) \
+             VALUES ($1, $2, $3, $4, $5, '{}', $6)",
+        )
+        .bind(&account.id)
+        .bind(&account.name)
+        .bind(&account.email)
+        .bind(&account.plan)
+        .bind(json_text(&account.fields))
+        .bind(account.created_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, &account.id, &key, account.created_at).await?;
+        tx.commit().await?;
+        Ok((account, key))
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn set_plan(&self, account_id: &str, plan: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE accounts SET plan = $1 WHERE id = $2")
+            .bind(plan)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_account(&self, id: &str, changes: &AccountChanges) -> Result<Option<Account>> {
+        let mut tx = self.pool.begin().await?;
+        // The row stays locked until commit: concurrent changes apply one after the other.
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(mut account) = row.as_ref().map(account_from_row).transpose()? else {
+            return Ok(None);
+        };
+        for (field, value) in &changes.fields {
+            match value {
+                Some(value) => account.fields.insert(field.clone(), value.clone()),
+                None => account.fields.remove(field),
+            };
+        }
+        account.channels.extend(changes.channels.clone());
+        if let Some(name) = &changes.name {
+            account.name = name.clone();
+        }
+        if let Some(email) = &changes.email {
+            account.email = email.clone();
+        }
+        sqlx::query(
+            "UPDATE accounts SET name = $1, email = $2, fields = $3, channels = $4 WHERE id = $5",
+        )
+        .bind(&account.name)
+        .bind(&account.email)
+        .bind(json_text(&account.fields))
+        .bind(json_text(&account.channels))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        wake_waiting(&mut tx, id, None).await?;
+        tx.commit().await?;
+        Ok(Some(account))
+    }
+
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<Authenticated>> {
+        let row = sqlx::query(
+            "SELECT a.*, k.id AS key_id, k.last_used_at AS key_last_used_at FROM api_keys k \
+             JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Authenticated {
+                account: account_from_row(&row)?,
+                key_id: row.try_get("key_id")?,
+                key_last_used_at: row.try_get("key_last_used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_key(&self, key_id: &str, at: Millis) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>> {
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let key = new_api_key();
+        let info = insert_key(&mut tx, account_id, &key, now_millis()).await?;
+        tx.commit().await?;
+        Ok(Some((info, key)))
+    }
+
+    async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, prefix, created_at, last_used_at FROM api_keys \
+             WHERE account_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    id: row.try_get("id")?,
+                    prefix: row.try_get("prefix")?,
+                    created_at: row.try_get("created_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             AND ($3::text IS NULL OR account_id = $3)",
+        )
+        .bind(now_millis())
+        .bind(key_id)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ----- channel links -----
+
+    async fn link_token(
+        &self,
+        account_id: &str,
+        provider: &str,
+    ) -> Result<(String, Option<Value>)> {
+        if let Some(found) = self.find_link(account_id, provider).await? {
+            return Ok(found);
+        }
+        // Two callers racing both insert; the loser's row is dropped and both read the winner's.
+        sqlx::query(
+            "INSERT INTO channel_links (account_id, provider, link_token) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .bind(new_link_token())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT link_token, state FROM channel_links WHERE account_id = $1 AND provider = $2",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .fetch_one(&self.pool)
+        .await?;
+        link_from_row(&row)
+    }
+
+    async fn link_account(
+        &self,
+        provider: &str,
+        link_token: &str,
+        state: &Value,
+    ) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let account: Option<(String, String)> = sqlx::query_as(
+            "SELECT a.id, a.name FROM channel_links l JOIN accounts a ON a.id = l.account_id \
+             WHERE l.provider = $1 AND l.link_token = $2",
+        )
+        .bind(provider)
+        .bind(link_token)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((account_id, name)) = account else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE channel_links SET state = $1 WHERE account_id = $2 AND provider = $3")
+            .bind(json_text(state))
+            .bind(&account_id)
+            .bind(provider)
+            .execute(&mut *tx)
+            .await?;
+        wake_waiting(&mut tx, &account_id, Some(provider)).await?;
+        tx.commit().await?;
+        Ok(Some(name))
+    }
+
+    async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT value FROM provider_values WHERE provider = $1 AND key = $2",
+            )
+            .bind(provider)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn set_provider_value(&self, provider: &str, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO provider_values (provider, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (provider, key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(provider)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ----- categories -----
+
+    async fn categories(&self, account_id: &str) -> Result<Vec<Category>> {
+        let sql = format!(
+            "{} WHERE c.account_id = $1 ORDER BY c.created_at, c.id",
+            CATEGORY_SELECT
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(category_from_row).collect()
+    }
+
+    async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
+        let sql = format!(
+            "{} WHERE c.account_id = $1 AND c.name = lower($2)",
+            CATEGORY_SELECT
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(category_from_row).transpose()
+    }
+
+    async fn count_categories(&self, account_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_category(
+        &self,
+        account_id: &str,
+        name: &str,
+        color: u32,
+        emoji: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<CategoryCreate> {
+        let mut tx = self.pool.begin().await?;
+        // One category creation per account at a time, so the limit check holds.
+        lock_account(&mut tx, CATEGORY_LOCK_CLASS, account_id).await?;
+        let existing: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM categories WHERE account_id = $1 AND name = $2")
+                .bind(account_id)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            tx.rollback().await?;
+            return Ok(CategoryCreate::Duplicate);
+        }
+        if limit.is_some_and(|limit| existing as u64 >= limit) {
+            tx.rollback().await?;
+            return Ok(CategoryCreate::LimitReached);
+        }
+        let created_at = now_millis();
+        let inserted = sqlx::query_scalar(
+            "INSERT INTO categories (account_id, name, color, emoji, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(color as i64)
+        .bind(emoji)
+        .bind(created_at)
+        .fetch_one(&mut *tx)
+        .await;
+        // A rename by update_category does not take the lock: the unique index decides then.
+        let id: i64 = match inserted {
+            Err(err) if is_unique_violation(&err) => return Ok(CategoryCreate::Duplicate),
+            other => other?,
+        };
+        tx.commit().await?;
+        Ok(CategoryCreate::Created(Category {
+            id,
+            name: name.to_string(),
+            color,
+            emoji: emoji.map(str::to_string),
+            created_at,
+            events_count: 0,
+            last_ping: None,
+        }))
+    }
+
+    async fn update_category(
+        &self,
+        account_id: &str,
+        name: &str,
+        changes: &CategoryChanges,
+    ) -> Result<CategoryUpdate> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM categories WHERE account_id = $1 AND name = lower($2) FOR NO KEY UPDATE",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(CategoryUpdate::NotFound);
+        };
+        let mut update = QueryBuilder::<Postgres>::new("UPDATE categories SET id = id");
+        if let Some(new_name) = &changes.name {
+            update.push(", name = ").push_bind(new_name.clone());
+        }
+        if let Some(color) = changes.color {
+            update.push(", color = ").push_bind(color as i64);
+        }
+        if let Some(emoji) = &changes.emoji {
+            update.push(", emoji = ").push_bind(emoji.clone());
+        }
+        update.push(" WHERE id = ").push_bind(id);
+        match update.build().execute(&mut *tx).await {
+            Err(err) if is_unique_violation(&err) => return Ok(CategoryUpdate::Duplicate),
+            other => other?,
+        };
+        tx.commit().await?;
+        let sql = format!("{} WHERE c.id = $1", CATEGORY_SELECT);
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(CategoryUpdate::Updated(category_from_row(&row)?))
+    }
+
+    async fn delete_category(&self, account_id: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM categories WHERE account_id = $1 AND name = lower($2)")
+            .bind(account_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ----- events -----
+
+    async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
+        let used: Option<i64> = sqlx::query_scalar(
+            "SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2",
+        )
+        .bind(account_id)
+        .bind(month_key(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(used.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
+        let month = month_key(event.now);
+        let mut tx = self.pool.begin().await?;
+        if event.events_limit.is_some() || event.idempotency.is_some() {
+            // Checked intake for one account runs one transaction at a time, across processes.
+            // Each later statement (READ COMMITTED) sees what the previous holder committed.
+            lock_account(&mut tx, INTAKE_LOCK_CLASS, event.account_id).await?;
+        }
+        if let Some(idempotency) = &event.idempotency {
+            // A concurrent request with the same key may have committed since the caller looked.
+            let earlier =
+                find_idempotent(&mut tx, event.account_id, idempotency.key, event.now).await?;
+            if let Some((hash, event_id)) = earlier {
+                // Ends the transaction now, releasing the account's lock.
+                tx.rollback().await?;
+                return Ok(if hash == idempotency.request_hash {
+                    IntakeResult::Replayed { event_id }
+                } else {
+                    IntakeResult::KeyConflict
+                });
+            }
+        }
+        if let Some(limit) = event.events_limit {
+            let used: Option<i64> = sqlx::query_scalar(
+                "SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2",
+            )
+            .bind(event.account_id)
+            .bind(&month)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if used.unwrap_or(0).max(0) as u64 >= limit {
+                tx.rollback().await?;
+                return Ok(IntakeResult::QuotaExceeded);
+            }
+        }
+        let event_id = new_event_id();
+        let category = event.category;
+        sqlx::query(
+            "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
+             category_emoji, description, fields, delivery_status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9)",
+        )
+        .bind(&event_id)
+        .bind(event.account_id)
+        .bind(category.id)
+        .bind(&category.name)
+        .bind(category.color as i64)
+        .bind(&category.emoji)
+        .bind(event.description)
+        .bind(json_text(event.fields))
+        .bind(event.now)
+        .execute(&mut *tx)
+        .await?;
+        for provider in event.providers {
+            sqlx::query(
+                "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
+                 next_attempt_at) VALUES ($1, $2, $3, 'PENDING', $4, $4)",
+            )
+            .bind(&event_id)
+            .bind(event.account_id)
+            .bind(*provider)
+            .bind(event.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO quota_usage (account_id, month, events) VALUES ($1, $2, 1) \
+             ON CONFLICT (account_id, month) DO UPDATE SET events = quota_usage.events + 1",
+        )
+        .bind(event.account_id)
+        .bind(&month)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(idempotency) = &event.idempotency {
+            // Expired keys of any account; rows another intake is removing are left to it.
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE (account_id, key) IN \
+                 (SELECT account_id, key FROM idempotency_keys WHERE created_at < $1 \
+                  FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(event.now - IDEMPOTENCY_WINDOW_MS)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (account_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, \
+                 event_id = EXCLUDED.event_id, created_at = EXCLUDED.created_at",
+            )
+            .bind(event.account_id)
+            .bind(idempotency.key)
+            .bind(idempotency.request_hash)
+            .bind(&event_id)
+            .bind(event.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(IntakeResult::Accepted { event_id })
+    }
+
+    async fn idempotent_event(
+        &self,
+        account_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> Result<Option<(String, String)>> {
+        let mut conn = self.pool.acquire().await?;
+        find_idempotent(&mut conn, account_id, key, now).await
+    }
+
+    async fn event_status(&self, event_id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        let mut query = QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE account_id = ");
+        query.push_bind(account_id.to_string());
+        if let Some(category) = &filter.category {
+            query
+                .push(" AND category_name = lower(")
+                .push_bind(category.clone())
+                .push(")");
+        }
+        if let Some(status) = filter.status {
+            query
+                .push(" AND delivery_status = ")
+                .push_bind(status.as_str());
+        }
+        if let Some(since) = filter.since {
+            query.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            query.push(" AND created_at < ").push_bind(until);
+        }
+        if let Some(before) = &filter.before_id {
+            query.push(" AND id < ").push_bind(before.clone());
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(filter.limit as i64);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+    ) -> Result<Option<(EventRecord, Vec<DeliveryRecord>)>> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = $1 AND account_id = $2")
+            .bind(event_id)
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let event = event_from_row(&row)?;
+        let delivery_rows = sqlx::query("SELECT * FROM deliveries WHERE event_id = $1 ORDER BY id")
+            .bind(event_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let attempt_rows = sqlx::query(
+            "SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE d.event_id = $1 ORDER BY a.id",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut deliveries = Vec::new();
+        for row in &delivery_rows {
+            let id: i64 = row.try_get("id")?;
+            let mut attempts = Vec::new();
+            for attempt in &attempt_rows {
+                if attempt.try_get::<i64, _>("delivery_id")? == id {
+                    attempts.push(AttemptRecord {
+                        started_at: attempt.try_get("started_at")?,
+                        duration_ms: attempt.try_get("duration_ms")?,
+                        http_status: attempt.try_get("http_status")?,
+                        error: attempt.try_get("error")?,
+                    });
+                }
+            }
+            let status: String = row.try_get("status")?;
+            deliveries.push(DeliveryRecord {
+                provider: row.try_get("provider")?,
+                next_attempt_at: (status == "PENDING")
+                    .then(|| row.try_get("next_attempt_at"))
+                    .transpose()?,
+                status,
+                attempts,
+                last_error: row.try_get("last_error")?,
+                waiting_reason: row.try_get("waiting_reason")?,
+                delivered_at: row.try_get("delivered_at")?,
+            });
+        }
+        Ok(Some((event, deliveries)))
+    }
+
+    async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM events WHERE id = $1 AND account_id = $2")
+                .bind(event_id)
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = 'PENDING', attempts = 0, queued_at = $1, \
+             next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE event_id = $2 AND status = 'FAILED'",
+        )
+        .bind(now)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+        refresh_event_status(&mut tx, event_id).await?;
+        tx.commit().await?;
+        Ok(Some(done.rows_affected()))
+    }
+
+    // ----- delivery queue -----
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        provider: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        // Rows another worker is claiming or finishing are skipped, not waited for; a row updated
+        // meanwhile is re-checked against the conditions once locked.
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "WITH due AS ( \
+               SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
+               AND next_attempt_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+               ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET lease_owner = $1, lease_expires_at = $2 FROM due \
+             WHERE d.id = due.id RETURNING d.id",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit as i64)
+        .bind(provider)
+        .fetch_all(&self.pool)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, \
+             a.fields AS account_fields, l.link_token, l.state AS link_state, e.id AS event_id, \
+             e.category_name, e.category_color, e.category_emoji, e.description, e.fields, \
+             e.created_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id \
+             JOIN accounts a ON a.id = d.account_id \
+             LEFT JOIN channel_links l ON l.account_id = d.account_id AND l.provider = d.provider \
+             WHERE d.id = ANY($1) ORDER BY d.next_attempt_at, d.id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(claimed_from_row).collect()
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery_id: i64,
+        owner: &str,
+        attempt: Option<&AttemptLog>,
+        update: &DeliveryUpdate,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        // Locked until commit: a worker taking over an expired lease waits or skips this row.
+        let event_id: Option<String> = sqlx::query_scalar(
+            "SELECT event_id FROM deliveries WHERE id = $1 AND lease_owner = $2 \
+             AND status = 'PENDING' FOR UPDATE",
+        )
+        .bind(delivery_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(event_id) = event_id else {
+            return Ok(false);
+        };
+        if let Some(attempt) = attempt {
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, \
+                 error) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(delivery_id)
+            .bind(attempt.started_at)
+            .bind(attempt.duration_ms)
+            .bind(attempt.http_status.map(i64::from))
+            .bind(&attempt.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Every outcome gives the lease back.
+        let query = match update {
+            DeliveryUpdate::Delivered => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 status = 'DELIVERED', delivered_at = $1, waiting_reason = NULL, \
+                 attempts = attempts + 1 WHERE id = $2",
+            )
+            .bind(now),
+            DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 next_attempt_at = $1, attempts = attempts + $2, last_error = $3, \
+                 waiting_reason = NULL WHERE id = $4",
+            )
+            .bind(*at)
+            .bind(i64::from(*counted))
+            .bind(error.clone()),
+            DeliveryUpdate::Failed { error } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 status = 'FAILED', last_error = $1, waiting_reason = NULL, \
+                 attempts = attempts + $2 WHERE id = $3",
+            )
+            .bind(error.clone())
+            .bind(i64::from(attempt.is_some())),
+            DeliveryUpdate::Deferred { at } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 next_attempt_at = $1, waiting_reason = NULL WHERE id = $2",
+            )
+            .bind(*at),
+            DeliveryUpdate::Waiting { at, reason } => sqlx::query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 next_attempt_at = $1, waiting_reason = $2 WHERE id = $3",
+            )
+            .bind(*at)
+            .bind(reason.clone()),
+        };
+        query.bind(delivery_id).execute(&mut *tx).await?;
+        refresh_event_status(&mut tx, &event_id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET lease_expires_at = $1 WHERE lease_owner = $2 AND status = 'PENDING'",
+        )
+        .bind(until)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT CASE \
+               WHEN status <> 'PENDING' THEN lower(status) \
+               WHEN lease_expires_at > $1 THEN 'leased' \
+               WHEN waiting_reason IS NOT NULL THEN 'waiting' \
+               WHEN next_attempt_at <= $1 THEN 'due' \
+               ELSE 'scheduled' END AS state, COUNT(*) FROM deliveries GROUP BY 1 ORDER BY 1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let oldest_pending: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(queued_at) FROM deliveries WHERE status = 'PENDING'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(QueueStats {
+            by_state: rows,
+            oldest_pending,
+        })
+    }
+
+    async fn release(&self, delivery_id: i64, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(delivery_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_expires_at, 0))) \
+             FROM deliveries WHERE status = 'PENDING'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// Takes the advisory lock `(class, hash of the account id)` until the transaction ends.
+async fn lock_account(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    class: i32,
+    account_id: &str,
+) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(class)
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn find_idempotent(
+    conn: &mut PgConnection,
+    account_id: &str,
+    key: &str,
+    now: Millis,
+) -> Result<Option<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT request_hash, event_id FROM idempotency_keys \
+         WHERE account_id = $1 AND key = $2 AND created_at >= $3",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(now - IDEMPOTENCY_WINDOW_MS)
+    .fetch_optional(conn)
+    .await?)
+}
+
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    account_id: &str,
+    key: &str,
+    now: Millis,
+) -> Result<ApiKeyInfo> {
+    let info = ApiKeyInfo {
+        id: new_key_id(),
+        prefix: key_prefix(key),
+        created_at: now,
+        last_used_at: None,
+    };
+    sqlx::query(
+        "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&info.id)
+    .bind(account_id)
+    .bind(hash_api_key(key))
+    .bind(&info.prefix)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(info)
+}
+
+/// Makes deliveries waiting for a channel of the account due now.
+async fn wake_waiting(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    account_id: &str,
+    provider: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $1 WHERE account_id = $2 AND status = 'PENDING' \
+         AND waiting_reason IS NOT NULL AND ($3::text IS NULL OR provider = $3)",
+    )
+    .bind(now_millis())
+    .bind(account_id)
+    .bind(provider)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// PENDING while any delivery is not final, DELIVERED when all are delivered, FAILED otherwise.
+///
+/// The event row is locked first, in its own statement: the status is then computed from a
+/// snapshot taken after any other transaction that finished a delivery of this event committed
+/// (an `UPDATE` alone would evaluate its subqueries on a snapshot from before it waited).
+async fn refresh_event_status(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    event_id: &str,
+) -> Result<()> {
+    sqlx::query("SELECT id FROM events WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(event_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE events SET delivery_status = CASE \
+           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = $1 AND status = 'PENDING') THEN 'PENDING' \
+           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = $1 AND status = 'FAILED') THEN 'FAILED' \
+           ELSE 'DELIVERED' END WHERE id = $1",
+    )
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn account_from_row(row: &PgRow) -> Result<Account> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        plan: row.try_get("plan")?,
+        fields: parse_json(row.try_get("fields")?)?,
+        channels: parse_json(row.try_get("channels")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn category_from_row(row: &PgRow) -> Result<Category> {
+    Ok(Category {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        color: row.try_get::<i64, _>("color")? as u32,
+        emoji: row.try_get("emoji")?,
+        created_at: row.try_get("created_at")?,
+        events_count: row.try_get("events_count")?,
+        last_ping: row.try_get("last_ping")?,
+    })
+}
+
+fn event_from_row(row: &PgRow) -> Result<EventRecord> {
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        category: row.try_get("category_name")?,
+        description: row.try_get("description")?,
+        fields: parse_json(row.try_get("fields")?)?,
+        delivery_status: row.try_get("delivery_status")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn link_from_row(row: &PgRow) -> Result<(String, Option<Value>)> {
+    let state: Option<String> = row.try_get("state")?;
+    Ok((
+        row.try_get("link_token")?,
+        state.as_deref().map(parse_json).transpose()?,
+    ))
+}
+
+fn claimed_from_row(row: &PgRow) -> Result<ClaimedDelivery> {
+    let link_state: Option<String> = row.try_get("link_state")?;
+    Ok(ClaimedDelivery {
+        id: row.try_get("id")?,
+        provider: row.try_get("provider")?,
+        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+        queued_at: row.try_get("queued_at")?,
+        account_id: row.try_get("account_id")?,
+        account_fields: parse_json(row.try_get("account_fields")?)?,
+        link_token: row.try_get("link_token")?,
+        link_state: link_state.as_deref().map(parse_json).transpose()?,
+        event_id: row.try_get("event_id")?,
+        category: row.try_get("category_name")?,
+        color: row.try_get::<i64, _>("category_color")? as u32,
+        emoji: row.try_get("category_emoji")?,
+        description: row.try_get("description")?,
+        fields: parse_json(row.try_get("fields")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// These run against a real server only when `PINGPILOT_TEST_POSTGRES_URL` is set (e.g.
+/// `postgres://postgres@127.0.0.1:5432/test`); each test creates and drops its own database.
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    const URL_VAR: &str = "PINGPILOT_TEST_POSTGRES_URL";
+
+    /// A database of its own, dropped (best effort) when the test ends, even by a panic.
+    struct TestDb {
+        admin_url: String,
+        name: String,
+        url: String,
+    }
+
+    impl TestDb {
+        async fn create() -> Option<Self> {
+            let Ok(admin_url) = std::env::var(URL_VAR) else {
+                eprintln!("{URL_VAR} not set: PostgreSQL test skipped");
+                return None;
+            };
+            let name = format!("pp_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let mut conn = PgConnection::connect(&admin_url).await.expect("connect");
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            conn.close().await.ok();
+            let url = with_database(&admin_url, &name);
+            Some(Self {
+                admin_url,
+                name,
+                url,
+            })
+        }
+
+        async fn open(&self) -> Arc<PgStore> {
+            Arc::new(PgStore::open(&self.url, 16).await.expect("open"))
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let admin_url = self.admin_url.clone();
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let dropper = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await;
+                        let _ = conn.close().await;
+                    }
+                });
+            });
+            let _ = dropper.join();
+        }
+    }
+
+    /// `url` with its database (path) replaced by `name`, query string kept.
+    fn with_database(url: &str, name: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let authority_end = base[scheme_end..]
+            .find('/')
+            .map_or(base.len(), |i| scheme_end + i);
+        let mut out = format!("{}/{}", &base[..authority_end], name);
+        if let Some(query) = query {
+            out.push('?');
+            out.push_str(query);
+        }
+        out
+    }
+
+    async fn account(store: &PgStore) -> Account {
+        store
+            .create_account("Test", None, "free", &BTreeMap::new())
+            .await
+            .expect("account")
+            .0
+    }
+
+    async fn category(store: &PgStore, account_id: &str, name: &str) -> Category {
+        match store
+            .create_category(account_id, name, 0x00ff00, Some("🔔"), None)
+            .await
+            .expect("category")
+        {
+            CategoryCreate::Created(category) => category,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn new_event<'a>(
+        account_id: &'a str,
+        category: &'a Category,
+        fields: &'a Map<String, Value>,
+        providers: &'a [&'static str],
+        limit: Option<u64>,
+        idempotency: Option<IdempotencyKey<'a>>,
+    ) -> NewEvent<'a> {
+        NewEvent {
+            account_id,
+            category,
+            description: "something happened",
+            fields,
+            providers,
+            events_limit: limit,
+            now: now_millis(),
+            idempotency,
+        }
+    }
+
+    async fn accept(store: &PgStore, event: &NewEvent<'_>) -> String {
+        match store.insert_event(event).await.expect("insert") {
+            IntakeResult::Accepted { event_id } => event_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_migrations_are_idempotent_and_safe_concurrently() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let url = db.url.clone();
+            tasks.push(tokio::spawn(async move { PgStore::open(&url, 2).await }));
+        }
+        for task in tasks {
+            task.await.expect("join").expect("concurrent open");
+        }
+        // Through the backend-picking entry point, twice more.
+        let store = open(&db.url, 2).await.expect("open again");
+        store.ping().await.expect("ping");
+        let store = PgStore::open(&db.url, 2).await.expect("open again");
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+                .fetch_all(&store.pool)
+                .await
+                .expect("versions");
+        assert_eq!(versions, vec![1, 2, 3]);
+        store.pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_open_reports_a_missing_database() {
+        let Ok(admin_url) = std::env::var(URL_VAR) else {
+            return;
+        };
+        let url = with_database(&admin_url, "pp_does_not_exist");
+        let started = std::time::Instant::now();
+        let err = match PgStore::open(&url, 2).await {
+            Ok(_) => panic!("opened a database that does not exist"),
+            Err(err) => err.to_string(),
+        };
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_accounts_and_keys() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        let fields = BTreeMap::from([("discordId".to_string(), "12345678901234567".to_string())]);
+        let (account, key) = store
+            .create_account("Ada", Some("ada@example.com"), "pro", &fields)
+            .await
+            .expect("create");
+        assert!(key.starts_with("pk_"));
+        let auth = store
+            .authenticate(&hash_api_key(&key))
+            .await
+            .expect("auth")
+            .expect("known key");
+        assert_eq!(auth.account.id, account.id);
+        assert_eq!(auth.account.fields, fields);
+        assert_eq!(auth.account.email.as_deref(), Some("ada@example.com"));
+        assert_eq!(auth.key_last_used_at, None);
+        store.touch_key(&auth.key_id, 42).await.expect("touch");
+        let auth = store
+            .authenticate(&hash_api_key(&key))
+            .await
+            .expect("auth")
+            .expect("known key");
+        assert_eq!(auth.key_last_used_at, Some(42));
+        assert!(store.authenticate("nope").await.expect("auth").is_none());
+
+        let (info, second) = store
+            .create_key(&account.id)
+            .await
+            .expect("create key")
+            .expect("account exists");
+        assert!(
+            store
+                .create_key("acc_missing")
+                .await
+                .expect("key")
+                .is_none()
+        );
+        assert_eq!(store.list_keys(&account.id).await.expect("list").len(), 2);
+        assert!(
+            !store
+                .revoke_key(&info.id, Some("acc_other"))
+                .await
+                .expect("revoke")
+        );
+        assert!(
+            store
+                .revoke_key(&info.id, Some(&account.id))
+                .await
+                .expect("revoke")
+        );
+        assert!(!store.revoke_key(&info.id, None).await.expect("revoke"));
+        assert!(
+            store
+                .authenticate(&hash_api_key(&second))
+                .await
+                .expect("auth")
+                .is_none()
+        );
+        assert!(store.revoke_key(&auth.key_id, None).await.expect("revoke"));
+        assert!(store.list_keys(&account.id).await.expect("list").is_empty());
+
+        let changes = AccountChanges {
+            fields: BTreeMap::from([
+                ("discordId".to_string(), None),
+                ("telegramUsername".to_string(), Some("ada_l".to_string())),
+            ]),
+            channels: BTreeMap::from([("discord".to_string(), false)]),
+            name: Some("Ada L".into()),
+            email: Some(None),
+        };
+        let updated = store
+            .update_account(&account.id, &changes)
+            .await
+            .expect("update")
+            .expect("exists");
+        assert_eq!(updated.name, "Ada L");
+        assert_eq!(updated.email, None);
+        assert!(!updated.channel_enabled("discord"));
+        let stored = store
+            .account(&account.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(
+            stored.fields.get("telegramUsername").map(String::as_str),
+            Some("ada_l")
+        );
+        assert!(!stored.fields.contains_key("discordId"));
+        assert!(
+            store
+                .update_account("acc_missing", &changes)
+                .await
+                .expect("update")
+                .is_none()
+        );
+        assert!(
+            store
+                .set_plan(&account.id, "enterprise")
+                .await
+                .expect("plan")
+        );
+        assert!(!store.set_plan("acc_missing", "free").await.expect("plan"));
+        let all = store.list_accounts().await.expect("list");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].plan, "enterprise");
+
+        let (token, state) = store
+            .link_token(&account.id, "telegram")
+            .await
+            .expect("token");
+        assert!(state.is_none());
+        assert_eq!(
+            store
+                .link_token(&account.id, "telegram")
+                .await
+                .expect("token")
+                .0,
+            token
+        );
+        let name = store
+            .link_account("telegram", &token, &json!({"chatId": 7}))
+            .await
+            .expect("link");
+        assert_eq!(name.as_deref(), Some("Ada L"));
+        assert!(
+            store
+                .link_account("telegram", "bad", &json!({}))
+                .await
+                .expect("link")
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .link_token(&account.id, "telegram")
+                .await
+                .expect("token")
+                .1,
+            Some(json!({"chatId": 7}))
+        );
+        store
+            .set_provider_value("telegram", "offset", "1")
+            .await
+            .expect("set");
+        store
+            .set_provider_value("telegram", "offset", "2")
+            .await
+            .expect("set");
+        assert_eq!(
+            store
+                .provider_value("telegram", "offset")
+                .await
+                .expect("get")
+                .as_deref(),
+            Some("2")
+        );
+        assert!(
+            store
+                .provider_value("telegram", "x")
+                .await
+                .expect("get")
+                .is_none()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_categories_with_limit_and_duplicates() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        let account = account(&store).await;
+        let id = account.id.as_str();
+        let created = |result: CategoryCreate| matches!(result, CategoryCreate::Created(_));
+        assert!(created(
+            store
+                .create_category(id, "sale", 1, None, Some(2))
+                .await
+                .expect("c")
+        ));
+        assert!(matches!(
+            store
+                .create_category(id, "sale", 1, None, Some(2))
+                .await
+                .expect("c"),
+            CategoryCreate::Duplicate
+        ));
+        assert!(created(
+            store
+                .create_category(id, "signup", 2, Some("🎉"), Some(2))
+                .await
+                .expect("c")
+        ));
+        assert!(matches!(
+            store
+                .create_category(id, "churn", 3, None, Some(2))
+                .await
+                .expect("c"),
+            CategoryCreate::LimitReached
+        ));
+        assert_eq!(store.count_categories(id).await.expect("count"), 2);
+        let found = store
+            .category(id, "SALE")
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(
+            (found.name.as_str(), found.events_count, found.last_ping),
+            ("sale", 0, None)
+        );
+        assert!(matches!(
+            store
+                .update_category(
+                    id,
+                    "Signup",
+                    &CategoryChanges {
+                        name: Some("sale".into()),
+                        ..Default::default()
+                    }
+                )
+                .await
+                .expect("update"),
+            CategoryUpdate::Duplicate
+        ));
+        let changes = CategoryChanges {
+            name: Some("signups".into()),
+            color: Some(0xabcdef),
+            emoji: Some(None),
+        };
+        match store
+            .update_category(id, "signup", &changes)
+            .await
+            .expect("update")
+        {
+            CategoryUpdate::Updated(category) => {
+                assert_eq!(category.name, "signups");
+                assert_eq!(category.color, 0xabcdef);
+                assert_eq!(category.emoji, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store
+                .update_category(id, "nope", &changes)
+                .await
+                .expect("update"),
+            CategoryUpdate::NotFound
+        ));
+        let names: Vec<String> = store
+            .categories(id)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["sale", "signups"]);
+        assert!(store.delete_category(id, "Signups").await.expect("delete"));
+        assert!(!store.delete_category(id, "signups").await.expect("delete"));
+
+        // Concurrent creations never exceed the limit, and one name is created once.
+        let other = self::account(&store).await;
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let store = store.clone();
+            let account_id = other.id.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = format!("cat-{}", i % 6);
+                store
+                    .create_category(&account_id, &name, 0, None, Some(4))
+                    .await
+            }));
+        }
+        let mut outcome = (0, 0, 0);
+        for task in tasks {
+            match task.await.expect("join").expect("create") {
+                CategoryCreate::Created(_) => outcome.0 += 1,
+                CategoryCreate::Duplicate => outcome.1 += 1,
+                CategoryCreate::LimitReached => outcome.2 += 1,
+            }
+        }
+        assert_eq!(outcome.0, 4, "{outcome:?}");
+        assert_eq!(store.count_categories(&other.id).await.expect("count"), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn postgres_quota_holds_under_concurrent_intake() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        let account = account(&store).await;
+        let category = Arc::new(category(&store, &account.id, "sale").await);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            let account_id = account.id.clone();
+            let category = category.clone();
+            tasks.push(tokio::spawn(async move {
+                let fields = Map::new();
+                let providers = ["discord", "telegram"];
+                let event = new_event(&account_id, &category, &fields, &providers, Some(7), None);
+                store.insert_event(&event).await
+            }));
+        }
+        let mut accepted = 0;
+        for task in tasks {
+            match task.await.expect("join").expect("insert") {
+                IntakeResult::Accepted { .. } => accepted += 1,
+                IntakeResult::QuotaExceeded => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(accepted, 7);
+        assert_eq!(
+            store
+                .events_used(&account.id, now_millis())
+                .await
+                .expect("used"),
+            7
+        );
+        let deliveries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(deliveries, 14);
+        let found = store
+            .category(&account.id, "sale")
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(found.events_count, 7);
+        assert!(found.last_ping.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn postgres_idempotency_key_accepts_once_under_concurrency() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        let account = account(&store).await;
+        let category = Arc::new(category(&store, &account.id, "sale").await);
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let store = store.clone();
+            let account_id = account.id.clone();
+            let category = category.clone();
+            tasks.push(tokio::spawn(async move {
+                let fields = Map::new();
+                let key = IdempotencyKey {
+                    key: "order-1",
+                    request_hash: "h1",
+                };
+                let event = new_event(
+                    &account_id,
+                    &category,
+                    &fields,
+                    &["discord"],
+                    Some(100),
+                    Some(key),
+                );
+                store.insert_event(&event).await
+            }));
+        }
+        let mut accepted = Vec::new();
+        let mut replayed = Vec::new();
+        for task in tasks {
+            match task.await.expect("join").expect("insert") {
+                IntakeResult::Accepted { event_id } => accepted.push(event_id),
+                IntakeResult::Replayed { event_id } => replayed.push(event_id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(accepted.len(), 1);
+        assert_eq!(replayed.len(), 11);
+        assert!(replayed.iter().all(|id| *id == accepted[0]));
+        assert_eq!(
+            store
+                .events_used(&account.id, now_millis())
+                .await
+                .expect("used"),
+            1
+        );
+        let (hash, event_id) = store
+            .idempotent_event(&account.id, "order-1", now_millis())
+            .await
+            .expect("lookup")
+            .expect("found");
+        assert_eq!((hash.as_str(), &event_id), ("h1", &accepted[0]));
+        let fields = Map::new();
+        let conflict = IdempotencyKey {
+            key: "order-1",
+            request_hash: "h2",
+        };
+        let event = new_event(
+            &account.id,
+            &category,
+            &fields,
+            &["discord"],
+            None,
+            Some(conflict),
+        );
+        assert_eq!(
+            store.insert_event(&event).await.expect("insert"),
+            IntakeResult::KeyConflict
+        );
+        // Past the window the key is free again.
+        let mut later = new_event(
+            &account.id,
+            &category,
+            &fields,
+            &["discord"],
+            None,
+            Some(conflict),
+        );
+        later.now += IDEMPOTENCY_WINDOW_MS + 1;
+        let fresh = accept(&store, &later).await;
+        assert_ne!(fresh, accepted[0]);
+        assert!(
+            store
+                .idempotent_event(&account.id, "order-1", now_millis())
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn postgres_concurrent_claims_never_share_a_delivery() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        let account = account(&store).await;
+        let category = category(&store, &account.id, "sale").await;
+        let fields = Map::new();
+        for _ in 0..40 {
+            let event = new_event(
+                &account.id,
+                &category,
+                &fields,
+                &["discord", "telegram"],
+                None,
+                None,
+            );
+            accept(&store, &event).await;
+        }
+        let now = now_millis() + 1;
+        let mut tasks = Vec::new();
+        for owner in ["worker-a", "worker-b", "worker-c"] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store
+                        .claim_due(owner, "discord", now, now + 30_000, 3)
+                        .await
+                        .expect("claim");
+                    if claimed.is_empty() {
+                        // Empty can mean "all locked right now": look once more.
+                        let again = store
+                            .claim_due(owner, "discord", now, now + 30_000, 3)
+                            .await
+                            .expect("claim");
+                        if again.is_empty() {
+                            break;
+                        }
+                        mine.extend(again);
+                        continue;
+                    }
+                    mine.extend(claimed);
+                }
+                mine
+            }));
+        }
+        let mut seen = HashSet::new();
+        let mut per_owner = Vec::new();
+        for task in tasks {
+            let claimed = task.await.expect("join");
+            per_owner.push(claimed.len());
+            for delivery in claimed {
+                assert_eq!(delivery.provider, "discord");
+                assert_eq!(delivery.category, "sale");
+                assert_eq!(delivery.color, 0x00ff00);
+                assert!(
+                    seen.insert(delivery.id),
+                    "delivery {} claimed twice",
+                    delivery.id
+                );
+            }
+        }
+        assert_eq!(seen.len(), 40, "{per_owner:?}");
+        // Leased: nothing due until the leases expire, then everything again.
+        assert!(
+            store
+                .claim_due("x", "discord", now, now + 1, 100)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .claim_due("x", "discord", now + 30_000, now + 60_000, 100)
+                .await
+                .expect("claim")
+                .len(),
+            40
+        );
+        let stats = store.queue_stats(now + 30_001).await.expect("stats");
+        assert_eq!(
+            stats.by_state,
+            vec![("due".to_string(), 40), ("leased".to_string(), 40)]
+        );
+        assert!(stats.oldest_pending.is_some());
+        assert_eq!(
+            store
+                .extend_leases("x", now + 90_000)
+                .await
+                .expect("extend"),
+            40
+        );
+        assert_eq!(
+            store.next_due().await.expect("next").map(|t| t <= now),
+            Some(true)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn postgres_finish_delivery_updates_event_status() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        let account = account(&store).await;
+        let category = category(&store, &account.id, "sale").await;
+        let fields: Map<String, Value> = json!({"plan": "pro", "amount": 99.99})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let event = new_event(
+            &account.id,
+            &category,
+            &fields,
+            &["discord", "telegram"],
+            None,
+            None,
+        );
+        let event_id = accept(&store, &event).await;
+        let now = now_millis() + 1;
+        let discord = store
+            .claim_due("w1", "discord", now, now + 30_000, 10)
+            .await
+            .expect("claim");
+        let telegram = store
+            .claim_due("w1", "telegram", now, now + 30_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!((discord.len(), telegram.len()), (1, 1));
+        assert_eq!(discord[0].fields, fields);
+        assert_eq!(discord[0].event_id, event_id);
+        let attempt = AttemptLog {
+            started_at: now,
+            duration_ms: 12,
+            http_status: Some(200),
+            error: None,
+        };
+        // Another owner's finish is ignored.
+        assert!(
+            !store
+                .finish_delivery(
+                    discord[0].id,
+                    "w2",
+                    Some(&attempt),
+                    &DeliveryUpdate::Delivered
+                )
+                .await
+                .expect("finish")
+        );
+        assert!(
+            store
+                .finish_delivery(
+                    discord[0].id,
+                    "w1",
+                    Some(&attempt),
+                    &DeliveryUpdate::Delivered
+                )
+                .await
+                .expect("finish")
+        );
+        assert_eq!(
+            store
+                .event_status(&event_id)
+                .await
+                .expect("status")
+                .as_deref(),
+            Some("PENDING")
+        );
+        let failed = AttemptLog {
+            http_status: Some(403),
+            error: Some("blocked".into()),
+            ..attempt.clone()
+        };
+        let update = DeliveryUpdate::Failed {
+            error: "blocked".into(),
+        };
+        assert!(
+            store
+                .finish_delivery(telegram[0].id, "w1", Some(&failed), &update)
+                .await
+                .expect("finish")
+        );
+        assert_eq!(
+            store
+                .event_status(&event_id)
+                .await
+                .expect("status")
+                .as_deref(),
+            Some("FAILED")
+        );
+        let (record, deliveries) = store
+            .event(&account.id, &event_id)
+            .await
+            .expect("event")
+            .expect("found");
+        assert_eq!(record.fields, fields);
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!(deliveries[0].status, "DELIVERED");
+        assert_eq!(deliveries[0].attempts[0].http_status, Some(200));
+        assert_eq!(deliveries[1].last_error.as_deref(), Some("blocked"));
+        assert_eq!(deliveries[1].next_attempt_at, None);
+        assert!(
+            store
+                .event("acc_other", &event_id)
+                .await
+                .expect("event")
+                .is_none()
+        );
+
+        assert_eq!(
+            store
+                .retry_event(&account.id, &event_id)
+                .await
+                .expect("retry"),
+            Some(1)
+        );
+        assert_eq!(
+            store
+                .retry_event(&account.id, "evt_x")
+                .await
+                .expect("retry"),
+            None
+        );
+        assert_eq!(
+            store
+                .event_status(&event_id)
+                .await
+                .expect("status")
+                .as_deref(),
+            Some("PENDING")
+        );
+
+        // Waiting, then woken by an account change.
+        let now = now_millis() + 1;
+        let again = store
+            .claim_due("w1", "telegram", now, now + 30_000, 10)
+            .await
+            .expect("claim");
+        let waiting = DeliveryUpdate::Waiting {
+            at: now + 3_600_000,
+            reason: "not linked".into(),
+        };
+        assert!(
+            store
+                .finish_delivery(again[0].id, "w1", None, &waiting)
+                .await
+                .expect("finish")
+        );
+        let stats = store.queue_stats(now).await.expect("stats");
+        assert!(
+            stats.by_state.contains(&("waiting".to_string(), 1)),
+            "{:?}",
+            stats.by_state
+        );
+        store
+            .update_account(&account.id, &AccountChanges::default())
+            .await
+            .expect("update");
+        let woken = store
+            .claim_due("w1", "telegram", now_millis() + 1, now + 30_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!(woken.len(), 1);
+        store.release(woken[0].id, "w1").await.expect("release");
+        assert_eq!(
+            store
+                .claim_due("w2", "telegram", now_millis() + 1, now + 30_000, 10)
+                .await
+                .expect("claim")
+                .len(),
+            1
+        );
+
+        // Two deliveries of one event finishing at the same time: the event ends DELIVERED.
+        for _ in 0..15 {
+            let event = new_event(
+                &account.id,
+                &category,
+                &fields,
+                &["discord", "telegram"],
+                None,
+                None,
+            );
+            let event_id = accept(&store, &event).await;
+            let now = now_millis() + 1;
+            let mut claimed = store
+                .claim_due("w3", "discord", now, now + 30_000, 10)
+                .await
+                .expect("claim");
+            claimed.extend(
+                store
+                    .claim_due("w3", "telegram", now, now + 30_000, 10)
+                    .await
+                    .expect("claim"),
+            );
+            let mut tasks = Vec::new();
+            for delivery in claimed.into_iter().filter(|d| d.event_id == event_id) {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .finish_delivery(delivery.id, "w3", None, &DeliveryUpdate::Delivered)
+                        .await
+                }));
+            }
+            assert_eq!(tasks.len(), 2);
+            for task in tasks {
+                assert!(task.await.expect("join").expect("finish"));
+            }
+            assert_eq!(
+                store
+                    .event_status(&event_id)
+                    .await
+                    .expect("status")
+                    .as_deref(),
+                Some("DELIVERED")
+            );
+        }
+
+        // The event list: newest first, filters, cursor.
+        let all = store
+            .events(
+                &account.id,
+                &EventFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("events");
+        assert_eq!(all.len(), 16);
+        assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+        let page = store
+            .events(
+                &account.id,
+                &EventFilter {
+                    limit: 5,
+                    before_id: Some(all[4].id.clone()),
+                    category: Some("SALE".into()),
+                    status: Some(DeliveryStatus::Delivered),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("events");
+        assert_eq!(page.len(), 5);
+        assert_eq!(page[0].id, all[5].id);
+        let pending = store
+            .events(
+                &account.id,
+                &EventFilter {
+                    limit: 100,
+                    status: Some(DeliveryStatus::Pending),
+                    since: Some(0),
+                    until: Some(now_millis() + 1000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("events");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, event_id);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_leases_and_heartbeats() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        assert!(
+            store
+                .acquire_lease("poll", "a", 1_000, 2_000)
+                .await
+                .expect("lease")
+        );
+        assert!(
+            !store
+                .acquire_lease("poll", "b", 1_500, 2_500)
+                .await
+                .expect("lease")
+        );
+        assert!(
+            store
+                .acquire_lease("poll", "a", 1_900, 3_000)
+                .await
+                .expect("renew")
+        );
+        assert!(
+            !store
+                .acquire_lease("poll", "b", 2_999, 4_000)
+                .await
+                .expect("lease")
+        );
+        assert!(
+            store
+                .acquire_lease("poll", "b", 3_000, 4_000)
+                .await
+                .expect("expired")
+        );
+        assert!(
+            !store
+                .acquire_lease("poll", "a", 3_100, 5_000)
+                .await
+                .expect("lost")
+        );
+        // Many contenders at once: exactly one holds it.
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.acquire_lease("fresh", &format!("p{i}"), 10, 20).await
+            }));
+        }
+        let mut holders = 0;
+        for task in tasks {
+            holders += usize::from(task.await.expect("join").expect("lease"));
+        }
+        assert_eq!(holders, 1);
+
+        assert_eq!(store.heartbeat("p1", 10_000, 5_000).await.expect("beat"), 1);
+        assert_eq!(store.heartbeat("p2", 11_000, 5_000).await.expect("beat"), 2);
+        assert_eq!(store.heartbeat("p1", 12_000, 5_000).await.expect("beat"), 2);
+        // p2 silent for longer than the window is forgotten.
+        assert_eq!(store.heartbeat("p1", 16_500, 5_000).await.expect("beat"), 1);
+        assert_eq!(store.heartbeat("p3", 16_600, 5_000).await.expect("beat"), 2);
+        store.forget_process("p3").await.expect("forget");
+        assert_eq!(store.heartbeat("p1", 16_700, 5_000).await.expect("beat"), 1);
+    }
+
+    #[test]
+    fn postgres_test_urls_swap_the_database() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "pp_x"),
+            "postgres://u@h:5432/pp_x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h", "pp_x"),
+            "postgres://u@h/pp_x"
+        );
+        assert_eq!(
+            with_database("postgresql://h/db?sslmode=disable", "pp_x"),
+            "postgresql://h/pp_x?sslmode=disable"
+        );
+    }
+}
