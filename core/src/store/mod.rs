@@ -2,6 +2,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_intake;
 
 use std::sync::Arc;
 
@@ -267,6 +268,10 @@ pub trait Storage: Send + Sync {
     async fn set_provider_value(&self, provider: &str, key: &str, value: &str) -> Result<()>;
 
     async fn categories(&self, account_id: &str) -> Result<Vec<Category>>;
+
+    /// The category of that name (case-insensitive) without its statistics: what intake
+    /// needs, cheap however many events the category has.
+    async fn category_for_intake(&self, account_id: &str, name: &str) -> Result<Option<Category>>;
 
     /// The category of that name, matched case-insensitively.
     async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>>;

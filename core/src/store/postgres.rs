@@ -488,6 +488,18 @@ impl Storage for PgStore {
         row.as_ref().map(category_from_row).transpose()
     }
 
+    async fn category_for_intake(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
+        let row = sqlx::query(
+            "SELECT c.id, c.name, c.color, c.emoji, c.created_at, 0::BIGINT AS events_count, NULL::BIGINT AS last_ping \
+             FROM categories c WHERE c.account_id = $1 AND c.name = lower($2)",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(category_from_row).transpose()
+    }
+
     async fn count_categories(&self, account_id: &str) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = $1")

@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
+use super::sqlite_intake::IntakeWriter;
 use super::*;
 use crate::model::*;
 
@@ -38,6 +39,7 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    intake: IntakeWriter,
 }
 
 impl SqliteStore {
@@ -56,6 +58,7 @@ impl SqliteStore {
             .await?;
         let store = Self {
             readers: writer.clone(),
+            intake: IntakeWriter::start(writer.clone()),
             writer,
         };
         store.migrate().await?;
@@ -450,6 +453,18 @@ impl Storage for SqliteStore {
         row.as_ref().map(category_from_row).transpose()
     }
 
+    async fn category_for_intake(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
+        let row = sqlx::query(
+            "SELECT c.id, c.name, c.color, c.emoji, c.created_at, 0 AS events_count, NULL AS last_ping \
+             FROM categories c WHERE c.account_id = ? AND c.name = lower(?)",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(category_from_row).transpose()
+    }
+
     async fn count_categories(&self, account_id: &str) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
@@ -573,90 +588,7 @@ impl Storage for SqliteStore {
     /// Commits the event, one delivery per provider and the quota count together, unless the
     /// quota is used up.
     async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
-        let month = month_key(event.now);
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(idempotency) = &event.idempotency {
-            // A concurrent request with the same key may have committed since the caller looked.
-            let earlier =
-                find_idempotent(&mut tx, event.account_id, idempotency.key, event.now).await?;
-            if let Some((hash, event_id)) = earlier {
-                return Ok(if hash == idempotency.request_hash {
-                    IntakeResult::Replayed { event_id }
-                } else {
-                    IntakeResult::KeyConflict
-                });
-            }
-        }
-        if let Some(limit) = event.events_limit {
-            let used: Option<i64> = sqlx::query_scalar(
-                "SELECT events FROM quota_usage WHERE account_id = ? AND month = ?",
-            )
-            .bind(event.account_id)
-            .bind(&month)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if used.unwrap_or(0).max(0) as u64 >= limit {
-                return Ok(IntakeResult::QuotaExceeded);
-            }
-        }
-        let event_id = new_event_id();
-        let category = event.category;
-        sqlx::query(
-            "INSERT INTO events (id, account_id, category_id, category_name, category_color, category_emoji, \
-             description, fields, delivery_status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
-        )
-        .bind(&event_id)
-        .bind(event.account_id)
-        .bind(category.id)
-        .bind(&category.name)
-        .bind(category.color as i64)
-        .bind(&category.emoji)
-        .bind(event.description)
-        .bind(json_text(event.fields))
-        .bind(event.now)
-        .execute(&mut *tx)
-        .await?;
-        for provider in event.providers {
-            sqlx::query(
-                "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, next_attempt_at) \
-                 VALUES (?, ?, ?, 'PENDING', ?, ?)",
-            )
-            .bind(&event_id)
-            .bind(event.account_id)
-            .bind(provider)
-            .bind(event.now)
-            .bind(event.now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO quota_usage (account_id, month, events) VALUES (?, ?, 1) \
-             ON CONFLICT (account_id, month) DO UPDATE SET events = events + 1",
-        )
-        .bind(event.account_id)
-        .bind(&month)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(idempotency) = &event.idempotency {
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-                .bind(event.now - IDEMPOTENCY_WINDOW_MS)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (account_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
-                 event_id = excluded.event_id, created_at = excluded.created_at",
-            )
-            .bind(event.account_id)
-            .bind(idempotency.key)
-            .bind(idempotency.request_hash)
-            .bind(&event_id)
-            .bind(event.now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(IntakeResult::Accepted { event_id })
+        self.intake.insert(event).await
     }
 
     /// The event an `Idempotency-Key` was first used for within the window, with its request
