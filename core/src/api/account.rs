@@ -5,12 +5,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::types::{Example, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Map, Value, json};
 
+use super::documented::{
+    ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp, no_other_properties,
+};
 use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
@@ -26,40 +28,118 @@ pub type AccountView = DynamicObject<0>;
 pub type AccountUpdate = DynamicObject<1>;
 pub type ChannelView = DynamicObject<2>;
 
-fn string_schema(description: &'static str) -> MetaSchemaRef {
+const MAX_NAME_CHARS: usize = 128;
+const MAX_EMAIL_CHARS: usize = 254;
+/// What a name must contain besides blanks (space, tab, CR, LF), which are trimmed.
+const NAME_PATTERN: &str = "[^ \\t\\r\\n]";
+/// An e-mail address as accepted: `local@domain.tld`, no blanks, one `@`.
+const EMAIL_PATTERN: &str = "^[^@ \\t\\r\\n]+@[^@ \\t\\r\\n]+\\.[^@ \\t\\r\\n]+$";
+const NAME_BLANKS: [char; 4] = [' ', '\t', '\r', '\n'];
+
+fn string_schema(description: &'static str, example: Value) -> MetaSchemaRef {
     MetaSchemaRef::Inline(Box::new(MetaSchema {
         description: Some(description),
+        example: Some(example),
         ..MetaSchema::new("string")
     }))
 }
 
-fn nullable_string(description: &'static str) -> MetaSchemaRef {
+fn nullable(schema: MetaSchemaRef) -> MetaSchemaRef {
+    match schema {
+        MetaSchemaRef::Inline(schema) => MetaSchemaRef::Inline(Box::new(MetaSchema {
+            nullable: true,
+            ..*schema
+        })),
+        reference => reference,
+    }
+}
+
+fn name_schema(description: &'static str) -> MetaSchemaRef {
     MetaSchemaRef::Inline(Box::new(MetaSchema {
         description: Some(description),
+        min_length: Some(1),
+        max_length: Some(MAX_NAME_CHARS),
+        pattern: Some(NAME_PATTERN.into()),
+        example: Some(json!("Ann")),
+        ..MetaSchema::new("string")
+    }))
+}
+
+fn email_schema(description: &'static str) -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        description: Some(description),
+        max_length: Some(MAX_EMAIL_CHARS),
+        pattern: Some(EMAIL_PATTERN.into()),
+        example: Some(json!("ann@example.com")),
         nullable: true,
         ..MetaSchema::new("string")
     }))
 }
 
-/// The OpenAPI schema of a provider-declared field, from its JSON Schema.
+fn time_schema(description: &'static str) -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        description: Some(description),
+        example: Some(json!("2026-01-31T09:00:00.000Z")),
+        ..MetaSchema::new_with_format("string", "date-time")
+    }))
+}
+
+/// A JSON Schema type name as the document needs it.
+fn static_type(name: &str) -> &'static str {
+    match name {
+        "integer" => "integer",
+        "number" => "number",
+        "boolean" => "boolean",
+        _ => "string",
+    }
+}
+
+/// A JSON Schema string format as the document needs it; unknown formats are left out (the
+/// pattern and lengths still apply).
+fn static_format(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "email" => "email",
+        "uri" => "uri",
+        "uuid" => "uuid",
+        "date" => "date",
+        "date-time" => "date-time",
+        "hostname" => "hostname",
+        "int64" => "int64",
+        _ => return None,
+    })
+}
+
+/// The OpenAPI schema of a provider-declared field, from the JSON Schema the provider
+/// registers (type, format, pattern, lengths, enumerations, examples) and its description.
+/// Always nullable: `null` is "not set" in answers and "clear it" in updates.
 fn field_schema(field: &AccountField) -> MetaSchemaRef {
-    let declared = (field.schema)();
-    let declared = declared.as_object();
-    let text = |key: &str| declared.and_then(|s| s.get(key)).and_then(Value::as_str);
-    let number = |key: &str| {
+    let declared = serde_json::to_value((field.schema)()).unwrap_or_default();
+    let text = |key: &str| declared.get(key).and_then(Value::as_str);
+    let size = |key: &str| {
         declared
-            .and_then(|s| s.get(key))
+            .get(key)
             .and_then(Value::as_u64)
-            .map(|n| n as usize)
+            .and_then(|n| usize::try_from(n).ok())
     };
+    let example = declared
+        .get("examples")
+        .and_then(Value::as_array)
+        .and_then(|examples| examples.first().cloned())
+        .unwrap_or_else(|| Value::String(field.example.into()));
     MetaSchemaRef::Inline(Box::new(MetaSchema {
         description: Some(field.description),
+        format: text("format").and_then(static_format),
         pattern: text("pattern").map(str::to_string),
-        min_length: number("minLength"),
-        max_length: number("maxLength"),
-        example: Some(Value::String(field.example.into())),
+        min_length: size("minLength"),
+        max_length: size("maxLength"),
+        enum_items: declared
+            .get("enum")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        example: Some(example),
         nullable: true,
-        ..MetaSchema::new("string")
+        ..MetaSchema::new(text("type").map_or("string", static_type))
     }))
 }
 
@@ -68,14 +148,33 @@ fn object_schema(
     properties: Vec<(&'static str, MetaSchemaRef)>,
     required: Vec<&'static str>,
     additional: Option<MetaSchemaRef>,
+    example: Value,
 ) -> MetaSchema {
     MetaSchema {
         description: Some(description),
         properties,
         required,
         additional_properties: additional.map(Box::new),
+        example: Some(example),
         ..MetaSchema::new("object")
     }
+}
+
+/// Example values of every provider field, by JSON name.
+fn field_examples() -> Map<String, Value> {
+    provider::account_fields()
+        .map(|(_, field)| (field.name.to_string(), json!(field.example)))
+        .collect()
+}
+
+fn channel_example(provider: &str) -> Value {
+    json!({
+        "provider": provider,
+        "enabled": true,
+        "ready": true,
+        "missing": [],
+        "waitingReason": null,
+    })
 }
 
 impl<const KIND: u8> DynamicObject<KIND> {
@@ -92,75 +191,155 @@ impl<const KIND: u8> DynamicObject<KIND> {
             0 => {
                 ChannelView::register(registry);
                 let mut properties = vec![
-                    ("id", string_schema("Account id")),
-                    ("name", string_schema("Display name")),
-                    ("email", nullable_string("Contact e-mail")),
-                    ("plan", string_schema("Plan name; limits come from it")),
+                    (
+                        "id",
+                        string_schema("Account id.", json!("acc_01JJ5Q7Y2K8D4M6N3P9R0S1T2V")),
+                    ),
+                    ("name", name_schema("Display name.")),
+                    ("email", email_schema("Contact e-mail; `null` when unset.")),
+                    (
+                        "plan",
+                        string_schema(
+                            "Plan name; the event and category limits come from it (see `GET /quota`).",
+                            json!("free"),
+                        ),
+                    ),
                 ];
                 properties.extend(fields());
                 properties.push((
                     "channels",
                     MetaSchemaRef::Inline(Box::new(MetaSchema {
                         items: Some(Box::new(ChannelView::schema_ref())),
-                        description: Some("Every channel, in provider order"),
+                        description: Some("Every channel, in provider order."),
                         ..MetaSchema::new("array")
                     })),
                 ));
-                properties.push(("createdAt", string_schema("Creation time, RFC 3339")));
+                properties.push(("createdAt", time_schema("When the account was created.")));
                 let mut required = vec!["id", "name", "email", "plan"];
                 required.extend(provider::account_fields().map(|(_, f)| f.name));
                 required.extend(["channels", "createdAt"]);
+                let mut example = Map::new();
+                example.insert("id".into(), json!("acc_01JJ5Q7Y2K8D4M6N3P9R0S1T2V"));
+                example.insert("name".into(), json!("Ann"));
+                example.insert("email".into(), json!("ann@example.com"));
+                example.insert("plan".into(), json!("free"));
+                example.extend(field_examples());
+                example.insert(
+                    "channels".into(),
+                    provider::registered()
+                        .iter()
+                        .map(|p| channel_example(p.id))
+                        .collect(),
+                );
+                example.insert("createdAt".into(), json!("2026-01-31T09:00:00.000Z"));
                 object_schema(
-                    "The account, with every provider-declared field (null when unset).",
+                    "The account, with every provider-declared field (`null` when unset) and the \
+                     state of every channel.",
                     properties,
                     required,
                     None,
+                    Value::Object(example),
                 )
             }
             1 => {
                 let mut properties = vec![
-                    ("name", string_schema("Display name, 1–128 characters")),
-                    ("email", nullable_string("Contact e-mail; null clears")),
+                    (
+                        "name",
+                        name_schema("A new display name; blanks around it are dropped."),
+                    ),
+                    (
+                        "email",
+                        email_schema("A new contact e-mail; `null` clears it."),
+                    ),
                 ];
                 properties.extend(fields());
+                let switches: Vec<(&'static str, MetaSchemaRef)> = provider::registered()
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p.id,
+                            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                                description: Some(p.description),
+                                ..MetaSchema::new("boolean")
+                            })),
+                        )
+                    })
+                    .collect();
                 properties.push((
                     "channels",
                     MetaSchemaRef::Inline(Box::new(MetaSchema {
                         description: Some(
-                            "Channel switches by provider id, e.g. {\"telegram\": false}",
+                            "Channel switches by provider id, e.g. `{\"telegram\": false}`. \
+                             Intake answers 403 while an enabled channel lacks its account \
+                             field, or when no channel is enabled.",
                         ),
-                        additional_properties: Some(Box::new(bool::schema_ref())),
+                        properties: switches,
+                        additional_properties: Some(Box::new(no_other_properties())),
+                        example: Some(json!({"telegram": false})),
                         ..MetaSchema::new("object")
                     })),
                 ));
+                let mut example = field_examples();
+                example.insert("channels".into(), json!({"telegram": false}));
                 object_schema(
-                    "Changes to the account: provider fields (null clears) and channel switches.",
+                    "Changes to the account: absent properties stay as they are; provider fields \
+                     are validated by their provider and `null` clears them. No other properties \
+                     are accepted.",
                     properties,
                     Vec::new(),
-                    None,
+                    Some(no_other_properties()),
+                    Value::Object(example),
                 )
             }
             _ => object_schema(
-                "A channel of the account, plus provider state such as Telegram's `linked` and `linkUrl`.",
+                "A channel of the account, plus state its provider adds (Telegram: `linked`, \
+                 `linkUrl`).",
                 vec![
-                    ("provider", string_schema("Provider id")),
-                    ("enabled", bool::schema_ref()),
-                    ("ready", bool::schema_ref()),
+                    (
+                        "provider",
+                        string_schema("Provider id (`discord`, `telegram`, …).", json!("discord")),
+                    ),
+                    (
+                        "enabled",
+                        MetaSchemaRef::Inline(Box::new(MetaSchema {
+                            description: Some("Whether events are delivered through this channel."),
+                            ..MetaSchema::new("boolean")
+                        })),
+                    ),
+                    (
+                        "ready",
+                        MetaSchemaRef::Inline(Box::new(MetaSchema {
+                            description: Some(
+                                "Enabled, with every account field it needs, and not waiting.",
+                            ),
+                            ..MetaSchema::new("boolean")
+                        })),
+                    ),
                     (
                         "missing",
                         MetaSchemaRef::Inline(Box::new(MetaSchema {
                             items: Some(Box::new(String::schema_ref())),
-                            description: Some("Account fields this channel still needs"),
+                            description: Some("Account fields this channel still needs."),
                             ..MetaSchema::new("array")
                         })),
                     ),
                     (
                         "waitingReason",
-                        nullable_string("Why deliveries on this channel wait, if they do"),
+                        nullable(string_schema(
+                            "Why deliveries on this channel wait (provider not configured, chat \
+                             not linked); `null` when they do not.",
+                            json!(
+                                "Telegram chat not linked yet: open https://t.me/PingPilotBot?start=Xy7 and press Start"
+                            ),
+                        )),
                     ),
                 ],
                 vec!["provider", "enabled", "ready", "missing", "waitingReason"],
-                Some(MetaSchemaRef::Inline(Box::new(MetaSchema::ANY))),
+                Some(MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    description: Some("Provider state, e.g. Telegram's `linked` and `linkUrl`."),
+                    ..MetaSchema::ANY
+                }))),
+                channel_example("discord"),
             ),
         }
     }
@@ -202,47 +381,133 @@ impl<const KIND: u8> ToJSON for DynamicObject<KIND> {
 
 /// An API key as listed: never the key itself.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename = "ApiKey", rename_all = "camelCase", example)]
 pub struct ApiKeySummary {
+    /// Key id, for `DELETE /account/api-keys/{id}`.
     pub id: String,
     /// The first characters of the key, to recognise it.
     pub prefix: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
+    /// When the key was created.
+    pub created_at: Timestamp,
+    /// When the key was last used; `null` if never.
+    pub last_used_at: Nullable<Timestamp>,
 }
 
-/// A new API key: the only time it is shown.
+impl Example for ApiKeySummary {
+    fn example() -> Self {
+        Self {
+            id: "key_01JJ5Q9A3B4C5D6E7F8G9H0J1K".into(),
+            prefix: "pk_3fA9".into(),
+            created_at: super::documented::example_time(),
+            last_used_at: Nullable(Some(super::documented::example_time())),
+        }
+    }
+}
+
+/// A new API key: the only time the key itself is shown.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", example)]
 pub struct ApiKeyCreated {
+    /// Key id, for `DELETE /account/api-keys/{id}`.
     pub id: String,
-    /// The key. Store it now: only its hash is kept.
+    /// The key, `pk_` and at least 32 random characters. Store it now: only its hash is kept.
     pub api_key: String,
+    /// The first characters of the key, to recognise it.
     pub prefix: String,
-    pub created_at: String,
+    /// When the key was created.
+    pub created_at: Timestamp,
 }
 
+impl Example for ApiKeyCreated {
+    fn example() -> Self {
+        Self {
+            id: "key_01JJ5Q9A3B4C5D6E7F8G9H0J1K".into(),
+            api_key: "pk_3fA9kQ2mX7vB1nL8cR4tY6wE0zU5sH2jD9gP".into(),
+            prefix: "pk_3fA9".into(),
+            created_at: super::documented::example_time(),
+        }
+    }
+}
+
+/// The answers of `GET` and `PATCH /account`.
+#[derive(ApiResponse)]
+pub enum AccountResponse {
+    /// The account.
+    #[oai(status = 200)]
+    Account(Json<AccountView>),
+}
+
+/// The answers of `GET /account/api-keys`.
+#[derive(ApiResponse)]
+pub enum ListKeysResponse {
+    /// The account's API keys, oldest first.
+    #[oai(status = 200)]
+    Keys(Json<Vec<ApiKeySummary>>),
+}
+
+/// The answers of `POST /account/api-keys`.
 #[derive(ApiResponse)]
 pub enum KeyCreatedResponse {
-    /// The key was created.
+    /// The key was created; this is the only time it is shown.
     #[oai(status = 201)]
     Created(Json<ApiKeyCreated>),
 }
 
+/// The answers of `DELETE /account/api-keys/{id}`.
 #[derive(ApiResponse)]
 pub enum KeyRevokedResponse {
-    /// The key was revoked.
+    /// The key was revoked; it stops working at once.
     #[oai(status = 204)]
     Revoked,
 }
+
+/// The error answers of `PATCH /account`.
+pub struct UpdateAccountErrors;
+
+impl OperationErrors for UpdateAccountErrors {
+    fn errors() -> Vec<ErrorDoc> {
+        vec![
+            ErrorDoc::not_json(),
+            ErrorDoc::unauthorized(),
+            ErrorDoc::too_large(),
+            ErrorDoc::unsupported_media_type(),
+            ErrorDoc::invalid(
+                "The body is JSON but breaks a rule of `AccountUpdate` (a provider field its \
+                 provider rejects, an unknown channel, an unknown property); every violation is \
+                 listed.",
+                "channels.sms",
+                "no such provider",
+            ),
+            ErrorDoc::internal(),
+        ]
+    }
+}
+
+/// The error answers of `DELETE /account/api-keys/{id}`.
+pub struct RevokeKeyErrors;
+
+impl OperationErrors for RevokeKeyErrors {
+    fn errors() -> Vec<ErrorDoc> {
+        vec![
+            ErrorDoc::unauthorized(),
+            ErrorDoc::not_found(
+                "No key with that id on this account: exactly `API key not found`.",
+                KEY_NOT_FOUND,
+            ),
+            ErrorDoc::internal(),
+        ]
+    }
+}
+
+const KEY_NOT_FOUND: &str = "API key not found";
 
 impl From<&ApiKeyInfo> for ApiKeySummary {
     fn from(key: &ApiKeyInfo) -> Self {
         Self {
             id: key.id.clone(),
             prefix: key.prefix.clone(),
-            created_at: format_time(key.created_at),
-            last_used_at: key.last_used_at.map(format_time),
+            created_at: Timestamp::from_millis(key.created_at),
+            last_used_at: key.last_used_at.map(Timestamp::from_millis).into(),
         }
     }
 }
@@ -321,8 +586,8 @@ pub fn parse_account_update(
             continue;
         }
         match (key.as_str(), value) {
-            ("name", Value::String(name)) if (1..=128).contains(&name.trim().chars().count()) => {
-                changes.name = Some(name.trim().to_string());
+            ("name", Value::String(name)) if is_valid_name(name) => {
+                changes.name = Some(name.trim_matches(NAME_BLANKS).to_string());
             }
             ("name", _) => errors.push(field_error(
                 "name",
@@ -330,7 +595,7 @@ pub fn parse_account_update(
             )),
             ("email", Value::Null) => changes.email = Some(None),
             ("email", Value::String(email)) if is_plausible_email(email) => {
-                changes.email = Some(Some(email.trim().to_string()));
+                changes.email = Some(Some(email.clone()));
             }
             ("email", _) => errors.push(field_error("email", "must be an e-mail address or null")),
             ("channels", Value::Object(switches)) => {
@@ -359,36 +624,58 @@ pub fn parse_account_update(
     }
 }
 
+/// 1–128 characters, not only blanks (`NAME_PATTERN`).
+fn is_valid_name(name: &str) -> bool {
+    (1..=MAX_NAME_CHARS).contains(&name.chars().count())
+        && name.chars().any(|c| !NAME_BLANKS.contains(&c))
+}
+
+/// `local@domain.tld` as `EMAIL_PATTERN` reads it: at most 254 characters, one `@`, no blanks,
+/// and a dot in the domain with something on either side.
 fn is_plausible_email(email: &str) -> bool {
-    let email = email.trim();
-    email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let allowed = |part: &str| !part.contains(['@', ' ', '\t', '\r', '\n']);
+    email.chars().count() <= MAX_EMAIL_CHARS
+        && !local.is_empty()
+        && allowed(local)
+        && allowed(domain)
+        && domain
+            .char_indices()
+            .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len())
 }
 
 #[OpenApi(tag = "Tag::Account")]
 impl AccountApi {
     /// Read the account
     ///
-    /// The account's settings and, per channel, whether it is enabled, ready, which account
-    /// fields it still needs and provider state (Telegram: `linked`, `linkUrl`).
+    /// The account's settings, every provider-declared field, and per channel whether it is
+    /// enabled and ready, which account fields it still needs, why its deliveries wait, and
+    /// provider state (Telegram: `linked`, `linkUrl`, the link that connects your chat).
     #[oai(path = "/account", method = "get", operation_id = "get_account")]
-    async fn get_account(&self, auth: Bearer) -> Result<Json<AccountView>, ApiError> {
+    async fn get_account(
+        &self,
+        auth: Bearer,
+    ) -> Result<AccountResponse, Errors<super::events::KeyOnlyErrors>> {
         let account = authenticate(&self.0, &auth).await?;
-        Ok(Json(account_view(&self.0, &account).await?))
+        Ok(AccountResponse::Account(Json(
+            account_view(&self.0, &account).await?,
+        )))
     }
 
     /// Update the account
     ///
     /// Sets provider fields (`null` clears them), switches channels on or off
-    /// (`{"channels": {"telegram": false}}`), and changes the name or e-mail.
+    /// (`{"channels": {"telegram": false}}`), and changes the name or e-mail. Never answers
+    /// intake's 403s, so settings can always be fixed.
     #[oai(path = "/account", method = "patch", operation_id = "update_account")]
     async fn update_account(
         &self,
         auth: Bearer,
+        /// The changes.
         body: JsonBody<AccountUpdate>,
-    ) -> Result<Json<AccountView>, ApiError> {
+    ) -> Result<AccountResponse, Errors<UpdateAccountErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         let changes =
             parse_account_update(&self.0, &body.value()?).map_err(ApiError::unprocessable)?;
@@ -399,30 +686,43 @@ impl AccountApi {
             .await?
             .ok_or_else(ApiError::internal)?;
         self.0.work_ready.notify_one();
-        Ok(Json(account_view(&self.0, &updated).await?))
+        Ok(AccountResponse::Account(Json(
+            account_view(&self.0, &updated).await?,
+        )))
     }
 
     /// List API keys
+    ///
+    /// The account's keys with their prefix and last use; never the keys themselves.
     #[oai(
         path = "/account/api-keys",
         method = "get",
         operation_id = "list_api_keys"
     )]
-    async fn list_api_keys(&self, auth: Bearer) -> Result<Json<Vec<ApiKeySummary>>, ApiError> {
+    async fn list_api_keys(
+        &self,
+        auth: Bearer,
+    ) -> Result<ListKeysResponse, Errors<super::events::KeyOnlyErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         let keys = self.0.store()?.list_keys(&account.id).await?;
-        Ok(Json(keys.iter().map(ApiKeySummary::from).collect()))
+        Ok(ListKeysResponse::Keys(Json(
+            keys.iter().map(ApiKeySummary::from).collect(),
+        )))
     }
 
     /// Create an API key
     ///
-    /// The answer is the only time the key is shown.
+    /// A new key for this account; the answer is the only time it is shown (only its SHA-256
+    /// is stored).
     #[oai(
         path = "/account/api-keys",
         method = "post",
         operation_id = "create_api_key"
     )]
-    async fn create_api_key(&self, auth: Bearer) -> Result<KeyCreatedResponse, ApiError> {
+    async fn create_api_key(
+        &self,
+        auth: Bearer,
+    ) -> Result<KeyCreatedResponse, Errors<super::events::KeyOnlyErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         let (info, key) = self
             .0
@@ -434,7 +734,7 @@ impl AccountApi {
             id: info.id,
             api_key: key,
             prefix: info.prefix,
-            created_at: format_time(info.created_at),
+            created_at: Timestamp::from_millis(info.created_at),
         })))
     }
 
@@ -449,13 +749,14 @@ impl AccountApi {
     async fn revoke_api_key(
         &self,
         auth: Bearer,
+        /// The key id (from `GET /account/api-keys`), not the key.
         id: Path<String>,
-    ) -> Result<KeyRevokedResponse, ApiError> {
+    ) -> Result<KeyRevokedResponse, Errors<RevokeKeyErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         if self.0.store()?.revoke_key(&id.0, Some(&account.id)).await? {
             Ok(KeyRevokedResponse::Revoked)
         } else {
-            Err(ApiError::not_found("API key not found"))
+            Err(ApiError::not_found(KEY_NOT_FOUND).into())
         }
     }
 }

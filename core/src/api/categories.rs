@@ -3,47 +3,68 @@
 use std::sync::Arc;
 
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
+use super::documented::{ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp};
 use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
 use crate::app::AppState;
-use crate::model::{Category, format_time};
+use crate::model::Category;
 use crate::store::{CategoryChanges, CategoryCreate, CategoryUpdate};
 
 const MAX_EMOJI_CHARS: usize = 16;
 
+/// A category: what events are filed under, with the colour and emoji of their notifications.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename = "Category", rename_all = "camelCase", example)]
 pub struct CategoryView {
     /// Lower-case name: 1–64 of `[a-z0-9-]`.
     pub name: String,
-    /// `#RRGGBB`
+    /// Colour of the notifications, `#RRGGBB` (upper-case hex digits).
     pub color: String,
-    pub emoji: Option<String>,
-    pub created_at: String,
+    /// Shown before the category name in notifications; `null`: 🔔.
+    pub emoji: Nullable<String>,
+    /// When the category was created.
+    pub created_at: Timestamp,
     /// Events filed under this category.
     pub events_count: i64,
-    /// Time of the latest event, RFC 3339.
-    pub last_ping: Option<String>,
+    /// When the latest event was accepted; `null` before the first one.
+    pub last_ping: Nullable<Timestamp>,
 }
 
-/// A category to create.
+impl Example for CategoryView {
+    fn example() -> Self {
+        Self {
+            name: "sale".into(),
+            color: "#FFB02E".into(),
+            emoji: Nullable(Some("💰".into())),
+            created_at: super::documented::example_time(),
+            events_count: 42,
+            last_ping: Nullable(Some(super::documented::example_time())),
+        }
+    }
+}
+
+/// A category to create. No other properties are accepted.
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct NewCategory {
-    /// 1–64 of `[A-Za-z0-9-]`; stored lower-cased.
+    /// 1–64 letters, digits or hyphens; stored lower-cased.
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9-]{1,64}$"))]
     pub name: String,
-    /// `#RRGGBB`
+    /// Colour of the notifications, `#RRGGBB`.
+    #[oai(validator(pattern = r"^#[0-9A-Fa-f]{6}$"))]
     pub color: String,
-    /// Shown before the category name in notifications; 🔔 when absent.
+    /// Shown before the category name in notifications, at most 16 characters; absent, `null`
+    /// or blank: 🔔.
+    #[oai(nullable, validator(max_length = 16))]
     pub emoji: Option<String>,
 }
 
-impl poem_openapi::types::Example for NewCategory {
+impl Example for NewCategory {
     fn example() -> Self {
         Self {
             name: "sale".into(),
@@ -53,26 +74,145 @@ impl poem_openapi::types::Example for NewCategory {
     }
 }
 
-/// Changes to a category; absent properties stay as they are, `"emoji": null` removes the emoji.
+/// Changes to a category: absent properties stay as they are. No other properties are
+/// accepted.
 #[derive(Debug, Object)]
+#[oai(rename = "CategoryUpdate", example)]
 pub struct CategoryPatch {
+    /// A new name: 1–64 letters, digits or hyphens, stored lower-cased. Past events keep the
+    /// name they were sent with.
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9-]{1,64}$"))]
     pub name: Option<String>,
+    /// A new colour, `#RRGGBB`.
+    #[oai(validator(pattern = r"^#[0-9A-Fa-f]{6}$"))]
     pub color: Option<String>,
+    /// A new emoji, at most 16 characters; `null` or blank removes it (🔔 is shown).
+    #[oai(nullable, validator(max_length = 16))]
     pub emoji: Option<String>,
 }
 
+impl Example for CategoryPatch {
+    fn example() -> Self {
+        Self {
+            name: None,
+            color: Some("#2ECC71".into()),
+            emoji: Some("🎉".into()),
+        }
+    }
+}
+
+/// The answers of `GET /categories`.
 #[derive(ApiResponse)]
-pub enum CategoryCreatedResponse {
+pub enum ListCategoriesResponse {
+    /// Every category of the account, by name.
+    #[oai(status = 200)]
+    Categories(Json<Vec<CategoryView>>),
+}
+
+/// The answers of `POST /categories`.
+#[derive(ApiResponse)]
+pub enum CreateCategoryResponse {
     /// The category was created.
     #[oai(status = 201)]
     Created(Json<CategoryView>),
 }
 
+/// The answers of `GET` and `PATCH /categories/{name}`.
 #[derive(ApiResponse)]
-pub enum CategoryDeletedResponse {
-    /// The category was deleted; its events stay, under its name.
+pub enum CategoryResponse {
+    /// The category.
+    #[oai(status = 200)]
+    Category(Json<CategoryView>),
+}
+
+/// The answers of `DELETE /categories/{name}`.
+#[derive(ApiResponse)]
+pub enum DeleteCategoryResponse {
+    /// The category was deleted; its events stay, under the name they were sent with.
     #[oai(status = 204)]
     Deleted,
+}
+
+fn category_not_found() -> ErrorDoc {
+    ErrorDoc::not_found(
+        "No category of that name on the account (matched case-insensitively): exactly `You dont \
+         have a category named \"<name as sent>\"`.",
+        "You dont have a category named \"sale\"",
+    )
+}
+
+fn category_taken() -> ErrorDoc {
+    ErrorDoc::new(
+        409,
+        "The account already has a category of that name: `A category named \"<name>\" already \
+         exists`.",
+        "A category named \"sale\" already exists",
+    )
+}
+
+fn body_errors(invalid: &'static str) -> Vec<ErrorDoc> {
+    vec![
+        ErrorDoc::not_json(),
+        ErrorDoc::too_large(),
+        ErrorDoc::unsupported_media_type(),
+        ErrorDoc::invalid(invalid, "color", "must be a colour written #RRGGBB"),
+    ]
+}
+
+/// The error answers of `POST /categories`.
+pub struct CreateCategoryErrors;
+
+impl OperationErrors for CreateCategoryErrors {
+    fn errors() -> Vec<ErrorDoc> {
+        let mut errors = vec![
+            ErrorDoc::unauthorized(),
+            ErrorDoc::new(
+                403,
+                "The plan's category limit is reached: exactly `You have reached the maximum \
+                 number of event categories (<n>) for your plan.`",
+                "You have reached the maximum number of event categories (3) for your plan.",
+            ),
+            category_taken(),
+            ErrorDoc::internal(),
+        ];
+        errors.extend(body_errors(
+            "The body is JSON but breaks a rule of `NewCategory`; every violation is listed.",
+        ));
+        errors.sort_by_key(|e| e.status);
+        errors
+    }
+}
+
+/// The error answers of `PATCH /categories/{name}`.
+pub struct UpdateCategoryErrors;
+
+impl OperationErrors for UpdateCategoryErrors {
+    fn errors() -> Vec<ErrorDoc> {
+        let mut errors = vec![
+            ErrorDoc::unauthorized(),
+            category_not_found(),
+            category_taken(),
+            ErrorDoc::internal(),
+        ];
+        errors.extend(body_errors(
+            "The body is JSON but breaks a rule of `CategoryUpdate`; every violation is listed.",
+        ));
+        errors.sort_by_key(|e| e.status);
+        errors
+    }
+}
+
+/// The error answers of `GET` and `DELETE /categories/{name}`.
+pub struct CategoryErrors;
+
+impl OperationErrors for CategoryErrors {
+    fn errors() -> Vec<ErrorDoc> {
+        vec![
+            ErrorDoc::unauthorized(),
+            category_not_found(),
+            ErrorDoc::internal(),
+        ]
+    }
 }
 
 impl From<&Category> for CategoryView {
@@ -80,10 +220,10 @@ impl From<&Category> for CategoryView {
         Self {
             name: category.name.clone(),
             color: format!("#{:06X}", category.color),
-            emoji: category.emoji.clone(),
-            created_at: format_time(category.created_at),
+            emoji: category.emoji.clone().into(),
+            created_at: Timestamp::from_millis(category.created_at),
             events_count: category.events_count,
-            last_ping: category.last_ping.map(format_time),
+            last_ping: category.last_ping.map(Timestamp::from_millis).into(),
         }
     }
 }
@@ -136,9 +276,8 @@ fn parse_color_value(value: &Value, errors: &mut Vec<FieldError>) -> Option<u32>
 fn parse_emoji(value: &Value, errors: &mut Vec<FieldError>) -> Option<Option<String>> {
     match value {
         Value::Null => Some(None),
-        Value::String(emoji) if emoji.trim().is_empty() => Some(None),
         Value::String(emoji) if emoji.chars().count() <= MAX_EMOJI_CHARS => {
-            Some(Some(emoji.trim().to_string()))
+            Some(Some(emoji.trim().to_string()).filter(|e| !e.is_empty()))
         }
         _ => {
             errors.push(field_error(
@@ -226,17 +365,25 @@ pub struct CategoriesApi(pub Arc<AppState>);
 #[OpenApi(tag = "Tag::Categories")]
 impl CategoriesApi {
     /// List categories
+    ///
+    /// Every category of the account, by name, with its event count and latest event time.
     #[oai(path = "/categories", method = "get", operation_id = "list_categories")]
-    async fn list_categories(&self, auth: Bearer) -> Result<Json<Vec<CategoryView>>, ApiError> {
+    async fn list_categories(
+        &self,
+        auth: Bearer,
+    ) -> Result<ListCategoriesResponse, Errors<super::events::KeyOnlyErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         let categories = self.0.store()?.categories(&account.id).await?;
-        Ok(Json(categories.iter().map(CategoryView::from).collect()))
+        Ok(ListCategoriesResponse::Categories(Json(
+            categories.iter().map(CategoryView::from).collect(),
+        )))
     }
 
     /// Create a category
     ///
-    /// The name is stored lower-cased. 409 when the name is taken; 403 when the plan's
-    /// category limit is reached.
+    /// Events name a category; its colour and emoji style their notifications. The name is
+    /// stored lower-cased. 409 when the name is taken; 403 when the plan's category limit is
+    /// reached.
     #[oai(
         path = "/categories",
         method = "post",
@@ -245,8 +392,9 @@ impl CategoriesApi {
     async fn create_category(
         &self,
         auth: Bearer,
+        /// The category.
         body: JsonBody<NewCategory>,
-    ) -> Result<CategoryCreatedResponse, ApiError> {
+    ) -> Result<CreateCategoryResponse, Errors<CreateCategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         let (name, color, emoji) =
             parse_new_category(&body.value()?).map_err(ApiError::unprocessable)?;
@@ -258,17 +406,20 @@ impl CategoriesApi {
             .await?;
         match created {
             CategoryCreate::Created(category) => {
-                Ok(CategoryCreatedResponse::Created(Json((&category).into())))
+                Ok(CreateCategoryResponse::Created(Json((&category).into())))
             }
-            CategoryCreate::Duplicate => Err(duplicate(&name)),
+            CategoryCreate::Duplicate => Err(duplicate(&name).into()),
             CategoryCreate::LimitReached => Err(ApiError::forbidden(format!(
                 "You have reached the maximum number of event categories ({}) for your plan.",
                 limit.unwrap_or_default()
-            ))),
+            ))
+            .into()),
         }
     }
 
     /// Read a category
+    ///
+    /// The category, with its event count and latest event time.
     #[oai(
         path = "/categories/:name",
         method = "get",
@@ -277,18 +428,20 @@ impl CategoriesApi {
     async fn get_category(
         &self,
         auth: Bearer,
+        /// The category name, matched case-insensitively.
         name: Path<String>,
-    ) -> Result<Json<CategoryView>, ApiError> {
+    ) -> Result<CategoryResponse, Errors<CategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         match self.0.store()?.category(&account.id, &name.0).await? {
-            Some(category) => Ok(Json((&category).into())),
-            None => Err(not_found(&name.0)),
+            Some(category) => Ok(CategoryResponse::Category(Json((&category).into()))),
+            None => Err(not_found(&name.0).into()),
         }
     }
 
     /// Change a category
     ///
-    /// Renames it, or changes its colour or emoji. Past events keep the name they were sent with.
+    /// Renames it, or changes its colour or emoji; absent properties stay as they are. Past
+    /// events keep the name they were sent with.
     #[oai(
         path = "/categories/:name",
         method = "patch",
@@ -297,9 +450,11 @@ impl CategoriesApi {
     async fn update_category(
         &self,
         auth: Bearer,
+        /// The category name, matched case-insensitively.
         name: Path<String>,
+        /// The changes.
         body: JsonBody<CategoryPatch>,
-    ) -> Result<Json<CategoryView>, ApiError> {
+    ) -> Result<CategoryResponse, Errors<UpdateCategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         let changes = parse_category_patch(&body.value()?).map_err(ApiError::unprocessable)?;
         match self
@@ -308,17 +463,20 @@ impl CategoriesApi {
             .update_category(&account.id, &name.0, &changes)
             .await?
         {
-            CategoryUpdate::Updated(category) => Ok(Json((&category).into())),
-            CategoryUpdate::NotFound => Err(not_found(&name.0)),
+            CategoryUpdate::Updated(category) => {
+                Ok(CategoryResponse::Category(Json((&category).into())))
+            }
+            CategoryUpdate::NotFound => Err(not_found(&name.0).into()),
             CategoryUpdate::Duplicate => {
-                Err(duplicate(changes.name.as_deref().unwrap_or_default()))
+                Err(duplicate(changes.name.as_deref().unwrap_or_default()).into())
             }
         }
     }
 
     /// Delete a category
     ///
-    /// Its events stay, listed under the name they were sent with.
+    /// Its events stay, listed under the name they were sent with. Sending an event to a
+    /// deleted category answers 404.
     #[oai(
         path = "/categories/:name",
         method = "delete",
@@ -327,8 +485,9 @@ impl CategoriesApi {
     async fn delete_category(
         &self,
         auth: Bearer,
+        /// The category name, matched case-insensitively.
         name: Path<String>,
-    ) -> Result<CategoryDeletedResponse, ApiError> {
+    ) -> Result<DeleteCategoryResponse, Errors<CategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         if self
             .0
@@ -336,9 +495,9 @@ impl CategoriesApi {
             .delete_category(&account.id, &name.0)
             .await?
         {
-            Ok(CategoryDeletedResponse::Deleted)
+            Ok(DeleteCategoryResponse::Deleted)
         } else {
-            Err(not_found(&name.0))
+            Err(not_found(&name.0).into())
         }
     }
 }

@@ -10,17 +10,24 @@ use crate::store::StoreError;
 pub const INTERNAL_ERROR: &str = "Internal server error";
 pub const INVALID_JSON: &str = "Invalid JSON request body";
 
+/// Every error answer but 422: what went wrong, for people.
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", example)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorMessage {
-    /// What went wrong, for people.
+    /// What went wrong. The messages documented with each answer are exact and stable.
     pub message: String,
     /// The accepted event the failure is about: only with `?wait=` when a delivery failed
     /// (`Error processing event`).
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
+}
+
+impl poem_openapi::types::Example for ErrorMessage {
+    fn example() -> Self {
+        Self::new(super::INVALID_KEY)
+    }
 }
 
 impl ErrorMessage {
@@ -34,19 +41,38 @@ impl ErrorMessage {
 
 /// One violated rule of a request body.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(example)]
 pub struct FieldError {
-    /// Where in the body: `category`, `fields.amount`, ...
+    /// Where in the body: a property (`category`), a nested one (`fields.amount`), or empty for
+    /// the body itself.
     pub path: String,
+    /// The rule that was broken.
     pub message: String,
 }
 
-/// A request body that is JSON but breaks the rules.
+impl poem_openapi::types::Example for FieldError {
+    fn example() -> Self {
+        Self {
+            path: "category".into(),
+            message: "may contain only letters, digits and hyphens".into(),
+        }
+    }
+}
+
+/// A request body that is JSON but breaks the rules (422): every violation is listed.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(example)]
 pub struct ValidationFailure {
-    /// A readable summary of every violation.
+    /// `Invalid request body: ` followed by every violation, `<path>: <rule>`, joined by `; `.
     pub message: String,
-    /// Every violated rule.
+    /// Every violated rule, in the order of the body.
     pub errors: Vec<FieldError>,
+}
+
+impl poem_openapi::types::Example for ValidationFailure {
+    fn example() -> Self {
+        Self::new(vec![FieldError::example()])
+    }
 }
 
 impl ValidationFailure {

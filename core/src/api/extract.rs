@@ -5,7 +5,9 @@ use std::marker::PhantomData;
 
 use poem::error::ReadBodyError;
 use poem::{Request, RequestBody};
-use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSecurityScheme, Registry};
+use poem_openapi::registry::{
+    MetaMediaType, MetaRequest, MetaSchemaRef, MetaSecurityScheme, Registry,
+};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde_json::Value;
@@ -103,19 +105,27 @@ impl<T> JsonBody<T> {
     /// The body as JSON, or the documented 415/413/400.
     pub fn value(self) -> Result<Value, ApiError> {
         self.parsed.map_err(|err| match err {
-            BodyError::UnsupportedMediaType(ct) => ApiError::UnsupportedMediaType(
-                poem_openapi::payload::Json(super::ErrorMessage::new(format!(
-                    "Unsupported content type {ct:?}: send the body as application/json"
-                ))),
-            ),
-            BodyError::TooLarge => {
-                ApiError::PayloadTooLarge(poem_openapi::payload::Json(super::ErrorMessage::new(
-                    format!("Request body too large: at most {} KiB", BODY_LIMIT / 1024),
-                )))
+            BodyError::UnsupportedMediaType(ct) => {
+                ApiError::UnsupportedMediaType(poem_openapi::payload::Json(
+                    super::ErrorMessage::new(unsupported_media_type_message(&ct)),
+                ))
             }
+            BodyError::TooLarge => ApiError::PayloadTooLarge(poem_openapi::payload::Json(
+                super::ErrorMessage::new(too_large_message()),
+            )),
             BodyError::NotJson | BodyError::Unreadable => ApiError::bad_request(INVALID_JSON),
         })
     }
+}
+
+/// The 415 message for a body sent as `content_type`.
+pub fn unsupported_media_type_message(content_type: &str) -> String {
+    format!("Unsupported content type {content_type:?}: send the body as application/json")
+}
+
+/// The 413 message.
+pub fn too_large_message() -> String {
+    format!("Request body too large: at most {} KiB", BODY_LIMIT / 1024)
 }
 
 fn is_json_content_type(content_type: &str) -> bool {
@@ -146,8 +156,16 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
     type ParamType = ();
     type ParamRawType = ();
 
+    /// Every body of this API rejects properties it does not list: the document says so with
+    /// `additionalProperties`, so clients and fuzzers do not send any.
     fn register(registry: &mut Registry) {
         T::register(registry);
+        if let MetaSchemaRef::Reference(name) = T::schema_ref()
+            && let Some(schema) = registry.schemas.get_mut(&name)
+            && schema.additional_properties.is_none()
+        {
+            schema.additional_properties = Some(Box::new(super::documented::no_other_properties()));
+        }
     }
 
     fn request_meta() -> Option<MetaRequest> {

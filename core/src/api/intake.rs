@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use poem_openapi::param::{Header, Query};
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi, Union};
-use serde_json::{Map, Value};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::{Map, Value, json};
 
+use super::documented::{self, ErrorDoc, Errors, OperationErrors, Param, ParamSchema, RawHeader};
 use super::error::{ApiError, ErrorMessage, FieldError};
-use super::events::EventFields;
+use super::events::{DeliveryState, EventFields};
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
 use crate::app::AppState;
@@ -28,24 +30,22 @@ const MAX_FIELDS: usize = 25;
 const MAX_FIELD_KEY_LEN: usize = 256;
 const MAX_FIELD_VALUE_LEN: usize = 1024;
 
-/// A field value: text, number or boolean.
-#[derive(Debug, Union)]
-pub enum FieldValue {
-    Text(String),
-    Number(f64),
-    Flag(bool),
-}
-
-/// An event to relay.
+/// An event to relay. No other properties are accepted; every broken rule is listed in the 422
+/// answer.
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct EventRequest {
-    /// Name of one of your categories, matched case-insensitively: 1–64 of `[A-Za-z0-9-]`.
+    /// Name of one of your categories, matched case-insensitively (`Sale` finds `sale`): 1–64
+    /// letters, digits or hyphens.
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9-]{1,64}$"))]
     pub category: String,
-    /// Up to 4096 characters; when empty or absent: `A new <category> event has occurred!`.
+    /// The notification text, up to 4096 characters; when empty, `null` or absent:
+    /// `A new <category> event has occurred!`.
+    #[oai(nullable, validator(max_length = 4096))]
     pub description: Option<String>,
     /// Up to 25 key/value pairs, shown in the order sent. Keys 1–256 characters; values text
-    /// (up to 1024 characters), numbers or booleans.
+    /// (up to 1024 characters), numbers or booleans (`null`, arrays and objects are rejected).
+    #[oai(nullable)]
     pub fields: Option<EventFields>,
 }
 
@@ -66,14 +66,135 @@ impl poem_openapi::types::Example for EventRequest {
 
 /// The event is stored and its deliveries are queued.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", example)]
 pub struct EventAccepted {
-    /// `Event processed successfully`
+    /// Exactly `Event processed successfully`.
     pub message: String,
-    /// `evt_` followed by a time-sortable unique id.
+    /// `evt_` followed by a time-sortable unique id; read the event back with
+    /// `GET /events/{id}`.
     pub event_id: String,
-    /// `PENDING` until every delivery is final.
-    pub delivery_status: String,
+    // `PENDING` while deliveries are queued; `DELIVERED` when `?wait=` saw every delivery
+    // go out.
+    pub delivery_status: DeliveryState,
+}
+
+impl poem_openapi::types::Example for EventAccepted {
+    fn example() -> Self {
+        Self {
+            message: ACCEPTED_MESSAGE.into(),
+            event_id: "evt_01JJ5Q8Z4W7S3K2M9N6B1V0C8X".into(),
+            delivery_status: DeliveryState::Pending,
+        }
+    }
+}
+
+/// `Idempotency-Key`: 1–255 visible ASCII characters.
+pub struct IdempotencyKeyParam;
+
+impl ParamSchema for IdempotencyKeyParam {
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            min_length: Some(1),
+            max_length: Some(MAX_IDEMPOTENCY_KEY_LEN),
+            pattern: Some("^[!-~]+$".into()),
+            example: Some(json!("order-1234-paid")),
+            ..MetaSchema::new("string")
+        }))
+    }
+}
+
+/// `?wait=`: seconds, 0–30.
+pub struct WaitParam;
+
+impl ParamSchema for WaitParam {
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            minimum: Some(0.0),
+            maximum: Some(MAX_WAIT_SECS),
+            example: Some(json!(10)),
+            ..MetaSchema::new("number")
+        }))
+    }
+}
+
+/// The answers of `POST /event`.
+#[derive(ApiResponse)]
+pub enum SendEventResponse {
+    /// Accepted: the event, one delivery per enabled channel and the quota count are committed.
+    /// `deliveryStatus` is `PENDING`, or `DELIVERED` when `?wait=` saw every delivery go out. A
+    /// repeat with the same `Idempotency-Key` answers the first answer again.
+    #[oai(status = 200)]
+    Accepted(documented::Json<EventAccepted>),
+}
+
+/// The error answers of `POST /event`, in the order the checks run.
+pub struct SendEventErrors;
+
+impl OperationErrors for SendEventErrors {
+    fn errors() -> Vec<ErrorDoc> {
+        static FORBIDDEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let forbidden = documented::built_once(&FORBIDDEN, || {
+            let mut text = String::from(
+                "The account cannot receive events yet (checked after the key, before anything \
+                 else). For each enabled channel, in provider order, a required account field \
+                 that is not set answers its provider's exact message:",
+            );
+            for (provider, field) in crate::provider::account_fields() {
+                text.push_str(&format!(
+                    " {} (`{}`): `{}`;",
+                    provider.id, field.name, field.missing_message
+                ));
+            }
+            text.push_str(&format!(
+                " with no channel enabled at all: `{NO_CHANNEL_MESSAGE}`."
+            ));
+            text
+        });
+        let first_missing = crate::provider::account_fields()
+            .next()
+            .map_or(NO_CHANNEL_MESSAGE, |(_, field)| field.missing_message);
+        vec![
+            ErrorDoc::new(
+                400,
+                "The body is not JSON: exactly `Invalid JSON request body`. Also a malformed \
+                 `Idempotency-Key` (`Idempotency-Key must be 1 to 255 visible ASCII characters`) \
+                 or `wait` (`wait must be a number of seconds from 0 to 30`).",
+                super::error::INVALID_JSON,
+            ),
+            ErrorDoc::unauthorized(),
+            ErrorDoc::new(403, forbidden, first_missing),
+            ErrorDoc::not_found(
+                "No category of that name on the account (matched case-insensitively): exactly \
+                 `You dont have a category named \"<category as sent>\"`.",
+                "You dont have a category named \"sale\"",
+            ),
+            ErrorDoc::new(
+                409,
+                "The `Idempotency-Key` was used in the last 24 hours with a different body.",
+                IDEMPOTENCY_CONFLICT_MESSAGE,
+            ),
+            ErrorDoc::too_large(),
+            ErrorDoc::unsupported_media_type(),
+            ErrorDoc::invalid(
+                "The body is JSON but breaks a rule of `EventRequest`; every violation is listed.",
+                "category",
+                "required",
+            ),
+            ErrorDoc::new(
+                429,
+                "Events accepted this calendar month (UTC) reached the plan's limit: exactly \
+                 `Monthly quota reached. Please upgrade your plan for more events`.",
+                QUOTA_MESSAGE,
+            ),
+            ErrorDoc::new(
+                500,
+                "An unexpected failure: exactly `Internal server error`. With `?wait=`, when a \
+                 delivery failed: exactly `Error processing event`, with the `eventId` (the event \
+                 was accepted).",
+                super::error::INTERNAL_ERROR,
+            ),
+        ]
+    }
 }
 
 /// A body that passed validation.
@@ -255,17 +376,38 @@ fn request_hash(body: &Value) -> String {
     crate::model::hash_api_key(&body.to_string())
 }
 
+/// The 200 answer; any status but `DELIVERED` (the time is up) answers `PENDING`.
 fn accepted(event_id: String, delivery_status: &str) -> Json<EventAccepted> {
     Json(EventAccepted {
         message: ACCEPTED_MESSAGE.into(),
         event_id,
-        delivery_status: delivery_status.into(),
+        delivery_status: match delivery_status {
+            "DELIVERED" => DeliveryState::Delivered,
+            _ => DeliveryState::Pending,
+        },
     })
 }
 
 pub struct IntakeApi(pub Arc<AppState>);
 
 impl IntakeApi {
+    /// [`IntakeApi::accept`] with its answers as documented; also serves the `POST /events`
+    /// alias (in `events.rs`: one path must be documented by one API impl).
+    pub(super) async fn documented_accept(
+        &self,
+        auth: Bearer,
+        idempotency_key: RawHeader<IdempotencyKeyParam>,
+        wait: Option<Param<WaitParam>>,
+        body: JsonBody<EventRequest>,
+    ) -> Result<SendEventResponse, Errors<SendEventErrors>> {
+        let idempotency_key = idempotency_key.0;
+        let wait = wait.map(Param::into_inner);
+        match self.accept(auth, idempotency_key, wait, body).await {
+            Ok(Json(accepted)) => Ok(SendEventResponse::Accepted(documented::Json(accepted))),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     async fn accept(
         &self,
         auth: Bearer,
@@ -312,7 +454,10 @@ impl IntakeApi {
         }
         let wait = parse_wait(wait)?;
         let event = validate_event(&body?).map_err(ApiError::unprocessable)?;
-        let Some(category) = store.category(&account.id, &event.category).await? else {
+        let Some(category) = store
+            .category_for_intake(&account.id, &event.category)
+            .await?
+        else {
             return Err(ApiError::not_found(format!(
                 "You dont have a category named \"{}\"",
                 event.category
@@ -390,8 +535,11 @@ impl IntakeApi {
 
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
+const IDEMPOTENCY_CONFLICT_MESSAGE: &str =
+    "This Idempotency-Key was already used with a different request";
+
 fn idempotency_conflict() -> ApiError {
-    ApiError::conflict("This Idempotency-Key was already used with a different request")
+    ApiError::conflict(IDEMPOTENCY_CONFLICT_MESSAGE)
 }
 
 #[OpenApi(tag = "Tag::Events")]
@@ -412,25 +560,19 @@ impl IntakeApi {
     async fn send_event(
         &self,
         auth: Bearer,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        wait: Query<Option<String>>,
+        /// Makes retries safe: a repeat of an accepted request with the same key within 24 hours
+        /// answers with the first answer (same `eventId`) and changes nothing; the same key with
+        /// a different body answers 409. 1–255 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: RawHeader<IdempotencyKeyParam>,
+        /// Seconds (0–30) to hold the answer until every delivery is final: 200 `DELIVERED`,
+        /// 500 `Error processing event` when one failed, 200 `PENDING` when the time is up.
+        wait: Query<Option<Param<WaitParam>>>,
+        /// The event.
         body: JsonBody<EventRequest>,
-    ) -> Result<Json<EventAccepted>, ApiError> {
-        self.accept(auth, idempotency_key.0, wait.0, body).await
-    }
-
-    /// Send an event (alias)
-    ///
-    /// The same as `POST /event`.
-    #[oai(path = "/events", method = "post", operation_id = "send_event_alias")]
-    async fn send_event_alias(
-        &self,
-        auth: Bearer,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        wait: Query<Option<String>>,
-        body: JsonBody<EventRequest>,
-    ) -> Result<Json<EventAccepted>, ApiError> {
-        self.accept(auth, idempotency_key.0, wait.0, body).await
+    ) -> Result<SendEventResponse, Errors<SendEventErrors>> {
+        self.documented_accept(auth, idempotency_key, wait.0, body)
+            .await
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod account;
 mod categories;
+mod documented;
 mod error;
 mod events;
 mod extract;
@@ -44,9 +45,19 @@ fn service(
     )
     .description(
         "Self-hostable notification relay: send events with a Bearer API key; PingPilot stores \
-         them durably and delivers them to the account owner through its providers.",
+         them durably and delivers them to the account owner through its providers (Discord, \
+         Telegram, …).\n\n\
+         Every operation takes `Authorization: Bearer <API key>` (`pk_…`; create one with \
+         `pingpilot account create`). Every error answer is JSON with a `message`; the messages \
+         documented with each answer are exact. Bodies are JSON (`Content-Type: \
+         application/json`, or none), at most 64 KiB, and accept no properties besides the \
+         documented ones. Times are RFC 3339 in UTC.",
     )
-    .server(API_PREFIX)
+    .license(poem_openapi::LicenseObject::new("MIT OR Apache-2.0"))
+    .server(
+        poem_openapi::ServerObject::new(API_PREFIX)
+            .description("This relay; prefix the host, e.g. http://localhost:8080/api/v1"),
+    )
 }
 
 /// The OpenAPI document as JSON, exactly as the server serves it.
@@ -65,6 +76,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     let spec_json = openapi_json();
     let spec_yaml = openapi_yaml();
     let swagger = api.swagger_ui();
+    let allowed = Arc::new(AllowedMethods::new(&spec_json));
     Route::new()
         .at(
             "/api/v1/openapi.json",
@@ -86,25 +98,96 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         .at("/api/v1/:provider/webhook", ops::webhook(state.clone()))
         .nest(API_PREFIX, api)
         .nest("/", ops::routes(state))
-        .around(|next, req| async move {
-            let method = req.method().clone();
-            let path = req.uri().path().to_string();
-            let started = std::time::Instant::now();
-            let response = match next.call(req).await {
-                Ok(response) => response.into_response(),
-                Err(err) => err.into_response(),
-            };
-            let response = json_errors(response).await;
-            // One line per request; the path never holds a key (keys travel in a header).
-            tracing::info!(
-                %method,
-                %path,
-                status = response.status().as_u16(),
-                duration_ms = started.elapsed().as_millis() as u64,
-                "request"
-            );
-            Ok(response)
+        .around(move |next, req| {
+            let allowed = allowed.clone();
+            async move {
+                let method = req.method().clone();
+                let path = req.uri().path().to_string();
+                let started = std::time::Instant::now();
+                let response = match next.call(req).await {
+                    Ok(response) => response.into_response(),
+                    Err(err) => err.into_response(),
+                };
+                let mut response = json_errors(response).await;
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                    && let Some(methods) = allowed.at(&path)
+                    && let Ok(value) = poem::http::HeaderValue::from_str(&methods)
+                {
+                    response
+                        .headers_mut()
+                        .insert(poem::http::header::ALLOW, value);
+                }
+                // One line per request; the path never holds a key (keys travel in a header).
+                tracing::info!(
+                    %method,
+                    %path,
+                    status = response.status().as_u16(),
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "request"
+                );
+                Ok(response)
+            }
         })
+}
+
+/// The methods each route answers, for the `Allow` header of a 405 (RFC 9110): the documented
+/// operations, read from the OpenAPI document, and the routes outside it.
+struct AllowedMethods {
+    /// Path templates split into segments (`{name}` matches any one segment), with the
+    /// `Allow` value.
+    routes: Vec<(Vec<String>, String)>,
+}
+
+impl AllowedMethods {
+    fn new(spec_json: &str) -> Self {
+        let mut by_path: Vec<(String, Vec<String>)> = vec![
+            ("/api/v1/openapi.json".into(), vec!["GET".into()]),
+            ("/api/v1/openapi.yaml".into(), vec!["GET".into()]),
+            ("/api/v1/{provider}/webhook".into(), vec!["POST".into()]),
+            ("/docs".into(), vec!["GET".into()]),
+            ("/healthz".into(), vec!["GET".into()]),
+            ("/readyz".into(), vec!["GET".into()]),
+            ("/metrics".into(), vec!["GET".into()]),
+        ];
+        let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
+        if let Some(paths) = spec["paths"].as_object() {
+            for (path, operations) in paths {
+                let methods = operations
+                    .as_object()
+                    .map(|ops| ops.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                by_path.push((format!("{API_PREFIX}{path}"), methods));
+            }
+        }
+        let routes = by_path
+            .into_iter()
+            .map(|(path, mut methods)| {
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                let segments = path.split('/').map(str::to_string).collect();
+                (segments, methods.join(", "))
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The `Allow` value for a request path, preferring literal segments over templates
+    /// (`/api/v1/openapi.json` over `/api/v1/{provider}/webhook` shapes).
+    fn at(&self, path: &str) -> Option<String> {
+        let path = path.trim_end_matches('/');
+        let segments: Vec<&str> = path.split('/').collect();
+        self.routes
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| {
+                        t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                    })
+            })
+            .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
+            .map(|(_, methods)| methods.clone())
+    }
 }
 
 /// Turns every error answer that is not JSON yet (unknown route, wrong method, unparsable
@@ -138,11 +221,13 @@ async fn json_errors(response: Response) -> Response {
 
 #[derive(poem_openapi::Tags)]
 enum Tag {
-    /// Sending events and reading them back.
+    /// Sending events (`POST /event`), reading them back with their deliveries, retrying failed
+    /// deliveries, and the monthly quota.
     Events,
-    /// The account, its channels and API keys.
+    /// The account: its settings, provider fields (`discordId`, `telegramUsername`, …),
+    /// channels and API keys. Never answers intake's 403s, so settings can always be fixed.
     Account,
-    /// Event categories.
+    /// Event categories: every event names one; its colour and emoji style the notification.
     Categories,
 }
 

@@ -1,0 +1,447 @@
+//! What makes the OpenAPI document complete and exact: JSON answers documented as
+//! `application/json`, per-operation error answers (each with its description and an exact
+//! message as its example), nullable and date-time properties, and query and header parameters
+//! that handlers read as text (so they choose the answer to a bad value) but that the document
+//! shows with their real type and limits.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Request, RequestBody, Response};
+use poem_openapi::payload::Payload;
+use poem_openapi::registry::MetaParamIn;
+use poem_openapi::registry::{
+    MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
+use poem_openapi::types::{
+    ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
+};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ErrorMessage, INTERNAL_ERROR, INVALID_JSON, ValidationFailure};
+use crate::store::StoreError;
+
+/// The documented media type of every JSON body (answers carry `; charset=utf-8`).
+pub const JSON: &str = "application/json";
+
+/// A JSON answer.
+pub struct Json<T>(pub T);
+
+impl<T: Type> Payload for Json<T> {
+    const CONTENT_TYPE: &'static str = JSON;
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: ToJSON> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        super::error::json_response(StatusCode::OK, &self.0.to_json().unwrap_or(Value::Null))
+    }
+}
+
+/// One error answer an operation documents.
+pub struct ErrorDoc {
+    pub status: u16,
+    /// When it is answered, with its exact messages.
+    pub description: &'static str,
+    /// An exact body.
+    pub example: Value,
+}
+
+impl ErrorDoc {
+    pub fn new(status: u16, description: &'static str, message: &str) -> Self {
+        Self {
+            status,
+            description,
+            example: json!({ "message": message }),
+        }
+    }
+
+    /// 401, on every operation that takes the Bearer key.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            401,
+            "No valid API key. Exact messages: `Unauthorized` (no `Authorization` header), \
+             `Invalid auth header format. Expected: 'Bearer [API_KEY]'` (not `Bearer <key>`; the \
+             scheme is case-sensitive), `Invalid API key` (empty, unknown or revoked key).",
+            super::INVALID_KEY,
+        )
+    }
+
+    /// 500, on every operation.
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "An unexpected failure, with no detail: exactly `Internal server error`.",
+            INTERNAL_ERROR,
+        )
+    }
+
+    /// 400 for a body that is not JSON.
+    pub fn not_json() -> Self {
+        Self::new(
+            400,
+            "The body is not JSON: exactly `Invalid JSON request body`.",
+            INVALID_JSON,
+        )
+    }
+
+    /// 400 for a malformed query parameter (the message names it).
+    pub fn bad_parameter(description: &'static str, message: &str) -> Self {
+        Self::new(400, description, message)
+    }
+
+    /// 413 for a body over the limit.
+    pub fn too_large() -> Self {
+        Self::new(
+            413,
+            "The body is larger than 64 KiB.",
+            &super::extract::too_large_message(),
+        )
+    }
+
+    /// 415 for a body sent as something other than JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            415,
+            "The body is sent with a `Content-Type` other than `application/json` (no \
+             `Content-Type` at all is read as JSON).",
+            &super::extract::unsupported_media_type_message("text/plain"),
+        )
+    }
+
+    /// 422 for a body that breaks the rules.
+    pub fn invalid(description: &'static str, path: &str, message: &str) -> Self {
+        let failure = ValidationFailure::new(vec![super::FieldError {
+            path: path.into(),
+            message: message.into(),
+        }]);
+        Self {
+            status: 422,
+            description,
+            example: failure.to_json().unwrap_or(Value::Null),
+        }
+    }
+
+    /// 404 with its exact message.
+    pub fn not_found(description: &'static str, message: &str) -> Self {
+        Self::new(404, description, message)
+    }
+}
+
+/// The error answers of one operation.
+pub trait OperationErrors: Send + Sync + 'static {
+    fn errors() -> Vec<ErrorDoc>;
+}
+
+/// An operation's failure: any [`ApiError`], documented as the statuses `O` lists.
+pub struct Errors<O>(pub ApiError, PhantomData<fn() -> O>);
+
+impl<O> From<ApiError> for Errors<O> {
+    fn from(error: ApiError) -> Self {
+        Self(error, PhantomData)
+    }
+}
+
+impl<O> From<StoreError> for Errors<O> {
+    fn from(error: StoreError) -> Self {
+        Self(error.into(), PhantomData)
+    }
+}
+
+impl<O> IntoResponse for Errors<O> {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl<O> From<Errors<O>> for poem::Error {
+    fn from(error: Errors<O>) -> Self {
+        poem::Error::from_response(error.into_response())
+    }
+}
+
+/// `allOf: [$ref]` with an example: a reference with an example of this very use.
+fn with_example(schema: &str, example: Value) -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        all_of: vec![MetaSchemaRef::Reference(schema.into())],
+        example: Some(example),
+        ..MetaSchema::ANY
+    }))
+}
+
+impl<O: OperationErrors> ApiResponse for Errors<O> {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: O::errors()
+                .into_iter()
+                .map(|doc| {
+                    let schema = if doc.status == 422 {
+                        ValidationFailure::name()
+                    } else {
+                        ErrorMessage::name()
+                    };
+                    MetaResponse {
+                        description: doc.description,
+                        status: Some(doc.status),
+                        status_range: None,
+                        content: vec![MetaMediaType {
+                            content_type: JSON,
+                            schema: with_example(&schema, doc.example),
+                        }],
+                        headers: Vec::new(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorMessage::register(registry);
+        ValidationFailure::register(registry);
+    }
+}
+
+/// A schema no value matches: the value of `additionalProperties` for objects that accept no
+/// other properties (the JSON Schema `false`, which poem-openapi cannot write; `oneOf` of two
+/// schemas that both match everything is never satisfied).
+pub fn no_other_properties() -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        description: Some("No other properties are accepted."),
+        one_of: vec![
+            MetaSchemaRef::Inline(Box::new(MetaSchema::ANY)),
+            MetaSchemaRef::Inline(Box::new(MetaSchema::ANY)),
+        ],
+        ..MetaSchema::ANY
+    }))
+}
+
+/// A `&'static str` built once (descriptions assembled from the linked providers).
+pub fn built_once(
+    cell: &'static std::sync::OnceLock<String>,
+    build: impl FnOnce() -> String,
+) -> &'static str {
+    cell.get_or_init(build).as_str()
+}
+
+/// The documented schema of a text parameter.
+pub trait ParamSchema: Send + Sync + 'static {
+    fn schema_ref() -> MetaSchemaRef;
+
+    fn register(_registry: &mut Registry) {}
+}
+
+/// A query or header parameter taken as text: the handler checks it and chooses the answer,
+/// while the document shows the schema `S` describes.
+pub struct Param<S>(pub String, PhantomData<fn() -> S>);
+
+impl<S> Param<S> {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl<S: ParamSchema> Type for Param<S> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        S::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        S::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl<S: ParamSchema> ParseFromParameter for Param<S> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self(value.to_string(), PhantomData))
+    }
+}
+
+/// An optional header parameter read as raw bytes: a value that is not visible ASCII is kept
+/// (lossily decoded) for the handler to reject, where poem-openapi's `Header` would drop it and
+/// act as if the header were absent.
+pub struct RawHeader<S>(pub Option<String>, PhantomData<fn() -> S>);
+
+impl<'a, S: ParamSchema> ApiExtractor<'a> for RawHeader<S> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+    const PARAM_IS_REQUIRED: bool = false;
+    type ParamType = Param<S>;
+    type ParamRawType = Param<S>;
+
+    fn register(registry: &mut Registry) {
+        S::register(registry);
+    }
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(MetaParamIn::Header)
+    }
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(S::schema_ref())
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let value = request
+            .headers()
+            .get(param_opts.name)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        Ok(Self(value, PhantomData))
+    }
+}
+
+/// A value that is always present in an answer, `null` when unset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T> From<Option<T>> for Nullable<T> {
+    fn from(value: Option<T>) -> Self {
+        Self(value)
+    }
+}
+
+impl<T: Type> Type for Nullable<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        format!("Nullable<{}>", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        match T::schema_ref() {
+            MetaSchemaRef::Inline(schema) => MetaSchemaRef::Inline(Box::new(MetaSchema {
+                nullable: true,
+                ..*schema
+            })),
+            reference => MetaSchemaRef::Inline(Box::new(MetaSchema {
+                all_of: vec![reference],
+                nullable: true,
+                ..MetaSchema::ANY
+            })),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(Type::as_raw_value)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(value) => value.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+impl<T: ParseFromJSON> ParseFromJSON for Nullable<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            None | Some(Value::Null) => Ok(Self(None)),
+            value => T::parse_from_json(value)
+                .map(|v| Self(Some(v)))
+                .map_err(ParseError::propagate),
+        }
+    }
+}
+
+impl<T: ToJSON> ToJSON for Nullable<T> {
+    fn to_json(&self) -> Option<Value> {
+        Some(
+            self.0
+                .as_ref()
+                .and_then(ToJSON::to_json)
+                .unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// A point in time, RFC 3339 in UTC (`2026-01-31T09:00:00.000Z`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timestamp(pub String);
+
+impl Timestamp {
+    pub fn from_millis(millis: crate::model::Millis) -> Self {
+        Self(crate::model::format_time(millis))
+    }
+}
+
+impl Type for Timestamp {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "string_date-time".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for Timestamp {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::String(text)) => Ok(Self(text)),
+            other => Err(ParseError::expected_type(other.unwrap_or_default())),
+        }
+    }
+}
+
+impl ToJSON for Timestamp {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}
+
+/// An example time for documentation.
+pub fn example_time() -> Timestamp {
+    Timestamp("2026-01-31T09:00:00.000Z".into())
+}
