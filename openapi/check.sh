@@ -47,6 +47,7 @@ if [ "$(cat "$node_dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" > "$node_dir/.stamp"
 fi
 export PATH="$venv/bin:$node_dir/node_modules/.bin:$PATH"
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ next to openapi/fuzz_hooks.py
 
 cargo build -q --bin pingpilot --example standin
 bin=$root/target/debug/pingpilot
@@ -136,6 +137,12 @@ PINGPILOT_URL=$relay PINGPILOT_KEY=$typescript_key STANDIN_URL=$standin \
 
 # --- fuzzing -----------------------------------------------------------------------------------
 step "schemathesis"
+# The fuzzing account starts like a user's: Discord only, and the category of the documented
+# example, so example events are accepted and their ids lead to the event operations.
+curl -fs -X PATCH "$relay/api/v1/account" -H "Authorization: Bearer $fuzz_key" \
+  -H 'Content-Type: application/json' -d '{"channels": {"telegram": false}}' > /dev/null
+curl -fs "$relay/api/v1/categories" -H "Authorization: Bearer $fuzz_key" \
+  -H 'Content-Type: application/json' -d '{"name": "sale", "color": "#FFB02E", "emoji": "💰"}' > /dev/null
 seed_args=(--seed "$fuzz_seed")
 [ "$fuzz_seed" = random ] && seed_args=()
 # The key goes in through openapi/fuzz_hooks.py, which renews it when fuzzing revokes it (and
