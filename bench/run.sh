@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark event intake and end-to-end delivery on this machine, all on loopback.
 #
-#   bench/run.sh [--backend sqlite|postgres] [--processes N] [--duration 10s] [--connections 64]
+#   bench/run.sh [--backend sqlite|postgres] [--processes N] [--duration 10s] [--connections 64] [--profile perf.data]
 #
 # Builds the release binary and a provider stand-in that answers at once (examples/standin.rs),
 # starts N relays on one database with Discord pointed at the stand-in (rate limit lifted),
@@ -14,13 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-backend=sqlite processes=1 duration=10s connections=64
+backend=sqlite processes=1 duration=10s connections=64 profile=
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) backend=$2; shift 2 ;;
     --processes) processes=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
+    --profile) profile=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -112,7 +113,13 @@ for _ in $(seq 1 600); do [ "$(delivered)" -ge "$(accepted_total)" ] && break; s
 
 before_accepted=$(accepted_total)
 start=$(date +%s.%N)
+if [ -n "$profile" ]; then
+  # Samples the first relay's stacks while it is under load (perf from Debian's linux-perf).
+  perf record -q -F 499 --call-graph dwarf,16384 -o "$profile" -p "${relay_pids[0]}" -- sleep "${duration%s}" &
+  profiler=$!
+fi
 load "$duration"
+[ -n "$profile" ] && wait "$profiler"
 after_accepted=$(accepted_total)
 for _ in $(seq 1 1200); do [ "$(delivered)" -ge "$after_accepted" ] && break; sleep 0.05; done
 end=$(date +%s.%N)
@@ -133,8 +140,9 @@ for i in range(1, processes + 1):
     rps += float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     non2xx += int(m.group(1)) if m else 0
-    p50 = max(p50, millis(re.search(r"50%\s+(\S+)", out).group(1)))
-    p99 = max(p99, millis(re.search(r"99%\s+(\S+)", out).group(1)))
+    # Anchored: a "+/- Stdev" column can also end in "50%".
+    p50 = max(p50, millis(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)))
+    p99 = max(p99, millis(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)))
 accepted = after - before
 print(f"accepted events/s: {rps:.0f}")
 print(f"latency p50: {p50:.2f} ms, p99: {p99:.2f} ms (worst relay)")
