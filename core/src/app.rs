@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::api::IntakeCache;
 use crate::metrics::Metrics;
 use crate::model::{Account, PlanLimits, hash_api_key, now_millis};
 use crate::provider::{
@@ -20,7 +21,7 @@ use crate::store::{Store, StoreError};
 pub const PROJECT_URL: &str = "https://github.com/pingpilot/pingpilot";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How stale a key's `lastUsedAt` may get before a request writes it again.
-const KEY_TOUCH_INTERVAL_MS: i64 = 60_000;
+pub(crate) const KEY_TOUCH_INTERVAL_MS: i64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -52,6 +53,8 @@ pub struct AppState {
     /// Bumped whenever this process records a delivery result (for `?wait=`).
     pub delivery_results: watch::Sender<u64>,
     pub metrics: Metrics,
+    /// Accounts by API key hash, for intake.
+    pub(crate) intake_cache: IntakeCache,
 }
 
 /// What a request authenticated as.
@@ -86,6 +89,7 @@ impl AppState {
             process_count,
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
+            intake_cache: IntakeCache::default(),
         });
         Ok(state)
     }
@@ -102,6 +106,7 @@ impl AppState {
             process_count: Arc::new(AtomicU32::new(1)),
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
+            intake_cache: IntakeCache::default(),
         })
     }
 
@@ -116,6 +121,7 @@ impl AppState {
             process_count: Arc::new(AtomicU32::new(1)),
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
+            intake_cache: IntakeCache::default(),
         }
     }
 

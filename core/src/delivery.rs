@@ -109,7 +109,15 @@ impl RetryPolicy {
 /// Per-provider worker slots within the process-wide limit.
 struct Slots {
     total: Arc<Semaphore>,
-    by_provider: Vec<(&'static str, Arc<Semaphore>)>,
+    by_provider: Vec<ProviderSlots>,
+}
+
+struct ProviderSlots {
+    provider: &'static str,
+    slots: Arc<Semaphore>,
+    /// Free slots worth a claim while sends are still running: claiming in batches keeps the
+    /// database from answering one claim per finished send.
+    claim_batch: u32,
 }
 
 impl Slots {
@@ -124,8 +132,13 @@ impl Slots {
                 let limit = settings
                     .provider_concurrency
                     .get(id)
-                    .map_or(total, |n| *n as usize);
-                (id, Arc::new(Semaphore::new(limit.min(total))))
+                    .map_or(total, |n| *n as usize)
+                    .min(total);
+                ProviderSlots {
+                    provider: id,
+                    slots: Arc::new(Semaphore::new(limit)),
+                    claim_batch: (limit / 4).max(1) as u32,
+                }
             })
             .collect();
         Self {
@@ -168,12 +181,22 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
     while !*shutdown.borrow() {
         while in_flight.try_join_next().is_some() {}
         let mut claimed_everything_asked = false;
-        for (provider, provider_slots) in &slots.by_provider {
+        let mut waiting_for_free_slots = false;
+        for ProviderSlots {
+            provider,
+            slots: provider_slots,
+            claim_batch,
+        } in &slots.by_provider
+        {
             let free = slots
                 .total
                 .available_permits()
                 .min(provider_slots.available_permits()) as u32;
             if free == 0 {
+                continue;
+            }
+            if free < *claim_batch && !in_flight.is_empty() {
+                waiting_for_free_slots = true;
                 continue;
             }
             let now = now_millis();
@@ -219,6 +242,15 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
             }
         }
         if claimed_everything_asked {
+            continue;
+        }
+        if waiting_for_free_slots {
+            // Sends are running: the next one to finish (or new work) is the time to look again.
+            tokio::select! {
+                Some(_) = in_flight.join_next() => {}
+                _ = state.work_ready.notified() => {}
+                _ = shutdown.changed() => {}
+            }
             continue;
         }
         let wait = match store.next_due().await {

@@ -65,6 +65,9 @@ async fn authorization_failures_answer_the_documented_401s() {
 async fn a_revoked_key_is_invalid_at_once() {
     let relay = Relay::start().await;
     let key = relay.ready_account().await;
+    // Intake has seen (and may remember) the key before another process revokes it.
+    let (status, _) = raw(&relay, Some(&format!("Bearer {key}")), None, SALE).await;
+    assert_eq!(status, StatusCode::OK);
     let (_, keys) = relay
         .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
         .await;
@@ -208,6 +211,102 @@ async fn quota_is_checked_before_the_body_and_never_exceeded_under_concurrency()
     );
     let (status, _) = relay.send_event(&key, json!({"category": "sale"})).await;
     assert_eq!(status, StatusCode::OK);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn account_changes_reach_intake_at_once() {
+    let relay = Relay::start_with("[plans.closed]\nevents_per_month = 0\n", true).await;
+    let (account, key) = relay
+        .create_account(&[
+            "--plan",
+            "pro",
+            "--discord-id",
+            DISCORD_ID,
+            "--telegram-username",
+            "test_user",
+        ])
+        .await;
+    for name in ["sale", "refund"] {
+        let (status, _) = relay
+            .call(
+                Method::POST,
+                "/api/v1/categories",
+                Some(&key),
+                Some(json!({"name": name, "color": "#00FF00"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let auth = format!("Bearer {key}");
+    let refund = r#"{"category":"refund"}"#;
+    for body in [SALE, refund] {
+        assert_eq!(raw(&relay, Some(&auth), None, body).await.0, StatusCode::OK);
+    }
+
+    // A category removed through the API is gone for intake.
+    let (status, _) = relay
+        .call(
+            Method::DELETE,
+            "/api/v1/categories/refund",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, text) = raw(&relay, Some(&auth), None, refund).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            r#"{"message":"You dont have a category named \"refund\""}"#
+        )
+    );
+
+    // Channels switched off through the API.
+    let (status, _) = relay
+        .call(
+            Method::PATCH,
+            "/api/v1/account",
+            Some(&key),
+            Some(json!({"channels": {"discord": false, "telegram": false}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = raw(&relay, Some(&auth), None, SALE).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = relay
+        .call(
+            Method::PATCH,
+            "/api/v1/account",
+            Some(&key),
+            Some(json!({"channels": {"discord": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, text) = raw(&relay, Some(&auth), None, SALE).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    // A plan changed by another process (the CLI) applies to the next event.
+    let output = relay
+        .cli(&[
+            "account",
+            "set-plan",
+            "--account",
+            &account,
+            "--plan",
+            "closed",
+        ])
+        .await;
+    assert!(output.status.success());
+    let (status, text) = raw(&relay, Some(&auth), None, SALE).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            r#"{"message":"Monthly quota reached. Please upgrade your plan for more events"}"#
+        )
+    );
     relay.stop().await;
 }
 

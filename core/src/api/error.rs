@@ -88,7 +88,7 @@ impl ValidationFailure {
     }
 }
 
-#[derive(Debug, ApiResponse)]
+#[derive(Debug, Clone, ApiResponse)]
 pub enum ApiError {
     /// The body is not JSON, or a query parameter is malformed.
     #[oai(status = 400)]

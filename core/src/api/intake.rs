@@ -14,10 +14,11 @@ use super::documented::{self, ErrorDoc, Errors, OperationErrors, Param, ParamSch
 use super::error::{ApiError, ErrorMessage, FieldError};
 use super::events::{DeliveryState, EventFields};
 use super::extract::{Bearer, JsonBody};
-use super::{Tag, authenticate};
-use crate::app::AppState;
-use crate::model::{Account, now_millis};
-use crate::store::{IdempotencyKey, IntakeResult, NewEvent};
+use super::intake_cache::IntakeContext;
+use super::{Tag, presented_key};
+use crate::app::{AppState, KEY_TOUCH_INTERVAL_MS};
+use crate::model::{Account, Category, hash_api_key, now_millis};
+use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent};
 
 pub const NO_CHANNEL_MESSAGE: &str =
     "No notification channel is enabled. Enable at least one channel in your account settings";
@@ -342,7 +343,7 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const MAX_WAIT_SECS: f64 = 30.0;
 
 /// The `Idempotency-Key` header: 1–255 visible ASCII characters.
-fn parse_idempotency_key(header: Option<String>) -> Result<Option<String>, ApiError> {
+fn parse_idempotency_key(header: Option<&str>) -> Result<Option<&str>, ApiError> {
     match header {
         None => Ok(None),
         Some(key)
@@ -359,7 +360,7 @@ fn parse_idempotency_key(header: Option<String>) -> Result<Option<String>, ApiEr
 }
 
 /// `?wait=<seconds>`: 0–30.
-fn parse_wait(query: Option<String>) -> Result<Option<Duration>, ApiError> {
+fn parse_wait(query: Option<&str>) -> Result<Option<Duration>, ApiError> {
     let Some(text) = query else {
         return Ok(None);
     };
@@ -429,42 +430,96 @@ impl IntakeApi {
         body: JsonBody<EventRequest>,
     ) -> Result<Json<EventAccepted>, ApiError> {
         let state = &self.0;
-        let account = authenticate(state, &auth).await?;
+        let key_hash = hash_api_key(presented_key(&auth)?);
+        let submission = Submission {
+            idempotency_key,
+            wait,
+            body: body.value(),
+        };
+        // Most requests: decided from the cached account, confirmed by the commit.
+        if let Some(context) = state.intake_cache.get(&key_hash) {
+            match self
+                .decide(&context, &key_hash, &submission, Source::Cache)
+                .await
+            {
+                Ok(decided) => return self.respond(&context, decided).await,
+                Err(_) => state.intake_cache.forget(&key_hash),
+            }
+        }
+        for _ in 0..FRESH_ATTEMPTS {
+            let context = self.load_context(&key_hash).await?;
+            match self
+                .decide(&context, &key_hash, &submission, Source::Database)
+                .await
+            {
+                Ok(decided) => return self.respond(&context, decided).await,
+                Err(Refusal::Answer(error)) => return Err(error),
+                // The account changed between the read and the commit: read it again.
+                Err(Refusal::Stale) => state.intake_cache.forget(&key_hash),
+            }
+        }
+        tracing::error!("the account kept changing during intake; nothing was written");
+        Err(ApiError::internal())
+    }
+
+    /// The account behind a key hash, read from the database and cached; the documented 401
+    /// when the key is unknown or revoked.
+    async fn load_context(&self, key_hash: &str) -> Result<Arc<IntakeContext>, ApiError> {
+        let state = &self.0;
+        let found = state
+            .store()?
+            .authenticate(key_hash)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized(super::INVALID_KEY))?;
+        let context = Arc::new(IntakeContext::new(found));
+        state.intake_cache.remember(key_hash, context.clone());
+        Ok(context)
+    }
+
+    /// Runs the documented checks against `context` and commits the event. From a cached
+    /// context every refusal is only a reason to look again (the caller does).
+    async fn decide(
+        &self,
+        context: &IntakeContext,
+        key_hash: &str,
+        submission: &Submission,
+        source: Source,
+    ) -> Result<Decided, Refusal> {
+        let state = &self.0;
         let store = state.store()?;
+        let account = &context.account;
         let now = now_millis();
-        let idempotency_key = parse_idempotency_key(idempotency_key)?;
-        let body = body.value();
-        let request_hash = body.as_ref().ok().map(request_hash);
+        let idempotency_key = parse_idempotency_key(submission.idempotency_key.as_deref())?;
+        let request_hash = match (&idempotency_key, &submission.body) {
+            (Some(_), Ok(body)) => Some(request_hash(body)),
+            _ => None,
+        };
         // A repeat of an accepted request answers like the first one, whatever changed since.
         if let (Some(key), Some(hash)) = (&idempotency_key, &request_hash)
             && let Some((first_hash, event_id)) =
                 store.idempotent_event(&account.id, key, now).await?
         {
             if first_hash != *hash {
-                return Err(idempotency_conflict());
+                return Err(idempotency_conflict().into());
             }
-            return self.respond(event_id, parse_wait(wait)?).await;
+            let wait = parse_wait(submission.wait.as_deref())?;
+            return Ok(Decided { event_id, wait });
         }
-        let providers = enabled_channels(state, &account)?;
+        let providers = enabled_channels(state, account)?;
         let limit = state.plan(&account.plan).events_per_month;
-        if let Some(limit) = limit
+        // The commit checks the quota too; from a cache only a success is answered, so the
+        // read is left to the commit.
+        if source == Source::Database
+            && let Some(limit) = limit
             && store.events_used(&account.id, now).await? >= limit
         {
-            return Err(ApiError::too_many_requests(QUOTA_MESSAGE));
+            return Err(ApiError::too_many_requests(QUOTA_MESSAGE).into());
         }
-        let wait = parse_wait(wait)?;
-        let event = validate_event(&body?).map_err(ApiError::unprocessable)?;
-        let Some(category) = store
-            .category_for_intake(&account.id, &event.category)
-            .await?
-        else {
-            return Err(ApiError::not_found(format!(
-                "You dont have a category named \"{}\"",
-                event.category
-            )));
-        };
+        let wait = parse_wait(submission.wait.as_deref())?;
+        let body = submission.body.as_ref().map_err(ApiError::clone)?;
+        let event = validate_event(body).map_err(ApiError::unprocessable)?;
+        let category = self.category(context, &event.category).await?;
         let idempotency = idempotency_key
-            .as_deref()
             .zip(request_hash.as_deref())
             .map(|(key, request_hash)| IdempotencyKey { key, request_hash });
         let result = store
@@ -477,26 +532,52 @@ impl IntakeApi {
                 events_limit: limit,
                 now,
                 idempotency,
+                decided_from: Some(DecidedFrom {
+                    key_hash,
+                    account_version: context.version,
+                }),
             })
             .await?;
         match result {
-            IntakeResult::QuotaExceeded => Err(ApiError::too_many_requests(QUOTA_MESSAGE)),
-            IntakeResult::KeyConflict => Err(idempotency_conflict()),
-            IntakeResult::Replayed { event_id } => self.respond(event_id, wait).await,
+            IntakeResult::QuotaExceeded => Err(ApiError::too_many_requests(QUOTA_MESSAGE).into()),
+            IntakeResult::KeyConflict => Err(idempotency_conflict().into()),
+            IntakeResult::Stale => Err(Refusal::Stale),
+            IntakeResult::Replayed { event_id } => Ok(Decided { event_id, wait }),
             IntakeResult::Accepted { event_id } => {
                 state.work_ready.notify_one();
-                self.respond(event_id, wait).await
+                Ok(Decided { event_id, wait })
             }
         }
+    }
+
+    /// The named category (case-insensitive), from the context or else the database; the
+    /// documented 404 when the account has none of that name.
+    async fn category(&self, context: &IntakeContext, name: &str) -> Result<Category, ApiError> {
+        if let Some(category) = context.category(name) {
+            return Ok(category);
+        }
+        let found = self
+            .0
+            .store()?
+            .category_for_intake(&context.account.id, name)
+            .await?;
+        let Some(category) = found else {
+            return Err(ApiError::not_found(format!(
+                "You dont have a category named \"{name}\""
+            )));
+        };
+        context.remember_category(&category);
+        Ok(category)
     }
 
     /// The answer for an accepted event: at once, or once every delivery is final or `wait`
     /// is up.
     async fn respond(
         &self,
-        event_id: String,
-        wait: Option<Duration>,
+        context: &IntakeContext,
+        Decided { event_id, wait }: Decided,
     ) -> Result<Json<EventAccepted>, ApiError> {
+        self.touch_key(context).await;
         let Some(wait) = wait else {
             return Ok(accepted(event_id, "PENDING"));
         };
@@ -507,6 +588,22 @@ impl IntakeApi {
                 event_id: Some(event_id),
             }))),
             status => Ok(accepted(event_id, status)),
+        }
+    }
+
+    /// Keeps the key's `lastUsedAt` roughly current (it is shown in key listings).
+    async fn touch_key(&self, context: &IntakeContext) {
+        let now = now_millis();
+        if !context.key_touch_due(now, KEY_TOUCH_INTERVAL_MS) {
+            return;
+        }
+        let touched = match self.0.store() {
+            Ok(store) => store.touch_key(&context.key_id, now).await,
+            Err(err) => Err(err),
+        };
+        // The event is committed by now: a failure here must not turn its answer into an error.
+        if let Err(err) = touched {
+            tracing::warn!(error = %err, "could not record when the API key was used");
         }
     }
 
@@ -534,6 +631,40 @@ impl IntakeApi {
 }
 
 const WAIT_POLL: Duration = Duration::from_millis(250);
+/// Fresh reads of an account that keeps changing under intake before it gives up.
+const FRESH_ATTEMPTS: usize = 3;
+
+/// What a request brought, kept so it can be checked again against fresher data.
+struct Submission {
+    idempotency_key: Option<String>,
+    wait: Option<String>,
+    body: Result<Value, ApiError>,
+}
+
+/// Where the account a request is checked against came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Cache,
+    Database,
+}
+
+/// A committed (or replayed) event and how long its answer may wait for its deliveries.
+struct Decided {
+    event_id: String,
+    wait: Option<Duration>,
+}
+
+/// Why a request was not accepted: an answer, or a copy of the account that turned out stale.
+enum Refusal {
+    Answer(ApiError),
+    Stale,
+}
+
+impl<E: Into<ApiError>> From<E> for Refusal {
+    fn from(error: E) -> Self {
+        Self::Answer(error.into())
+    }
+}
 
 const IDEMPOTENCY_CONFLICT_MESSAGE: &str =
     "This Idempotency-Key was already used with a different request";

@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod extract;
 mod intake;
+mod intake_cache;
 mod ops;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
+pub(crate) use intake_cache::IntakeCache;
 
 use crate::app::AppState;
 
@@ -235,19 +237,22 @@ pub const UNAUTHORIZED: &str = "Unauthorized";
 pub const BAD_AUTH_FORMAT: &str = "Invalid auth header format. Expected: 'Bearer [API_KEY]'";
 pub const INVALID_KEY: &str = "Invalid API key";
 
+/// The key the request presents, or the documented 401 for a missing, malformed or empty one.
+fn presented_key(auth: &extract::Bearer) -> Result<&str, ApiError> {
+    match auth {
+        extract::Bearer::Missing => Err(ApiError::unauthorized(UNAUTHORIZED)),
+        extract::Bearer::Malformed => Err(ApiError::unauthorized(BAD_AUTH_FORMAT)),
+        extract::Bearer::Key(key) if key.is_empty() => Err(ApiError::unauthorized(INVALID_KEY)),
+        extract::Bearer::Key(key) => Ok(key),
+    }
+}
+
 /// The account behind the request's Bearer key, or the documented 401.
 async fn authenticate(
     state: &AppState,
     auth: &extract::Bearer,
 ) -> Result<crate::model::Account, ApiError> {
-    let key = match auth {
-        extract::Bearer::Missing => return Err(ApiError::unauthorized(UNAUTHORIZED)),
-        extract::Bearer::Malformed => return Err(ApiError::unauthorized(BAD_AUTH_FORMAT)),
-        extract::Bearer::Key(key) => key,
-    };
-    if key.is_empty() {
-        return Err(ApiError::unauthorized(INVALID_KEY));
-    }
+    let key = presented_key(auth)?;
     state
         .account_for_key(key)
         .await?

@@ -1,8 +1,9 @@
 //! Storage: one contract ([`Storage`]) and its backends.
 
+mod group_commit;
 mod postgres;
 mod sqlite;
-mod sqlite_intake;
+mod sqlite_batch;
 
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ pub struct Authenticated {
     pub account: Account,
     pub key_id: String,
     pub key_last_used_at: Option<Millis>,
+    /// Moves with every change to the account's settings, plan or categories.
+    pub account_version: i64,
 }
 
 /// What event intake writes, all in one transaction.
@@ -47,6 +50,16 @@ pub struct NewEvent<'a> {
     pub events_limit: Option<u64>,
     pub now: Millis,
     pub idempotency: Option<IdempotencyKey<'a>>,
+    /// What the caller checked the request against, when it used a cached copy of the account:
+    /// the commit makes sure both are still current.
+    pub decided_from: Option<DecidedFrom<'a>>,
+}
+
+/// The API key and account version a request was checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct DecidedFrom<'a> {
+    pub key_hash: &'a str,
+    pub account_version: i64,
 }
 
 /// A client's `Idempotency-Key` with a hash of the request it came with.
@@ -68,6 +81,8 @@ pub enum IntakeResult {
     },
     /// The key was used before with a different request.
     KeyConflict,
+    /// Nothing written: the key was revoked or the account changed since the caller's copy.
+    Stale,
 }
 
 /// Deliveries by queue state, for metrics.

@@ -37,6 +37,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_processes.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_account_versions.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_delivery_queue.sql"),
+    ),
 ];
 
 /// Advisory lock held (for one transaction) while migrations are checked and applied.
@@ -315,6 +323,7 @@ impl Storage for PgStore {
                 account: account_from_row(&row)?,
                 key_id: row.try_get("key_id")?,
                 key_last_used_at: row.try_get("key_last_used_at")?,
+                account_version: row.try_get("version")?,
             })
         })
         .transpose()
@@ -634,10 +643,19 @@ impl Storage for PgStore {
     async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
         let month = month_key(event.now);
         let mut tx = self.pool.begin().await?;
-        if event.events_limit.is_some() || event.idempotency.is_some() {
+        if event.events_limit.is_some()
+            || event.idempotency.is_some()
+            || event.decided_from.is_some()
+        {
             // Checked intake for one account runs one transaction at a time, across processes.
             // Each later statement (READ COMMITTED) sees what the previous holder committed.
             lock_account(&mut tx, INTAKE_LOCK_CLASS, event.account_id).await?;
+        }
+        if let Some(seen) = &event.decided_from
+            && !decided_from_current(&mut tx, seen).await?
+        {
+            tx.rollback().await?;
+            return Ok(IntakeResult::Stale);
         }
         if let Some(idempotency) = &event.idempotency {
             // A concurrent request with the same key may have committed since the caller looked.
@@ -1029,11 +1047,14 @@ impl Storage for PgStore {
     }
 
     async fn next_due(&self) -> Result<Option<Millis>> {
+        // Leased deliveries are left out: their lease outlives the wait (which is at most
+        // delivery.poll_interval) unless their worker died.
         Ok(sqlx::query_scalar(
-            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_expires_at, 0))) \
-             FROM deliveries WHERE status = 'PENDING'",
+            "SELECT next_attempt_at FROM deliveries WHERE status = 'PENDING' \
+             AND (lease_expires_at IS NULL OR lease_expires_at <= $1) ORDER BY next_attempt_at LIMIT 1",
         )
-        .fetch_one(&self.pool)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
         .await?)
     }
 }
@@ -1050,6 +1071,23 @@ async fn lock_account(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Whether the API key is still live and its account still at the version the request was
+/// checked against. Under the account's intake lock: a change committed later is ordered after
+/// this event.
+async fn decided_from_current(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    seen: &DecidedFrom<'_>,
+) -> Result<bool> {
+    let version: Option<i64> = sqlx::query_scalar(
+        "SELECT a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+    )
+    .bind(seen.key_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(version == Some(seen.account_version))
 }
 
 async fn find_idempotent(
@@ -1322,6 +1360,7 @@ mod tests {
             events_limit: limit,
             now: now_millis(),
             idempotency,
+            decided_from: None,
         }
     }
 
@@ -1354,7 +1393,8 @@ mod tests {
                 .fetch_all(&store.pool)
                 .await
                 .expect("versions");
-        assert_eq!(versions, vec![1, 2, 3]);
+        let expected: Vec<i64> = MIGRATIONS.iter().map(|(version, _)| *version).collect();
+        assert_eq!(versions, expected);
         store.pool.close().await;
     }
 

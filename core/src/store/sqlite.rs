@@ -14,7 +14,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
-use super::sqlite_intake::IntakeWriter;
+use super::group_commit::GroupCommit;
+use super::sqlite_batch::{SqliteBatchWriter, refresh_event_statuses};
 use super::*;
 use crate::model::*;
 
@@ -28,6 +29,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_processes.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_account_versions.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_delivery_queue.sql"),
+    ),
 ];
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
@@ -39,7 +48,8 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
-    intake: IntakeWriter,
+    /// Intake and delivery results, committed in groups on the writer connection.
+    writes: GroupCommit,
 }
 
 impl SqliteStore {
@@ -58,7 +68,9 @@ impl SqliteStore {
             .await?;
         let store = Self {
             readers: writer.clone(),
-            intake: IntakeWriter::start(writer.clone()),
+            writes: GroupCommit::start(SqliteBatchWriter {
+                pool: writer.clone(),
+            }),
             writer,
         };
         store.migrate().await?;
@@ -279,6 +291,7 @@ impl Storage for SqliteStore {
                 account: account_from_row(&row)?,
                 key_id: row.try_get("key_id")?,
                 key_last_used_at: row.try_get("key_last_used_at")?,
+                account_version: row.try_get("version")?,
             })
         })
         .transpose()
@@ -588,7 +601,7 @@ impl Storage for SqliteStore {
     /// Commits the event, one delivery per provider and the quota count together, unless the
     /// quota is used up.
     async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
-        self.intake.insert(event).await
+        self.writes.insert(event).await
     }
 
     /// The event an `Idempotency-Key` was first used for within the window, with its request
@@ -719,7 +732,7 @@ impl Storage for SqliteStore {
         .bind(event_id)
         .execute(&mut *tx)
         .await?;
-        refresh_event_status(&mut tx, event_id).await?;
+        refresh_event_statuses(&mut tx, &[event_id.to_string()]).await?;
         tx.commit().await?;
         Ok(Some(done.rows_affected()))
     }
@@ -777,66 +790,9 @@ impl Storage for SqliteStore {
         attempt: Option<&AttemptLog>,
         update: &DeliveryUpdate,
     ) -> Result<bool> {
-        let now = now_millis();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let event_id: Option<String> = sqlx::query_scalar(
-            "SELECT event_id FROM deliveries WHERE id = ? AND lease_owner = ? AND status = 'PENDING'",
-        )
-        .bind(delivery_id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(event_id) = event_id else {
-            return Ok(false);
-        };
-        if let Some(attempt) = attempt {
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, error) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(delivery_id)
-            .bind(attempt.started_at)
-            .bind(attempt.duration_ms)
-            .bind(attempt.http_status.map(i64::from))
-            .bind(&attempt.error)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Every outcome gives the lease back.
-        let query = match update {
-            DeliveryUpdate::Delivered => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, status = 'DELIVERED', \
-                 delivered_at = ?1, waiting_reason = NULL, attempts = attempts + 1 WHERE id = ?2",
-            )
-            .bind(now),
-            DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
-                 attempts = attempts + ?2, last_error = ?3, waiting_reason = NULL WHERE id = ?4",
-            )
-            .bind(*at)
-            .bind(i64::from(*counted))
-            .bind(error.clone()),
-            DeliveryUpdate::Failed { error } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, status = 'FAILED', \
-                 last_error = ?1, waiting_reason = NULL, attempts = attempts + ?2 WHERE id = ?3",
-            )
-            .bind(error.clone())
-            .bind(i64::from(attempt.is_some())),
-            DeliveryUpdate::Deferred { at } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
-                 waiting_reason = NULL WHERE id = ?2",
-            )
-            .bind(*at),
-            DeliveryUpdate::Waiting { at, reason } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
-                 waiting_reason = ?2 WHERE id = ?3",
-            )
-            .bind(*at)
-            .bind(reason.clone()),
-        };
-        query.bind(delivery_id).execute(&mut *tx).await?;
-        refresh_event_status(&mut tx, &event_id).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.writes
+            .finish(delivery_id, owner, attempt, update)
+            .await
     }
 
     /// Extends the leases of every delivery `owner` is still working on.
@@ -885,15 +841,19 @@ impl Storage for SqliteStore {
 
     /// When the next delivery falls due (for the worker's sleep).
     async fn next_due(&self) -> Result<Option<Millis>> {
+        // Leased deliveries are left out: their lease outlives the wait (which is at most
+        // delivery.poll_interval) unless their worker died.
         Ok(sqlx::query_scalar(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_expires_at, 0))) FROM deliveries WHERE status = 'PENDING'",
+            "SELECT next_attempt_at FROM deliveries WHERE status = 'PENDING' \
+             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY next_attempt_at LIMIT 1",
         )
-        .fetch_one(&self.readers)
+        .bind(now_millis())
+        .fetch_optional(&self.readers)
         .await?)
     }
 }
 
-async fn find_idempotent(
+pub(super) async fn find_idempotent(
     conn: &mut sqlx::SqliteConnection,
     account_id: &str,
     key: &str,
@@ -945,23 +905,6 @@ async fn wake_waiting(
     .bind(now_millis())
     .bind(account_id)
     .bind(provider)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// PENDING while any delivery is not final, DELIVERED when all are delivered, FAILED otherwise.
-async fn refresh_event_status(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    event_id: &str,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE events SET delivery_status = CASE \
-           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND status = 'PENDING') THEN 'PENDING' \
-           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND status = 'FAILED') THEN 'FAILED' \
-           ELSE 'DELIVERED' END WHERE id = ?1",
-    )
-    .bind(event_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,0 +1,408 @@
+//! SQLite's [`BatchWriter`]: a batch of intake jobs and delivery results in one `BEGIN IMMEDIATE`
+//! transaction on the store's single writer connection. Rows go in with multi-row statements, so
+//! a batch costs a handful of statements rather than a few per job: every statement is a round
+//! trip to sqlx's connection thread.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use super::group_commit::{BatchWriter, FinishJob, IntakeJob};
+use super::sqlite::find_idempotent;
+use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
+use crate::model::{month_key, new_event_id, now_millis};
+
+/// Rows per multi-row statement, well inside SQLite's limit on bound values.
+const ROWS_PER_STATEMENT: usize = 200;
+
+pub struct SqliteBatchWriter {
+    pub pool: SqlitePool,
+}
+
+#[async_trait]
+impl BatchWriter for SqliteBatchWriter {
+    async fn write_batch(
+        &self,
+        intake: &[IntakeJob],
+        finishes: &[FinishJob],
+    ) -> Result<(Vec<IntakeResult>, Vec<bool>)> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let intake_results = write_intake(&mut tx, intake).await?;
+        let finish_results = write_finishes(&mut tx, finishes).await?;
+        tx.commit().await?;
+        Ok((intake_results, finish_results))
+    }
+}
+
+async fn write_intake(
+    conn: &mut SqliteConnection,
+    jobs: &[IntakeJob],
+) -> Result<Vec<IntakeResult>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let versions = current_versions(conn, jobs).await?;
+    // Events counted so far per (account, month): for limited accounts, from the stored count.
+    let mut counted: HashMap<(&str, String), i64> = HashMap::new();
+    let mut added: HashMap<(&str, String), i64> = HashMap::new();
+    let mut accepted: Vec<(&IntakeJob, String)> = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Some((key_hash, version)) = &job.verify
+            && versions.get(key_hash.as_str()) != Some(version)
+        {
+            results.push(IntakeResult::Stale);
+            continue;
+        }
+        if let Some((key, hash)) = &job.idempotency
+            // Another request with the same key may have been written since the caller looked
+            // (earlier in this batch, or in an earlier one).
+            && let Some((first_hash, event_id)) =
+                find_idempotent(conn, &job.account_id, key, job.now).await?
+        {
+            results.push(if first_hash == *hash {
+                IntakeResult::Replayed { event_id }
+            } else {
+                IntakeResult::KeyConflict
+            });
+            continue;
+        }
+        let quota_key = (job.account_id.as_str(), month_key(job.now));
+        if let Some(limit) = job.events_limit {
+            let count = match counted.get(&quota_key) {
+                Some(count) => *count,
+                None => stored_count(conn, quota_key.0, &quota_key.1).await?,
+            };
+            if count as u64 >= limit {
+                counted.insert(quota_key, count);
+                results.push(IntakeResult::QuotaExceeded);
+                continue;
+            }
+            counted.insert(quota_key.clone(), count + 1);
+        }
+        *added.entry(quota_key).or_default() += 1;
+        let event_id = new_event_id();
+        if let Some((key, hash)) = &job.idempotency {
+            remember_key(conn, job, key, hash, &event_id).await?;
+        }
+        accepted.push((job, event_id.clone()));
+        results.push(IntakeResult::Accepted { event_id });
+    }
+    insert_events(conn, &accepted).await?;
+    insert_deliveries(conn, &accepted).await?;
+    for ((account_id, month), events) in added {
+        sqlx::query(
+            "INSERT INTO quota_usage (account_id, month, events) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (account_id, month) DO UPDATE SET events = MAX(events, 0) + ?3",
+        )
+        .bind(account_id)
+        .bind(month)
+        .bind(events)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(oldest) = jobs
+        .iter()
+        .filter(|job| job.idempotency.is_some())
+        .map(|job| job.now)
+        .min()
+    {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(oldest - IDEMPOTENCY_WINDOW_MS)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(results)
+}
+
+/// The account version behind each live API key the batch was checked against.
+async fn current_versions<'j>(
+    conn: &mut SqliteConnection,
+    jobs: &'j [IntakeJob],
+) -> Result<HashMap<&'j str, i64>> {
+    let mut hashes: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job.verify.as_ref().map(|(hash, _)| hash.as_str()))
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let mut versions = HashMap::new();
+    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT k.key_hash, a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+             WHERE k.revoked_at IS NULL AND k.key_hash IN (",
+        );
+        let mut list = query.separated(", ");
+        for hash in chunk {
+            list.push_bind(*hash);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            let hash: String = row.try_get(0)?;
+            if let Some(known) = chunk.iter().find(|known| **known == hash) {
+                versions.insert(*known, row.try_get(1)?);
+            }
+        }
+    }
+    Ok(versions)
+}
+
+async fn stored_count(conn: &mut SqliteConnection, account_id: &str, month: &str) -> Result<i64> {
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
+            .bind(account_id)
+            .bind(month)
+            .fetch_optional(conn)
+            .await?;
+    Ok(stored.unwrap_or(0).max(0))
+}
+
+async fn remember_key(
+    conn: &mut SqliteConnection,
+    job: &IntakeJob,
+    key: &str,
+    request_hash: &str,
+    event_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, key) DO UPDATE SET \
+         request_hash = excluded.request_hash, event_id = excluded.event_id, \
+         created_at = excluded.created_at",
+    )
+    .bind(&job.account_id)
+    .bind(key)
+    .bind(request_hash)
+    .bind(event_id)
+    .bind(job.now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    accepted: &[(&IntakeJob, String)],
+) -> Result<()> {
+    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
+             category_emoji, description, fields, delivery_status, created_at) ",
+        );
+        query.push_values(chunk, |mut row, (job, event_id)| {
+            row.push_bind(event_id)
+                .push_bind(&job.account_id)
+                .push_bind(job.category.id)
+                .push_bind(&job.category.name)
+                .push_bind(i64::from(job.category.color))
+                .push_bind(&job.category.emoji)
+                .push_bind(&job.description)
+                .push_bind(&job.fields)
+                .push("'PENDING'")
+                .push_bind(job.now);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_deliveries(
+    conn: &mut SqliteConnection,
+    accepted: &[(&IntakeJob, String)],
+) -> Result<()> {
+    let rows: Vec<(&IntakeJob, &str, &str)> = accepted
+        .iter()
+        .flat_map(|(job, event_id)| {
+            job.providers
+                .iter()
+                .map(move |provider| (*job, event_id.as_str(), *provider))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
+             next_attempt_at) ",
+        );
+        query.push_values(chunk, |mut row, (job, event_id, provider)| {
+            row.push_bind(*event_id)
+                .push_bind(&job.account_id)
+                .push_bind(*provider)
+                .push("'PENDING'")
+                .push_bind(job.now)
+                .push_bind(job.now);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Records attempts and new states; a result whose lease was lost to another worker is
+/// ignored (`false`).
+async fn write_finishes(conn: &mut SqliteConnection, jobs: &[FinishJob]) -> Result<Vec<bool>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut leased = leased_deliveries(conn, jobs).await?;
+    let mut held = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut events = Vec::new();
+    for job in jobs {
+        // Taken out once used: a second result for the same claim is a lost lease.
+        let owned = match leased.remove(&job.delivery_id) {
+            Some((event_id, owner)) if owner == job.owner => {
+                events.push(event_id);
+                true
+            }
+            _ => false,
+        };
+        if owned {
+            held.push(job);
+        }
+        results.push(owned);
+    }
+    insert_attempts(conn, &held).await?;
+    let delivered: Vec<i64> = held
+        .iter()
+        .filter(|job| matches!(job.update, DeliveryUpdate::Delivered))
+        .map(|job| job.delivery_id)
+        .collect();
+    mark_delivered(conn, &delivered).await?;
+    for job in held
+        .iter()
+        .filter(|job| !matches!(job.update, DeliveryUpdate::Delivered))
+    {
+        update_delivery(conn, job).await?;
+    }
+    events.sort_unstable();
+    events.dedup();
+    refresh_event_statuses(conn, &events).await?;
+    Ok(results)
+}
+
+/// `delivery id → (event id, lease owner)` of the jobs' deliveries still pending.
+async fn leased_deliveries(
+    conn: &mut SqliteConnection,
+    jobs: &[FinishJob],
+) -> Result<HashMap<i64, (String, String)>> {
+    let mut leased = HashMap::with_capacity(jobs.len());
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            // By id alone: a condition on status would let SQLite walk the queue index instead.
+            "SELECT id, event_id, lease_owner, status FROM deliveries WHERE id IN (",
+        );
+        let mut list = query.separated(", ");
+        for job in chunk {
+            list.push_bind(job.delivery_id);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            let owner: Option<String> = row.try_get(2)?;
+            let status: String = row.try_get(3)?;
+            if let (Some(owner), "PENDING") = (owner, status.as_str()) {
+                leased.insert(row.try_get(0)?, (row.try_get(1)?, owner));
+            }
+        }
+    }
+    Ok(leased)
+}
+
+async fn insert_attempts(conn: &mut SqliteConnection, held: &[&FinishJob]) -> Result<()> {
+    let attempts: Vec<_> = held
+        .iter()
+        .filter_map(|job| {
+            job.attempt
+                .as_ref()
+                .map(|attempt| (job.delivery_id, attempt))
+        })
+        .collect();
+    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, \
+             error) ",
+        );
+        query.push_values(chunk, |mut row, (delivery_id, attempt)| {
+            row.push_bind(*delivery_id)
+                .push_bind(attempt.started_at)
+                .push_bind(attempt.duration_ms)
+                .push_bind(attempt.http_status.map(i64::from))
+                .push_bind(&attempt.error);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn mark_delivered(conn: &mut SqliteConnection, ids: &[i64]) -> Result<()> {
+    let now = now_millis();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+             status = 'DELIVERED', waiting_reason = NULL, attempts = attempts + 1, delivered_at = ",
+        );
+        query.push_bind(now).push(" WHERE id IN (");
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Any outcome but delivered: one statement each (they are the rare ones). Every outcome gives
+/// the lease back.
+async fn update_delivery(conn: &mut SqliteConnection, job: &FinishJob) -> Result<()> {
+    let query = match &job.update {
+        DeliveryUpdate::Delivered => return mark_delivered(conn, &[job.delivery_id]).await,
+        DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
+             attempts = attempts + ?2, last_error = ?3, waiting_reason = NULL WHERE id = ?4",
+        )
+        .bind(*at)
+        .bind(i64::from(*counted))
+        .bind(error),
+        DeliveryUpdate::Failed { error } => sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, status = 'FAILED', \
+             last_error = ?1, waiting_reason = NULL, attempts = attempts + ?2 WHERE id = ?3",
+        )
+        .bind(error)
+        .bind(i64::from(job.attempt.is_some())),
+        DeliveryUpdate::Deferred { at } => sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
+             waiting_reason = NULL WHERE id = ?2",
+        )
+        .bind(*at),
+        DeliveryUpdate::Waiting { at, reason } => sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
+             waiting_reason = ?2 WHERE id = ?3",
+        )
+        .bind(*at)
+        .bind(reason),
+    };
+    query.bind(job.delivery_id).execute(conn).await?;
+    Ok(())
+}
+
+/// PENDING while any delivery is not final, DELIVERED when all are delivered, FAILED otherwise.
+pub(super) async fn refresh_event_statuses(
+    conn: &mut SqliteConnection,
+    event_ids: &[String],
+) -> Result<()> {
+    for chunk in event_ids.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE events SET delivery_status = CASE \
+               WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'PENDING') THEN 'PENDING' \
+               WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'FAILED') THEN 'FAILED' \
+               ELSE 'DELIVERED' END WHERE id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        query.push(")");
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
