@@ -7,8 +7,11 @@
 # starts N relays on one database with Discord pointed at the stand-in (rate limit lifted),
 # creates an account on an unlimited plan, warms up, then loads POST /api/v1/event with wrk and
 # prints accepted events/s, p50/p99 latency, non-2xx answers, end-to-end events/s (first request
-# until the stand-in has every accepted event) and the relays' peak RSS. Results are written to
-# bench/results/<backend>-<N>p.txt. Needs wrk (apt-get install wrk); PostgreSQL runs use
+# until the stand-in has every accepted event) and the relays' peak RSS. In the same run, after the
+# warm-up, the same load (wrk threads, connections, duration and Lua script) goes to nginx
+# answering a static {"message":"ok"}: the summary gives its answers/s and the ratio relay / nginx.
+# Results are written to bench/results/<backend>-<N>p.txt. Needs wrk and nginx
+# (apt-get install wrk nginx-light); PostgreSQL runs use
 # $PINGPILOT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test) and a fresh
 # database on that server.
 set -euo pipefail
@@ -26,13 +29,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+# /usr/sbin is not on every user's PATH.
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || { echo "nginx is missing: apt-get install nginx-light" >&2; exit 1; }
 
 cargo build --release -q --bin pingpilot --example standin
 bin=target/release/pingpilot
 work=$(mktemp -d)
-pids=()
+pids=() nginx_pid=
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" $nginx_pid; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "$backend" = postgres ]; then
     psql "$pg_server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
@@ -111,6 +117,40 @@ accepted_total() { curl -sf "${urls[0]}/api/v1/quota" -H "$auth" | python3 -c 'i
 load 3s # warm-up
 for _ in $(seq 1 600); do [ "$(delivered)" -ge "$(accepted_total)" ] && break; sleep 0.1; done
 
+# The reference: nginx answering a static body on this machine, under the same load (one wrk with
+# all the connections), while the relays idle. Runs as the current user: everything it writes is
+# in $work (as root its workers run as nobody, which needs none of it for this small body).
+nginx_port=18170
+cat > "$work/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-body;
+  proxy_temp_path $work/nginx-proxy;
+  fastcgi_temp_path $work/nginx-fastcgi;
+  uwsgi_temp_path $work/nginx-uwsgi;
+  scgi_temp_path $work/nginx-scgi;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    default_type application/json;
+    location / { return 200 '{"message":"ok"}'; }
+  }
+}
+NGINX
+"$nginx" -p "$work" -c "$work/nginx.conf" -e "$work/nginx-error.log" & nginx_pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$nginx_port/" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$nginx_port/" >/dev/null ||
+  { echo "nginx did not start:" >&2; cat "$work/nginx-error.log" >&2; exit 1; }
+wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/post.lua" \
+  "http://127.0.0.1:$nginx_port/api/v1/event" > "$work/wrk-nginx.txt"
+kill "$nginx_pid"
+wait "$nginx_pid" 2>/dev/null || true
+nginx_pid=
+
 before_accepted=$(accepted_total)
 start=$(date +%s.%N)
 if [ -n "$profile" ]; then
@@ -149,6 +189,11 @@ print(f"latency p50: {p50:.2f} ms, p99: {p99:.2f} ms (worst relay)")
 print(f"non-2xx answers: {non2xx}")
 print(f"events accepted in the run: {accepted}")
 print(f"end-to-end events/s: {accepted / (end - start):.0f} (first request until the stand-in had them all)")
+nginx = open(f"{work}/wrk-nginx.txt").read()
+nginx_rps = float(re.search(r"Requests/sec:\s+([\d.]+)", nginx).group(1))
+m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", nginx)
+print(f"nginx static answers/s: {nginx_rps:.0f}" + (f" ({m.group(1)} non-2xx)" if m else ""))
+print(f"relay / nginx: {rps / nginx_rps:.2f}")
 PY
 )
 rss=0

@@ -17,6 +17,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
+pub use intake::{ValidEvent, validate_event};
 pub(crate) use intake_cache::IntakeCache;
 
 use crate::app::AppState;

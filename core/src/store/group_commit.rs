@@ -5,7 +5,9 @@
 //! of its statements.
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{AttemptLog, DeliveryUpdate, IntakeResult, NewEvent, Result, StoreError, json_text};
 use crate::model::{Category, Millis};
@@ -81,10 +83,16 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task.
-    pub fn start(writer: impl BatchWriter) -> Self {
+    /// Starts `writers` writer tasks taking batches from one queue: one for a database with a
+    /// single writer (SQLite), a few where transactions run side by side (PostgreSQL), so one
+    /// batch's round trips overlap another's.
+    pub fn start(writer: impl BatchWriter, writers: usize) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, queue));
+        let writer = Arc::new(writer);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(writer.clone(), queue.clone()));
+        }
         Self { jobs }
     }
 
@@ -127,9 +135,11 @@ fn received<T>(answer: std::result::Result<Result<T>, oneshot::error::RecvError>
     answer.map_err(|_| StoreError::Corrupt("the database writer dropped a request".into()))?
 }
 
-async fn run(writer: impl BatchWriter, mut queue: mpsc::Receiver<Job>) {
+async fn run<W: BatchWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut waiting = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut waiting, MAX_BATCH).await > 0 {
+    // The queue is held only while taking a batch: the next writer takes the jobs that arrive
+    // while this one writes.
+    while queue.lock().await.recv_many(&mut waiting, MAX_BATCH).await > 0 {
         let mut intake = Vec::new();
         let mut intake_replies = Vec::new();
         let mut finishes = Vec::new();

@@ -2,6 +2,7 @@
 
 mod group_commit;
 mod postgres;
+mod postgres_batch;
 mod sqlite;
 mod sqlite_batch;
 

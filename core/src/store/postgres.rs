@@ -21,6 +21,8 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, QueryBuilder, Row};
 
+use super::group_commit::GroupCommit;
+use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
 use crate::model::*;
 
@@ -47,12 +49,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// Batches written side by side by one process.
+const PG_WRITERS: usize = 2;
+
 /// Advisory lock held (for one transaction) while migrations are checked and applied.
 const MIGRATION_LOCK: i64 = 0x5069_6e67_5069_6c6f; // "PingPilo"
 
 /// First key of the two-key advisory locks taken per account (the second is a hash of the id).
 /// The two-key form never collides with the one-key [`MIGRATION_LOCK`].
-const INTAKE_LOCK_CLASS: i32 = 0x5050_0001;
+pub(super) const INTAKE_LOCK_CLASS: i32 = 0x5050_0001;
 const CATEGORY_LOCK_CLASS: i32 = 0x5050_0002;
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
@@ -63,6 +68,8 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Intake and delivery results, committed in groups.
+    writes: GroupCommit,
 }
 
 impl PgStore {
@@ -94,7 +101,10 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(report)?;
-        let store = Self { pool };
+        let store = Self {
+            writes: GroupCommit::start(PgBatchWriter { pool: pool.clone() }, PG_WRITERS),
+            pool,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -641,113 +651,7 @@ impl Storage for PgStore {
     }
 
     async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
-        let month = month_key(event.now);
-        let mut tx = self.pool.begin().await?;
-        if event.events_limit.is_some()
-            || event.idempotency.is_some()
-            || event.decided_from.is_some()
-        {
-            // Checked intake for one account runs one transaction at a time, across processes.
-            // Each later statement (READ COMMITTED) sees what the previous holder committed.
-            lock_account(&mut tx, INTAKE_LOCK_CLASS, event.account_id).await?;
-        }
-        if let Some(seen) = &event.decided_from
-            && !decided_from_current(&mut tx, seen).await?
-        {
-            tx.rollback().await?;
-            return Ok(IntakeResult::Stale);
-        }
-        if let Some(idempotency) = &event.idempotency {
-            // A concurrent request with the same key may have committed since the caller looked.
-            let earlier =
-                find_idempotent(&mut tx, event.account_id, idempotency.key, event.now).await?;
-            if let Some((hash, event_id)) = earlier {
-                // Ends the transaction now, releasing the account's lock.
-                tx.rollback().await?;
-                return Ok(if hash == idempotency.request_hash {
-                    IntakeResult::Replayed { event_id }
-                } else {
-                    IntakeResult::KeyConflict
-                });
-            }
-        }
-        if let Some(limit) = event.events_limit {
-            let used: Option<i64> = sqlx::query_scalar(
-                "SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2",
-            )
-            .bind(event.account_id)
-            .bind(&month)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if used.unwrap_or(0).max(0) as u64 >= limit {
-                tx.rollback().await?;
-                return Ok(IntakeResult::QuotaExceeded);
-            }
-        }
-        let event_id = new_event_id();
-        let category = event.category;
-        sqlx::query(
-            "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
-             category_emoji, description, fields, delivery_status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', $9)",
-        )
-        .bind(&event_id)
-        .bind(event.account_id)
-        .bind(category.id)
-        .bind(&category.name)
-        .bind(category.color as i64)
-        .bind(&category.emoji)
-        .bind(event.description)
-        .bind(json_text(event.fields))
-        .bind(event.now)
-        .execute(&mut *tx)
-        .await?;
-        for provider in event.providers {
-            sqlx::query(
-                "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
-                 next_attempt_at) VALUES ($1, $2, $3, 'PENDING', $4, $4)",
-            )
-            .bind(&event_id)
-            .bind(event.account_id)
-            .bind(*provider)
-            .bind(event.now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO quota_usage (account_id, month, events) VALUES ($1, $2, 1) \
-             ON CONFLICT (account_id, month) DO UPDATE SET events = quota_usage.events + 1",
-        )
-        .bind(event.account_id)
-        .bind(&month)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(idempotency) = &event.idempotency {
-            // Expired keys of any account; rows another intake is removing are left to it.
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE (account_id, key) IN \
-                 (SELECT account_id, key FROM idempotency_keys WHERE created_at < $1 \
-                  FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(event.now - IDEMPOTENCY_WINDOW_MS)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (account_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, \
-                 event_id = EXCLUDED.event_id, created_at = EXCLUDED.created_at",
-            )
-            .bind(event.account_id)
-            .bind(idempotency.key)
-            .bind(idempotency.request_hash)
-            .bind(&event_id)
-            .bind(event.now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(IntakeResult::Accepted { event_id })
+        self.writes.insert(event).await
     }
 
     async fn idempotent_event(
@@ -875,7 +779,7 @@ impl Storage for PgStore {
         .bind(event_id)
         .execute(&mut *tx)
         .await?;
-        refresh_event_status(&mut tx, event_id).await?;
+        refresh_event_statuses(&mut tx, &[event_id.to_string()]).await?;
         tx.commit().await?;
         Ok(Some(done.rows_affected()))
     }
@@ -933,72 +837,9 @@ impl Storage for PgStore {
         attempt: Option<&AttemptLog>,
         update: &DeliveryUpdate,
     ) -> Result<bool> {
-        let now = now_millis();
-        let mut tx = self.pool.begin().await?;
-        // Locked until commit: a worker taking over an expired lease waits or skips this row.
-        let event_id: Option<String> = sqlx::query_scalar(
-            "SELECT event_id FROM deliveries WHERE id = $1 AND lease_owner = $2 \
-             AND status = 'PENDING' FOR UPDATE",
-        )
-        .bind(delivery_id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(event_id) = event_id else {
-            return Ok(false);
-        };
-        if let Some(attempt) = attempt {
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, \
-                 error) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(delivery_id)
-            .bind(attempt.started_at)
-            .bind(attempt.duration_ms)
-            .bind(attempt.http_status.map(i64::from))
-            .bind(&attempt.error)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Every outcome gives the lease back.
-        let query = match update {
-            DeliveryUpdate::Delivered => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-                 status = 'DELIVERED', delivered_at = $1, waiting_reason = NULL, \
-                 attempts = attempts + 1 WHERE id = $2",
-            )
-            .bind(now),
-            DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-                 next_attempt_at = $1, attempts = attempts + $2, last_error = $3, \
-                 waiting_reason = NULL WHERE id = $4",
-            )
-            .bind(*at)
-            .bind(i64::from(*counted))
-            .bind(error.clone()),
-            DeliveryUpdate::Failed { error } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-                 status = 'FAILED', last_error = $1, waiting_reason = NULL, \
-                 attempts = attempts + $2 WHERE id = $3",
-            )
-            .bind(error.clone())
-            .bind(i64::from(attempt.is_some())),
-            DeliveryUpdate::Deferred { at } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-                 next_attempt_at = $1, waiting_reason = NULL WHERE id = $2",
-            )
-            .bind(*at),
-            DeliveryUpdate::Waiting { at, reason } => sqlx::query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-                 next_attempt_at = $1, waiting_reason = $2 WHERE id = $3",
-            )
-            .bind(*at)
-            .bind(reason.clone()),
-        };
-        query.bind(delivery_id).execute(&mut *tx).await?;
-        refresh_event_status(&mut tx, &event_id).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.writes
+            .finish(delivery_id, owner, attempt, update)
+            .await
     }
 
     async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64> {
@@ -1073,24 +914,7 @@ async fn lock_account(
     Ok(())
 }
 
-/// Whether the API key is still live and its account still at the version the request was
-/// checked against. Under the account's intake lock: a change committed later is ordered after
-/// this event.
-async fn decided_from_current(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    seen: &DecidedFrom<'_>,
-) -> Result<bool> {
-    let version: Option<i64> = sqlx::query_scalar(
-        "SELECT a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-    )
-    .bind(seen.key_hash)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(version == Some(seen.account_version))
-}
-
-async fn find_idempotent(
+pub(super) async fn find_idempotent(
     conn: &mut PgConnection,
     account_id: &str,
     key: &str,
@@ -1146,31 +970,6 @@ async fn wake_waiting(
     .bind(now_millis())
     .bind(account_id)
     .bind(provider)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// PENDING while any delivery is not final, DELIVERED when all are delivered, FAILED otherwise.
-///
-/// The event row is locked first, in its own statement: the status is then computed from a
-/// snapshot taken after any other transaction that finished a delivery of this event committed
-/// (an `UPDATE` alone would evaluate its subqueries on a snapshot from before it waited).
-async fn refresh_event_status(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    event_id: &str,
-) -> Result<()> {
-    sqlx::query("SELECT id FROM events WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(event_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
-        "UPDATE events SET delivery_status = CASE \
-           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = $1 AND status = 'PENDING') THEN 'PENDING' \
-           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = $1 AND status = 'FAILED') THEN 'FAILED' \
-           ELSE 'DELIVERED' END WHERE id = $1",
-    )
-    .bind(event_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -68,9 +68,12 @@ impl SqliteStore {
             .await?;
         let store = Self {
             readers: writer.clone(),
-            writes: GroupCommit::start(SqliteBatchWriter {
-                pool: writer.clone(),
-            }),
+            writes: GroupCommit::start(
+                SqliteBatchWriter {
+                    pool: writer.clone(),
+                },
+                1,
+            ),
             writer,
         };
         store.migrate().await?;
