@@ -5,12 +5,13 @@
 //! of its statements.
 
 use async_trait::async_trait;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{AttemptLog, DeliveryUpdate, IntakeResult, NewEvent, Result, StoreError, json_text};
-use crate::model::{Category, Millis};
+use crate::model::{Category, Millis, month_key, new_event_id};
 
 /// Most jobs written together.
 const MAX_BATCH: usize = 512;
@@ -70,6 +71,126 @@ pub trait BatchWriter: Send + Sync + 'static {
         intake: &[IntakeJob],
         finishes: &[FinishJob],
     ) -> Result<(Vec<IntakeResult>, Vec<bool>)>;
+}
+
+/// The reads and writes that deciding a batch's intake needs, from each backend.
+#[async_trait]
+pub trait IntakeLookups: Send {
+    /// The request hash and event of an `Idempotency-Key` used within the window.
+    async fn earlier_use(
+        &mut self,
+        account_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> Result<Option<(String, String)>>;
+    /// Events counted for the account in `month` so far (never below zero).
+    async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64>;
+    /// Records an `Idempotency-Key`'s first use.
+    async fn remember_key(
+        &mut self,
+        job: &IntakeJob,
+        key: &str,
+        request_hash: &str,
+        event_id: &str,
+    ) -> Result<()>;
+}
+
+/// What a batch's intake comes to: each job's result, the events to insert with their new ids,
+/// and how many events to count per (account, month), sorted.
+pub struct IntakePlan<'j> {
+    pub results: Vec<IntakeResult>,
+    pub accepted: Vec<(&'j IntakeJob, String)>,
+    pub counts: Vec<((&'j str, String), i64)>,
+}
+
+/// Decides each intake job of a batch in order, inside the batch's transaction: stale copies,
+/// idempotent repeats (of earlier batches or earlier in this one) and the quota, counted across
+/// the batch. `versions` maps each live API key hash the batch was checked against to its
+/// account's version.
+pub async fn plan_intake<'j>(
+    db: &mut impl IntakeLookups,
+    jobs: &'j [IntakeJob],
+    versions: &HashMap<&str, i64>,
+) -> Result<IntakePlan<'j>> {
+    // Events counted so far per (account, month): for limited accounts, from the stored count.
+    let mut counted: HashMap<(&str, String), i64> = HashMap::new();
+    let mut added: HashMap<(&str, String), i64> = HashMap::new();
+    let mut accepted = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Some((key_hash, version)) = &job.verify
+            && versions.get(key_hash.as_str()) != Some(version)
+        {
+            results.push(IntakeResult::Stale);
+            continue;
+        }
+        if let Some((key, hash)) = &job.idempotency
+            && let Some((first_hash, event_id)) =
+                db.earlier_use(&job.account_id, key, job.now).await?
+        {
+            results.push(if first_hash == *hash {
+                IntakeResult::Replayed { event_id }
+            } else {
+                IntakeResult::KeyConflict
+            });
+            continue;
+        }
+        let quota_key = (job.account_id.as_str(), month_key(job.now));
+        if let Some(limit) = job.events_limit {
+            let count = match counted.get(&quota_key) {
+                Some(count) => *count,
+                None => db.stored_count(quota_key.0, &quota_key.1).await?,
+            };
+            if count as u64 >= limit {
+                counted.insert(quota_key, count);
+                results.push(IntakeResult::QuotaExceeded);
+                continue;
+            }
+            counted.insert(quota_key.clone(), count + 1);
+        }
+        *added.entry(quota_key).or_default() += 1;
+        let event_id = new_event_id();
+        if let Some((key, hash)) = &job.idempotency {
+            db.remember_key(job, key, hash, &event_id).await?;
+        }
+        accepted.push((job, event_id.clone()));
+        results.push(IntakeResult::Accepted { event_id });
+    }
+    let mut counts: Vec<_> = added.into_iter().collect();
+    counts.sort_unstable();
+    Ok(IntakePlan {
+        results,
+        accepted,
+        counts,
+    })
+}
+
+/// Which delivery results still hold their lease, given `delivery id → (event id, lease owner)`
+/// of the pending ones: each job's answer, the held jobs, and their events (sorted, once each).
+pub fn held_results(
+    jobs: &[FinishJob],
+    mut leased: HashMap<i64, (String, String)>,
+) -> (Vec<bool>, Vec<&FinishJob>, Vec<String>) {
+    let mut held = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut events = Vec::new();
+    for job in jobs {
+        // Taken out once used: a second result for the same claim is a lost lease.
+        let owned = match leased.remove(&job.delivery_id) {
+            Some((event_id, owner)) if owner == job.owner => {
+                events.push(event_id);
+                true
+            }
+            _ => false,
+        };
+        if owned {
+            held.push(job);
+        }
+        results.push(owned);
+    }
+    events.sort_unstable();
+    events.dedup();
+    (results, held, events)
 }
 
 enum Job {
@@ -202,5 +323,44 @@ fn answer_all<T>(replies: Vec<oneshot::Sender<Result<T>>>, results: Vec<T>) {
     for (reply, result) in replies.into_iter().zip(results) {
         // The caller may have hung up; what was committed stays committed.
         let _ = reply.send(Ok(result));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finish(delivery_id: i64, owner: &str) -> FinishJob {
+        FinishJob {
+            delivery_id,
+            owner: owner.into(),
+            attempt: None,
+            update: DeliveryUpdate::Delivered,
+        }
+    }
+
+    #[test]
+    fn only_results_that_still_hold_their_lease_count() {
+        let jobs = [
+            finish(1, "w1"),
+            finish(2, "w1"),
+            finish(3, "w1"),
+            finish(1, "w1"),
+            finish(4, "w1"),
+        ];
+        let leased = HashMap::from([
+            (1, ("evt_b".to_string(), "w1".to_string())),
+            // Taken over by another worker after the lease expired.
+            (2, ("evt_a".to_string(), "w2".to_string())),
+            (4, ("evt_b".to_string(), "w1".to_string())),
+        ]);
+        let (results, held, events) = held_results(&jobs, leased);
+        // 3 is no longer pending; the second result for 1 comes after the first used the lease.
+        assert_eq!(results, [true, false, false, false, true]);
+        assert_eq!(
+            held.iter().map(|job| job.delivery_id).collect::<Vec<_>>(),
+            [1, 4]
+        );
+        assert_eq!(events, ["evt_b"]);
     }
 }

@@ -8,10 +8,12 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::group_commit::{BatchWriter, FinishJob, IntakeJob};
+use super::group_commit::{
+    BatchWriter, FinishJob, IntakeJob, IntakeLookups, held_results, plan_intake,
+};
 use super::sqlite::find_idempotent;
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
-use crate::model::{month_key, new_event_id, now_millis};
+use crate::model::{Millis, now_millis};
 
 /// Rows per multi-row statement, well inside SQLite's limit on bound values.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -43,55 +45,11 @@ async fn write_intake(
         return Ok(Vec::new());
     }
     let versions = current_versions(conn, jobs).await?;
-    // Events counted so far per (account, month): for limited accounts, from the stored count.
-    let mut counted: HashMap<(&str, String), i64> = HashMap::new();
-    let mut added: HashMap<(&str, String), i64> = HashMap::new();
-    let mut accepted: Vec<(&IntakeJob, String)> = Vec::with_capacity(jobs.len());
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        if let Some((key_hash, version)) = &job.verify
-            && versions.get(key_hash.as_str()) != Some(version)
-        {
-            results.push(IntakeResult::Stale);
-            continue;
-        }
-        if let Some((key, hash)) = &job.idempotency
-            // Another request with the same key may have been written since the caller looked
-            // (earlier in this batch, or in an earlier one).
-            && let Some((first_hash, event_id)) =
-                find_idempotent(conn, &job.account_id, key, job.now).await?
-        {
-            results.push(if first_hash == *hash {
-                IntakeResult::Replayed { event_id }
-            } else {
-                IntakeResult::KeyConflict
-            });
-            continue;
-        }
-        let quota_key = (job.account_id.as_str(), month_key(job.now));
-        if let Some(limit) = job.events_limit {
-            let count = match counted.get(&quota_key) {
-                Some(count) => *count,
-                None => stored_count(conn, quota_key.0, &quota_key.1).await?,
-            };
-            if count as u64 >= limit {
-                counted.insert(quota_key, count);
-                results.push(IntakeResult::QuotaExceeded);
-                continue;
-            }
-            counted.insert(quota_key.clone(), count + 1);
-        }
-        *added.entry(quota_key).or_default() += 1;
-        let event_id = new_event_id();
-        if let Some((key, hash)) = &job.idempotency {
-            remember_key(conn, job, key, hash, &event_id).await?;
-        }
-        accepted.push((job, event_id.clone()));
-        results.push(IntakeResult::Accepted { event_id });
-    }
+    let plan = plan_intake(&mut Lookups(&mut *conn), jobs, &versions).await?;
+    let accepted = plan.accepted;
     insert_events(conn, &accepted).await?;
     insert_deliveries(conn, &accepted).await?;
-    for ((account_id, month), events) in added {
+    for ((account_id, month), events) in plan.counts {
         sqlx::query(
             "INSERT INTO quota_usage (account_id, month, events) VALUES (?1, ?2, ?3) \
              ON CONFLICT (account_id, month) DO UPDATE SET events = MAX(events, 0) + ?3",
@@ -113,7 +71,7 @@ async fn write_intake(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(results)
+    Ok(plan.results)
 }
 
 /// The account version behind each live API key the batch was checked against.
@@ -148,37 +106,52 @@ async fn current_versions<'j>(
     Ok(versions)
 }
 
-async fn stored_count(conn: &mut SqliteConnection, account_id: &str, month: &str) -> Result<i64> {
-    let stored: Option<i64> =
-        sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
-            .bind(account_id)
-            .bind(month)
-            .fetch_optional(conn)
-            .await?;
-    Ok(stored.unwrap_or(0).max(0))
-}
+/// Intake's reads and writes inside the batch's transaction.
+struct Lookups<'c>(&'c mut SqliteConnection);
 
-async fn remember_key(
-    conn: &mut SqliteConnection,
-    job: &IntakeJob,
-    key: &str,
-    request_hash: &str,
-    event_id: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, key) DO UPDATE SET \
-         request_hash = excluded.request_hash, event_id = excluded.event_id, \
-         created_at = excluded.created_at",
-    )
-    .bind(&job.account_id)
-    .bind(key)
-    .bind(request_hash)
-    .bind(event_id)
-    .bind(job.now)
-    .execute(conn)
-    .await?;
-    Ok(())
+#[async_trait]
+impl IntakeLookups for Lookups<'_> {
+    async fn earlier_use(
+        &mut self,
+        account_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> Result<Option<(String, String)>> {
+        find_idempotent(self.0, account_id, key, now).await
+    }
+
+    async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64> {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
+                .bind(account_id)
+                .bind(month)
+                .fetch_optional(&mut *self.0)
+                .await?;
+        Ok(stored.unwrap_or(0).max(0))
+    }
+
+    async fn remember_key(
+        &mut self,
+        job: &IntakeJob,
+        key: &str,
+        request_hash: &str,
+        event_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, key) DO UPDATE SET \
+             request_hash = excluded.request_hash, event_id = excluded.event_id, \
+             created_at = excluded.created_at",
+        )
+        .bind(&job.account_id)
+        .bind(key)
+        .bind(request_hash)
+        .bind(event_id)
+        .bind(job.now)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
 }
 
 async fn insert_events(
@@ -243,24 +216,8 @@ async fn write_finishes(conn: &mut SqliteConnection, jobs: &[FinishJob]) -> Resu
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut leased = leased_deliveries(conn, jobs).await?;
-    let mut held = Vec::with_capacity(jobs.len());
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut events = Vec::new();
-    for job in jobs {
-        // Taken out once used: a second result for the same claim is a lost lease.
-        let owned = match leased.remove(&job.delivery_id) {
-            Some((event_id, owner)) if owner == job.owner => {
-                events.push(event_id);
-                true
-            }
-            _ => false,
-        };
-        if owned {
-            held.push(job);
-        }
-        results.push(owned);
-    }
+    let leased = leased_deliveries(conn, jobs).await?;
+    let (results, held, events) = held_results(jobs, leased);
     insert_attempts(conn, &held).await?;
     let delivered: Vec<i64> = held
         .iter()
@@ -274,8 +231,6 @@ async fn write_finishes(conn: &mut SqliteConnection, jobs: &[FinishJob]) -> Resu
     {
         update_delivery(conn, job).await?;
     }
-    events.sort_unstable();
-    events.dedup();
     refresh_event_statuses(conn, &events).await?;
     Ok(results)
 }
