@@ -822,7 +822,7 @@ impl Storage for PgStore {
              FROM deliveries d JOIN events e ON e.id = d.event_id \
              JOIN accounts a ON a.id = d.account_id \
              LEFT JOIN channel_links l ON l.account_id = d.account_id AND l.provider = d.provider \
-             WHERE d.id = ANY($1) ORDER BY d.next_attempt_at, d.id",
+             JOIN unnest($1::bigint[]) AS u(id) ON u.id = d.id ORDER BY d.next_attempt_at, d.id",
         )
         .bind(&ids)
         .fetch_all(&self.pool)

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use super::group_commit::{
     BatchWriter, FinishJob, IntakeJob, IntakeLookups, held_results, plan_intake,
@@ -17,9 +17,6 @@ use super::group_commit::{
 use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
 use crate::model::{Millis, now_millis};
-
-/// Rows per multi-row statement, well inside PostgreSQL's limit on bound values.
-const ROWS_PER_STATEMENT: usize = 1000;
 
 pub struct PgBatchWriter {
     pub pool: PgPool,
@@ -123,8 +120,9 @@ async fn current_versions<'j>(
         return Ok(versions);
     }
     let rows = sqlx::query(
-        "SELECT k.key_hash, a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
-         WHERE k.revoked_at IS NULL AND k.key_hash = ANY($1)",
+        "SELECT k.key_hash, a.version FROM unnest($1::text[]) AS u(hash) \
+         JOIN api_keys k ON k.key_hash = u.hash JOIN accounts a ON a.id = k.account_id \
+         WHERE k.revoked_at IS NULL",
     )
     .bind(&hashes)
     .fetch_all(&mut *conn)
@@ -187,26 +185,48 @@ impl IntakeLookups for Lookups<'_> {
     }
 }
 
+// Rows go in as one array per column through `unnest`: the statement text is the same for any
+// number of rows, so PostgreSQL prepares it once per connection instead of parsing and planning
+// a new multi-row VALUES list for every batch.
+
 async fn insert_events(conn: &mut PgConnection, accepted: &[(&IntakeJob, String)]) -> Result<()> {
-    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
-             category_emoji, description, fields, delivery_status, created_at) ",
-        );
-        query.push_values(chunk, |mut row, (job, event_id)| {
-            row.push_bind(event_id)
-                .push_bind(&job.account_id)
-                .push_bind(job.category.id)
-                .push_bind(&job.category.name)
-                .push_bind(i64::from(job.category.color))
-                .push_bind(&job.category.emoji)
-                .push_bind(&job.description)
-                .push_bind(&job.fields)
-                .push("'PENDING'")
-                .push_bind(job.now);
-        });
-        query.build().execute(&mut *conn).await?;
+    if accepted.is_empty() {
+        return Ok(());
     }
+    let column = |value: fn(&IntakeJob) -> &str| -> Vec<&str> {
+        accepted.iter().map(|(job, _)| value(job)).collect()
+    };
+    let ids: Vec<&str> = accepted.iter().map(|(_, id)| id.as_str()).collect();
+    let category_ids: Vec<i64> = accepted.iter().map(|(job, _)| job.category.id).collect();
+    let colors: Vec<i64> = accepted
+        .iter()
+        .map(|(job, _)| i64::from(job.category.color))
+        .collect();
+    let emojis: Vec<Option<&str>> = accepted
+        .iter()
+        .map(|(job, _)| job.category.emoji.as_deref())
+        .collect();
+    let created: Vec<i64> = accepted.iter().map(|(job, _)| job.now).collect();
+    sqlx::query(
+        "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
+         category_emoji, description, fields, delivery_status, created_at) \
+         SELECT id, account_id, category_id, category_name, category_color, category_emoji, \
+         description, fields, 'PENDING', created_at FROM unnest($1::text[], $2::text[], \
+         $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], \
+         $9::bigint[]) AS r(id, account_id, category_id, category_name, category_color, \
+         category_emoji, description, fields, created_at)",
+    )
+    .bind(&ids)
+    .bind(column(|job| &job.account_id))
+    .bind(&category_ids)
+    .bind(column(|job| &job.category.name))
+    .bind(&colors)
+    .bind(&emojis)
+    .bind(column(|job| &job.description))
+    .bind(column(|job| &job.fields))
+    .bind(&created)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -214,29 +234,33 @@ async fn insert_deliveries(
     conn: &mut PgConnection,
     accepted: &[(&IntakeJob, String)],
 ) -> Result<()> {
-    let rows: Vec<(&IntakeJob, &str, &str)> = accepted
-        .iter()
-        .flat_map(|(job, event_id)| {
-            job.providers
-                .iter()
-                .map(move |provider| (*job, event_id.as_str(), *provider))
-        })
-        .collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
-             next_attempt_at) ",
-        );
-        query.push_values(chunk, |mut row, (job, event_id, provider)| {
-            row.push_bind(*event_id)
-                .push_bind(&job.account_id)
-                .push_bind(*provider)
-                .push("'PENDING'")
-                .push_bind(job.now)
-                .push_bind(job.now);
-        });
-        query.build().execute(&mut *conn).await?;
+    let mut event_ids = Vec::new();
+    let mut account_ids = Vec::new();
+    let mut providers = Vec::new();
+    let mut queued = Vec::new();
+    for (job, event_id) in accepted {
+        for provider in &job.providers {
+            event_ids.push(event_id.as_str());
+            account_ids.push(job.account_id.as_str());
+            providers.push(*provider);
+            queued.push(job.now);
+        }
     }
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
+         next_attempt_at) SELECT event_id, account_id, provider, 'PENDING', queued_at, queued_at \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+         AS r(event_id, account_id, provider, queued_at)",
+    )
+    .bind(&event_ids)
+    .bind(&account_ids)
+    .bind(&providers)
+    .bind(&queued)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -258,7 +282,7 @@ async fn write_finishes(conn: &mut PgConnection, jobs: &[FinishJob]) -> Result<V
         sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              status = 'DELIVERED', delivered_at = $1, waiting_reason = NULL, \
-             attempts = attempts + 1 WHERE id = ANY($2)",
+             attempts = attempts + 1 FROM unnest($2::bigint[]) AS u(id) WHERE deliveries.id = u.id",
         )
         .bind(now_millis())
         .bind(&delivered)
@@ -285,8 +309,9 @@ async fn lock_leased(
     ids.sort_unstable();
     ids.dedup();
     let rows = sqlx::query(
-        "SELECT id, event_id, lease_owner FROM deliveries WHERE id = ANY($1) \
-         AND status = 'PENDING' AND lease_owner IS NOT NULL ORDER BY id FOR UPDATE",
+        "SELECT d.id, d.event_id, d.lease_owner FROM unnest($1::bigint[]) AS u(id) \
+         JOIN deliveries d ON d.id = u.id WHERE d.status = 'PENDING' \
+         AND d.lease_owner IS NOT NULL ORDER BY d.id FOR UPDATE OF d",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
@@ -307,20 +332,28 @@ async fn insert_attempts(conn: &mut PgConnection, held: &[&FinishJob]) -> Result
                 .map(|attempt| (job.delivery_id, attempt))
         })
         .collect();
-    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, \
-             error) ",
-        );
-        query.push_values(chunk, |mut row, (delivery_id, attempt)| {
-            row.push_bind(*delivery_id)
-                .push_bind(attempt.started_at)
-                .push_bind(attempt.duration_ms)
-                .push_bind(attempt.http_status.map(i64::from))
-                .push_bind(&attempt.error);
-        });
-        query.build().execute(&mut *conn).await?;
+    if attempts.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<i64> = attempts.iter().map(|(id, _)| *id).collect();
+    let started: Vec<i64> = attempts.iter().map(|(_, a)| a.started_at).collect();
+    let durations: Vec<i64> = attempts.iter().map(|(_, a)| a.duration_ms).collect();
+    let statuses: Vec<Option<i64>> = attempts
+        .iter()
+        .map(|(_, a)| a.http_status.map(i64::from))
+        .collect();
+    let errors: Vec<Option<&str>> = attempts.iter().map(|(_, a)| a.error.as_deref()).collect();
+    sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, error) \
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])",
+    )
+    .bind(&ids)
+    .bind(&started)
+    .bind(&durations)
+    .bind(&statuses)
+    .bind(&errors)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -375,17 +408,43 @@ pub(super) async fn refresh_event_statuses(
     if event_ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT id FROM events WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-        .bind(event_ids)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query(
-        "UPDATE events SET delivery_status = CASE \
-           WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'PENDING') THEN 'PENDING' \
-           WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'FAILED') THEN 'FAILED' \
-           ELSE 'DELIVERED' END WHERE id = ANY($1)",
+        "SELECT e.id FROM unnest($1::text[]) AS u(id) JOIN events e ON e.id = u.id \
+         ORDER BY e.id FOR NO KEY UPDATE OF e",
     )
     .bind(event_ids)
+    .execute(&mut *conn)
+    .await?;
+    // Computed first, then written by id: in one statement, the planner's generic plan hashes
+    // every FAILED delivery of the table (correlated EXISTS) or scans every event (a join).
+    // Arrays are joined through `unnest` rather than `= ANY`: the generic plan of a prepared
+    // `= ANY($1)` turned into a scan of the table as it grew; `unnest` is estimated at a few
+    // rows, so every lookup stays an index probe.
+    let rows = sqlx::query(
+        "SELECT d.event_id, bool_or(d.status = 'PENDING'), bool_or(d.status = 'FAILED') \
+         FROM unnest($1::text[]) AS u(id) JOIN deliveries d ON d.event_id = u.id \
+         GROUP BY d.event_id",
+    )
+    .bind(event_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut statuses = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (pending, failed): (bool, bool) = (row.try_get(1)?, row.try_get(2)?);
+        ids.push(row.try_get::<String, _>(0)?);
+        statuses.push(match (pending, failed) {
+            (true, _) => "PENDING",
+            (false, true) => "FAILED",
+            (false, false) => "DELIVERED",
+        });
+    }
+    sqlx::query(
+        "UPDATE events e SET delivery_status = u.status \
+         FROM unnest($1::text[], $2::text[]) AS u(id, status) WHERE e.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
     .execute(&mut *conn)
     .await?;
     Ok(())
