@@ -436,15 +436,14 @@ impl IntakeApi {
             wait,
             body: body.value(),
         };
-        // Most requests: decided from the cached account, confirmed by the commit.
-        if let Some(context) = state.intake_cache.get(&key_hash) {
-            match self
+        // Most requests: decided from the cached account, confirmed by the commit. Any refusal
+        // is checked again from the database, which also replaces the cached copy.
+        if let Some(context) = state.intake_cache.get(&key_hash)
+            && let Ok(decided) = self
                 .decide(&context, &key_hash, &submission, Source::Cache)
                 .await
-            {
-                Ok(decided) => return self.respond(&context, decided).await,
-                Err(_) => state.intake_cache.forget(&key_hash),
-            }
+        {
+            return self.respond(&context, decided).await;
         }
         for _ in 0..FRESH_ATTEMPTS {
             let context = self.load_context(&key_hash).await?;
@@ -455,22 +454,22 @@ impl IntakeApi {
                 Ok(decided) => return self.respond(&context, decided).await,
                 Err(Refusal::Answer(error)) => return Err(error),
                 // The account changed between the read and the commit: read it again.
-                Err(Refusal::Stale) => state.intake_cache.forget(&key_hash),
+                Err(Refusal::Stale) => {}
             }
         }
         tracing::error!("the account kept changing during intake; nothing was written");
         Err(ApiError::internal())
     }
 
-    /// The account behind a key hash, read from the database and cached; the documented 401
-    /// when the key is unknown or revoked.
+    /// The account behind a key hash, read from the database and cached (replacing any older
+    /// copy); the documented 401 when the key is unknown or revoked.
     async fn load_context(&self, key_hash: &str) -> Result<Arc<IntakeContext>, ApiError> {
         let state = &self.0;
-        let found = state
-            .store()?
-            .authenticate(key_hash)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized(super::INVALID_KEY))?;
+        let Some(found) = state.store()?.authenticate(key_hash).await? else {
+            // A revoked key's copy must not send the next request through a commit again.
+            state.intake_cache.forget(key_hash);
+            return Err(ApiError::unauthorized(super::INVALID_KEY));
+        };
         let context = Arc::new(IntakeContext::new(found));
         state.intake_cache.remember(key_hash, context.clone());
         Ok(context)

@@ -76,6 +76,8 @@ pub trait BatchWriter: Send + Sync + 'static {
 /// The reads and writes that deciding a batch's intake needs, from each backend.
 #[async_trait]
 pub trait IntakeLookups: Send {
+    /// `(key hash, account version)` of those of these API keys that are still live.
+    async fn live_versions(&mut self, key_hashes: &[&str]) -> Result<Vec<(String, i64)>>;
     /// The request hash and event of an `Idempotency-Key` used within the window.
     async fn earlier_use(
         &mut self,
@@ -105,13 +107,23 @@ pub struct IntakePlan<'j> {
 
 /// Decides each intake job of a batch in order, inside the batch's transaction: stale copies,
 /// idempotent repeats (of earlier batches or earlier in this one) and the quota, counted across
-/// the batch. `versions` maps each live API key hash the batch was checked against to its
-/// account's version.
+/// the batch.
 pub async fn plan_intake<'j>(
     db: &mut impl IntakeLookups,
     jobs: &'j [IntakeJob],
-    versions: &HashMap<&str, i64>,
 ) -> Result<IntakePlan<'j>> {
+    // The account version behind each live API key the batch was checked against.
+    let mut key_hashes: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job.verify.as_ref().map(|(hash, _)| hash.as_str()))
+        .collect();
+    key_hashes.sort_unstable();
+    key_hashes.dedup();
+    let versions: HashMap<String, i64> = if key_hashes.is_empty() {
+        HashMap::new()
+    } else {
+        db.live_versions(&key_hashes).await?.into_iter().collect()
+    };
     // Events counted so far per (account, month): for limited accounts, from the stored count.
     let mut counted: HashMap<(&str, String), i64> = HashMap::new();
     let mut added: HashMap<(&str, String), i64> = HashMap::new();

@@ -44,8 +44,7 @@ async fn write_intake(conn: &mut PgConnection, jobs: &[IntakeJob]) -> Result<Vec
         return Ok(Vec::new());
     }
     lock_accounts(conn, jobs).await?;
-    let versions = current_versions(conn, jobs).await?;
-    let plan = plan_intake(&mut Lookups(&mut *conn), jobs, &versions).await?;
+    let plan = plan_intake(&mut Lookups(&mut *conn), jobs).await?;
     let accepted = plan.accepted;
     insert_events(conn, &accepted).await?;
     insert_deliveries(conn, &accepted).await?;
@@ -104,43 +103,22 @@ async fn lock_accounts(conn: &mut PgConnection, jobs: &[IntakeJob]) -> Result<()
     Ok(())
 }
 
-/// The account version behind each live API key the batch was checked against.
-async fn current_versions<'j>(
-    conn: &mut PgConnection,
-    jobs: &'j [IntakeJob],
-) -> Result<HashMap<&'j str, i64>> {
-    let mut hashes: Vec<&str> = jobs
-        .iter()
-        .filter_map(|job| job.verify.as_ref().map(|(hash, _)| hash.as_str()))
-        .collect();
-    hashes.sort_unstable();
-    hashes.dedup();
-    let mut versions = HashMap::new();
-    if hashes.is_empty() {
-        return Ok(versions);
-    }
-    let rows = sqlx::query(
-        "SELECT k.key_hash, a.version FROM unnest($1::text[]) AS u(hash) \
-         JOIN api_keys k ON k.key_hash = u.hash JOIN accounts a ON a.id = k.account_id \
-         WHERE k.revoked_at IS NULL",
-    )
-    .bind(&hashes)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let hash: String = row.try_get(0)?;
-        if let Some(known) = hashes.iter().find(|known| **known == hash) {
-            versions.insert(*known, row.try_get(1)?);
-        }
-    }
-    Ok(versions)
-}
-
 /// Intake's reads and writes inside the batch's transaction.
 struct Lookups<'c>(&'c mut PgConnection);
 
 #[async_trait]
 impl IntakeLookups for Lookups<'_> {
+    async fn live_versions(&mut self, key_hashes: &[&str]) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT k.key_hash, a.version FROM unnest($1::text[]) AS u(hash) \
+             JOIN api_keys k ON k.key_hash = u.hash JOIN accounts a ON a.id = k.account_id \
+             WHERE k.revoked_at IS NULL",
+        )
+        .bind(key_hashes)
+        .fetch_all(&mut *self.0)
+        .await?)
+    }
+
     async fn earlier_use(
         &mut self,
         account_id: &str,

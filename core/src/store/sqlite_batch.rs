@@ -44,8 +44,7 @@ async fn write_intake(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let versions = current_versions(conn, jobs).await?;
-    let plan = plan_intake(&mut Lookups(&mut *conn), jobs, &versions).await?;
+    let plan = plan_intake(&mut Lookups(&mut *conn), jobs).await?;
     let accepted = plan.accepted;
     insert_events(conn, &accepted).await?;
     insert_deliveries(conn, &accepted).await?;
@@ -74,43 +73,29 @@ async fn write_intake(
     Ok(plan.results)
 }
 
-/// The account version behind each live API key the batch was checked against.
-async fn current_versions<'j>(
-    conn: &mut SqliteConnection,
-    jobs: &'j [IntakeJob],
-) -> Result<HashMap<&'j str, i64>> {
-    let mut hashes: Vec<&str> = jobs
-        .iter()
-        .filter_map(|job| job.verify.as_ref().map(|(hash, _)| hash.as_str()))
-        .collect();
-    hashes.sort_unstable();
-    hashes.dedup();
-    let mut versions = HashMap::new();
-    for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT k.key_hash, a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
-             WHERE k.revoked_at IS NULL AND k.key_hash IN (",
-        );
-        let mut list = query.separated(", ");
-        for hash in chunk {
-            list.push_bind(*hash);
-        }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *conn).await? {
-            let hash: String = row.try_get(0)?;
-            if let Some(known) = chunk.iter().find(|known| **known == hash) {
-                versions.insert(*known, row.try_get(1)?);
-            }
-        }
-    }
-    Ok(versions)
-}
-
 /// Intake's reads and writes inside the batch's transaction.
 struct Lookups<'c>(&'c mut SqliteConnection);
 
 #[async_trait]
 impl IntakeLookups for Lookups<'_> {
+    async fn live_versions(&mut self, key_hashes: &[&str]) -> Result<Vec<(String, i64)>> {
+        let mut versions = Vec::with_capacity(key_hashes.len());
+        for chunk in key_hashes.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT k.key_hash, a.version FROM api_keys k \
+                 JOIN accounts a ON a.id = k.account_id \
+                 WHERE k.revoked_at IS NULL AND k.key_hash IN (",
+            );
+            let mut list = query.separated(", ");
+            for hash in chunk {
+                list.push_bind(*hash);
+            }
+            query.push(")");
+            versions.extend(query.build_query_as().fetch_all(&mut *self.0).await?);
+        }
+        Ok(versions)
+    }
+
     async fn earlier_use(
         &mut self,
         account_id: &str,
