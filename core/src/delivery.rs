@@ -245,10 +245,13 @@ pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<boo
             continue;
         }
         if waiting_for_free_slots {
-            // Sends are running: the next one to finish (or new work) is the time to look again.
+            // Sends are running: the next one to finish (or new work) is the time to look again;
+            // at the latest after the poll interval, for retries falling due on other providers
+            // while every send is slow.
             tokio::select! {
                 Some(_) = in_flight.join_next() => {}
                 _ = state.work_ready.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
