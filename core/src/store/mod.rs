@@ -1,13 +1,17 @@
 //! Storage: one contract ([`Storage`]) and its backends.
 
+mod dashboard;
 mod group_commit;
 mod postgres;
 mod postgres_batch;
+mod postgres_dashboard;
 mod sqlite;
 mod sqlite_batch;
+mod sqlite_dashboard;
 
 use std::sync::Arc;
 
+pub use dashboard::{DashboardStorage, DeliveryBadge, EventSample, SessionRecord};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -213,7 +217,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
 
 /// The storage contract: every query the relay makes, for each backend.
 #[async_trait]
-pub trait Storage: Send + Sync {
+pub trait Storage: DashboardStorage + Send + Sync {
     /// Notes that relay process `process_id` is alive at `now`, forgets processes silent for
     /// longer than `window_ms`, and returns how many are alive (this one included).
     async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32>;

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/postgres/0005_delivery_queue.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_dashboard.sql"),
+    ),
 ];
 
 /// Batches written side by side by one process.
@@ -67,7 +71,7 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     /// Intake and delivery results, committed in groups.
     writes: GroupCommit,
 }

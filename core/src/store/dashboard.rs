@@ -1,0 +1,586 @@
+//! What the dashboard needs from storage beyond the API's queries: sign-in sessions, one-time
+//! sign-in links, and reads that summarise a category's events.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::Result;
+use crate::model::Millis;
+
+/// A signed-in dashboard session, found by the hash of its cookie value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub account_id: String,
+    /// Every form of this session carries it; a post without it is refused.
+    pub csrf_token: String,
+    pub expires_at: Millis,
+}
+
+/// One event of a category, as the category page's totals and chart need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSample {
+    pub created_at: Millis,
+    pub fields: Map<String, Value>,
+}
+
+/// One delivery of an event: the provider and its status (`PENDING`, `DELIVERED`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryBadge {
+    pub provider: String,
+    pub status: String,
+}
+
+#[async_trait]
+pub trait DashboardStorage: Send + Sync {
+    /// Stores a new session (by the hash of its id) and forgets every expired one.
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        session: &SessionRecord,
+        now: Millis,
+    ) -> Result<()>;
+
+    /// The session with this id hash, unless it has expired (or its account is gone).
+    async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<SessionRecord>>;
+
+    /// Signs a session out; nothing happens when it is unknown.
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+
+    /// Stores a one-time sign-in link for an account (by the hash of its token) and forgets every
+    /// expired one.
+    async fn create_login_link(
+        &self,
+        token_hash: &str,
+        account_id: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()>;
+
+    /// Uses up a sign-in link: its account when the link exists, has not expired and was not used
+    /// before; a second call with the same token gives `None`, even when both race.
+    async fn redeem_login_link(&self, token_hash: &str, now: Millis) -> Result<Option<String>>;
+
+    /// The events of an account's category created in `[from, to)`, oldest first.
+    async fn category_samples(
+        &self,
+        account_id: &str,
+        category: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<EventSample>>;
+
+    /// How many events each of the account's categories received since `since` (categories
+    /// without any are absent).
+    async fn category_counts_since(
+        &self,
+        account_id: &str,
+        since: Millis,
+    ) -> Result<BTreeMap<String, i64>>;
+
+    /// The deliveries of each of these events (the account's only), in provider order.
+    async fn delivery_badges(
+        &self,
+        account_id: &str,
+        event_ids: &[String],
+    ) -> Result<BTreeMap<String, Vec<DeliveryBadge>>>;
+}
+
+/// Every method on SQLite (a temporary file) and, when `PINGPILOT_TEST_POSTGRES_URL` is set (e.g.
+/// `postgres://postgres@127.0.0.1:5432/test`), on PostgreSQL in a database of its own.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+    use super::super::{
+        CategoryCreate, DeliveryUpdate, IntakeResult, NewEvent, PgStore, SqliteStore, Storage,
+    };
+    use super::*;
+    use crate::model::{Account, Category, hash_api_key, now_millis};
+
+    const URL_VAR: &str = "PINGPILOT_TEST_POSTGRES_URL";
+
+    /// The store under test, for what the contract cannot do (delete an account, count rows).
+    #[derive(Clone)]
+    enum Backend {
+        Sqlite(SqliteStore),
+        Postgres(PgStore),
+    }
+
+    impl Backend {
+        fn store(&self) -> Arc<dyn Storage> {
+            match self {
+                Self::Sqlite(store) => Arc::new(store.clone()),
+                Self::Postgres(store) => Arc::new(store.clone()),
+            }
+        }
+
+        async fn delete_account(&self, id: &str) {
+            match self {
+                Self::Sqlite(store) => sqlx::query("DELETE FROM accounts WHERE id = ?")
+                    .bind(id)
+                    .execute(&store.writer)
+                    .await
+                    .map(drop),
+                Self::Postgres(store) => sqlx::query("DELETE FROM accounts WHERE id = $1")
+                    .bind(id)
+                    .execute(&store.pool)
+                    .await
+                    .map(drop),
+            }
+            .expect("delete account");
+        }
+
+        async fn count(&self, table: &str) -> i64 {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            match self {
+                Self::Sqlite(store) => {
+                    sqlx::query_scalar(AssertSqlSafe(sql))
+                        .fetch_one(&store.writer)
+                        .await
+                }
+                Self::Postgres(store) => {
+                    sqlx::query_scalar(AssertSqlSafe(sql))
+                        .fetch_one(&store.pool)
+                        .await
+                }
+            }
+            .expect("count")
+        }
+    }
+
+    async fn new_account(store: &dyn Storage) -> (Account, String) {
+        store
+            .create_account("Test", None, "free", &BTreeMap::new())
+            .await
+            .expect("account")
+    }
+
+    async fn version(store: &dyn Storage, key: &str) -> i64 {
+        store
+            .authenticate(&hash_api_key(key))
+            .await
+            .expect("authenticate")
+            .expect("key")
+            .account_version
+    }
+
+    async fn category(store: &dyn Storage, account_id: &str, name: &str) -> Category {
+        match store
+            .create_category(account_id, name, 0x00ff00, None, None)
+            .await
+            .expect("category")
+        {
+            CategoryCreate::Created(category) => category,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An event created at `now` with fields `{"n": n}`, delivered to Discord and Telegram.
+    async fn event(
+        store: &dyn Storage,
+        account_id: &str,
+        category: &Category,
+        now: Millis,
+        n: i64,
+    ) -> String {
+        let fields = json!({ "n": n }).as_object().cloned().expect("object");
+        let event = NewEvent {
+            account_id,
+            category,
+            description: "something happened",
+            fields: &fields,
+            providers: &["discord", "telegram"],
+            events_limit: None,
+            now,
+            idempotency: None,
+            decided_from: None,
+        };
+        match store.insert_event(&event).await.expect("insert") {
+            IntakeResult::Accepted { event_id } => event_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn session(account_id: &str, csrf: &str, expires_at: Millis) -> SessionRecord {
+        SessionRecord {
+            account_id: account_id.to_string(),
+            csrf_token: csrf.to_string(),
+            expires_at,
+        }
+    }
+
+    async fn sessions(backend: &Backend) {
+        let store = backend.store();
+        let (account, key) = new_account(&*store).await;
+        let before = version(&*store, &key).await;
+
+        let first = session(&account.id, "csrf-1", 1_000);
+        store.create_session("s1", &first, 0).await.expect("create");
+        assert_eq!(
+            store.session("s1", 999).await.expect("read"),
+            Some(first.clone())
+        );
+        assert_eq!(store.session("s1", 1_000).await.expect("read"), None);
+        assert_eq!(store.session("unknown", 0).await.expect("read"), None);
+
+        // A new session forgets the expired ones: s1 is gone even for a reader at time 0.
+        let second = session(&account.id, "csrf-2", 5_000);
+        store
+            .create_session("s2", &second, 1_000)
+            .await
+            .expect("create");
+        assert_eq!(store.session("s1", 0).await.expect("read"), None);
+        assert_eq!(backend.count("dashboard_sessions").await, 1);
+        assert_eq!(
+            store.session("s2", 1_000).await.expect("read"),
+            Some(second)
+        );
+
+        store.delete_session("s2").await.expect("delete");
+        assert_eq!(store.session("s2", 1_000).await.expect("read"), None);
+        store.delete_session("s2").await.expect("delete unknown");
+
+        // Sessions and links leave the account's version alone (intake's cached copies hold).
+        store
+            .create_session("s3", &session(&account.id, "csrf-3", 9_000), 2_000)
+            .await
+            .expect("create");
+        store
+            .create_login_link("l1", &account.id, 2_000, 9_000)
+            .await
+            .expect("link");
+        assert!(
+            store
+                .redeem_login_link("l1", 3_000)
+                .await
+                .expect("redeem")
+                .is_some()
+        );
+        assert_eq!(version(&*store, &key).await, before);
+
+        // Deleting the account takes its sessions and links with it.
+        backend.delete_account(&account.id).await;
+        assert_eq!(store.session("s3", 2_000).await.expect("read"), None);
+        assert_eq!(backend.count("dashboard_sessions").await, 0);
+        assert_eq!(backend.count("login_links").await, 0);
+    }
+
+    async fn login_links(backend: &Backend) {
+        let store = backend.store();
+        let (account, _) = new_account(&*store).await;
+        let (other, _) = new_account(&*store).await;
+
+        store
+            .create_login_link("used-once", &account.id, 0, 1_000)
+            .await
+            .expect("link");
+        assert_eq!(
+            store
+                .redeem_login_link("used-once", 500)
+                .await
+                .expect("redeem"),
+            Some(account.id.clone())
+        );
+        assert_eq!(
+            store
+                .redeem_login_link("used-once", 600)
+                .await
+                .expect("redeem"),
+            None
+        );
+
+        store
+            .create_login_link("expiring", &other.id, 0, 1_000)
+            .await
+            .expect("link");
+        assert_eq!(
+            store
+                .redeem_login_link("expiring", 1_000)
+                .await
+                .expect("redeem"),
+            None
+        );
+        assert_eq!(
+            store.redeem_login_link("unknown", 0).await.expect("redeem"),
+            None
+        );
+
+        // Creating a link forgets expired ones (used or not); live ones stay.
+        store
+            .create_login_link("raced", &other.id, 1_000, 2_000)
+            .await
+            .expect("link");
+        assert_eq!(backend.count("login_links").await, 1);
+
+        // Redemptions racing for one link: exactly one wins.
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.redeem_login_link("raced", 1_500).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            if let Some(id) = task.await.expect("join").expect("redeem") {
+                winners.push(id);
+            }
+        }
+        assert_eq!(winners, vec![other.id.clone()]);
+    }
+
+    async fn summaries(backend: &Backend) {
+        let store = backend.store();
+        let (account, _) = new_account(&*store).await;
+        let (other, _) = new_account(&*store).await;
+        let signups = category(&*store, &account.id, "signups").await;
+        let orders = category(&*store, &account.id, "orders").await;
+        let _idle = category(&*store, &account.id, "idle").await;
+        let other_signups = category(&*store, &other.id, "signups").await;
+
+        event(&*store, &account.id, &signups, 999, 0).await;
+        event(&*store, &account.id, &signups, 1_000, 1).await;
+        let inside = event(&*store, &account.id, &signups, 1_500, 2).await;
+        event(&*store, &account.id, &signups, 1_999, 3).await;
+        event(&*store, &account.id, &signups, 2_000, 4).await;
+        let order = event(&*store, &account.id, &orders, 1_500, 5).await;
+        let foreign = event(&*store, &other.id, &other_signups, 1_500, 6).await;
+
+        let samples = store
+            .category_samples(&account.id, "signups", 1_000, 2_000)
+            .await
+            .expect("samples");
+        let seen: Vec<_> = samples
+            .iter()
+            .map(|sample| (sample.created_at, sample.fields.get("n").cloned()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1_000, Some(json!(1))),
+                (1_500, Some(json!(2))),
+                (1_999, Some(json!(3))),
+            ]
+        );
+        // Names match as the category lookups do, case-insensitively.
+        assert_eq!(
+            store
+                .category_samples(&account.id, "SignUps", 1_000, 2_000)
+                .await
+                .expect("samples"),
+            samples
+        );
+        let theirs = store
+            .category_samples(&other.id, "signups", 0, 10_000)
+            .await
+            .expect("samples");
+        assert_eq!(theirs.len(), 1);
+        assert_eq!(theirs[0].fields.get("n"), Some(&json!(6)));
+        assert!(
+            store
+                .category_samples(&account.id, "missing", 0, 10_000)
+                .await
+                .expect("samples")
+                .is_empty()
+        );
+
+        let counts = store
+            .category_counts_since(&account.id, 1_500)
+            .await
+            .expect("counts");
+        assert_eq!(
+            counts,
+            BTreeMap::from([("orders".to_string(), 1), ("signups".to_string(), 3)])
+        );
+        assert_eq!(
+            store
+                .category_counts_since(&account.id, 0)
+                .await
+                .expect("counts")
+                .get("signups"),
+            Some(&5)
+        );
+        assert!(
+            store
+                .category_counts_since(&account.id, 2_001)
+                .await
+                .expect("counts")
+                .is_empty()
+        );
+
+        // One delivery made: its badge says so, the others stay pending.
+        let claimed = store
+            .claim_due(
+                "worker",
+                "discord",
+                now_millis(),
+                now_millis() + 60_000,
+                100,
+            )
+            .await
+            .expect("claim");
+        let delivery = claimed
+            .iter()
+            .find(|delivery| delivery.event_id == inside)
+            .expect("claimed");
+        assert!(
+            store
+                .finish_delivery(delivery.id, "worker", None, &DeliveryUpdate::Delivered)
+                .await
+                .expect("finish")
+        );
+
+        assert!(
+            store
+                .delivery_badges(&account.id, &[])
+                .await
+                .expect("badges")
+                .is_empty()
+        );
+        let badges = store
+            .delivery_badges(
+                &account.id,
+                &[
+                    inside.clone(),
+                    order.clone(),
+                    foreign.clone(),
+                    "unknown".to_string(),
+                ],
+            )
+            .await
+            .expect("badges");
+        let badge = |provider: &str, status: &str| DeliveryBadge {
+            provider: provider.to_string(),
+            status: status.to_string(),
+        };
+        assert_eq!(
+            badges,
+            BTreeMap::from([
+                (
+                    inside.clone(),
+                    vec![badge("discord", "DELIVERED"), badge("telegram", "PENDING")]
+                ),
+                (
+                    order.clone(),
+                    vec![badge("discord", "PENDING"), badge("telegram", "PENDING")]
+                ),
+            ])
+        );
+        assert_eq!(
+            store
+                .delivery_badges(&other.id, &[foreign.clone(), inside.clone()])
+                .await
+                .expect("badges")
+                .keys()
+                .collect::<Vec<_>>(),
+            vec![&foreign]
+        );
+    }
+
+    async fn sqlite() -> (tempfile::TempDir, Backend) {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("pingpilot.db").display());
+        let store = SqliteStore::open(&url, 4).await.expect("open");
+        (dir, Backend::Sqlite(store))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_sessions() {
+        let (_dir, backend) = sqlite().await;
+        sessions(&backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_login_links() {
+        let (_dir, backend) = sqlite().await;
+        login_links(&backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_summaries() {
+        let (_dir, backend) = sqlite().await;
+        summaries(&backend).await;
+    }
+
+    /// A PostgreSQL database of its own, dropped (best effort) when the test ends, even by a
+    /// panic.
+    struct TestDb {
+        admin_url: String,
+        name: String,
+        backend: Backend,
+    }
+
+    impl TestDb {
+        async fn create() -> Option<Self> {
+            let Ok(admin_url) = std::env::var(URL_VAR) else {
+                eprintln!("{URL_VAR} not set: PostgreSQL test skipped");
+                return None;
+            };
+            let name = format!("pp_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let mut conn = PgConnection::connect(&admin_url).await.expect("connect");
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            conn.close().await.ok();
+            let options = admin_url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .expect("url")
+                .database(&name);
+            let store = PgStore::open_with(options, 16).await.expect("open");
+            Some(Self {
+                admin_url,
+                name,
+                backend: Backend::Postgres(store),
+            })
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let admin_url = self.admin_url.clone();
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let dropper = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await;
+                        let _ = conn.close().await;
+                    }
+                });
+            });
+            let _ = dropper.join();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_sessions() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        sessions(&db.backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_login_links() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        login_links(&db.backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_summaries() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        summaries(&db.backend).await;
+    }
+}
