@@ -64,6 +64,12 @@ enum AccountCommand {
     },
     /// List accounts as JSON.
     List,
+    /// Print a one-time dashboard sign-in link for an account (valid for
+    /// dashboard.login_link_ttl).
+    LoginLink {
+        #[arg(long)]
+        account: String,
+    },
     /// Change an account's plan.
     SetPlan {
         #[arg(long)]
@@ -361,6 +367,15 @@ async fn account_command(
                 })
                 .collect();
             println!("{}", pretty(&Value::Array(accounts)));
+        }
+        AccountCommand::LoginLink { account } => {
+            let store = open_store(config).await?;
+            let Some(url) = pingpilot_dashboard::login_link(&store, settings, &account).await?
+            else {
+                return Err(CliError::Usage(format!("no account with id {account:?}")));
+            };
+            println!("{url}");
+            eprintln!("Works once, within {}.", settings.dashboard.login_link_ttl);
         }
         AccountCommand::SetPlan { account, plan } => {
             check_plan(settings, &plan)?;

@@ -25,5 +25,8 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
     let state: Arc<AppState> = AppState::open(config).await?;
-    pingpilot_core::app::serve(state, listener, shutdown).await
+    let mounts = pingpilot_dashboard::mount(state.clone())
+        .into_iter()
+        .collect();
+    pingpilot_core::app::serve(state, mounts, listener, shutdown).await
 }

@@ -26,6 +26,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub delivery: DeliverySettings,
     pub accounts: AccountSettings,
+    pub dashboard: DashboardSettings,
     /// Plans by name. The built-in `free`, `pro`, `enterprise` and `unlimited` can be changed and
     /// others added.
     pub plans: BTreeMap<String, PlanSettings>,
@@ -86,6 +87,20 @@ pub struct AccountSettings {
     pub default_plan: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// Serve the web dashboard under `/dashboard`.
+    pub enabled: bool,
+    /// The address users open the relay at, e.g. `https://pings.example.com`; used in printed
+    /// sign-in links and to mark cookies `Secure`. Absent: `http://` + `server.bind`.
+    pub public_url: Option<String>,
+    /// How long a dashboard sign-in lasts.
+    pub session_ttl: DurationSetting,
+    /// How long a link from `pingpilot account login-link` can be used (once).
+    pub login_link_ttl: DurationSetting,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSettings {
@@ -137,6 +152,28 @@ impl Default for AccountSettings {
     }
 }
 
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public_url: None,
+            session_ttl: DurationSetting::from_secs(12 * 3600),
+            login_link_ttl: DurationSetting::from_secs(15 * 60),
+        }
+    }
+}
+
+impl DashboardSettings {
+    /// Where users reach the relay, without a trailing slash.
+    pub fn base_url(&self, bind: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None if bind.ip().is_unspecified() => format!("http://localhost:{}", bind.port()),
+            None => format!("http://{bind}"),
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         let plan = |events: Option<u64>, categories: Option<u64>| PlanSettings {
@@ -148,6 +185,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             delivery: DeliverySettings::default(),
             accounts: AccountSettings::default(),
+            dashboard: DashboardSettings::default(),
             plans: BTreeMap::from([
                 ("free".into(), plan(Some(100), Some(3))),
                 ("pro".into(), plan(Some(1000), Some(10))),

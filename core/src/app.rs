@@ -321,10 +321,20 @@ async fn heartbeat(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Runs the HTTP server, the delivery workers and the providers' background tasks until
-/// `shutdown` turns true; then stops accepting, lets in-flight work finish and returns.
+/// A web surface served beside the API under its own path prefix (the dashboard). Its answers
+/// pass through as they are: its error pages are not turned into JSON.
+pub struct Mount {
+    /// E.g. `/dashboard`, without a trailing slash.
+    pub prefix: &'static str,
+    pub endpoint: poem::endpoint::BoxEndpoint<'static>,
+}
+
+/// Runs the HTTP server (the API plus `mounts`), the delivery workers and the providers'
+/// background tasks until `shutdown` turns true; then stops accepting, lets in-flight work finish
+/// and returns.
 pub async fn serve(
     state: Arc<AppState>,
+    mounts: Vec<Mount>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
@@ -340,7 +350,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let app = crate::api::routes(state.clone());
+    let app = crate::api::routes(state.clone(), mounts);
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
     let server = poem::Server::new_with_acceptor(acceptor);
     server

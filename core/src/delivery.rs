@@ -1,19 +1,21 @@
 //! The delivery worker: claims due deliveries from the database with a lease, hands each to its
 //! provider, records the attempt and decides what happens next (done, retry later, failed,
-//! waiting for the channel). The queue lives only in the database.
+//! waiting for the channel). The queue lives only in the database. Test notifications from the
+//! dashboard go straight to the providers.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use serde_json::Map;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::app::AppState;
-use crate::model::{Millis, now_millis, to_datetime};
+use crate::model::{Account, Millis, now_millis, to_datetime};
 use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
-use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate};
+use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate, StoreError};
 
 /// Retry policy from the delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -388,6 +390,61 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
     );
     finish(state, owner, &delivery, attempt.as_ref(), &update).await;
 }
+
+/// The description of the test notification.
+pub const TEST_DESCRIPTION: &str = "Test notification from the PingPilot dashboard";
+
+/// Sends a test notification through each enabled channel of `account`, directly (not stored as
+/// an event, not counted against the quota, never retried): what each provider answered, in
+/// provider order.
+pub async fn send_test_notification(
+    state: &AppState,
+    account: &Account,
+) -> Result<Vec<(&'static str, DeliveryOutcome)>, StoreError> {
+    let now = now_millis();
+    let message = EventMessage {
+        event_id: format!("test_{}", ulid::Ulid::new()),
+        category: "test".into(),
+        emoji: Some("🔔".into()),
+        color: TEST_COLOR,
+        description: TEST_DESCRIPTION.into(),
+        fields: Map::new(),
+        created_at: to_datetime(now),
+    };
+    let mut answers = Vec::new();
+    for entry in &state.providers {
+        let id = entry.registration.id;
+        if !account.channel_enabled(id) {
+            continue;
+        }
+        // The same channel view a real delivery gets: the link token and linked state.
+        let (link_token, link_state) = if entry.registration.uses_link_token {
+            let (token, link_state) = state.store()?.link_token(&account.id, id).await?;
+            (Some(token), link_state)
+        } else {
+            (None, None)
+        };
+        let outcome = entry
+            .provider
+            .deliver(DeliveryRequest {
+                delivery_id: 0,
+                message: &message,
+                channel: ChannelContext {
+                    account_id: &account.id,
+                    fields: &account.fields,
+                    link_token: link_token.as_deref(),
+                    state: link_state.as_ref(),
+                },
+            })
+            .await;
+        tracing::info!(account = %account.id, provider = id, ?outcome, "test notification");
+        answers.push((id, outcome));
+    }
+    Ok(answers)
+}
+
+/// PingPilot blue, the colour of the test notification.
+const TEST_COLOR: u32 = 0x3b5bdb;
 
 fn outcome_name(update: &DeliveryUpdate) -> &'static str {
     match update {

@@ -57,6 +57,12 @@ pub fn new_link_token() -> String {
     random_text(32)
 }
 
+/// A secret for a dashboard session id, CSRF token or sign-in link: 43 of `[A-Za-z0-9]` (about
+/// 256 bits). Like API keys, only its SHA-256 is stored where it grants access.
+pub fn new_secret() -> String {
+    random_text(43)
+}
+
 /// What is stored of a key: its SHA-256, hex.
 pub fn hash_api_key(key: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -3,6 +3,7 @@
 mod account_api;
 mod categories_api;
 mod cli;
+mod dashboard;
 mod delivery;
 mod engine;
 mod events_api;

@@ -12,7 +12,7 @@ use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
 use crate::app::AppState;
-use crate::model::Category;
+use crate::model::{Account, Category};
 use crate::store::{CategoryChanges, CategoryCreate, CategoryUpdate};
 
 const MAX_EMOJI_CHARS: usize = 16;
@@ -300,7 +300,8 @@ fn unknown_keys(object: &serde_json::Map<String, Value>, errors: &mut Vec<FieldE
     }
 }
 
-fn parse_new_category(body: &Value) -> Result<(String, u32, Option<String>), Vec<FieldError>> {
+/// A new category's name (lower-cased), colour and emoji, or every rule the body breaks.
+pub fn parse_new_category(body: &Value) -> Result<(String, u32, Option<String>), Vec<FieldError>> {
     let Some(object) = body.as_object() else {
         return Err(vec![field_error("", "the body must be a JSON object")]);
     };
@@ -360,6 +361,33 @@ fn duplicate(name: &str) -> ApiError {
     ApiError::conflict(format!("A category named \"{name}\" already exists"))
 }
 
+/// What refusing one more category past the plan's limit says.
+pub fn category_limit_message(limit: u64) -> String {
+    format!("You have reached the maximum number of event categories ({limit}) for your plan.")
+}
+
+/// Creates a category from a `NewCategory` body within the account's plan limit: the one rule
+/// the API and the dashboard share. Refusals are the API's answers (422, 409, 403).
+pub async fn create_category(
+    state: &AppState,
+    account: &Account,
+    body: &Value,
+) -> Result<Category, ApiError> {
+    let (name, color, emoji) = parse_new_category(body).map_err(ApiError::unprocessable)?;
+    let limit = state.plan(&account.plan).categories;
+    let created = state
+        .store()?
+        .create_category(&account.id, &name, color, emoji.as_deref(), limit)
+        .await?;
+    match created {
+        CategoryCreate::Created(category) => Ok(category),
+        CategoryCreate::Duplicate => Err(duplicate(&name)),
+        CategoryCreate::LimitReached => Err(ApiError::forbidden(category_limit_message(
+            limit.unwrap_or_default(),
+        ))),
+    }
+}
+
 pub struct CategoriesApi(pub Arc<AppState>);
 
 #[OpenApi(tag = "Tag::Categories")]
@@ -396,25 +424,8 @@ impl CategoriesApi {
         body: JsonBody<NewCategory>,
     ) -> Result<CreateCategoryResponse, Errors<CreateCategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
-        let (name, color, emoji) =
-            parse_new_category(&body.value()?).map_err(ApiError::unprocessable)?;
-        let limit = self.0.plan(&account.plan).categories;
-        let created = self
-            .0
-            .store()?
-            .create_category(&account.id, &name, color, emoji.as_deref(), limit)
-            .await?;
-        match created {
-            CategoryCreate::Created(category) => {
-                Ok(CreateCategoryResponse::Created(Json((&category).into())))
-            }
-            CategoryCreate::Duplicate => Err(duplicate(&name).into()),
-            CategoryCreate::LimitReached => Err(ApiError::forbidden(format!(
-                "You have reached the maximum number of event categories ({}) for your plan.",
-                limit.unwrap_or_default()
-            ))
-            .into()),
-        }
+        let category = create_category(&self.0, &account, &body.value()?).await?;
+        Ok(CreateCategoryResponse::Created(Json((&category).into())))
     }
 
     /// Read a category

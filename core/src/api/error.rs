@@ -154,6 +154,22 @@ impl ApiError {
         Self::Internal(Json(ErrorMessage::new(INTERNAL_ERROR)))
     }
 
+    /// The text of the answer's `message`, for surfaces that show it rather than send JSON.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Unprocessable(failure) => &failure.message,
+            Self::BadRequest(m)
+            | Self::Unauthorized(m)
+            | Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::PayloadTooLarge(m)
+            | Self::UnsupportedMediaType(m)
+            | Self::TooManyRequests(m)
+            | Self::Internal(m) => &m.message,
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> u16 {
         match self {

@@ -21,9 +21,10 @@ use super::intake::{
 use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::{
-    DeliveryRecord, DeliveryStatus, EventRecord, Millis, next_month_start, now_millis, to_datetime,
+    Account, DeliveryRecord, DeliveryStatus, EventRecord, Millis, next_month_start, now_millis,
+    to_datetime,
 };
-use crate::store::EventFilter;
+use crate::store::{EventFilter, StoreError};
 
 const DEFAULT_PAGE: u32 = 30;
 const MAX_PAGE: u32 = 100;
@@ -571,6 +572,49 @@ fn range_start(range: &str, now: Millis) -> Result<Millis, ApiError> {
     Ok(start.timestamp_millis())
 }
 
+/// Puts an event's failed deliveries back in the queue with a fresh attempt budget and wakes
+/// the workers; how many were requeued, or `None` when the account has no such event.
+pub async fn retry_failed_deliveries(
+    state: &AppState,
+    account_id: &str,
+    event_id: &str,
+) -> Result<Option<u64>, StoreError> {
+    let requeued = state.store()?.retry_event(account_id, event_id).await?;
+    if requeued.is_some() {
+        state.work_ready.notify_one();
+    }
+    Ok(requeued)
+}
+
+/// An account's plan limits and what is used of them (`GET /quota`, the dashboard's usage page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    pub plan: String,
+    /// Events accepted this calendar month (UTC).
+    pub events_used: u64,
+    /// `None`: the plan has no limit.
+    pub events_limit: Option<u64>,
+    pub categories_used: u64,
+    /// `None`: the plan has no limit.
+    pub categories_limit: Option<u64>,
+    /// When the monthly count starts again: the first of next month, 00:00 UTC.
+    pub resets_at: DateTime<Utc>,
+}
+
+/// The quota of `account` at `now`.
+pub async fn quota(state: &AppState, account: &Account, now: Millis) -> Result<Quota, StoreError> {
+    let store = state.store()?;
+    let limits = state.plan(&account.plan);
+    Ok(Quota {
+        plan: account.plan.clone(),
+        events_used: store.events_used(&account.id, now).await?,
+        events_limit: limits.events_per_month,
+        categories_used: store.count_categories(&account.id).await?.max(0) as u64,
+        categories_limit: limits.categories,
+        resets_at: next_month_start(now),
+    })
+}
+
 pub struct EventsApi(pub Arc<AppState>);
 
 #[OpenApi(tag = "Tag::Events")]
@@ -728,10 +772,9 @@ impl EventsApi {
         id: Path<String>,
     ) -> Result<RetryEventResponse, Errors<EventErrors>> {
         let account = authenticate(&self.0, &auth).await?;
-        let Some(requeued) = self.0.store()?.retry_event(&account.id, &id.0).await? else {
+        let Some(requeued) = retry_failed_deliveries(&self.0, &account.id, &id.0).await? else {
             return Err(ApiError::not_found(EVENT_NOT_FOUND).into());
         };
-        self.0.work_ready.notify_one();
         Ok(RetryEventResponse::Requeued(Json(RetryResult {
             message: format!("{requeued} failed deliveries queued again"),
             event_id: id.0,
@@ -746,18 +789,18 @@ impl EventsApi {
     #[oai(path = "/quota", method = "get", operation_id = "get_quota")]
     async fn get_quota(&self, auth: Bearer) -> Result<GetQuotaResponse, Errors<KeyOnlyErrors>> {
         let account = authenticate(&self.0, &auth).await?;
-        let store = self.0.store()?;
-        let now = now_millis();
-        let limits = self.0.plan(&account.plan);
+        let quota = quota(&self.0, &account, now_millis()).await?;
         Ok(GetQuotaResponse::Quota(Json(QuotaView {
-            events_used: store.events_used(&account.id, now).await?,
-            events_limit: limits.events_per_month.into(),
-            categories_used: store.count_categories(&account.id).await?.max(0) as u64,
-            categories_limit: limits.categories.into(),
+            events_used: quota.events_used,
+            events_limit: quota.events_limit.into(),
+            categories_used: quota.categories_used,
+            categories_limit: quota.categories_limit.into(),
             reset_date: Timestamp(
-                next_month_start(now).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                quota
+                    .resets_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
-            plan: account.plan,
+            plan: quota.plan,
         })))
     }
 }

@@ -16,7 +16,10 @@ use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
+pub use account::{ChannelState, apply_account_update, channel_states, parse_account_update};
+pub use categories::{category_limit_message, create_category, parse_new_category};
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
+pub use events::{Quota, quota, retry_failed_deliveries};
 pub use intake::{ValidEvent, validate_event};
 pub(crate) use intake_cache::IntakeCache;
 
@@ -74,13 +77,18 @@ pub fn openapi_yaml() -> String {
 }
 
 /// Every route the server answers.
-pub fn routes(state: Arc<AppState>) -> impl Endpoint {
+pub fn routes(state: Arc<AppState>, mounts: Vec<crate::app::Mount>) -> impl Endpoint {
     let api = service(state.clone());
     let spec_json = openapi_json();
     let spec_yaml = openapi_yaml();
     let swagger = api.swagger_ui();
     let allowed = Arc::new(AllowedMethods::new(&spec_json));
-    Route::new()
+    let mounted: Arc<[&'static str]> = mounts.iter().map(|m| m.prefix).collect();
+    let mut route = Route::new();
+    for mount in mounts {
+        route = route.nest(mount.prefix, mount.endpoint);
+    }
+    route
         .at(
             "/api/v1/openapi.json",
             poem::get(poem::endpoint::make_sync(move |_| {
@@ -103,15 +111,24 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         .nest("/", ops::routes(state))
         .around(move |next, req| {
             let allowed = allowed.clone();
+            let mounted = mounted.clone();
             async move {
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
+                let own_errors = mounted.iter().any(|prefix| {
+                    path.strip_prefix(prefix)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                });
                 let started = std::time::Instant::now();
                 let response = match next.call(req).await {
                     Ok(response) => response.into_response(),
                     Err(err) => err.into_response(),
                 };
-                let mut response = json_errors(response).await;
+                let mut response = if own_errors {
+                    response
+                } else {
+                    json_errors(response).await
+                };
                 if response.status() == StatusCode::METHOD_NOT_ALLOWED
                     && let Some(methods) = allowed.at(&path)
                     && let Ok(value) = poem::http::HeaderValue::from_str(&methods)

@@ -1,0 +1,146 @@
+//! The page shell (head, navigation, sign-out) and small pieces every page uses.
+
+use maud::{DOCTYPE, Markup, html};
+use pingpilot_core::model::{Millis, to_datetime};
+use poem::web::Html;
+use poem::{IntoResponse, Response};
+
+use crate::PREFIX;
+use crate::web::{SignedIn, csrf_field};
+
+/// The navigation entries; the current one is marked for screen readers and styled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Overview,
+    Usage,
+    Keys,
+    Settings,
+}
+
+impl Nav {
+    const ALL: [(Nav, &'static str, &'static str); 4] = [
+        (Nav::Overview, "", "Overview"),
+        (Nav::Usage, "/usage", "Usage"),
+        (Nav::Keys, "/keys", "API keys"),
+        (Nav::Settings, "/settings", "Settings"),
+    ];
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · PingPilot" }
+            link rel="stylesheet" href={ (PREFIX) "/assets/dashboard.css" };
+            script src={ (PREFIX) "/assets/htmx.min.js" } defer {}
+        }
+    }
+}
+
+/// A page without navigation: sign-in and error pages.
+pub fn bare(title: &str, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                (head(title))
+                body {
+                    header.top { a.brand href=(PREFIX) { "🛩️ PingPilot" } }
+                    main.narrow { (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+/// A signed-in page: navigation, the account's name, sign-out, then `body`.
+pub fn page(user: &SignedIn, active: Option<Nav>, title: &str, body: Markup) -> Response {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                (head(title))
+                body {
+                    a.skip href="#main" { "Skip to content" }
+                    header.top {
+                        a.brand href=(PREFIX) { "🛩️ PingPilot" }
+                        nav aria-label="Main" {
+                            ul {
+                                @for (nav, path, label) in Nav::ALL {
+                                    li {
+                                        @if Some(nav) == active {
+                                            a href={ (PREFIX) (path) } aria-current="page" { (label) }
+                                        } @else {
+                                            a href={ (PREFIX) (path) } { (label) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        form.signout method="post" action={ (PREFIX) "/logout" } {
+                            (csrf_field(&user.csrf))
+                            span.who { (user.account.name) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                    main #main { (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+    .into_response()
+}
+
+/// A message above a page's content, e.g. after a form was sent.
+pub fn notice(kind: NoticeKind, text: &str) -> Markup {
+    let (class, role) = match kind {
+        NoticeKind::Done => ("notice done", "status"),
+        NoticeKind::Problem => ("notice problem", "alert"),
+    };
+    html! { div class=(class) role=(role) { (text) } }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Done,
+    Problem,
+}
+
+/// A moment in UTC, e.g. `2026-11-28 13:05 UTC`, with its machine-readable form.
+pub fn time(millis: Millis) -> Markup {
+    let at = to_datetime(millis);
+    html! {
+        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) {
+            (at.format("%Y-%m-%d %H:%M UTC"))
+        }
+    }
+}
+
+/// A category colour as CSS text, `#rrggbb`.
+pub fn color_hex(color: u32) -> String {
+    format!("#{:06x}", color & 0x00ff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_are_six_hex_digits() {
+        assert_eq!(color_hex(0x00ff_0000), "#ff0000");
+        assert_eq!(color_hex(0x12), "#000012");
+    }
+
+    #[test]
+    fn times_read_in_utc() {
+        let text = time(1_764_334_800_000).into_string();
+        assert!(text.contains("2025-11-28 13:00 UTC"), "{text}");
+        assert!(
+            text.contains(r#"datetime="2025-11-28T13:00:00Z""#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! PingPilot's web dashboard, served by the relay itself under `/dashboard`: sign in with an API
+//! key, then manage categories, watch events arrive, change settings, keys and see usage.
+//! Pages are rendered on the server (maud); forms work without JavaScript, and the vendored htmx
+//! adds live updates where a page has them.
+
+mod chart;
+mod layout;
+mod pages;
+mod range;
+mod web;
+
+use std::sync::Arc;
+
+use pingpilot_core::app::{AppState, Mount};
+use pingpilot_core::config::Settings;
+use pingpilot_core::model::{Millis, hash_api_key, new_secret, now_millis};
+use pingpilot_core::store::{Store, StoreError};
+use poem::http::header;
+use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
+
+/// Where the dashboard lives on the relay.
+pub const PREFIX: &str = "/dashboard";
+
+/// The dashboard's routes, to serve beside the API; `None` when `dashboard.enabled` is false.
+pub fn mount(state: Arc<AppState>) -> Option<Mount> {
+    if !state.settings.dashboard.enabled {
+        return None;
+    }
+    let route = Route::new()
+        .at("/assets/htmx.min.js", get(htmx))
+        .at("/assets/dashboard.css", get(stylesheet));
+    // Not `/*rest`: poem's tree prefers a catch-all over `/` itself, which hid the overview.
+    let route = pages::routes(route)
+        .at("/:first", not_found)
+        .at("/:first/*rest", not_found);
+    Some(Mount {
+        prefix: PREFIX,
+        endpoint: route.data(state).boxed(),
+    })
+}
+
+/// Creates a one-time sign-in link for an account (`pingpilot account login-link`); `None` when
+/// there is no such account.
+pub async fn login_link(
+    store: &Store,
+    settings: &Settings,
+    account_id: &str,
+) -> Result<Option<String>, StoreError> {
+    if store.account(account_id).await?.is_none() {
+        return Ok(None);
+    }
+    let token = new_secret();
+    let now = now_millis();
+    let ttl = settings.dashboard.login_link_ttl.get().as_millis();
+    let expires_at = now + Millis::try_from(ttl).unwrap_or(Millis::MAX / 2);
+    store
+        .create_login_link(&hash_api_key(&token), account_id, now, expires_at)
+        .await?;
+    let base = settings.dashboard.base_url(settings.server.bind);
+    Ok(Some(format!("{base}{PREFIX}/login/{token}")))
+}
+
+/// Any other address under the dashboard: its own HTML page, not the API's JSON.
+#[handler]
+fn not_found() -> web::PageResult {
+    Err(web::DashError::NotFound)
+}
+
+/// htmx 2.0.11 (Zero-Clause BSD), vendored: no JavaScript build step, nothing fetched at run time.
+#[handler]
+fn htmx() -> Response {
+    asset(
+        include_str!("../assets/htmx.min.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+#[handler]
+fn stylesheet() -> Response {
+    asset(
+        include_str!("../assets/dashboard.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    body.with_content_type(content_type)
+        .with_header(header::CACHE_CONTROL, "public, max-age=3600")
+        .into_response()
+}

@@ -1,0 +1,494 @@
+//! A category's page: Today / This week / This month, the totals and numeric sums over the
+//! range, a chart of events per hour or day, and the events table, newest first, 25 a page.
+//! The first page refreshes itself through htmx (`/categories/:name/events`, every 3 s) so new
+//! events and delivery results show up; without JavaScript it shows everything at load.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use chrono::SecondsFormat;
+use maud::{Markup, html};
+use pingpilot_core::model::{Category, EventRecord, now_millis, to_datetime};
+use pingpilot_core::store::{DeliveryBadge, EventFilter, EventSample};
+use poem::http::StatusCode;
+use poem::web::{Html, Path, Query};
+use poem::{IntoResponse, Route, get, handler};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::PREFIX;
+use crate::chart::{self, Bar};
+use crate::layout::{self, Nav};
+use crate::range::{Range, Window};
+use crate::web::{DashError, PageResult, SignedIn};
+
+/// Events per page of the table.
+const PAGE_SIZE: u32 = 25;
+/// How often the first page asks for news.
+const POLL_EVERY: &str = "every 3s";
+
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/categories/:name", get(category_page))
+        .at("/categories/:name/events", get(live_events))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    range: Option<String>,
+    /// The id of the last event of the previous page.
+    before: Option<String>,
+    /// The fingerprint of what the browser shows (fragment only).
+    seen: Option<String>,
+}
+
+/// Everything the page shows about a category over one range.
+struct Summary {
+    category: Category,
+    window: Window,
+    samples: Vec<EventSample>,
+    /// This page of the table, newest first.
+    events: Vec<EventRecord>,
+    badges: BTreeMap<String, Vec<DeliveryBadge>>,
+    /// The `before` of the next (older) page, when there is one.
+    older: Option<String>,
+    /// Whether this is an older page (no live refresh there).
+    paged: bool,
+}
+
+#[handler]
+async fn category_page(
+    user: SignedIn,
+    Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let range = Range::from_query(query.range.as_deref());
+    let summary = summarise(&user, &name, range, query.before).await?;
+    let category = &summary.category;
+    let title = format!("Category {}", category.name);
+    let body = html! {
+        p { a href=(PREFIX) { "← Categories" } }
+        h1 {
+            span aria-hidden="true" { (category.emoji.as_deref().unwrap_or("🔔")) }
+            " " (category.name) " "
+            span.swatch style={ "background:" (layout::color_hex(category.color)) }
+                title=(layout::color_hex(category.color)) {}
+        }
+        nav.tabs aria-label="Time range" {
+            @for tab in Range::ALL {
+                @let href = format!("{PREFIX}/categories/{}?range={}", category.name, tab.query());
+                @if tab == range {
+                    a href=(href) aria-current="page" { (tab.label()) }
+                } @else {
+                    a href=(href) { (tab.label()) }
+                }
+            }
+        }
+        p.hint { (summary.window.describe()) ". Weeks start on Monday; times are UTC." }
+        (live_section(&user, &summary))
+    };
+    Ok(layout::page(&user, Some(Nav::Overview), &title, body))
+}
+
+/// The live part of the first page, for htmx: 204 when nothing changed since `seen`.
+#[handler]
+async fn live_events(
+    user: SignedIn,
+    Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let range = Range::from_query(query.range.as_deref());
+    let summary = summarise(&user, &name, range, None).await?;
+    let content = live_content(&user, &summary);
+    if query.seen.as_deref() == Some(fingerprint(&content).as_str()) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Html(live_wrapper(&summary, content).into_string()).into_response())
+}
+
+async fn summarise(
+    user: &SignedIn,
+    name: &str,
+    range: Range,
+    before: Option<String>,
+) -> PageResult<Summary> {
+    let store = user.state.store()?;
+    let account = &user.account.id;
+    let category = store
+        .category(account, name)
+        .await?
+        .ok_or(DashError::NotFound)?;
+    let window = Window::around(range, now_millis());
+    let samples = store
+        .category_samples(account, &category.name, window.start, window.end)
+        .await?;
+    let before = before.filter(|id| !id.is_empty());
+    let paged = before.is_some();
+    let filter = EventFilter {
+        category: Some(category.name.clone()),
+        since: Some(window.start),
+        until: Some(window.end),
+        before_id: before,
+        // One more than shown tells whether an older page exists.
+        limit: PAGE_SIZE + 1,
+        ..EventFilter::default()
+    };
+    let mut events = store.events(account, &filter).await?;
+    let older = if events.len() > PAGE_SIZE as usize {
+        events.truncate(PAGE_SIZE as usize);
+        events.last().map(|event| event.id.clone())
+    } else {
+        None
+    };
+    let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+    let badges = store.delivery_badges(account, &ids).await?;
+    Ok(Summary {
+        category,
+        window,
+        samples,
+        events,
+        badges,
+        older,
+        paged,
+    })
+}
+
+/// The live section: polled on the first page, still on older ones.
+fn live_section(user: &SignedIn, summary: &Summary) -> Markup {
+    let content = live_content(user, summary);
+    if summary.paged {
+        html! { section #live aria-label="Events" { (content) } }
+    } else {
+        live_wrapper(summary, content)
+    }
+}
+
+/// `content` in the element that asks for a newer version of itself every few seconds.
+fn live_wrapper(summary: &Summary, content: Markup) -> Markup {
+    let poll = format!(
+        "{PREFIX}/categories/{}/events?range={}&seen={}",
+        summary.category.name,
+        summary.window.range.query(),
+        fingerprint(&content)
+    );
+    html! {
+        section #live aria-label="Events" hx-get=(poll) hx-trigger=(POLL_EVERY) hx-swap="outerHTML" {
+            (content)
+        }
+    }
+}
+
+/// Identifies what the live section shows, so that polling swaps only when it changed.
+fn fingerprint(content: &Markup) -> String {
+    let mut hasher = DefaultHasher::new();
+    content.0.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
+    let range = summary.window.range;
+    html! {
+        @if summary.samples.is_empty() && summary.events.is_empty() && !summary.paged {
+            (empty_state(user, summary))
+        } @else {
+            (totals(&summary.samples))
+            (events_chart(summary))
+            h2 { "Events" }
+            @if summary.events.is_empty() {
+                p.muted { "No older events in this range." }
+            } @else {
+                (events_table(user, &summary.events, &summary.badges))
+            }
+            @if summary.paged || summary.older.is_some() {
+                nav.pager.row aria-label="Pages" {
+                    @if summary.paged {
+                        a href={ (PREFIX) "/categories/" (summary.category.name) "?range="
+                            (range.query()) } { "← Newest events" }
+                    }
+                    @if let Some(before) = &summary.older {
+                        a href={ (PREFIX) "/categories/" (summary.category.name) "?range="
+                            (range.query()) "&before=" (before) } rel="next" { "Older events →" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn empty_state(user: &SignedIn, summary: &Summary) -> Markup {
+    let category = &summary.category;
+    let settings = &user.state.settings;
+    let base = settings.dashboard.base_url(settings.server.bind);
+    html! {
+        div.card.empty {
+            @if category.last_ping.is_none() {
+                h2 { "Waiting for the first event" }
+            } @else {
+                h2 { "No events " (summary.window.range.label().to_lowercase()) }
+            }
+            p { "Send one from your app or a terminal; put one of your API keys in place of "
+                code { "YOUR_API_KEY" } ":" }
+            pre { code { (curl_command(&base, &category.name)) } }
+            p.waiting role="status" {
+                "Listening for events… This page shows them as they arrive."
+                noscript { " (Without JavaScript: reload the page after sending.)" }
+            }
+        }
+    }
+}
+
+/// A ready-to-paste command that sends an event to `category`.
+fn curl_command(base: &str, category: &str) -> String {
+    format!(
+        "curl -X POST {base}/api/v1/event \\\n  -H \"Authorization: Bearer YOUR_API_KEY\" \\\n  \
+         -H \"Content-Type: application/json\" \\\n  \
+         -d '{{\"category\":\"{category}\",\"description\":\"Something happened\",\
+         \"fields\":{{\"amount\":12.5,\"plan\":\"pro\"}}}}'"
+    )
+}
+
+fn totals(samples: &[EventSample]) -> Markup {
+    html! {
+        dl.totals {
+            div {
+                dt { "Events" }
+                dd { (samples.len()) }
+            }
+            @for (field, sum) in numeric_sums(samples) {
+                div {
+                    dt { "Sum of " (field) }
+                    dd { (format_number(sum)) }
+                }
+            }
+        }
+    }
+}
+
+fn events_chart(summary: &Summary) -> Markup {
+    let window = &summary.window;
+    let counts = window.counts(summary.samples.iter().map(|sample| sample.created_at));
+    let bars: Vec<Bar> = window
+        .buckets
+        .iter()
+        .zip(&counts)
+        .map(|(bucket, &count)| Bar {
+            label: bucket.label.clone(),
+            title: bucket.title.clone(),
+            count,
+        })
+        .collect();
+    let label = chart_label(window, &bars);
+    html! {
+        figure.chart {
+            (chart::bar_chart(&bars, &label))
+            figcaption.hint { (label) }
+        }
+    }
+}
+
+/// What the chart shows, in words: its span, the total and the busiest bar.
+fn chart_label(window: &Window, bars: &[Bar]) -> String {
+    let total: u64 = bars.iter().map(|bar| bar.count).sum();
+    let mut label = format!(
+        "Events per {}, {} (UTC): {} in total",
+        window.range.unit(),
+        window.describe(),
+        total
+    );
+    if let Some(busiest) = bars
+        .iter()
+        .filter(|bar| bar.count > 0)
+        .max_by_key(|bar| bar.count)
+    {
+        label.push_str(&format!(
+            "; busiest {} with {}",
+            busiest.title,
+            chart::count_text(busiest.count)
+        ));
+    }
+    label.push('.');
+    label
+}
+
+fn events_table(
+    user: &SignedIn,
+    events: &[EventRecord],
+    badges: &BTreeMap<String, Vec<DeliveryBadge>>,
+) -> Markup {
+    let columns = field_columns(events);
+    html! {
+        div.table-wrap {
+            table.events {
+                thead {
+                    tr {
+                        th scope="col" { "Time" }
+                        @for column in &columns { th scope="col" { (column) } }
+                        th scope="col" { "Description" }
+                        th scope="col" { "Delivery" }
+                    }
+                }
+                tbody {
+                    @for event in events {
+                        tr {
+                            td {
+                                a href={ (PREFIX) "/events/" (event.id) } {
+                                    (time_with_seconds(event.created_at))
+                                }
+                            }
+                            @for column in &columns {
+                                td { (event.fields.get(column).map(field_text).unwrap_or_default()) }
+                            }
+                            td { (event.description) }
+                            td.badges {
+                                @for badge in badges.get(&event.id).into_iter().flatten() {
+                                    (delivery_badge(user, badge)) " "
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn delivery_badge(user: &SignedIn, badge: &DeliveryBadge) -> Markup {
+    let provider = user
+        .state
+        .provider(&badge.provider)
+        .map_or(badge.provider.as_str(), |entry| {
+            entry.registration.display_name
+        });
+    let status = badge.status.to_ascii_lowercase();
+    html! { span class={ "badge " (status) } { (provider) ": " (status) } }
+}
+
+/// When an event came, to the second: several often arrive within a minute.
+fn time_with_seconds(millis: i64) -> Markup {
+    let at = to_datetime(millis);
+    html! {
+        time datetime=(at.to_rfc3339_opts(SecondsFormat::Millis, true)) {
+            (at.format("%Y-%m-%d %H:%M:%S UTC"))
+        }
+    }
+}
+
+/// Field names in the order they first appear, newest event first.
+fn field_columns(events: &[EventRecord]) -> Vec<String> {
+    let mut columns: Vec<String> = Vec::new();
+    for event in events {
+        for name in event.fields.keys() {
+            if !columns.contains(name) {
+                columns.push(name.clone());
+            }
+        }
+    }
+    columns
+}
+
+/// A field's value as a table shows it: strings without quotes.
+fn field_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The sum of every field that holds a JSON number, by field name.
+fn numeric_sums(samples: &[EventSample]) -> BTreeMap<String, f64> {
+    let mut sums = BTreeMap::new();
+    for sample in samples {
+        for (name, value) in &sample.fields {
+            if let Some(number) = value.as_f64() {
+                *sums.entry(name.clone()).or_insert(0.0) += number;
+            }
+        }
+    }
+    sums
+}
+
+/// A sum without float noise: `20`, `0.3`, `1234.56`.
+fn format_number(value: f64) -> String {
+    let text = format!("{value:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sample(fields: Value) -> EventSample {
+        EventSample {
+            created_at: 0,
+            fields: fields.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn only_numbers_are_summed() {
+        let sums = numeric_sums(&[
+            sample(json!({"amount": 12.5, "plan": "pro", "seats": 2})),
+            sample(json!({"amount": 7.5, "recurring": true, "seats": "3"})),
+        ]);
+        assert_eq!(sums.get("amount"), Some(&20.0));
+        assert_eq!(sums.get("seats"), Some(&2.0));
+        assert!(!sums.contains_key("plan") && !sums.contains_key("recurring"));
+    }
+
+    #[test]
+    fn sums_read_cleanly() {
+        assert_eq!(format_number(20.0), "20");
+        assert_eq!(format_number(0.1 + 0.2), "0.3");
+        assert_eq!(format_number(1234.56), "1234.56");
+        assert_eq!(format_number(-2.5), "-2.5");
+        assert_eq!(format_number(-0.0000001), "0");
+    }
+
+    #[test]
+    fn columns_follow_first_appearance() {
+        let event = |fields: Value| EventRecord {
+            id: "evt_1".into(),
+            category: "sale".into(),
+            description: String::new(),
+            fields: fields.as_object().cloned().unwrap_or_default(),
+            delivery_status: "PENDING".into(),
+            created_at: 0,
+        };
+        let columns = field_columns(&[
+            event(json!({"plan": "pro"})),
+            event(json!({"amount": 1, "plan": "x"})),
+        ]);
+        assert_eq!(columns, ["plan", "amount"]);
+        assert_eq!(field_text(&json!("pro")), "pro");
+        assert_eq!(field_text(&json!(12.5)), "12.5");
+        assert_eq!(field_text(&json!(true)), "true");
+    }
+
+    #[test]
+    fn event_times_show_seconds() {
+        let text = time_with_seconds(1_764_334_805_123).into_string();
+        assert!(text.contains(">2025-11-28 13:00:05 UTC<"), "{text}");
+        assert!(
+            text.contains(r#"datetime="2025-11-28T13:00:05.123Z""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_curl_command_sends_to_the_category() {
+        let command = curl_command("http://localhost:8080", "sale");
+        assert!(command.starts_with("curl -X POST http://localhost:8080/api/v1/event"));
+        assert!(command.contains(r#"-H "Authorization: Bearer YOUR_API_KEY""#));
+        let body = command.split('\'').nth(1).expect("quoted body");
+        let body: Value = serde_json::from_str(body).expect("JSON body");
+        assert_eq!(body["category"], "sale");
+        assert!(body["fields"].is_object() && body["description"].is_string());
+    }
+}

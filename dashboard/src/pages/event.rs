@@ -1,0 +1,255 @@
+//! One event: its fields, each delivery with every attempt made, and a retry of the failed ones.
+
+use maud::{Markup, html};
+use pingpilot_core::api::retry_failed_deliveries;
+use pingpilot_core::model::{AttemptRecord, DeliveryRecord, EventRecord, Millis, to_datetime};
+use pingpilot_core::provider::EventMessage;
+use poem::web::{Form, Path, Query};
+use poem::{Route, get, handler, post};
+use serde::Deserialize;
+
+use crate::PREFIX;
+use crate::layout::{self, Nav, NoticeKind};
+use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
+
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/events/:id", get(event_page))
+        .at("/events/:id/retry", post(retry))
+}
+
+/// `?done=` after a retry: how many deliveries went back in the queue.
+#[derive(Deserialize)]
+struct Done {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+fn event_url(id: &str) -> String {
+    format!("{PREFIX}/events/{id}")
+}
+
+fn done_message(code: &str) -> Option<&'static str> {
+    match code {
+        "retried" => Some("The failed deliveries are queued again; they are sent shortly."),
+        "nothing" => Some("Nothing to retry: no delivery of this event has failed."),
+        _ => None,
+    }
+}
+
+#[handler]
+async fn event_page(
+    user: SignedIn,
+    Path(id): Path<String>,
+    Query(query): Query<Done>,
+) -> PageResult {
+    let store = user.state.store()?;
+    let Some((event, deliveries)) = store.event(&user.account.id, &id).await? else {
+        return Err(DashError::NotFound);
+    };
+    let done = query.done.as_deref().and_then(done_message);
+    let title = format!("{} event", event.category);
+    let body = html! {
+        p { a href={ (PREFIX) "/categories/" (event.category) } { "← " (event.category) } }
+        h1 { (title) }
+        @if let Some(text) = done { (layout::notice(NoticeKind::Done, text)) }
+        (summary(&event))
+        (deliveries_section(&user, &event, &deliveries))
+    };
+    Ok(layout::page(&user, Some(Nav::Overview), &title, body))
+}
+
+fn summary(event: &EventRecord) -> Markup {
+    html! {
+        section.card aria-label="Event" {
+            p.description { (event.description) }
+            dl.details {
+                dt { "Category" } dd { (event.category) }
+                dt { "Received" } dd { (layout::time(event.created_at)) }
+                dt { "Event id" } dd { code { (event.id) } }
+            }
+            h2 { "Fields" }
+            @if event.fields.is_empty() {
+                p.muted { "This event has no fields." }
+            } @else {
+                dl.fields {
+                    @for (name, value) in &event.fields {
+                        dt { (name) }
+                        dd { (EventMessage::value_text(value)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The deliveries; while the event is pending, htmx reloads this part every few seconds.
+fn deliveries_section(
+    user: &SignedIn,
+    event: &EventRecord,
+    deliveries: &[DeliveryRecord],
+) -> Markup {
+    let pending = event.delivery_status == "PENDING";
+    let any_failed = deliveries.iter().any(|d| d.status == "FAILED");
+    let url = event_url(&event.id);
+    html! {
+        section #deliveries
+            hx-get=[pending.then_some(url.as_str())]
+            hx-trigger=[pending.then_some("every 3s")]
+            hx-select=[pending.then_some("#deliveries")]
+            hx-swap=[pending.then_some("outerHTML")] {
+            h2 { "Deliveries " (status_badge(&event.delivery_status, None, false)) }
+            @if pending {
+                p.hint { "Not every delivery is final yet; this part of the page updates by itself." }
+            }
+            @if deliveries.is_empty() {
+                p.muted { "No channel was enabled when this event arrived, so nothing was sent." }
+            }
+            @if any_failed {
+                form.retry method="post" action={ (url) "/retry" } {
+                    (csrf_field(&user.csrf))
+                    button.primary type="submit" { "Retry failed deliveries" }
+                    span.hint { " Failed deliveries go back in the queue with a fresh set of attempts." }
+                }
+            }
+            @for delivery in deliveries {
+                (delivery_card(user, delivery))
+            }
+        }
+    }
+}
+
+fn delivery_card(user: &SignedIn, delivery: &DeliveryRecord) -> Markup {
+    let name = user
+        .state
+        .provider(&delivery.provider)
+        .map_or(delivery.provider.as_str(), |entry| {
+            entry.registration.display_name
+        });
+    html! {
+        article.card.delivery {
+            h3 {
+                (name) " "
+                (status_badge(
+                    &delivery.status,
+                    delivery.waiting_reason.as_deref(),
+                    delivery.last_error.is_some(),
+                ))
+            }
+            dl.details {
+                @if let Some(reason) = &delivery.waiting_reason {
+                    dt { "Waiting because" } dd { (reason) }
+                }
+                @if let Some(error) = &delivery.last_error {
+                    dt { "Last error" } dd { (error) }
+                }
+                @if let Some(at) = delivery.next_attempt_at {
+                    dt { "Next attempt" } dd { (precise_time(at)) }
+                }
+                @if let Some(at) = delivery.delivered_at {
+                    dt { "Delivered at" } dd { (precise_time(at)) }
+                }
+            }
+            (attempts_table(name, &delivery.attempts))
+        }
+    }
+}
+
+fn attempts_table(provider: &str, attempts: &[AttemptRecord]) -> Markup {
+    html! {
+        @if attempts.is_empty() {
+            p.muted { "No attempt yet." }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.visually-hidden { "Attempts through " (provider) }
+                    thead { tr {
+                        th scope="col" { "Time" }
+                        th scope="col" { "Duration" }
+                        th scope="col" { "HTTP status" }
+                        th scope="col" { "Provider answer" }
+                    } }
+                    tbody {
+                        @for attempt in attempts {
+                            tr {
+                                td { (precise_time(attempt.started_at)) }
+                                td { (attempt.duration_ms) " ms" }
+                                td {
+                                    @match attempt.http_status {
+                                        Some(status) => (status),
+                                        None => span.muted { "no answer" },
+                                    }
+                                }
+                                td {
+                                    @match &attempt.error {
+                                        Some(error) => (error),
+                                        None => "Accepted",
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A status as a badge: waiting and retrying are kinds of pending worth telling apart.
+fn status_badge(status: &str, waiting: Option<&str>, had_error: bool) -> Markup {
+    let (class, label) = match status {
+        "DELIVERED" => ("delivered", "Delivered"),
+        "FAILED" => ("failed", "Failed"),
+        _ if waiting.is_some() => ("waiting", "Waiting"),
+        _ if had_error => ("retrying", "Retrying"),
+        _ => ("pending", "Pending"),
+    };
+    html! { span class={ "badge " (class) } { (label) } }
+}
+
+/// A moment to the second, in UTC: attempts often come seconds apart.
+fn precise_time(millis: Millis) -> Markup {
+    let at = to_datetime(millis);
+    html! {
+        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)) {
+            (at.format("%Y-%m-%d %H:%M:%S UTC"))
+        }
+    }
+}
+
+#[handler]
+async fn retry(user: SignedIn, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    let Some(requeued) = retry_failed_deliveries(&user.state, &user.account.id, &id).await? else {
+        return Err(DashError::NotFound);
+    };
+    let done = if requeued == 0 { "nothing" } else { "retried" };
+    Ok(see_other(&format!("{}?done={done}", event_url(&id))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_deliveries_say_why() {
+        let badge = |status, waiting, error| status_badge(status, waiting, error).into_string();
+        assert!(badge("DELIVERED", None, true).contains("Delivered"));
+        assert!(badge("FAILED", None, true).contains("badge failed"));
+        assert!(badge("PENDING", Some("not linked"), true).contains("Waiting"));
+        assert!(badge("PENDING", None, true).contains("Retrying"));
+        assert!(badge("PENDING", None, false).contains("Pending"));
+    }
+
+    #[test]
+    fn attempt_times_show_seconds() {
+        let text = precise_time(1_764_334_805_250).into_string();
+        assert!(text.contains("2025-11-28 13:00:05 UTC"), "{text}");
+    }
+}

@@ -1,0 +1,208 @@
+//! API keys: the list (prefix, created, last used), a new key shown once, and revoking with a
+//! confirmation step that works without JavaScript.
+
+use maud::{Markup, PreEscaped, html};
+use pingpilot_core::model::ApiKeyInfo;
+use poem::http::header;
+use poem::web::{Form, Path, Query};
+use poem::{IntoResponse, Route, get, handler};
+use serde::Deserialize;
+
+use crate::PREFIX;
+use crate::layout::{self, Nav, NoticeKind};
+use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
+
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/keys", get(keys_page).post(create_key))
+        .at("/keys/:id/revoke", get(confirm_revoke).post(revoke_key))
+}
+
+#[derive(Deserialize)]
+struct Done {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Shows the copy button only where the clipboard can be written; without it (or without
+/// JavaScript) the read-only field still lets the key be selected and copied.
+const COPY_SCRIPT: &str = r#"(function () {
+  var button = document.getElementById("copy-key");
+  var field = document.getElementById("new-key");
+  var done = document.getElementById("copy-done");
+  if (!button || !field || !navigator.clipboard) { return; }
+  button.hidden = false;
+  button.addEventListener("click", function () {
+    navigator.clipboard.writeText(field.value).then(function () { done.textContent = "Copied."; });
+  });
+})();"#;
+
+fn keys_url() -> String {
+    format!("{PREFIX}/keys")
+}
+
+#[handler]
+async fn keys_page(user: SignedIn, Query(query): Query<Done>) -> PageResult {
+    let keys = user.state.store()?.list_keys(&user.account.id).await?;
+    let notice = match query.done.as_deref() {
+        Some("revoked") => Some(layout::notice(
+            NoticeKind::Done,
+            "The key is revoked: requests with it now get 401.",
+        )),
+        _ => None,
+    };
+    let body = html! {
+        h1 { "API keys" }
+        @if let Some(notice) = notice { (notice) }
+        (keys_table(&keys))
+        (create_form(&user))
+    };
+    Ok(layout::page(&user, Some(Nav::Keys), "API keys", body))
+}
+
+fn keys_table(keys: &[ApiKeyInfo]) -> Markup {
+    html! {
+        @if keys.is_empty() {
+            p.muted { "This account has no API key. Create one to send events." }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.visually-hidden { "Your API keys" }
+                    thead { tr {
+                        th scope="col" { "Key" }
+                        th scope="col" { "Created" }
+                        th scope="col" { "Last used" }
+                        th scope="col" { span.visually-hidden { "Actions" } }
+                    } }
+                    tbody {
+                        @for key in keys {
+                            tr {
+                                td { code { (key.prefix) "…" } }
+                                td { (layout::time(key.created_at)) }
+                                td {
+                                    @match key.last_used_at {
+                                        Some(at) => (layout::time(at)),
+                                        None => span.muted { "Never" },
+                                    }
+                                }
+                                td {
+                                    a href={ (keys_url()) "/" (key.id) "/revoke" }
+                                        aria-label={ "Revoke key " (key.prefix) "…" } { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p.hint {
+            "Only the first characters of each key are kept in clear. Your dashboard session is "
+            "not tied to a key: revoking the key you signed in with keeps you signed in here."
+        }
+    }
+}
+
+fn create_form(user: &SignedIn) -> Markup {
+    html! {
+        form.card method="post" action=(keys_url()) {
+            (csrf_field(&user.csrf))
+            h2 { "Create a key" }
+            p { "A new key for an app or a server. It is shown once, right after you create it." }
+            button.primary type="submit" { "Create a key" }
+        }
+    }
+}
+
+#[handler]
+async fn create_key(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    let store = user.state.store()?;
+    let (info, key) = store
+        .create_key(&user.account.id)
+        .await?
+        .ok_or(DashError::NotFound)?;
+    let keys = store.list_keys(&user.account.id).await?;
+    let body = html! {
+        h1 { "API keys" }
+        section.card.new-key aria-labelledby="new-key-title" {
+            h2 #new-key-title { "Your new key " code { (info.prefix) "…" } }
+            p {
+                strong { "Copy it now: it is shown only this once." }
+                " Only its hash is stored, so it cannot be shown again."
+            }
+            label for="new-key" { "New API key" }
+            div.copy-row {
+                input #new-key type="text" readonly value=(key) autocomplete="off" spellcheck="false";
+                button #copy-key type="button" hidden { "Copy" }
+            }
+            p.hint #copy-done role="status" {}
+            script { (PreEscaped(COPY_SCRIPT)) }
+            p { a href=(keys_url()) { "Done: back to the list" } }
+        }
+        (keys_table(&keys))
+    };
+    // The key is on this page only: no cache may keep it.
+    Ok(layout::page(&user, Some(Nav::Keys), "New API key", body)
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .into_response())
+}
+
+async fn own_key(user: &SignedIn, id: &str) -> PageResult<ApiKeyInfo> {
+    let keys = user.state.store()?.list_keys(&user.account.id).await?;
+    keys.into_iter()
+        .find(|key| key.id == id)
+        .ok_or(DashError::NotFound)
+}
+
+#[handler]
+async fn confirm_revoke(user: SignedIn, Path(id): Path<String>) -> PageResult {
+    let key = own_key(&user, &id).await?;
+    let title = format!("Revoke key {}…", key.prefix);
+    let body = html! {
+        h1 { (title) }
+        form.card method="post" action={ (keys_url()) "/" (key.id) "/revoke" } {
+            (csrf_field(&user.csrf))
+            p {
+                "Apps and servers that send events with " code { (key.prefix) "…" }
+                " get 401 from the next request on. This cannot be undone."
+            }
+            p.hint {
+                "Created " (layout::time(key.created_at)) ", last used "
+                @match key.last_used_at {
+                    Some(at) => (layout::time(at)),
+                    None => "never",
+                }
+                ". Your dashboard session stays open even if you signed in with this key."
+            }
+            div.row {
+                button.danger type="submit" { "Revoke the key" }
+                a href=(keys_url()) { "Cancel" }
+            }
+        }
+    };
+    Ok(layout::page(&user, Some(Nav::Keys), &title, body))
+}
+
+#[handler]
+async fn revoke_key(
+    user: SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    let revoked = user
+        .state
+        .store()?
+        .revoke_key(&id, Some(&user.account.id))
+        .await?;
+    if !revoked {
+        return Err(DashError::NotFound);
+    }
+    Ok(see_other(&format!("{}?done=revoked", keys_url())))
+}

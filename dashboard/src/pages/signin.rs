@@ -1,0 +1,161 @@
+//! Signing in (with an API key, or a one-time link from the operator) and out.
+
+use maud::html;
+use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
+use poem::http::{StatusCode, header};
+use poem::web::{Form, Path};
+use poem::{IntoResponse, Request, Response, Route, get, handler, post};
+use serde::Deserialize;
+
+use crate::PREFIX;
+use crate::layout::{self, NoticeKind};
+use crate::web::{
+    self, PageResult, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, app_state, same_token, see_other,
+};
+
+/// How long the sign-in form's own token lives (it only guards that one form).
+const SIGNIN_FORM_SECS: u64 = 3600;
+
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/login", get(sign_in_page).post(sign_in))
+        .at("/login/:token", get(sign_in_with_link))
+        .at("/logout", post(sign_out))
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    api_key: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+fn sign_in_form(req: &Request, status: StatusCode, problem: Option<&str>) -> Response {
+    let state = app_state(req);
+    let token = new_secret();
+    let body = html! {
+        h1 { "Sign in" }
+        @if let Some(problem) = problem { (layout::notice(NoticeKind::Problem, problem)) }
+        form.card method="post" action={ (PREFIX) "/login" } {
+            input type="hidden" name="csrf" value=(token);
+            label for="api_key" { "API key" }
+            input #api_key type="password" name="api_key" required autocomplete="off"
+                placeholder="pk_…" autofocus;
+            p.hint {
+                "The key your apps send events with. An operator can also give you a one-time "
+                "link: " code { "pingpilot account login-link --account ID" } "."
+            }
+            button.primary type="submit" { "Sign in" }
+        }
+    };
+    layout::bare("Sign in", body)
+        .with_status(status)
+        .with_header(
+            header::SET_COOKIE,
+            web::set_cookie(
+                SIGNIN_COOKIE,
+                &token,
+                SIGNIN_FORM_SECS,
+                web::over_https(req, &state),
+            ),
+        )
+        .into_response()
+}
+
+#[handler]
+fn sign_in_page(req: &Request) -> Response {
+    sign_in_form(req, StatusCode::OK, None)
+}
+
+#[handler]
+async fn sign_in(req: &Request, Form(form): Form<SignInForm>) -> PageResult {
+    let expected = web::cookie(req, SIGNIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same_token(&form.csrf, expected) {
+        return Ok(sign_in_form(
+            req,
+            StatusCode::FORBIDDEN,
+            Some(
+                "This sign-in form has expired or your browser did not keep its cookie. \
+                 The form has been renewed: try again (cookies must be allowed for this site).",
+            ),
+        ));
+    }
+    let state = app_state(req);
+    let key = form.api_key.trim();
+    let account = if key.is_empty() {
+        None
+    } else {
+        state.account_for_key(key).await?
+    };
+    let Some(account) = account else {
+        return Ok(sign_in_form(
+            req,
+            StatusCode::UNAUTHORIZED,
+            Some(
+                "That API key is not valid: it is mistyped, or it was revoked. Keys start with \
+                 pk_.",
+            ),
+        ));
+    };
+    let cookie = web::start_session(req, &state, &account.id).await?;
+    Ok(signed_in(cookie, req, &state))
+}
+
+/// Leaves the sign-in form's token behind and goes to the overview.
+fn signed_in(
+    session_cookie: String,
+    req: &Request,
+    state: &pingpilot_core::app::AppState,
+) -> Response {
+    let mut response = see_other(PREFIX);
+    let headers = response.headers_mut();
+    for cookie in [
+        session_cookie,
+        web::set_cookie(SIGNIN_COOKIE, "", 0, web::over_https(req, state)),
+    ] {
+        if let Ok(value) = cookie.parse() {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+#[handler]
+async fn sign_in_with_link(req: &Request, Path(token): Path<String>) -> PageResult {
+    let state = app_state(req);
+    let redeemed = state
+        .store()?
+        .redeem_login_link(&hash_api_key(&token), now_millis())
+        .await?;
+    let Some(account_id) = redeemed else {
+        return Ok(sign_in_form(
+            req,
+            StatusCode::GONE,
+            Some(
+                "This sign-in link has expired or was used already; each link works once. Ask \
+                 for a new one, or sign in with an API key.",
+            ),
+        ));
+    };
+    let cookie = web::start_session(req, &state, &account_id).await?;
+    Ok(signed_in(cookie, req, &state))
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[handler]
+async fn sign_out(req: &Request, user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    user.sign_out().await?;
+    let mut response = see_other(&format!("{PREFIX}/login"));
+    let cookie = web::set_cookie(SESSION_COOKIE, "", 0, web::over_https(req, &user.state));
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}

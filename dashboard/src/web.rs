@@ -1,0 +1,265 @@
+//! What every dashboard route shares: the session cookie, the signed-in extractor, CSRF checks,
+//! redirects and the error type with its HTML page.
+
+use std::sync::Arc;
+
+use maud::html;
+use pingpilot_core::app::AppState;
+use pingpilot_core::model::{Account, Millis, hash_api_key, new_secret, now_millis};
+use pingpilot_core::store::{SessionRecord, StoreError};
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{FromRequest, IntoResponse, Request, RequestBody, Response};
+
+use crate::layout;
+
+pub const SESSION_COOKIE: &str = "pp_session";
+/// Double-submit token of the sign-in form, which has no session yet.
+pub const SIGNIN_COOKIE: &str = "pp_signin";
+
+/// An answer of the dashboard that is not the page asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum DashError {
+    /// No session, or it expired or was signed out: go to the sign-in page.
+    #[error("sign-in needed")]
+    SignInNeeded,
+    /// A form without this session's CSRF token.
+    #[error("form token mismatch")]
+    Csrf,
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl poem::error::ResponseError for DashError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::SignInNeeded => StatusCode::SEE_OTHER,
+            Self::Csrf => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn as_response(&self) -> Response {
+        match self {
+            Self::SignInNeeded => see_other(&format!("{}/login", crate::PREFIX)),
+            Self::Csrf => error_page(
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "The page was open for too long or in another session. Go back, reload the page \
+                 and try again.",
+            ),
+            Self::NotFound => error_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing at this address, or it belongs to another account.",
+            ),
+            Self::Store(err) => {
+                tracing::error!(error = %err, "storage failure while answering a dashboard page");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The relay could not read or write its database. Try again in a moment; the \
+                     relay's log says more.",
+                )
+            }
+        }
+    }
+}
+
+pub type PageResult<T = Response> = Result<T, DashError>;
+
+fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
+    let body = html! {
+        h1 { (title) }
+        p { (text) }
+        p { a href=(crate::PREFIX) { "Back to the dashboard" } }
+    };
+    layout::bare(title, body)
+        .with_status(status)
+        .into_response()
+}
+
+/// A 303 to `location`; htmx requests follow `HX-Redirect` with a full page load instead.
+pub fn see_other(location: &str) -> Response {
+    let mut response = Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .finish();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert("HX-Redirect", value);
+    }
+    response
+}
+
+/// The relay's state, which the dashboard's routes carry as request data.
+pub fn app_state(req: &Request) -> Arc<AppState> {
+    req.data::<Arc<AppState>>()
+        .cloned()
+        .expect("the dashboard routes are built with the relay state as data")
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// Whether cookies must be `Secure`: the relay is reached over HTTPS (its public URL says so, or
+/// the proxy in front of it does).
+pub fn over_https(req: &Request, state: &AppState) -> bool {
+    let public = state
+        .settings
+        .dashboard
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    public || forwarded
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, scoped to the dashboard; `max_age` 0 deletes it.
+pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{name}={value}; Path={}; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}",
+        crate::PREFIX
+    )
+}
+
+/// Compares two tokens in time independent of where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Starts a session for `account_id`; the cookie to set with it.
+pub async fn start_session(
+    req: &Request,
+    state: &AppState,
+    account_id: &str,
+) -> Result<String, StoreError> {
+    let id = new_secret();
+    let now = now_millis();
+    let ttl = state.settings.dashboard.session_ttl.get();
+    let record = SessionRecord {
+        account_id: account_id.to_string(),
+        csrf_token: new_secret(),
+        expires_at: now + Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX / 2),
+    };
+    state
+        .store()?
+        .create_session(&hash_api_key(&id), &record, now)
+        .await?;
+    Ok(set_cookie(
+        SESSION_COOKIE,
+        &id,
+        ttl.as_secs(),
+        over_https(req, state),
+    ))
+}
+
+/// A request from a signed-in browser: its account and the session's CSRF token.
+pub struct SignedIn {
+    pub state: Arc<AppState>,
+    pub account: Account,
+    pub csrf: String,
+    session_hash: String,
+}
+
+impl SignedIn {
+    /// Refuses a form whose token is not this session's.
+    pub fn check_csrf(&self, token: &str) -> Result<(), DashError> {
+        if same_token(token, &self.csrf) {
+            Ok(())
+        } else {
+            Err(DashError::Csrf)
+        }
+    }
+
+    /// Ends this session.
+    pub async fn sign_out(&self) -> Result<(), StoreError> {
+        self.state.store()?.delete_session(&self.session_hash).await
+    }
+}
+
+impl<'a> FromRequest<'a> for SignedIn {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = app_state(req);
+        let Some(id) = cookie(req, SESSION_COOKIE).filter(|id| !id.is_empty()) else {
+            return Err(DashError::SignInNeeded.into());
+        };
+        let session_hash = hash_api_key(id);
+        let store = state.store().map_err(DashError::from)?;
+        let Some(session) = store
+            .session(&session_hash, now_millis())
+            .await
+            .map_err(DashError::from)?
+        else {
+            return Err(DashError::SignInNeeded.into());
+        };
+        let Some(account) = store
+            .account(&session.account_id)
+            .await
+            .map_err(DashError::from)?
+        else {
+            return Err(DashError::SignInNeeded.into());
+        };
+        Ok(Self {
+            state,
+            account,
+            csrf: session.csrf_token,
+            session_hash,
+        })
+    }
+}
+
+/// The hidden field every form of a signed-in page carries.
+pub fn csrf_field(token: &str) -> maud::Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "ab"));
+        assert!(!same_token("", "a"));
+    }
+
+    #[test]
+    fn cookies_are_scoped_and_locked_down() {
+        assert_eq!(
+            set_cookie("pp_session", "v", 60, false),
+            "pp_session=v; Path=/dashboard; Max-Age=60; HttpOnly; SameSite=Lax"
+        );
+        assert!(set_cookie("pp_session", "v", 60, true).ends_with("; Secure"));
+    }
+
+    #[test]
+    fn a_cookie_is_found_among_others() {
+        let req = Request::builder()
+            .header(header::COOKIE, "a=1; pp_session=xyz; b=2")
+            .finish();
+        assert_eq!(cookie(&req, "pp_session"), Some("xyz"));
+        assert_eq!(cookie(&req, "pp"), None);
+    }
+}

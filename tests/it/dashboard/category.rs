@@ -1,0 +1,278 @@
+//! A category's page: range tabs, totals and numeric sums, the chart, the events table with
+//! delivery badges, pagination, the empty state with its curl command, and the live fragment.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Browser, Page};
+use crate::helpers::Relay;
+
+/// Sends an event; its id.
+async fn send(relay: &Relay, key: &str, body: Value) -> String {
+    let (status, answer) = relay.send_event(key, body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["eventId"].as_str().expect("eventId").to_string()
+}
+
+/// The page's text with HTML's quote escapes undone, to compare with JSON.
+fn unescaped(page: &Page) -> String {
+    page.body.replace("&quot;", "\"").replace("&amp;", "&")
+}
+
+fn count(page: &Page, part: &str) -> usize {
+    page.body.matches(part).count()
+}
+
+/// The event ids the table links to, in the table's order.
+fn event_links(page: &Page) -> Vec<String> {
+    let marker = r#"<a href="/dashboard/events/"#;
+    page.body
+        .split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `seen` fingerprint in the live section's polling address.
+fn seen_in(page: &Page) -> String {
+    let start = page.body.find("seen=").expect("a polling address") + 5;
+    let end = page.body[start..].find('"').expect("end of address") + start;
+    page.body[start..end].to_string()
+}
+
+#[tokio::test]
+async fn totals_sums_fields_and_delivery_badges() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    relay.link_telegram(&key).await;
+    let first = send(
+        &relay,
+        &key,
+        json!({"category": "sale", "description": "First sale",
+               "fields": {"amount": 12.5, "plan": "pro"}}),
+    )
+    .await;
+    let second = send(
+        &relay,
+        &key,
+        json!({"category": "sale", "description": "Second sale",
+               "fields": {"amount": 7.5, "seats": 3, "recurring": true}}),
+    )
+    .await;
+    relay.wait_final(&key, &first).await;
+    relay.wait_final(&key, &second).await;
+
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let page = browser.get("/dashboard/categories/sale").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.assert_contains(&[
+        "<title>Category sale · PingPilot</title>",
+        r#"<a href="/dashboard/categories/sale?range=today" aria-current="page">Today</a>"#,
+        r#"<a href="/dashboard/categories/sale?range=week">This week</a>"#,
+        "Weeks start on Monday; times are UTC.",
+        "<dt>Events</dt><dd>2</dd>",
+        "<dt>Sum of amount</dt><dd>20</dd>",
+        "<dt>Sum of seats</dt><dd>3</dd>",
+        r#"<th scope="col">amount</th>"#,
+        r#"<th scope="col">plan</th>"#,
+        r#"<th scope="col">seats</th>"#,
+        r#"<th scope="col">recurring</th>"#,
+        "<td>pro</td>",
+        "<td>12.5</td>",
+        "<td>true</td>",
+        "First sale",
+        "Second sale",
+        &format!(r#"<a href="/dashboard/events/{first}">"#),
+        &format!(r#"<a href="/dashboard/events/{second}">"#),
+        r#"<span class="badge delivered">Discord: delivered</span>"#,
+        r#"<span class="badge delivered">Telegram: delivered</span>"#,
+        r#"role="img" aria-label="Events per hour"#,
+        "2 in total; busiest",
+    ]);
+    // Text fields are not summed; the newest event (the larger id) comes first.
+    assert!(!page.body.contains("Sum of plan") && !page.body.contains("Sum of recurring"));
+    let mut newest_first = vec![first.clone(), second.clone()];
+    newest_first.sort();
+    newest_first.reverse();
+    assert_eq!(event_links(&page), newest_first);
+    assert_eq!(count(&page, r#"<rect class="bar""#), 24);
+    assert_eq!(count(&page, r#"<span class="badge delivered">"#), 4);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn tabs_switch_the_range_and_the_chart() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    send(
+        &relay,
+        &key,
+        json!({"category": "sale", "fields": {"amount": 1}}),
+    )
+    .await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+
+    let week = browser.get("/dashboard/categories/sale?range=week").await;
+    assert_eq!(week.status, StatusCode::OK);
+    week.assert_contains(&[
+        r#"aria-current="page">This week</a>"#,
+        "Events per day",
+        "<dt>Events</dt><dd>1</dd>",
+        ">Mon ",
+    ]);
+    assert_eq!(count(&week, r#"<rect class="bar""#), 7);
+
+    let month = browser.get("/dashboard/categories/sale?range=month").await;
+    month.assert_contains(&[r#"aria-current="page">This month</a>"#, "<dd>1</dd>"]);
+    let bars = count(&month, r#"<rect class="bar""#);
+    assert!((28..=31).contains(&bars), "{bars} bars");
+
+    // An unknown range is today's.
+    let odd = browser.get("/dashboard/categories/sale?range=decade").await;
+    assert_eq!(odd.status, StatusCode::OK);
+    odd.assert_contains(&[r#"aria-current="page">Today</a>"#]);
+    // Names match case-insensitively, as in the API.
+    let upper = browser.get("/dashboard/categories/SALE").await;
+    assert_eq!(upper.status, StatusCode::OK);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_table_pages_25_events_at_a_time() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let mut sent = Vec::new();
+    for n in 0..27 {
+        sent.push(
+            send(
+                &relay,
+                &key,
+                json!({"category": "sale", "fields": {"n": n}}),
+            )
+            .await,
+        );
+    }
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let first = browser.get("/dashboard/categories/sale").await;
+    assert_eq!(first.status, StatusCode::OK);
+    first.assert_contains(&[
+        "<dt>Events</dt><dd>27</dd>",
+        "<dt>Sum of n</dt><dd>351</dd>",
+    ]);
+    let first_ids = event_links(&first);
+    assert_eq!(first_ids.len(), 25);
+    let last_shown = first_ids.last().expect("a row");
+    let older = format!(
+        r#"<a href="/dashboard/categories/sale?range=today&amp;before={last_shown}" rel="next">Older events →</a>"#
+    );
+    first.assert_contains(&[&older]);
+    assert!(!first.body.contains("Newest events"));
+
+    let second = browser
+        .get(&format!(
+            "/dashboard/categories/sale?range=today&before={last_shown}"
+        ))
+        .await;
+    assert_eq!(second.status, StatusCode::OK);
+    let second_ids = event_links(&second);
+    assert_eq!(second_ids.len(), 2);
+    second.assert_contains(&["← Newest events", "<dd>27</dd>"]);
+    assert!(!second.body.contains("Older events"));
+    // Older pages do not refresh themselves.
+    assert!(!second.body.contains("hx-get"));
+
+    // Newest first across both pages, every event exactly once.
+    let shown: Vec<String> = first_ids.into_iter().chain(second_ids).collect();
+    let mut expected = sent;
+    expected.sort();
+    expected.reverse();
+    assert_eq!(shown, expected);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_category_offers_curl_and_waits_live_for_the_first_event() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let page = browser.get("/dashboard/categories/sale").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = unescaped(&page);
+    for part in [
+        "Waiting for the first event",
+        "curl -X POST http",
+        "/api/v1/event \\",
+        r#"-H "Authorization: Bearer YOUR_API_KEY""#,
+        r#"-H "Content-Type: application/json""#,
+        r#"-d '{"category":"sale","description":"Something happened","fields":{"amount":12.5,"plan":"pro"}}'"#,
+        r#"hx-get="/dashboard/categories/sale/events?range=today&seen="#,
+        r#"hx-trigger="every 3s""#,
+        r#"hx-swap="outerHTML""#,
+        "Without JavaScript: reload the page",
+    ] {
+        assert!(text.contains(part), "expected {part:?} in:\n{text}");
+    }
+    assert!(!page.body.contains("<table"));
+
+    // The fragment answers the same section; nothing changed since → 204, no swap.
+    let fragment = browser
+        .get("/dashboard/categories/sale/events?range=today")
+        .await;
+    assert_eq!(fragment.status, StatusCode::OK);
+    fragment.assert_contains(&[r#"<section id="live""#, "Waiting for the first event"]);
+    assert!(!fragment.body.contains("<html"), "a fragment, not a page");
+    let seen = seen_in(&page);
+    assert_eq!(seen, seen_in(&fragment));
+    let unchanged = browser
+        .get(&format!(
+            "/dashboard/categories/sale/events?range=today&seen={seen}"
+        ))
+        .await;
+    assert_eq!(unchanged.status, StatusCode::NO_CONTENT);
+
+    // The first event arrives: the fragment now brings the table.
+    let id = send(
+        &relay,
+        &key,
+        json!({"category": "sale", "description": "Hello from curl", "fields": {"amount": 4}}),
+    )
+    .await;
+    let arrived = browser
+        .get(&format!(
+            "/dashboard/categories/sale/events?range=today&seen={seen}"
+        ))
+        .await;
+    assert_eq!(arrived.status, StatusCode::OK);
+    arrived.assert_contains(&[
+        "<table",
+        "Hello from curl",
+        &format!("/dashboard/events/{id}"),
+        "<dt>Sum of amount</dt><dd>4</dd>",
+        r#"hx-trigger="every 3s""#,
+    ]);
+    assert!(!arrived.body.contains("Waiting for the first event"));
+    assert_ne!(seen_in(&arrived), seen);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_categories_are_not_found() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let (_, other) = relay.create_account(&[]).await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    for path in [
+        "/dashboard/categories/nope",
+        "/dashboard/categories/nope/events",
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        page.assert_contains(&["Not found"]);
+    }
+    // Another account's category is as unknown as a missing one.
+    let mut stranger = Browser::signed_in(&relay, &other).await;
+    let page = stranger.get("/dashboard/categories/sale").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    relay.stop().await;
+}
