@@ -1,0 +1,307 @@
+// The dashboard in a real browser: a user signs in with their API key, starts with the quick
+// start, watches events sent through the API arrive, changes settings and manages keys.
+// One relay and one browser for the whole file; the tests run in order and build on each other.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { launchBrowser, newPage, screenshots } from './browser.js';
+import { startRelay } from './relay.js';
+import { startStandins } from './standins.js';
+
+const DISCORD_ID = '123456789012345678';
+const NEW_DISCORD_ID = '876543210987654321';
+
+let standins;
+let relay;
+let browser;
+let page;
+let account;
+
+before(async () => {
+  standins = await startStandins();
+  relay = await startRelay(standins);
+  account = await relay.cli([
+    'account', 'create', '--name', 'Ada Browser', '--discord-id', DISCORD_ID, '--telegram-username', 'ada_browser',
+  ]);
+  browser = await launchBrowser();
+  page = await newPage(browser);
+});
+
+after(async () => {
+  await browser?.close();
+  await relay?.stop();
+  await standins?.close();
+});
+
+/** Screenshots at both widths; the page must not scroll sideways on a phone. */
+async function capture(name) {
+  const { phoneOverflow } = await screenshots(page, name);
+  assert.ok(phoneOverflow <= 0, `${name} is ${phoneOverflow}px wider than a phone's screen`);
+}
+
+function path() {
+  return new URL(page.url()).pathname;
+}
+
+/** Resolves once `check` returns something truthy; fails with `what` after `ms`. */
+async function eventually(what, check, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const result = await check();
+    if (result) return result;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, 100));
+  }
+}
+
+/** The events the test sends through the API, with the sums the category page must show. */
+const EVENTS = [
+  { category: 'sale', description: 'New sale from Lisbon', fields: { amount: 12.5, plan: 'pro' } },
+  { category: 'sale', description: 'Team upgrade', fields: { amount: 30, plan: 'team', seats: 5 } },
+  { category: 'sale', description: 'Renewal with a coupon', fields: { amount: 7.5, plan: 'basic', coupon: 'SPRING' } },
+];
+const AMOUNT_SUM = '50';
+
+
+test('a signed-out visitor is sent to the sign-in page, and a wrong key is refused', async () => {
+  await page.goto(`${relay.base}/dashboard`);
+  assert.equal(path(), '/dashboard/login');
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await capture('signin');
+
+  await page.getByLabel('API key').fill('pk_not_a_real_key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'not valid' }).waitFor();
+  assert.equal(path(), '/dashboard/login');
+});
+
+test('signing in with the API key opens the overview, empty at first', async () => {
+  // By keyboard: the key field has the focus, Enter sends the form.
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'api_key');
+  await page.keyboard.type(account.apiKey);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`${relay.base}/dashboard`);
+  // The first Tab reaches the skip link.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Overview' }).waitFor();
+  await page.getByText('Ada Browser').waitFor();
+  await page.getByText('0 of 3 categories on the free plan').waitFor();
+  await page.getByText('No categories yet').waitFor();
+});
+
+test('the quick start creates bug, sale and question, up to the plan limit', async () => {
+  await page.getByRole('button', { name: 'Create the starter categories' }).click();
+  await page.getByRole('status').filter({ hasText: 'Created bug, sale, question.' }).waitFor();
+  for (const name of ['bug', 'sale', 'question']) {
+    await page.getByRole('heading', { level: 2, name }).waitFor();
+  }
+  await page.getByText('3 of 3 categories on the free plan').waitFor();
+  // Full: the create form says so and cannot be sent.
+  assert.equal(await page.getByRole('button', { name: 'Create category' }).isDisabled(), true);
+  assert.equal(await page.getByRole('button', { name: 'Create the starter categories' }).isDisabled(), true);
+  // Every input of the create form has a label.
+  await page.getByLabel('Name', { exact: true }).waitFor();
+  await page.getByLabel('Or another colour, #RRGGBB').waitFor();
+  await page.getByLabel('Or another emoji').waitFor();
+});
+
+test('a new category page waits for its first event and shows events sent through the API', async () => {
+  await page.getByRole('link', { name: 'Open sale' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/categories/sale`);
+  await page.getByRole('heading', { name: 'Waiting for the first event' }).waitFor();
+  await page.getByText('curl -X POST').waitFor();
+
+  for (const event of EVENTS) {
+    const { status, body } = await relay.api('POST', '/api/v1/event', account.apiKey, event);
+    assert.equal(status, 200, JSON.stringify(body));
+  }
+
+  // No reload: the page polls with htmx and swaps the new rows in.
+  const table = page.getByRole('table');
+  await table.waitFor({ timeout: 15_000 });
+  for (const column of ['Time', 'amount', 'plan', 'seats', 'coupon', 'Description', 'Delivery']) {
+    await table.getByRole('columnheader', { name: column, exact: true }).waitFor();
+  }
+  const row = (description) => table.getByRole('row').filter({ hasText: description });
+  await row('New sale from Lisbon').getByRole('cell', { name: '12.5', exact: true }).waitFor();
+  await row('Team upgrade').getByRole('cell', { name: 'team', exact: true }).waitFor();
+  await row('Team upgrade').getByRole('cell', { name: '5', exact: true }).waitFor();
+  await row('Renewal with a coupon').getByRole('cell', { name: 'SPRING', exact: true }).waitFor();
+  // Discord delivers at once; Telegram waits until the chat is linked (in the settings test).
+  for (const event of EVENTS) {
+    await row(event.description).getByText('Discord: delivered').waitFor({ timeout: 15_000 });
+    // (The category page's badge says "pending" where the event page says "Waiting".)
+    await row(event.description).getByText(/^Telegram: (pending|waiting)$/).waitFor();
+  }
+  assert.equal(standins.discordMessages().length, EVENTS.length);
+  await page.getByRole('term').filter({ hasText: /^Events$/ }).waitFor();
+  const amountSum = page.getByRole('term').filter({ hasText: 'Sum of amount' }).locator('xpath=following-sibling::dd');
+  assert.equal((await amountSum.textContent()).trim(), AMOUNT_SUM);
+  // The chart: one bar per hour of today, drawn as tall as its count says (page CSS must not
+  // override the bars' geometry).
+  const chart = page.getByRole('img', { name: /^Events per hour/ });
+  await chart.waitFor();
+  const bars = await chart.locator('rect:not(.slot)').evaluateAll((rects) =>
+    rects.map((rect) => ({ drawn: rect.getBBox().height, meant: Number(rect.getAttribute('height')) })));
+  assert.equal(bars.length, 24);
+  const misdrawn = bars.find((bar) => Math.abs(bar.drawn - bar.meant) > 0.5);
+  assert.equal(misdrawn, undefined, `a bar meant ${misdrawn?.meant}px tall is drawn ${misdrawn?.drawn}px tall`);
+  assert.equal(bars.filter((bar) => bar.meant > 0).length, 1, 'one bar: all three events came this hour');
+  await page.getByText('Weeks start on Monday').waitFor();
+
+  // The other tabs show the same events (they happened today, so this week and month too).
+  await page.getByRole('navigation', { name: 'Time range' }).getByRole('link', { name: 'This month' }).click();
+  await page.waitForURL(/range=month/);
+  await page.getByRole('row').filter({ hasText: 'Team upgrade' }).waitFor();
+  await page.getByRole('navigation', { name: 'Time range' }).getByRole('link', { name: 'Today' }).click();
+  await page.waitForURL(/range=today/);
+});
+
+test('an event page lists each delivery with its attempts', async () => {
+  await page.getByRole('row').filter({ hasText: 'New sale from Lisbon' }).getByRole('link').click();
+  await page.waitForURL(/\/dashboard\/events\/evt_/);
+  await page.getByRole('heading', { level: 1, name: 'sale event' }).waitFor();
+  await page.getByText('New sale from Lisbon').waitFor();
+  await page.getByRole('definition').filter({ hasText: /^12\.5$/ }).waitFor();
+  await page.getByRole('definition').filter({ hasText: /^pro$/ }).waitFor();
+
+  const discord = page.getByRole('article').filter({ has: page.getByRole('heading', { name: /^Discord/ }) });
+  await discord.getByText('Delivered', { exact: true }).waitFor();
+  const attempts = page.getByRole('table', { name: 'Attempts through Discord' });
+  await attempts.getByRole('row').filter({ hasText: '200' }).filter({ hasText: 'Accepted' }).waitFor();
+  const telegram = page.getByRole('article').filter({ has: page.getByRole('heading', { name: /^Telegram/ }) });
+  await telegram.getByText('Waiting', { exact: true }).waitFor();
+  await capture('event');
+});
+
+test('settings: Telegram is linked, the Discord ID changed, and a test notification goes out', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/settings`);
+  await page.getByText('Not linked', { exact: true }).waitFor();
+
+  // The bot gets "/start <token>" from the link, as when the user presses Start in Telegram.
+  const connect = page.getByRole('link', { name: 'Connect Telegram' });
+  const href = await connect.getAttribute('href');
+  assert.match(href, /^https:\/\/t\.me\/PingPilotBrowserBot\?start=/);
+  standins.queueTelegramStart(new URL(href).searchParams.get('start'), 'ada_browser');
+  await eventually('the chat to be linked', async () => {
+    await page.reload();
+    return (await page.getByText('Linked', { exact: true }).count()) > 0;
+  });
+
+  // The events that waited for the chat go out now.
+  await eventually('every event delivered through both channels', async () => {
+    const { body } = await relay.api('GET', '/api/v1/events?category=sale', account.apiKey);
+    return body.events.length === EVENTS.length && body.events.every((e) => e.deliveryStatus === 'DELIVERED');
+  }, 20_000);
+  assert.ok(standins.telegramMessages().length >= EVENTS.length);
+
+  // An invalid Discord ID is refused with the API's message, next to the field.
+  const discordId = page.getByRole('textbox', { name: /Discord/ });
+  await discordId.fill('not-an-id');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.getByRole('alert').filter({ hasText: 'not saved' }).waitFor();
+  assert.equal(await discordId.getAttribute('aria-invalid'), 'true');
+
+  await discordId.fill(NEW_DISCORD_ID);
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.getByRole('status').filter({ hasText: 'Your settings are saved.' }).waitFor();
+  assert.equal(await discordId.inputValue(), NEW_DISCORD_ID);
+  const { body: saved } = await relay.api('GET', '/api/v1/account', account.apiKey);
+  assert.equal(saved.discordId, NEW_DISCORD_ID);
+
+  // Telegram allows one message a second per chat and the relay keeps to it: right after the
+  // waiting events went out the page may answer "Throttled … try again in 1 s"; so does a user.
+  const results = page.getByRole('status').filter({ hasText: 'Test notification sent' });
+  let before;
+  let telegramBefore;
+  for (let attempt = 1; ; attempt++) {
+    await new Promise((done) => setTimeout(done, 1_100));
+    before = standins.discordMessages().length;
+    telegramBefore = standins.telegramMessages().length;
+    await page.getByRole('button', { name: 'Send test notification' }).click();
+    await results.getByRole('listitem').filter({ hasText: 'Discord:' }).filter({ hasText: 'Delivered (HTTP 200)' }).waitFor();
+    const telegram = await results.getByRole('listitem').filter({ hasText: 'Telegram:' }).textContent();
+    if (/Delivered \(HTTP 200\)/.test(telegram)) break;
+    assert.match(telegram, /Throttled/);
+    assert.ok(attempt < 4, `Telegram still throttled after ${attempt} tries: ${telegram}`);
+  }
+  assert.equal(standins.discordMessages().length, before + 1);
+  assert.equal(standins.telegramMessages().length, telegramBefore + 1);
+  const dms = standins.requestsTo('/api/v10/users/@me/channels');
+  assert.equal(dms.at(-1).body.recipient_id, NEW_DISCORD_ID);
+  await capture('settings');
+});
+
+test('the category page shows every delivery done once Telegram is linked', async () => {
+  await page.goto(`${relay.base}/dashboard/categories/sale`);
+  const table = page.getByRole('table');
+  for (const event of EVENTS) {
+    const row = table.getByRole('row').filter({ hasText: event.description });
+    await row.getByText('Discord: delivered').waitFor();
+    await row.getByText('Telegram: delivered').waitFor({ timeout: 15_000 });
+  }
+  await capture('category');
+});
+
+test('the overview counts the events of each category', async () => {
+  await page.goto(`${relay.base}/dashboard`);
+  const sale = page.getByRole('article').filter({ has: page.getByRole('heading', { name: 'sale' }) });
+  await sale.getByRole('definition').filter({ hasText: /^3$/ }).waitFor();
+  await capture('overview');
+});
+
+test('an API key is created, shown once, works, and stops working when revoked', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'API keys' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/keys`);
+  assert.equal(await page.getByRole('link', { name: /^Revoke key / }).count(), 1);
+  await page.getByRole('button', { name: 'Create a key' }).click();
+  const newKey = await page.getByLabel('New API key').inputValue();
+  assert.match(newKey, /^pk_/);
+  assert.notEqual(newKey, account.apiKey);
+  const usable = await relay.api('GET', '/api/v1/quota', newKey);
+  assert.equal(usable.status, 200);
+
+  await page.getByRole('link', { name: 'Done: back to the list' }).click();
+  const revokeLinks = page.getByRole('link', { name: /^Revoke key / });
+  assert.equal(await revokeLinks.count(), 2);
+  // The row of the new key: its shown prefix is the start of the key.
+  let revokeNew;
+  for (const link of await revokeLinks.all()) {
+    const prefix = (await link.getAttribute('aria-label')).replace(/^Revoke key /, '').replace(/…$/, '');
+    if (newKey.startsWith(prefix)) revokeNew = link;
+  }
+  assert.ok(revokeNew, 'the new key is listed by its prefix');
+  await capture('keys');
+  await revokeNew.click();
+  await page.getByRole('heading', { name: /^Revoke key / }).waitFor();
+  await page.getByRole('button', { name: 'Revoke the key' }).click();
+  await page.getByRole('status').filter({ hasText: 'The key is revoked' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: /^Revoke key / }).count(), 1);
+
+  const refused = await relay.api('GET', '/api/v1/quota', newKey);
+  assert.equal(refused.status, 401);
+  assert.deepEqual(refused.body, { message: 'Invalid API key' });
+  const still = await relay.api('GET', '/api/v1/quota', account.apiKey);
+  assert.equal(still.status, 200);
+});
+
+test('usage shows the events and categories against the plan', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Usage' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/usage`);
+  // Three events; the test notification does not count.
+  await page.getByText(`${EVENTS.length} of 100 events used`).waitFor();
+  await page.getByText('3 of 3 categories used').waitFor();
+  await page.getByText('The count starts again on').waitFor();
+  await capture('usage');
+});
+
+test('signing out ends the session', async () => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/login`);
+  await page.goto(`${relay.base}/dashboard/usage`);
+  assert.equal(path(), '/dashboard/login');
+  assert.deepEqual(page.scriptErrors, [], 'no script errors on any page');
+});
