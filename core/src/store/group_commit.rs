@@ -188,13 +188,12 @@ pub fn held_results(
     let mut events = Vec::new();
     for job in jobs {
         // Taken out once used: a second result for the same claim is a lost lease.
-        let owned = match leased.remove(&job.delivery_id) {
-            Some((event_id, owner)) if owner == job.owner => {
-                events.push(event_id);
-                true
-            }
-            _ => false,
-        };
+        let owned = leased
+            .get(&job.delivery_id)
+            .is_some_and(|(_, owner)| *owner == job.owner);
+        if owned && let Some((event_id, _)) = leased.remove(&job.delivery_id) {
+            events.push(event_id);
+        }
         if owned {
             held.push(job);
         }
@@ -359,20 +358,24 @@ mod tests {
             finish(3, "w1"),
             finish(1, "w1"),
             finish(4, "w1"),
+            // A stale worker's result does not use up the lease of the one holding it.
+            finish(5, "w1"),
+            finish(5, "w2"),
         ];
         let leased = HashMap::from([
             (1, ("evt_b".to_string(), "w1".to_string())),
             // Taken over by another worker after the lease expired.
             (2, ("evt_a".to_string(), "w2".to_string())),
             (4, ("evt_b".to_string(), "w1".to_string())),
+            (5, ("evt_c".to_string(), "w2".to_string())),
         ]);
         let (results, held, events) = held_results(&jobs, leased);
         // 3 is no longer pending; the second result for 1 comes after the first used the lease.
-        assert_eq!(results, [true, false, false, false, true]);
+        assert_eq!(results, [true, false, false, false, true, false, true]);
         assert_eq!(
             held.iter().map(|job| job.delivery_id).collect::<Vec<_>>(),
-            [1, 4]
+            [1, 4, 5]
         );
-        assert_eq!(events, ["evt_b"]);
+        assert_eq!(events, ["evt_b", "evt_c"]);
     }
 }

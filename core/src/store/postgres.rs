@@ -51,6 +51,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/postgres/0006_dashboard.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_events_fillfactor.sql"),
+    ),
 ];
 
 /// Batches written side by side by one process.

@@ -2,8 +2,8 @@
 //! so concurrent requests share one commit (one WAL flush) and a handful of statements.
 //!
 //! Other relay processes write the same rows, so the batch takes its locks in a fixed order:
-//! the intake lock of each account (sorted), then the deliveries it finishes (by id), then their
-//! events (by id). A deadlock with a process that locks otherwise fails the batch, and each job
+//! the deliveries it finishes (the delivered ones by id, then the rest), their events (by id),
+//! then the intake lock of each account (sorted). A deadlock with a process that locks otherwise fails the batch, and each job
 //! is then written on its own.
 
 use std::collections::HashMap;
@@ -243,62 +243,62 @@ async fn insert_deliveries(
 }
 
 /// Records attempts and new states; a result whose lease was lost to another worker is
-/// ignored (`false`).
+/// ignored (`false`). Each update changes only rows still pending and leased to the job's
+/// owner, and says which it changed: no separate pass locks the rows first.
 async fn write_finishes(conn: &mut PgConnection, jobs: &[FinishJob]) -> Result<Vec<bool>> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let leased = lock_leased(conn, jobs).await?;
-    let (results, held, events) = held_results(jobs, leased);
-    insert_attempts(conn, &held).await?;
-    let delivered: Vec<i64> = held
-        .iter()
-        .filter(|job| matches!(job.update, DeliveryUpdate::Delivered))
-        .map(|job| job.delivery_id)
-        .collect();
-    if !delivered.is_empty() {
-        sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-             status = 'DELIVERED', delivered_at = $1, waiting_reason = NULL, \
-             attempts = attempts + 1 FROM unnest($2::bigint[]) AS u(id) WHERE deliveries.id = u.id",
-        )
-        .bind(now_millis())
-        .bind(&delivered)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for job in held
+    let mut changed = finish_delivered(conn, jobs).await?;
+    for job in jobs
         .iter()
         .filter(|job| !matches!(job.update, DeliveryUpdate::Delivered))
     {
-        update_delivery(conn, job).await?;
+        if let Some(event_id) = update_delivery(conn, job).await? {
+            changed.insert(job.delivery_id, (event_id, job.owner.clone()));
+        }
     }
+    let (results, held, events) = held_results(jobs, changed);
+    insert_attempts(conn, &held).await?;
     refresh_event_statuses(conn, &events).await?;
     Ok(results)
 }
 
-/// `delivery id → (event id, lease owner)` of the jobs' deliveries still pending and leased,
-/// locked until commit (a worker taking over an expired lease waits for them or skips them).
-async fn lock_leased(
+/// The delivered ones in one statement (the common outcome): `delivery id → (event id,
+/// owner)` of the rows it changed.
+async fn finish_delivered(
     conn: &mut PgConnection,
     jobs: &[FinishJob],
 ) -> Result<HashMap<i64, (String, String)>> {
-    let mut ids: Vec<i64> = jobs.iter().map(|job| job.delivery_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let mut delivered: Vec<(i64, &str)> = jobs
+        .iter()
+        .filter(|job| matches!(job.update, DeliveryUpdate::Delivered))
+        .map(|job| (job.delivery_id, job.owner.as_str()))
+        .collect();
+    if delivered.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // In id order, so two batches finishing the same rows lock them in the same order.
+    delivered.sort_unstable();
+    delivered.dedup();
+    let (ids, owners): (Vec<i64>, Vec<&str>) = delivered.into_iter().unzip();
     let rows = sqlx::query(
-        "SELECT d.id, d.event_id, d.lease_owner FROM unnest($1::bigint[]) AS u(id) \
-         JOIN deliveries d ON d.id = u.id WHERE d.status = 'PENDING' \
-         AND d.lease_owner IS NOT NULL ORDER BY d.id FOR UPDATE OF d",
+        "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, \
+         status = 'DELIVERED', delivered_at = $1, waiting_reason = NULL, \
+         attempts = attempts + 1 FROM unnest($2::bigint[], $3::text[]) AS u(id, owner) \
+         WHERE d.id = u.id AND d.status = 'PENDING' AND d.lease_owner = u.owner \
+         RETURNING d.id, d.event_id, u.owner",
     )
+    .bind(now_millis())
     .bind(&ids)
+    .bind(&owners)
     .fetch_all(&mut *conn)
     .await?;
-    let mut leased = HashMap::with_capacity(rows.len());
+    let mut changed = HashMap::with_capacity(rows.len());
     for row in rows {
-        leased.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        changed.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
     }
-    Ok(leased)
+    Ok(changed)
 }
 
 async fn insert_attempts(conn: &mut PgConnection, held: &[&FinishJob]) -> Result<()> {
@@ -336,19 +336,16 @@ async fn insert_attempts(conn: &mut PgConnection, held: &[&FinishJob]) -> Result
 }
 
 /// Any outcome but delivered: one statement each (they are the rare ones). Every outcome gives
-/// the lease back.
-async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<()> {
+/// the lease back. The event id when the job still held its lease.
+async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Option<String>> {
+    // The last two parameters of each are the delivery id and the owner it must be leased to.
     let query = match &job.update {
-        DeliveryUpdate::Delivered => sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-             status = 'DELIVERED', delivered_at = $1, waiting_reason = NULL, \
-             attempts = attempts + 1 WHERE id = $2",
-        )
-        .bind(now_millis()),
+        DeliveryUpdate::Delivered => return Ok(None),
         DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              next_attempt_at = $1, attempts = attempts + $2, last_error = $3, \
-             waiting_reason = NULL WHERE id = $4",
+             waiting_reason = NULL \
+             WHERE id = $4 AND status = 'PENDING' AND lease_owner = $5 RETURNING event_id",
         )
         .bind(*at)
         .bind(i64::from(*counted))
@@ -356,24 +353,32 @@ async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<()>
         DeliveryUpdate::Failed { error } => sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              status = 'FAILED', last_error = $1, waiting_reason = NULL, \
-             attempts = attempts + $2 WHERE id = $3",
+             attempts = attempts + $2 \
+             WHERE id = $3 AND status = 'PENDING' AND lease_owner = $4 RETURNING event_id",
         )
         .bind(error)
         .bind(i64::from(job.attempt.is_some())),
         DeliveryUpdate::Deferred { at } => sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-             next_attempt_at = $1, waiting_reason = NULL WHERE id = $2",
+             next_attempt_at = $1, waiting_reason = NULL \
+             WHERE id = $2 AND status = 'PENDING' AND lease_owner = $3 RETURNING event_id",
         )
         .bind(*at),
         DeliveryUpdate::Waiting { at, reason } => sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-             next_attempt_at = $1, waiting_reason = $2 WHERE id = $3",
+             next_attempt_at = $1, waiting_reason = $2 \
+             WHERE id = $3 AND status = 'PENDING' AND lease_owner = $4 RETURNING event_id",
         )
         .bind(*at)
         .bind(reason),
     };
-    query.bind(job.delivery_id).execute(conn).await?;
-    Ok(())
+    Ok(query
+        .bind(job.delivery_id)
+        .bind(&job.owner)
+        .fetch_optional(conn)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?)
 }
 
 /// PENDING while any delivery is not final, DELIVERED when all are delivered, FAILED otherwise.
