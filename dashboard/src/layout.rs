@@ -119,6 +119,24 @@ pub fn time(millis: Millis) -> Markup {
     }
 }
 
+/// A delivery status as a badge, `channel` before it when given: waiting (for the channel) and
+/// retrying (after a failed attempt) are kinds of pending worth telling apart.
+pub fn status_badge(channel: Option<&str>, status: &str, waiting: bool, had_error: bool) -> Markup {
+    let (class, label) = match status {
+        "DELIVERED" => ("delivered", "Delivered"),
+        "FAILED" => ("failed", "Failed"),
+        _ if waiting => ("waiting", "Waiting"),
+        _ if had_error => ("retrying", "Retrying"),
+        _ => ("pending", "Pending"),
+    };
+    html! {
+        span class={ "badge " (class) } {
+            @if let Some(channel) = channel { (channel) ": " }
+            (label)
+        }
+    }
+}
+
 /// A category colour as CSS text, `#rrggbb`.
 pub fn color_hex(color: u32) -> String {
     format!("#{:06x}", color & 0x00ff_ffff)
@@ -127,6 +145,21 @@ pub fn color_hex(color: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_badges_tell_waiting_and_retrying_apart() {
+        let badge =
+            |status, waiting, error| status_badge(None, status, waiting, error).into_string();
+        assert!(badge("DELIVERED", false, true).contains("Delivered"));
+        assert!(badge("FAILED", false, true).contains("badge failed"));
+        assert!(badge("PENDING", true, true).contains("Waiting"));
+        assert!(badge("PENDING", false, true).contains("Retrying"));
+        assert!(badge("PENDING", false, false).contains("Pending"));
+        assert_eq!(
+            status_badge(Some("Discord"), "DELIVERED", false, false).into_string(),
+            r#"<span class="badge delivered">Discord: Delivered</span>"#
+        );
+    }
 
     #[test]
     fn colours_are_six_hex_digits() {

@@ -30,6 +30,10 @@ pub struct EventSample {
 pub struct DeliveryBadge {
     pub provider: String,
     pub status: String,
+    /// Pending because the channel is not ready (a waiting reason is set).
+    pub waiting: bool,
+    /// An attempt failed (the last error is set).
+    pub had_error: bool,
 }
 
 #[async_trait]
@@ -456,6 +460,8 @@ mod tests {
         let badge = |provider: &str, status: &str| DeliveryBadge {
             provider: provider.to_string(),
             status: status.to_string(),
+            waiting: false,
+            had_error: false,
         };
         assert_eq!(
             badges,

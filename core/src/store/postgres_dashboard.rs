@@ -161,8 +161,9 @@ impl DashboardStorage for PgStore {
         if event_ids.is_empty() {
             return Ok(badges);
         }
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT d.event_id, d.provider, d.status FROM deliveries d \
+        let rows: Vec<(String, String, String, bool, bool)> = sqlx::query_as(
+            "SELECT d.event_id, d.provider, d.status, d.waiting_reason IS NOT NULL, \
+             d.last_error IS NOT NULL FROM deliveries d \
              JOIN events e ON e.id = d.event_id \
              WHERE e.account_id = $1 AND d.event_id = ANY($2) \
              ORDER BY d.id",
@@ -171,11 +172,13 @@ impl DashboardStorage for PgStore {
         .bind(event_ids)
         .fetch_all(&self.pool)
         .await?;
-        for (event_id, provider, status) in rows {
-            badges
-                .entry(event_id)
-                .or_default()
-                .push(DeliveryBadge { provider, status });
+        for (event_id, provider, status, waiting, had_error) in rows {
+            badges.entry(event_id).or_default().push(DeliveryBadge {
+                provider,
+                status,
+                waiting,
+                had_error,
+            });
         }
         Ok(badges)
     }

@@ -164,8 +164,9 @@ impl DashboardStorage for SqliteStore {
             return Ok(badges);
         }
         // The ids go in as one JSON array: one bound value however many there are.
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT d.event_id, d.provider, d.status FROM deliveries d \
+        let rows: Vec<(String, String, String, bool, bool)> = sqlx::query_as(
+            "SELECT d.event_id, d.provider, d.status, d.waiting_reason IS NOT NULL, \
+             d.last_error IS NOT NULL FROM deliveries d \
              JOIN events e ON e.id = d.event_id \
              WHERE e.account_id = ? AND d.event_id IN (SELECT value FROM json_each(?)) \
              ORDER BY d.id",
@@ -174,11 +175,13 @@ impl DashboardStorage for SqliteStore {
         .bind(json_text(&event_ids))
         .fetch_all(&self.readers)
         .await?;
-        for (event_id, provider, status) in rows {
-            badges
-                .entry(event_id)
-                .or_default()
-                .push(DeliveryBadge { provider, status });
+        for (event_id, provider, status, waiting, had_error) in rows {
+            badges.entry(event_id).or_default().push(DeliveryBadge {
+                provider,
+                status,
+                waiting,
+                had_error,
+            });
         }
         Ok(badges)
     }

@@ -359,8 +359,12 @@ fn delivery_badge(user: &SignedIn, badge: &DeliveryBadge) -> Markup {
         .map_or(badge.provider.as_str(), |entry| {
             entry.registration.display_name
         });
-    let status = badge.status.to_ascii_lowercase();
-    html! { span class={ "badge " (status) } { (provider) ": " (status) } }
+    layout::status_badge(
+        Some(provider),
+        &badge.status,
+        badge.waiting,
+        badge.had_error,
+    )
 }
 
 /// When an event came, to the second: several often arrive within a minute.

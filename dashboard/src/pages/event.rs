@@ -104,7 +104,7 @@ fn deliveries_section(
             hx-trigger=[pending.then_some("every 3s")]
             hx-select=[pending.then_some("#deliveries")]
             hx-swap=[pending.then_some("outerHTML")] {
-            h2 { "Deliveries " (status_badge(&event.delivery_status, None, false)) }
+            h2 { "Deliveries " (layout::status_badge(None, &event.delivery_status, false, false)) }
             @if pending {
                 p.hint { "Not every delivery is final yet; this part of the page updates by itself." }
             }
@@ -136,9 +136,10 @@ fn delivery_card(user: &SignedIn, delivery: &DeliveryRecord) -> Markup {
         article.card.delivery {
             h3 {
                 (name) " "
-                (status_badge(
+                (layout::status_badge(
+                    None,
                     &delivery.status,
-                    delivery.waiting_reason.as_deref(),
+                    delivery.waiting_reason.is_some(),
                     delivery.last_error.is_some(),
                 ))
             }
@@ -201,18 +202,6 @@ fn attempts_table(provider: &str, attempts: &[AttemptRecord]) -> Markup {
     }
 }
 
-/// A status as a badge: waiting and retrying are kinds of pending worth telling apart.
-fn status_badge(status: &str, waiting: Option<&str>, had_error: bool) -> Markup {
-    let (class, label) = match status {
-        "DELIVERED" => ("delivered", "Delivered"),
-        "FAILED" => ("failed", "Failed"),
-        _ if waiting.is_some() => ("waiting", "Waiting"),
-        _ if had_error => ("retrying", "Retrying"),
-        _ => ("pending", "Pending"),
-    };
-    html! { span class={ "badge " (class) } { (label) } }
-}
-
 /// A moment to the second, in UTC: attempts often come seconds apart.
 fn precise_time(millis: Millis) -> Markup {
     let at = to_datetime(millis);
@@ -236,16 +225,6 @@ async fn retry(user: SignedIn, Path(id): Path<String>, Form(form): Form<CsrfOnly
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pending_deliveries_say_why() {
-        let badge = |status, waiting, error| status_badge(status, waiting, error).into_string();
-        assert!(badge("DELIVERED", None, true).contains("Delivered"));
-        assert!(badge("FAILED", None, true).contains("badge failed"));
-        assert!(badge("PENDING", Some("not linked"), true).contains("Waiting"));
-        assert!(badge("PENDING", None, true).contains("Retrying"));
-        assert!(badge("PENDING", None, false).contains("Pending"));
-    }
 
     #[test]
     fn attempt_times_show_seconds() {

@@ -1,6 +1,6 @@
 //! Signing in (with an API key, or a one-time link from the operator) and out.
 
-use maud::html;
+use maud::{Markup, html};
 use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
 use poem::http::{StatusCode, header};
 use poem::web::{Form, Path};
@@ -19,7 +19,7 @@ const SIGNIN_FORM_SECS: u64 = 3600;
 pub fn routes(route: Route) -> Route {
     route
         .at("/login", get(sign_in_page).post(sign_in))
-        .at("/login/:token", get(sign_in_with_link))
+        .at("/login/:token", get(link_page).post(sign_in_with_link))
         .at("/logout", post(sign_out))
 }
 
@@ -31,25 +31,17 @@ struct SignInForm {
     csrf: String,
 }
 
-fn sign_in_form(req: &Request, status: StatusCode, problem: Option<&str>) -> Response {
+/// A page whose form is guarded by a fresh sign-in token: a hidden field and a cookie that must
+/// match (there is no session yet to hold a CSRF token).
+fn guarded_page(
+    req: &Request,
+    status: StatusCode,
+    title: &str,
+    form: impl FnOnce(&str) -> Markup,
+) -> Response {
     let state = app_state(req);
     let token = new_secret();
-    let body = html! {
-        h1 { "Sign in" }
-        @if let Some(problem) = problem { (layout::notice(NoticeKind::Problem, problem)) }
-        form.card method="post" action={ (PREFIX) "/login" } {
-            input type="hidden" name="csrf" value=(token);
-            label for="api_key" { "API key" }
-            input #api_key type="password" name="api_key" required autocomplete="off"
-                placeholder="pk_…" autofocus;
-            p.hint {
-                "The key your apps send events with. An operator can also give you a one-time "
-                "link: " code { "pingpilot account login-link --account ID" } "."
-            }
-            button.primary type="submit" { "Sign in" }
-        }
-    };
-    layout::bare("Sign in", body)
+    layout::bare(title, form(&token))
         .with_status(status)
         .with_header(
             header::SET_COOKIE,
@@ -63,6 +55,55 @@ fn sign_in_form(req: &Request, status: StatusCode, problem: Option<&str>) -> Res
         .into_response()
 }
 
+/// Whether a sign-in form came with the token its page set.
+fn guarded_form_ok(req: &Request, submitted: &str) -> bool {
+    let expected = web::cookie(req, SIGNIN_COOKIE).unwrap_or_default();
+    !expected.is_empty() && same_token(submitted, expected)
+}
+
+const FORM_EXPIRED: &str = "This sign-in form has expired or your browser did not keep its \
+    cookie. The form has been renewed: try again (cookies must be allowed for this site).";
+
+fn sign_in_form(req: &Request, status: StatusCode, problem: Option<&str>) -> Response {
+    guarded_page(req, status, "Sign in", |token| {
+        html! {
+            h1 { "Sign in" }
+            @if let Some(problem) = problem { (layout::notice(NoticeKind::Problem, problem)) }
+            form.card method="post" action={ (PREFIX) "/login" } {
+                input type="hidden" name="csrf" value=(token);
+                label for="api_key" { "API key" }
+                input #api_key type="password" name="api_key" required autocomplete="off"
+                    placeholder="pk_…" autofocus;
+                p.hint {
+                    "The key your apps send events with. An operator can also give you a \
+                     one-time link: " code { "pingpilot account login-link --account ID" } "."
+                }
+                button.primary type="submit" { "Sign in" }
+            }
+        }
+    })
+}
+
+/// A one-time link asks before it is used, so that a link preview or prefetch cannot use it up.
+fn link_form(req: &Request, link: &str, status: StatusCode, problem: Option<&str>) -> Response {
+    guarded_page(req, status, "Sign in with a link", |token| {
+        html! {
+            h1 { "Sign in with a link" }
+            @if let Some(problem) = problem { (layout::notice(NoticeKind::Problem, problem)) }
+            form.card method="post" action={ (PREFIX) "/login/" (link) } {
+                input type="hidden" name="csrf" value=(token);
+                p { "This one-time link signs you in to the PingPilot dashboard. It works once." }
+                button.primary type="submit" { "Continue" }
+            }
+        }
+    })
+}
+
+#[handler]
+fn link_page(req: &Request, Path(link): Path<String>) -> Response {
+    link_form(req, &link, StatusCode::OK, None)
+}
+
 #[handler]
 fn sign_in_page(req: &Request) -> Response {
     sign_in_form(req, StatusCode::OK, None)
@@ -70,16 +111,8 @@ fn sign_in_page(req: &Request) -> Response {
 
 #[handler]
 async fn sign_in(req: &Request, Form(form): Form<SignInForm>) -> PageResult {
-    let expected = web::cookie(req, SIGNIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !same_token(&form.csrf, expected) {
-        return Ok(sign_in_form(
-            req,
-            StatusCode::FORBIDDEN,
-            Some(
-                "This sign-in form has expired or your browser did not keep its cookie. \
-                 The form has been renewed: try again (cookies must be allowed for this site).",
-            ),
-        ));
+    if !guarded_form_ok(req, &form.csrf) {
+        return Ok(sign_in_form(req, StatusCode::FORBIDDEN, Some(FORM_EXPIRED)));
     }
     let state = app_state(req);
     let key = form.api_key.trim();
@@ -122,7 +155,19 @@ fn signed_in(
 }
 
 #[handler]
-async fn sign_in_with_link(req: &Request, Path(token): Path<String>) -> PageResult {
+async fn sign_in_with_link(
+    req: &Request,
+    Path(token): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    if !guarded_form_ok(req, &form.csrf) {
+        return Ok(link_form(
+            req,
+            &token,
+            StatusCode::FORBIDDEN,
+            Some(FORM_EXPIRED),
+        ));
+    }
     let state = app_state(req);
     let redeemed = state
         .store()?

@@ -85,8 +85,8 @@ async fn totals_sums_fields_and_delivery_badges() {
         "Second sale",
         &format!(r#"<a href="/dashboard/events/{first}">"#),
         &format!(r#"<a href="/dashboard/events/{second}">"#),
-        r#"<span class="badge delivered">Discord: delivered</span>"#,
-        r#"<span class="badge delivered">Telegram: delivered</span>"#,
+        r#"<span class="badge delivered">Discord: Delivered</span>"#,
+        r#"<span class="badge delivered">Telegram: Delivered</span>"#,
         r#"role="img" aria-label="Events per hour"#,
         "2 in total; busiest",
     ]);

@@ -131,14 +131,24 @@ async fn an_operator_link_signs_in_once() {
     );
     let path = &url["http://127.0.0.1:8080".len()..];
 
+    // Opening the link only asks; a post without the page's token uses nothing up.
     let mut browser = Browser::new(&relay);
-    let first = browser.get(path).await;
+    let ask = browser.get(path).await;
+    assert_eq!(ask.status, StatusCode::OK);
+    ask.assert_contains(&["Sign in with a link", "Continue"]);
+    assert!(browser.cookie("pp_session").is_none());
+    let mut forger = Browser::new(&relay);
+    let forged = forger.post(path, &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let first = browser.post(path, &[]).await;
     assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
     assert_eq!(first.location.as_deref(), Some("/dashboard"));
     assert_eq!(browser.get("/dashboard").await.status, StatusCode::OK);
 
     let mut other = Browser::new(&relay);
-    let second = other.get(path).await;
+    other.get(path).await;
+    let second = other.post(path, &[]).await;
     assert_eq!(second.status, StatusCode::GONE);
     second.assert_contains(&["expired or was used already"]);
     assert!(other.cookie("pp_session").is_none());
