@@ -57,6 +57,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+// UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed
+// deliveries, delivered ones, event statuses) are sent with `.persistent(false)`, planned for each
+// call's ids. Kept prepared, PostgreSQL settles on a generic plan made from the statistics of the
+// moment: in a new database, which fills much faster than autovacuum analyses it, that plan was a
+// hash join over a scan of the whole table, and stayed so as the table grew (5-9 ms a batch
+// instead of a few index probes; auto_explain over a benchmark run). Planning only these beats
+// planning everything (`plan_cache_mode = force_custom_plan`, which made planning a third of the
+// server's CPU). Lookups that can be written as LATERAL subqueries by id are, and need neither.
+
 /// Batches written side by side by one process.
 const PG_WRITERS: usize = 3;
 
@@ -104,11 +113,6 @@ impl PgStore {
             .close()
             .await
             .map_err(report)?;
-        // Plan every statement for its arguments. A prepared statement's generic plan is fixed
-        // from the statistics of when it was made: made while the tables were small (a new
-        // database, a fresh relay), lookups by a handful of ids stayed hash joins over whole-table
-        // scans as the tables grew (8 ms instead of well under one per batch).
-        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .connect_with(options)
@@ -837,6 +841,8 @@ impl Storage for PgStore {
              LEFT JOIN channel_links l ON l.account_id = d.account_id AND l.provider = d.provider \
              JOIN unnest($1::bigint[]) AS u(id) ON u.id = d.id ORDER BY d.next_attempt_at, d.id",
         )
+        // See UNPREPARED.
+        .persistent(false)
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;

@@ -282,6 +282,8 @@ async fn finish_delivered(
     delivered.sort_unstable();
     delivered.dedup();
     let (ids, owners): (Vec<i64>, Vec<&str>) = delivered.into_iter().unzip();
+    // Not kept prepared, like the other statements that join an id array with a growing
+    // table: see `UNPREPARED` in postgres.rs.
     let rows = sqlx::query(
         "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, \
          status = 'DELIVERED', delivered_at = $1, waiting_reason = NULL, \
@@ -289,6 +291,7 @@ async fn finish_delivered(
          WHERE d.id = u.id AND d.status = 'PENDING' AND d.lease_owner = u.owner \
          RETURNING d.id, d.event_id, u.owner",
     )
+    .persistent(false)
     .bind(now_millis())
     .bind(&ids)
     .bind(&owners)
@@ -424,10 +427,12 @@ pub(super) async fn refresh_event_statuses(
             (false, false) => "DELIVERED",
         });
     }
+    // Not kept prepared: see `UNPREPARED` in postgres.rs.
     sqlx::query(
         "UPDATE events e SET delivery_status = u.status \
          FROM unnest($1::text[], $2::text[]) AS u(id, status) WHERE e.id = u.id",
     )
+    .persistent(false)
     .bind(&ids)
     .bind(&statuses)
     .execute(&mut *conn)
