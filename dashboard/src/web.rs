@@ -228,6 +228,20 @@ impl<'a> FromRequest<'a> for SignedIn {
     }
 }
 
+/// A form that carries nothing but its CSRF token (a button).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// `?done=<code>` after a form went through: the page maps the code to a fixed message.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Done {
+    #[serde(default)]
+    pub done: Option<String>,
+}
+
 /// The hidden field every form of a signed-in page carries.
 pub fn csrf_field(token: &str) -> maud::Markup {
     html! { input type="hidden" name="csrf" value=(token); }

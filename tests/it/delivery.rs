@@ -9,17 +9,6 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
-fn sale_event() -> Value {
-    json!({"category": "sale", "description": "New purchase completed",
-           "fields": {"plan": "pro", "amount": 99.99, "recurring": true}})
-}
-
-async fn accepted_id(relay: &Relay, key: &str, body: Value) -> String {
-    let (status, body) = relay.send_event(key, body).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["eventId"].as_str().expect("eventId").to_string()
-}
-
 #[tokio::test]
 async fn an_event_reaches_discord_and_telegram_exactly_as_documented() {
     let relay = Relay::start().await;

@@ -13,12 +13,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-async fn accepted_id(relay: &Relay, key: &str, body: Value) -> String {
-    let (status, body) = relay.send_event(key, body).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["eventId"].as_str().expect("eventId").to_string()
-}
-
 /// An account that only uses Discord, with a `sale` category.
 async fn discord_only_account(relay: &Relay) -> String {
     let key = relay.ready_account().await;

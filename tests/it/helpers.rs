@@ -376,6 +376,19 @@ impl Relay {
     }
 }
 
+/// The documented example event of the `sale` category.
+pub fn sale_event() -> Value {
+    json!({"category": "sale", "description": "New purchase completed",
+           "fields": {"plan": "pro", "amount": 99.99, "recurring": true}})
+}
+
+/// Sends an event that must be accepted; its id.
+pub async fn accepted_id(relay: &Relay, key: &str, body: Value) -> String {
+    let (status, body) = relay.send_event(key, body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["eventId"].as_str().expect("eventId").to_string()
+}
+
 pub fn parse_body(text: &str) -> Value {
     if text.is_empty() {
         Value::Null

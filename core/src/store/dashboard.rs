@@ -98,15 +98,14 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use sqlx::{AssertSqlSafe, Connection, PgConnection};
+    use sqlx::AssertSqlSafe;
 
+    use super::super::postgres::testing as postgres_testing;
     use super::super::{
         CategoryCreate, DeliveryUpdate, IntakeResult, NewEvent, PgStore, SqliteStore, Storage,
     };
     use super::*;
     use crate::model::{Account, Category, hash_api_key, now_millis};
-
-    const URL_VAR: &str = "PINGPILOT_TEST_POSTGRES_URL";
 
     /// The store under test, for what the contract cannot do (delete an account, count rows).
     #[derive(Clone)]
@@ -512,57 +511,20 @@ mod tests {
         summaries(&backend).await;
     }
 
-    /// A PostgreSQL database of its own, dropped (best effort) when the test ends, even by a
-    /// panic.
+    /// A PostgreSQL database of its own (dropped when the test ends) with its store.
     struct TestDb {
-        admin_url: String,
-        name: String,
+        _database: postgres_testing::TestDb,
         backend: Backend,
     }
 
     impl TestDb {
         async fn create() -> Option<Self> {
-            let Ok(admin_url) = std::env::var(URL_VAR) else {
-                eprintln!("{URL_VAR} not set: PostgreSQL test skipped");
-                return None;
-            };
-            let name = format!("pp_{}", ulid::Ulid::new().to_string().to_lowercase());
-            let mut conn = PgConnection::connect(&admin_url).await.expect("connect");
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
-            conn.close().await.ok();
-            let options = admin_url
-                .parse::<sqlx::postgres::PgConnectOptions>()
-                .expect("url")
-                .database(&name);
-            let store = PgStore::open_with(options, 16).await.expect("open");
+            let database = postgres_testing::TestDb::create().await?;
+            let store = PgStore::open(&database.url, 16).await.expect("open");
             Some(Self {
-                admin_url,
-                name,
+                _database: database,
                 backend: Backend::Postgres(store),
             })
-        }
-    }
-
-    impl Drop for TestDb {
-        fn drop(&mut self) {
-            let admin_url = self.admin_url.clone();
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let dropper = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await;
-                        let _ = conn.close().await;
-                    }
-                });
-            });
-            let _ = dropper.join();
         }
     }
 

@@ -1058,28 +1058,44 @@ fn claimed_from_row(row: &PgRow) -> Result<ClaimedDelivery> {
     })
 }
 
-/// These run against a real server only when `PINGPILOT_TEST_POSTGRES_URL` is set (e.g.
-/// `postgres://postgres@127.0.0.1:5432/test`); each test creates and drops its own database.
+/// A PostgreSQL database of a test's own, on the server `PINGPILOT_TEST_POSTGRES_URL` names.
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
+pub(super) mod testing {
     use std::sync::Arc;
 
-    use serde_json::json;
+    use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-    use super::*;
+    use super::PgStore;
 
-    const URL_VAR: &str = "PINGPILOT_TEST_POSTGRES_URL";
+    pub const URL_VAR: &str = "PINGPILOT_TEST_POSTGRES_URL";
+
+    /// `url` with its database (path) replaced by `name`, query string kept.
+    pub fn with_database(url: &str, name: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let authority_end = base[scheme_end..]
+            .find('/')
+            .map_or(base.len(), |i| scheme_end + i);
+        let mut out = format!("{}/{}", &base[..authority_end], name);
+        if let Some(query) = query {
+            out.push('?');
+            out.push_str(query);
+        }
+        out
+    }
 
     /// A database of its own, dropped (best effort) when the test ends, even by a panic.
-    struct TestDb {
+    pub struct TestDb {
         admin_url: String,
         name: String,
-        url: String,
+        pub url: String,
     }
 
     impl TestDb {
-        async fn create() -> Option<Self> {
+        pub async fn create() -> Option<Self> {
             let Ok(admin_url) = std::env::var(URL_VAR) else {
                 eprintln!("{URL_VAR} not set: PostgreSQL test skipped");
                 return None;
@@ -1099,7 +1115,7 @@ mod tests {
             })
         }
 
-        async fn open(&self) -> Arc<PgStore> {
+        pub async fn open(&self) -> Arc<PgStore> {
             Arc::new(PgStore::open(&self.url, 16).await.expect("open"))
         }
     }
@@ -1123,24 +1139,20 @@ mod tests {
             let _ = dropper.join();
         }
     }
+}
 
-    /// `url` with its database (path) replaced by `name`, query string kept.
-    fn with_database(url: &str, name: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (url, None),
-        };
-        let scheme_end = base.find("://").map_or(0, |i| i + 3);
-        let authority_end = base[scheme_end..]
-            .find('/')
-            .map_or(base.len(), |i| scheme_end + i);
-        let mut out = format!("{}/{}", &base[..authority_end], name);
-        if let Some(query) = query {
-            out.push('?');
-            out.push_str(query);
-        }
-        out
-    }
+/// These run against a real server only when `PINGPILOT_TEST_POSTGRES_URL` is set (e.g.
+/// `postgres://postgres@127.0.0.1:5432/test`); each test creates and drops its own database.
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    use super::testing::{TestDb, URL_VAR, with_database};
 
     async fn account(store: &PgStore) -> Account {
         store

@@ -6,29 +6,15 @@ use pingpilot_core::model::{AttemptRecord, DeliveryRecord, EventRecord, Millis, 
 use pingpilot_core::provider::EventMessage;
 use poem::web::{Form, Path, Query};
 use poem::{Route, get, handler, post};
-use serde::Deserialize;
 
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind};
-use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
+use crate::web::{CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
 
 pub fn routes(route: Route) -> Route {
     route
         .at("/events/:id", get(event_page))
         .at("/events/:id/retry", post(retry))
-}
-
-/// `?done=` after a retry: how many deliveries went back in the queue.
-#[derive(Deserialize)]
-struct Done {
-    #[serde(default)]
-    done: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 fn event_url(id: &str) -> String {

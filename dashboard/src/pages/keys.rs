@@ -6,28 +6,15 @@ use pingpilot_core::model::ApiKeyInfo;
 use poem::http::header;
 use poem::web::{Form, Path, Query};
 use poem::{IntoResponse, Route, get, handler};
-use serde::Deserialize;
 
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind};
-use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
+use crate::web::{CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
 
 pub fn routes(route: Route) -> Route {
     route
         .at("/keys", get(keys_page).post(create_key))
         .at("/keys/:id/revoke", get(confirm_revoke).post(revoke_key))
-}
-
-#[derive(Deserialize)]
-struct Done {
-    #[serde(default)]
-    done: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// Shows the copy button only where the clipboard can be written; without it (or without

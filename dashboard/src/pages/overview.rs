@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind, color_hex};
-use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
+use crate::web::{CsrfOnly, DashError, PageResult, SignedIn, csrf_field, see_other};
 
 pub fn routes(route: Route) -> Route {
     route
@@ -120,12 +120,6 @@ fn typed_or_chosen<'a>(typed: &'a str, chosen: &'a str) -> Option<&'a str> {
     [typed.trim(), chosen.trim()]
         .into_iter()
         .find(|value| !value.is_empty())
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 #[handler]

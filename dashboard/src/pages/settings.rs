@@ -14,12 +14,11 @@ use pingpilot_core::provider::{AccountField, DeliveryOutcome};
 use poem::http::StatusCode;
 use poem::web::{Form, Query};
 use poem::{IntoResponse, Response, Route, get, handler, post};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind};
-use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
+use crate::web::{CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
 
 pub fn routes(route: Route) -> Route {
     route
@@ -35,18 +34,6 @@ const EMAIL: &str = "email";
 const CHANNEL_SHOWN: &str = "channel";
 /// One `enabled=<provider>` per ticked box.
 const CHANNEL_ENABLED: &str = "enabled";
-
-#[derive(Deserialize)]
-struct Done {
-    #[serde(default)]
-    done: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
 
 /// What the form shows: text values by form name, and the ticked channels.
 struct FormValues {

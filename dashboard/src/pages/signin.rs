@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::PREFIX;
 use crate::layout::{self, NoticeKind};
 use crate::web::{
-    self, PageResult, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, app_state, same_token, see_other,
+    self, CsrfOnly, PageResult, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, app_state, same_token,
+    see_other,
 };
 
 /// How long the sign-in form's own token lives (it only guards that one form).
@@ -185,12 +186,6 @@ async fn sign_in_with_link(
     };
     let cookie = web::start_session(req, &state, &account_id).await?;
     Ok(signed_in(cookie, req, &state))
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 #[handler]
