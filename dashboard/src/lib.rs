@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use pingpilot_core::app::{AppState, Mount};
 use pingpilot_core::config::Settings;
-use pingpilot_core::model::{Millis, hash_api_key, new_secret, now_millis};
+use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
 use pingpilot_core::store::{Store, StoreError};
 use poem::http::header;
 use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
@@ -51,8 +51,7 @@ pub async fn login_link(
     }
     let token = new_secret();
     let now = now_millis();
-    let ttl = settings.dashboard.login_link_ttl.get().as_millis();
-    let expires_at = now + Millis::try_from(ttl).unwrap_or(Millis::MAX / 2);
+    let expires_at = web::expires_after(now, settings.dashboard.login_link_ttl.get());
     store
         .create_login_link(&hash_api_key(&token), account_id, now, expires_at)
         .await?;

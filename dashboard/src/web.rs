@@ -147,6 +147,12 @@ pub fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// When something made at `now` and lasting `ttl` expires (a setting too large for the clock
+/// means never, in practice).
+pub fn expires_after(now: Millis, ttl: std::time::Duration) -> Millis {
+    now.saturating_add(Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX))
+}
+
 /// Starts a session for `account_id`; the cookie to set with it.
 pub async fn start_session(
     req: &Request,
@@ -159,7 +165,7 @@ pub async fn start_session(
     let record = SessionRecord {
         account_id: account_id.to_string(),
         csrf_token: new_secret(),
-        expires_at: now + Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX / 2),
+        expires_at: expires_after(now, ttl),
     };
     state
         .store()?
@@ -257,6 +263,13 @@ mod tests {
         assert!(!same_token("abc", "abd"));
         assert!(!same_token("abc", "ab"));
         assert!(!same_token("", "a"));
+    }
+
+    #[test]
+    fn expiry_adds_the_ttl_and_never_overflows() {
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(expires_after(1_000, hour), 3_601_000);
+        assert_eq!(expires_after(1_000, std::time::Duration::MAX), Millis::MAX);
     }
 
     #[test]

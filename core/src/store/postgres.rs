@@ -657,14 +657,7 @@ impl Storage for PgStore {
     // ----- events -----
 
     async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
-        let used: Option<i64> = sqlx::query_scalar(
-            "SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2",
-        )
-        .bind(account_id)
-        .bind(month_key(now))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(used.unwrap_or(0).max(0) as u64)
+        Ok(stored_count(&self.pool, account_id, &month_key(now)).await? as u64)
     }
 
     async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
@@ -931,6 +924,21 @@ async fn lock_account(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Events counted for the account in `month` so far (never below zero).
+pub(super) async fn stored_count<'c>(
+    conn: impl sqlx::Executor<'c, Database = Postgres>,
+    account_id: &str,
+    month: &str,
+) -> Result<i64> {
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2")
+            .bind(account_id)
+            .bind(month)
+            .fetch_optional(conn)
+            .await?;
+    Ok(stored.unwrap_or(0).max(0))
 }
 
 pub(super) async fn find_idempotent(

@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use super::group_commit::{
     BatchWriter, FinishJob, IntakeJob, IntakeLookups, held_results, plan_intake,
 };
-use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent};
+use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent, stored_count};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
 use crate::model::{Millis, now_millis};
 
@@ -129,14 +129,7 @@ impl IntakeLookups for Lookups<'_> {
     }
 
     async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64> {
-        let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2",
-        )
-        .bind(account_id)
-        .bind(month)
-        .fetch_optional(&mut *self.0)
-        .await?;
-        Ok(stored.unwrap_or(0).max(0))
+        stored_count(&mut *self.0, account_id, month).await
     }
 
     async fn remember_key(

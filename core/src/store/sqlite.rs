@@ -596,13 +596,7 @@ impl Storage for SqliteStore {
     // ----- events -----
 
     async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
-        let used: Option<i64> =
-            sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
-                .bind(account_id)
-                .bind(month_key(now))
-                .fetch_optional(&self.readers)
-                .await?;
-        Ok(used.unwrap_or(0).max(0) as u64)
+        Ok(stored_count(&self.readers, account_id, &month_key(now)).await? as u64)
     }
 
     /// Commits the event, one delivery per provider and the quota count together, unless the
@@ -858,6 +852,21 @@ impl Storage for SqliteStore {
         .fetch_optional(&self.readers)
         .await?)
     }
+}
+
+/// Events counted for the account in `month` so far (never below zero).
+pub(super) async fn stored_count<'c>(
+    conn: impl sqlx::Executor<'c, Database = Sqlite>,
+    account_id: &str,
+    month: &str,
+) -> Result<i64> {
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
+            .bind(account_id)
+            .bind(month)
+            .fetch_optional(conn)
+            .await?;
+    Ok(stored.unwrap_or(0).max(0))
 }
 
 pub(super) async fn find_idempotent(

@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use super::group_commit::{
     BatchWriter, FinishJob, IntakeJob, IntakeLookups, held_results, plan_intake,
 };
-use super::sqlite::find_idempotent;
+use super::sqlite::{find_idempotent, stored_count};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
 use crate::model::{Millis, now_millis};
 
@@ -106,13 +106,7 @@ impl IntakeLookups for Lookups<'_> {
     }
 
     async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64> {
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
-                .bind(account_id)
-                .bind(month)
-                .fetch_optional(&mut *self.0)
-                .await?;
-        Ok(stored.unwrap_or(0).max(0))
+        stored_count(&mut *self.0, account_id, month).await
     }
 
     async fn remember_key(
