@@ -15,7 +15,7 @@ benches=("pingpilot-core hot_paths" "pingpilot-discord render" "pingpilot-telegr
 # Build them all before measuring anything, so no compiler runs beside a measurement.
 for bench in "${benches[@]}"; do
   read -r package name <<<"$bench"
-  cargo bench -q -p "$package" --bench "$name" --no-run
+  cargo bench -q -p "$package" --bench "$name" --features pingpilot-core/samples --no-run
 done
 
 mkdir -p bench/results
@@ -29,7 +29,7 @@ result=bench/results/micro.txt
     echo
     echo "$package ($name)"
     # --quiet prints a long name on a line of its own, its time on the next: one line each here.
-    cargo bench -q -p "$package" --bench "$name" -- --quiet --color never "$@" |
+    cargo bench -q -p "$package" --bench "$name" --features pingpilot-core/samples -- --quiet --color never "$@" |
       awk '/^[^ ]/ { name = $1 } /time:/ { sub(/.*time: */, ""); printf "  %-26s %s\n", name, $0 }'
   done
 } | tee "$result"

@@ -7,6 +7,8 @@ pub mod delivery;
 pub mod metrics;
 pub mod model;
 pub mod provider;
+#[cfg(feature = "samples")]
+pub mod samples;
 pub mod store;
 
 pub use pingpilot_config as config;
