@@ -42,12 +42,6 @@ async fn get_account(relay: &Relay, key: &str) -> Value {
     account
 }
 
-async fn patch_account(relay: &Relay, key: &str, body: Value) -> (StatusCode, Value) {
-    relay
-        .call(Method::PATCH, "/api/v1/account", Some(key), Some(body))
-        .await
-}
-
 /// The `path` of every entry of a 422 body's `errors`, in order.
 fn error_paths(body: &Value) -> Vec<String> {
     body["errors"]
@@ -216,12 +210,12 @@ async fn patch_sets_normalizes_and_clears_provider_fields() {
     let relay = Relay::start().await;
     let (_, key) = relay.create_account(&[]).await;
 
-    let (status, updated) = patch_account(
-        &relay,
-        &key,
-        json!({"discordId": DISCORD_ID, "telegramUsername": "@Some_User"}),
-    )
-    .await;
+    let (status, updated) = relay
+        .patch_account(
+            &key,
+            json!({"discordId": DISCORD_ID, "telegramUsername": "@Some_User"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(
         updated["discordId"], DISCORD_ID,
@@ -239,7 +233,7 @@ async fn patch_sets_normalizes_and_clears_provider_fields() {
     assert_eq!(account["telegramUsername"], "Some_User");
 
     // Absent properties stay; null clears.
-    let (status, updated) = patch_account(&relay, &key, json!({"discordId": null})).await;
+    let (status, updated) = relay.patch_account(&key, json!({"discordId": null})).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     let account = get_account(&relay, &key).await;
     assert_eq!(account["discordId"], Value::Null);
@@ -258,12 +252,12 @@ async fn patch_sets_normalizes_and_clears_provider_fields() {
     );
 
     // The longest snowflake and a 32-character username are accepted.
-    let (status, updated) = patch_account(
-        &relay,
-        &key,
-        json!({"discordId": "12345678901234567890", "telegramUsername": "a".repeat(32)}),
-    )
-    .await;
+    let (status, updated) = relay
+        .patch_account(
+            &key,
+            json!({"discordId": "12345678901234567890", "telegramUsername": "a".repeat(32)}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["discordId"], "12345678901234567890");
     relay.stop().await;
@@ -284,18 +278,24 @@ async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
         json!(123456789012345678_u64),
         json!(true),
     ] {
-        let (status, body) = patch_account(&relay, &key, json!({"discordId": bad})).await;
+        let (status, body) = relay.patch_account(&key, json!({"discordId": bad})).await;
         assert_unprocessable(status, &body, &["discordId"]);
     }
     for bad in ["abcd", "@ab", "has space", "dash-name", &"a".repeat(33)] {
-        let (status, body) = patch_account(&relay, &key, json!({"telegramUsername": bad})).await;
+        let (status, body) = relay
+            .patch_account(&key, json!({"telegramUsername": bad}))
+            .await;
         assert_unprocessable(status, &body, &["telegramUsername"]);
     }
 
-    let (status, body) = patch_account(&relay, &key, json!({"favouriteColour": "blue"})).await;
+    let (status, body) = relay
+        .patch_account(&key, json!({"favouriteColour": "blue"}))
+        .await;
     assert_unprocessable(status, &body, &["favouriteColour"]);
 
-    let (status, body) = patch_account(&relay, &key, json!({"channels": {"slack": true}})).await;
+    let (status, body) = relay
+        .patch_account(&key, json!({"channels": {"slack": true}}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         error_paths(&body).iter().all(|p| p.starts_with("channels")),
@@ -303,16 +303,18 @@ async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
     );
     assert!(!error_paths(&body).is_empty());
 
-    let (status, body) = patch_account(&relay, &key, json!({"channels": {"discord": "yes"}})).await;
+    let (status, body) = relay
+        .patch_account(&key, json!({"channels": {"discord": "yes"}}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     // One bad property rejects the whole request: the valid one is not applied either.
-    let (status, body) = patch_account(
-        &relay,
-        &key,
-        json!({"discordId": DISCORD_ID, "telegramUsername": null, "bogus": 1}),
-    )
-    .await;
+    let (status, body) = relay
+        .patch_account(
+            &key,
+            json!({"discordId": DISCORD_ID, "telegramUsername": null, "bogus": 1}),
+        )
+        .await;
     assert_unprocessable(status, &body, &["bogus"]);
     let account = get_account(&relay, &key).await;
     assert_eq!(account["discordId"], Value::Null);
@@ -321,12 +323,9 @@ async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
     assert_eq!(account["channels"][1]["enabled"], true);
 
     // Every violation is listed.
-    let (status, body) = patch_account(
-        &relay,
-        &key,
-        json!({"discordId": "x", "telegramUsername": "y"}),
-    )
-    .await;
+    let (status, body) = relay
+        .patch_account(&key, json!({"discordId": "x", "telegramUsername": "y"}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let mut paths = error_paths(&body);
     paths.sort();
@@ -374,8 +373,9 @@ async fn channel_switches_turn_channels_off_and_on() {
     let relay = Relay::start().await;
     let (_, key) = relay.create_account(&["--discord-id", DISCORD_ID]).await;
 
-    let (status, updated) =
-        patch_account(&relay, &key, json!({"channels": {"telegram": false}})).await;
+    let (status, updated) = relay
+        .patch_account(&key, json!({"channels": {"telegram": false}}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["channels"][0]["enabled"], true);
     assert_eq!(updated["channels"][0]["ready"], true);
@@ -386,12 +386,12 @@ async fn channel_switches_turn_channels_off_and_on() {
     assert_eq!(account["channels"][1]["enabled"], false, "stored");
     assert_eq!(account["channels"][0]["enabled"], true, "others untouched");
 
-    let (status, updated) = patch_account(
-        &relay,
-        &key,
-        json!({"channels": {"discord": false, "telegram": true}}),
-    )
-    .await;
+    let (status, updated) = relay
+        .patch_account(
+            &key,
+            json!({"channels": {"discord": false, "telegram": true}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     let account = get_account(&relay, &key).await;
     assert_eq!(account["channels"][0]["enabled"], false);
@@ -442,14 +442,16 @@ async fn the_account_api_never_answers_intakes_403s() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // Even with every channel off (intake's 4b), the account can be changed.
-    let (status, body) = patch_account(
-        &relay,
-        &key,
-        json!({"channels": {"discord": false, "telegram": false}}),
-    )
-    .await;
+    let (status, body) = relay
+        .patch_account(
+            &key,
+            json!({"channels": {"discord": false, "telegram": false}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = patch_account(&relay, &key, json!({"discordId": DISCORD_ID})).await;
+    let (status, body) = relay
+        .patch_account(&key, json!({"discordId": DISCORD_ID}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = relay
         .call(Method::POST, "/api/v1/account/api-keys", Some(&key), None)
@@ -457,7 +459,9 @@ async fn the_account_api_never_answers_intakes_403s() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // Fixing the settings through the account API is what intake needed.
-    let (status, body) = patch_account(&relay, &key, json!({"channels": {"discord": true}})).await;
+    let (status, body) = relay
+        .patch_account(&key, json!({"channels": {"discord": true}}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");

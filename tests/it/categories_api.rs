@@ -116,11 +116,9 @@ async fn create_lowercases_the_name_and_echoes_colour_and_emoji() {
 
     // The event intake finds it under any case.
     relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"discordId": DISCORD_ID, "channels": {"telegram": false}})),
+        .patch_account(
+            &key,
+            json!({"discordId": DISCORD_ID, "channels": {"telegram": false}}),
         )
         .await;
     let (status, body) = relay.send_event(&key, json!({"category": "SALE"})).await;

@@ -266,12 +266,7 @@ async fn a_permanent_error_fails_at_once_with_its_reason() {
         .await;
     let key = relay.ready_account().await;
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"telegram": false}})),
-        )
+        .patch_account(&key, json!({"channels": {"telegram": false}}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let event_id = accepted_id(&relay, &key, sale_event()).await;

@@ -17,12 +17,7 @@ use crate::helpers::*;
 async fn discord_only_account(relay: &Relay) -> String {
     let key = relay.ready_account().await;
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"telegram": false}})),
-        )
+        .patch_account(&key, json!({"channels": {"telegram": false}}))
         .await;
     assert_eq!(status, StatusCode::OK);
     key

@@ -267,12 +267,7 @@ async fn assert_json_error(response: reqwest::Response, expected: StatusCode, wh
 async fn discord_only_account(relay: &Relay) -> String {
     let key = relay.ready_account().await;
     let (status, body) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"telegram": false}})),
-        )
+        .patch_account(&key, json!({"channels": {"telegram": false}}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     key
@@ -450,12 +445,7 @@ async fn filters_by_category_status_time_range_since_and_until() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     // Telegram on but never linked: this one stays PENDING.
     let (status, body) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"telegram": true}})),
-        )
+        .patch_account(&key, json!({"channels": {"telegram": true}}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let s3 = send_ok(&relay, &key, json!({"category": "sale"})).await;

@@ -267,8 +267,8 @@ impl Relay {
         )
     }
 
-    /// An account with both channels' fields set and a `sale` category; returns its key.
-    pub async fn ready_account(&self) -> String {
+    /// An account with both channels' fields set and no category; returns its key.
+    pub async fn account_with_fields(&self) -> String {
         let (_, key) = self
             .create_account(&[
                 "--discord-id",
@@ -277,6 +277,12 @@ impl Relay {
                 "test_user",
             ])
             .await;
+        key
+    }
+
+    /// An account with both channels' fields set and a `sale` category; returns its key.
+    pub async fn ready_account(&self) -> String {
+        let key = self.account_with_fields().await;
         let (status, body) = self
             .call(
                 Method::POST,
@@ -346,6 +352,12 @@ impl Relay {
     }
 
     /// A raw request for exact-body assertions.
+    /// `PATCH /api/v1/account` with `body`.
+    pub async fn patch_account(&self, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, "/api/v1/account", Some(key), Some(body))
+            .await
+    }
+
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base))
     }

@@ -99,12 +99,7 @@ async fn missing_account_fields_answer_each_providers_403_in_provider_order() {
         );
     }
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"discordId": DISCORD_ID})),
-        )
+        .patch_account(&key, json!({"discordId": DISCORD_ID}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, text) = raw(&relay, Some(&auth), None, SALE).await;
@@ -115,12 +110,7 @@ async fn missing_account_fields_answer_each_providers_403_in_provider_order() {
 
     // A disabled channel needs nothing.
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"telegram": false}})),
-        )
+        .patch_account(&key, json!({"channels": {"telegram": false}}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, text) = raw(&relay, Some(&auth), None, SALE).await;
@@ -128,12 +118,7 @@ async fn missing_account_fields_answer_each_providers_403_in_provider_order() {
 
     // No channel at all.
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"discord": false}})),
-        )
+        .patch_account(&key, json!({"channels": {"discord": false}}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, text) = raw(&relay, Some(&auth), None, SALE).await;
@@ -265,23 +250,16 @@ async fn account_changes_reach_intake_at_once() {
 
     // Channels switched off through the API.
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"discord": false, "telegram": false}})),
+        .patch_account(
+            &key,
+            json!({"channels": {"discord": false, "telegram": false}}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = raw(&relay, Some(&auth), None, SALE).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"discord": true}})),
-        )
+        .patch_account(&key, json!({"channels": {"discord": true}}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, text) = raw(&relay, Some(&auth), None, SALE).await;

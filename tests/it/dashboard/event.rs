@@ -113,12 +113,7 @@ async fn failed_deliveries_are_retried_from_the_page() {
     mount_discord_ok(&relay.discord).await;
     let key = relay.ready_account().await;
     let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/account",
-            Some(&key),
-            Some(json!({"channels": {"telegram": false}})),
-        )
+        .patch_account(&key, json!({"channels": {"telegram": false}}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let event_id = accepted_id(&relay, &key, sale_event()).await;

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::Browser;
-use crate::helpers::{DISCORD_ID, Relay};
+use crate::helpers::Relay;
 
 const LIMIT_MESSAGE: &str =
     "You have reached the maximum number of event categories (3) for your plan.";
@@ -24,19 +24,6 @@ async fn api_category(relay: &Relay, key: &str, name: &str) -> Option<Value> {
         .await
         .into_iter()
         .find(|category| category["name"] == name)
-}
-
-/// An account ready to send events, without any category.
-async fn bare_account(relay: &Relay) -> String {
-    let (_, key) = relay
-        .create_account(&[
-            "--discord-id",
-            DISCORD_ID,
-            "--telegram-username",
-            "test_user",
-        ])
-        .await;
-    key
 }
 
 async fn create_by_api(relay: &Relay, key: &str, name: &str) {
@@ -159,7 +146,7 @@ async fn quick_start_creates_the_three_starters_once() {
 #[tokio::test]
 async fn quick_start_stops_at_the_plan_limit() {
     let relay = Relay::start().await;
-    let key = bare_account(&relay).await;
+    let key = relay.account_with_fields().await;
     create_by_api(&relay, &key, "one").await;
     create_by_api(&relay, &key, "two").await;
     let mut browser = Browser::signed_in(&relay, &key).await;
@@ -357,7 +344,7 @@ async fn deleting_asks_first_and_keeps_the_events() {
 async fn another_accounts_categories_stay_out_of_reach() {
     let relay = Relay::start().await;
     let owner = relay.ready_account().await;
-    let other = bare_account(&relay).await;
+    let other = relay.account_with_fields().await;
     let mut browser = Browser::signed_in(&relay, &other).await;
     let page = browser.get("/dashboard").await;
     assert!(!page.body.contains("categories/sale"), "{}", page.body);
