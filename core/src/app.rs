@@ -165,21 +165,47 @@ impl AppState {
         entry: &ProviderEntry,
         account: &Account,
     ) -> Result<ChannelStatus, StoreError> {
-        let (link_token, state) = if entry.registration.uses_link_token {
-            let (token, state) = self
-                .store()?
-                .link_token(&account.id, entry.registration.id)
-                .await?;
-            (Some(token), state)
-        } else {
-            (None, None)
-        };
-        Ok(entry.provider.channel_status(&ChannelContext {
+        let link = self.channel_link(entry, account).await?;
+        Ok(entry.provider.channel_status(&link.context(account)))
+    }
+
+    /// The account's link with a provider that links chats (its token and stored state), what
+    /// the provider sees of the channel beside the account's fields; nothing for the others.
+    pub async fn channel_link(
+        &self,
+        entry: &ProviderEntry,
+        account: &Account,
+    ) -> Result<ChannelLink, StoreError> {
+        if !entry.registration.uses_link_token {
+            return Ok(ChannelLink::default());
+        }
+        let (token, state) = self
+            .store()?
+            .link_token(&account.id, entry.registration.id)
+            .await?;
+        Ok(ChannelLink {
+            token: Some(token),
+            state,
+        })
+    }
+}
+
+/// An account's link with one provider, from [`AppState::channel_link`].
+#[derive(Debug, Default)]
+pub struct ChannelLink {
+    pub token: Option<String>,
+    pub state: Option<Value>,
+}
+
+impl ChannelLink {
+    /// The channel as the provider sees it for `account`.
+    pub fn context<'a>(&'a self, account: &'a Account) -> ChannelContext<'a> {
+        ChannelContext {
             account_id: &account.id,
             fields: &account.fields,
-            link_token: link_token.as_deref(),
-            state: state.as_ref(),
-        }))
+            link_token: self.token.as_deref(),
+            state: self.state.as_ref(),
+        }
     }
 }
 

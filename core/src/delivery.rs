@@ -418,23 +418,13 @@ pub async fn send_test_notification(
             continue;
         }
         // The same channel view a real delivery gets: the link token and linked state.
-        let (link_token, link_state) = if entry.registration.uses_link_token {
-            let (token, link_state) = state.store()?.link_token(&account.id, id).await?;
-            (Some(token), link_state)
-        } else {
-            (None, None)
-        };
+        let link = state.channel_link(entry, account).await?;
         let outcome = entry
             .provider
             .deliver(DeliveryRequest {
                 delivery_id: 0,
                 message: &message,
-                channel: ChannelContext {
-                    account_id: &account.id,
-                    fields: &account.fields,
-                    link_token: link_token.as_deref(),
-                    state: link_state.as_ref(),
-                },
+                channel: link.context(account),
             })
             .await;
         tracing::info!(account = %account.id, provider = id, ?outcome, "test notification");
