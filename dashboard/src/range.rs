@@ -75,11 +75,11 @@ pub struct Window {
     pub buckets: Vec<Bucket>,
 }
 
-impl Window {
-    /// The window of `range` that `now` falls in.
-    pub fn around(range: Range, now: Millis) -> Self {
+impl Range {
+    /// The first day of the range `now` falls in, and how many days it has.
+    fn days_around(self, now: Millis) -> (NaiveDate, i64) {
         let today = to_datetime(now).date_naive();
-        let (first_day, days) = match range {
+        match self {
             Range::Today => (today, 1),
             Range::Week => (
                 today - Duration::days(i64::from(today.weekday().num_days_from_monday())),
@@ -89,7 +89,19 @@ impl Window {
                 let first = today.with_day(1).unwrap_or(today);
                 (first, days_in_month(first))
             }
-        };
+        }
+    }
+
+    /// When the range `now` falls in starts (midnight UTC).
+    pub fn start_around(self, now: Millis) -> Millis {
+        midnight(self.days_around(now).0)
+    }
+}
+
+impl Window {
+    /// The window of `range` that `now` falls in.
+    pub fn around(range: Range, now: Millis) -> Self {
+        let (first_day, days) = range.days_around(now);
         let start = midnight(first_day);
         let end = start + days * DAY_MS;
         let buckets = match range {
@@ -246,6 +258,10 @@ mod tests {
     fn months_have_their_own_length() {
         let may = Window::around(Range::Month, at("2026-05-13T15:42:00Z"));
         assert_eq!(may.start, at("2026-05-01T00:00:00Z"));
+        assert_eq!(
+            Range::Month.start_around(at("2026-05-13T15:42:00Z")),
+            at("2026-05-01T00:00:00Z")
+        );
         assert_eq!(may.end, at("2026-06-01T00:00:00Z"));
         assert_eq!(may.buckets.len(), 31);
         assert_eq!(may.describe(), "May 2026");

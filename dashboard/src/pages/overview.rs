@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, TimeZone, Utc};
 use maud::{Markup, html};
 use pingpilot_core::api::{ApiError, category_limit_message, create_category};
-use pingpilot_core::model::{Category, Millis, now_millis, to_datetime};
+use pingpilot_core::model::{Category, now_millis};
 use poem::http::StatusCode;
 use poem::web::{Form, Path, Query};
 use poem::{Route, get, handler, post};
@@ -17,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind, color_hex};
+use crate::range::Range;
 use crate::web::{CsrfOnly, DashError, PageResult, SignedIn, csrf_field, see_other};
 
 pub fn routes(route: Route) -> Route {
@@ -254,7 +254,7 @@ async fn render(
     let store = user.state.store()?;
     let categories = store.categories(&user.account.id).await?;
     let this_month = store
-        .category_counts_since(&user.account.id, month_start(now_millis()))
+        .category_counts_since(&user.account.id, Range::Month.start_around(now_millis()))
         .await?;
     let limit = user.state.plan(&user.account.plan).categories;
     let full = limit.is_some_and(|limit| categories.len() as u64 >= limit);
@@ -482,14 +482,6 @@ fn is_category_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// Midnight UTC on the first day of the month `now` falls in.
-fn month_start(now: Millis) -> Millis {
-    let now = to_datetime(now);
-    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-        .single()
-        .map_or(0, |start| start.timestamp_millis())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,20 +524,5 @@ mod tests {
         assert!(starters_in(None).is_empty());
         assert!(is_category_name("sale-2"));
         assert!(!is_category_name("<b>"));
-    }
-
-    #[test]
-    fn months_start_on_the_first_at_midnight_utc() {
-        let now = Utc
-            .with_ymd_and_hms(2026, 5, 13, 15, 42, 0)
-            .single()
-            .map(|t| t.timestamp_millis())
-            .unwrap_or_default();
-        let start = Utc
-            .with_ymd_and_hms(2026, 5, 1, 0, 0, 0)
-            .single()
-            .map(|t| t.timestamp_millis())
-            .unwrap_or_default();
-        assert_eq!(month_start(now), start);
     }
 }
