@@ -26,70 +26,68 @@ impl Nav {
     ];
 }
 
-fn head(title: &str) -> Markup {
-    html! {
-        head {
-            meta charset="utf-8";
-            meta name="viewport" content="width=device-width, initial-scale=1";
-            title { (title) " · PingPilot" }
-            link rel="stylesheet" href={ (PREFIX) "/assets/dashboard.css" };
-            script src={ (PREFIX) "/assets/htmx.min.js" } defer {}
-        }
-    }
-}
-
-/// A page without navigation: sign-in and error pages.
-pub fn bare(title: &str, body: Markup) -> Html<String> {
+/// The whole document: head (styles, htmx) and `body`'s content.
+fn document(title: &str, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
             html lang="en" {
-                (head(title))
-                body {
-                    header.top { a.brand href=(PREFIX) { "🛩️ PingPilot" } }
-                    main.narrow { (body) }
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · PingPilot" }
+                    link rel="stylesheet" href={ (PREFIX) "/assets/dashboard.css" };
+                    script src={ (PREFIX) "/assets/htmx.min.js" } defer {}
                 }
+                body { (body) }
             }
         }
         .into_string(),
     )
 }
 
+const BRAND: &str = "🛩️ PingPilot";
+
+/// A page without navigation: sign-in and error pages.
+pub fn bare(title: &str, body: Markup) -> Html<String> {
+    document(
+        title,
+        html! {
+            header.top { a.brand href=(PREFIX) { (BRAND) } }
+            main.narrow { (body) }
+        },
+    )
+}
+
 /// A signed-in page: navigation, the account's name, sign-out, then `body`.
 pub fn page(user: &SignedIn, active: Option<Nav>, title: &str, body: Markup) -> Response {
-    Html(
+    document(
+        title,
         html! {
-            (DOCTYPE)
-            html lang="en" {
-                (head(title))
-                body {
-                    a.skip href="#main" { "Skip to content" }
-                    header.top {
-                        a.brand href=(PREFIX) { "🛩️ PingPilot" }
-                        nav aria-label="Main" {
-                            ul {
-                                @for (nav, path, label) in Nav::ALL {
-                                    li {
-                                        @if Some(nav) == active {
-                                            a href={ (PREFIX) (path) } aria-current="page" { (label) }
-                                        } @else {
-                                            a href={ (PREFIX) (path) } { (label) }
-                                        }
-                                    }
+            a.skip href="#main" { "Skip to content" }
+            header.top {
+                a.brand href=(PREFIX) { (BRAND) }
+                nav aria-label="Main" {
+                    ul {
+                        @for (nav, path, label) in Nav::ALL {
+                            li {
+                                @if Some(nav) == active {
+                                    a href={ (PREFIX) (path) } aria-current="page" { (label) }
+                                } @else {
+                                    a href={ (PREFIX) (path) } { (label) }
                                 }
                             }
                         }
-                        form.signout method="post" action={ (PREFIX) "/logout" } {
-                            (csrf_field(&user.csrf))
-                            span.who { (user.account.name) }
-                            button type="submit" { "Sign out" }
-                        }
                     }
-                    main #main { (body) }
+                }
+                form.signout method="post" action={ (PREFIX) "/logout" } {
+                    (csrf_field(&user.csrf))
+                    span.who { (user.account.name) }
+                    button type="submit" { "Sign out" }
                 }
             }
-        }
-        .into_string(),
+            main #main { (body) }
+        },
     )
     .into_response()
 }
