@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::app::AppState;
+use crate::lock;
 use crate::model::{Account, Millis, now_millis, to_datetime};
 use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
 use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate, StoreError};
@@ -301,12 +302,6 @@ async fn renew_leases(
     if let Err(err) = store.extend_leases(owner, now_millis() + lease_ms).await {
         tracing::warn!(error = %err, "could not renew delivery leases");
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: ClaimedDelivery) {

@@ -12,3 +12,11 @@ pub mod samples;
 pub mod store;
 
 pub use pingpilot_config as config;
+
+/// Locks a mutex even when a thread panicked while holding it: every mutex of the relay guards
+/// data that stays usable after any single step (caches, counters, rate-limit state).
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

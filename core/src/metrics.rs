@@ -67,9 +67,7 @@ fn escape(value: &str) -> String {
 
 impl Metrics {
     fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
-        self.counters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.counters)
     }
 
     pub fn intake(&self, status: u16) {

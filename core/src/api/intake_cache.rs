@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::lock;
 use crate::model::{Account, Category, Millis};
 use crate::store::Authenticated;
 
@@ -89,12 +90,6 @@ impl IntakeCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(key_hash);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

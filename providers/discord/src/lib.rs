@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingpilot_core::lock;
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
     Provider, ProviderRegistration, ProviderSetup,
@@ -265,10 +266,7 @@ impl DiscordProvider {
                 status,
                 detail: "DM channel without an id".into(),
             })?;
-        self.dm_channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(recipient.to_string(), id.clone());
+        lock(&self.dm_channels).insert(recipient.to_string(), id.clone());
         Ok(id)
     }
 
@@ -334,17 +332,10 @@ impl DiscordProvider {
     }
 
     fn cached_channel(&self, recipient: &str) -> Option<String> {
-        self.dm_channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(recipient)
-            .cloned()
+        lock(&self.dm_channels).get(recipient).cloned()
     }
 
     fn forget_channel(&self, recipient: &str) {
-        self.dm_channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(recipient);
+        lock(&self.dm_channels).remove(recipient);
     }
 }

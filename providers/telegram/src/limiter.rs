@@ -158,7 +158,7 @@ impl Limiter {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        pingpilot_core::lock(&self.state)
     }
 
     /// Reserves the send instant of one message to `chat`: the earliest moment free for the
