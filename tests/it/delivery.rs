@@ -257,18 +257,10 @@ async fn a_permanent_error_fails_at_once_with_its_reason() {
     let relay = Relay::start_with("", false).await;
     Mock::given(method("POST"))
         .and(path("/users/@me/channels"))
-        .respond_with(
-            ResponseTemplate::new(403).set_body_json(
-                json!({"code": 50007, "message": "Cannot send messages to this user"}),
-            ),
-        )
+        .respond_with(discord_dm_refused())
         .mount(&relay.discord)
         .await;
-    let key = relay.ready_account().await;
-    let (status, _) = relay
-        .patch_account(&key, json!({"channels": {"telegram": false}}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let key = relay.discord_only_account().await;
     let event_id = accepted_id(&relay, &key, sale_event()).await;
     let event = relay.wait_final(&key, &event_id).await;
     assert_eq!(event["deliveryStatus"], "FAILED", "{event}");

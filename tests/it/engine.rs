@@ -13,16 +13,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-/// An account that only uses Discord, with a `sale` category.
-async fn discord_only_account(relay: &Relay) -> String {
-    let key = relay.ready_account().await;
-    let (status, _) = relay
-        .patch_account(&key, json!({"channels": {"telegram": false}}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    key
-}
-
 async fn mount_dm_channel(discord: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/users/@me/channels"))
@@ -72,7 +62,7 @@ async fn a_provider_pause_is_honoured_and_costs_no_attempt() {
         .mount(&relay.discord)
         .await;
     let recorder = record_messages(&relay.discord).await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     let event_id = accepted_id(&relay, &key, json!({"category": "sale"})).await;
     let event = relay.wait_final(&key, &event_id).await;
     assert_eq!(
@@ -121,7 +111,7 @@ async fn a_burst_far_above_the_rate_reaches_discord_at_the_configured_rate() {
         .mount(&relay.discord)
         .await;
     let messages = record_messages(&relay.discord).await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     let mut ids = Vec::new();
     for i in 0..14 {
         ids.push(
@@ -170,7 +160,7 @@ async fn a_burst_far_above_the_rate_reaches_discord_at_the_configured_rate() {
 #[tokio::test]
 async fn an_idempotency_key_accepts_a_request_once() {
     let relay = Relay::start().await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     let body = json!({"category": "sale", "description": "once"});
     let send = |idempotency: &'static str, body: Value| {
         let request = relay
@@ -241,7 +231,7 @@ async fn an_idempotency_key_accepts_a_request_once() {
 async fn wait_answers_with_the_final_status_or_pending_when_time_is_up() {
     let relay = Relay::start_with("", false).await;
     mount_dm_channel(&relay.discord).await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     let (status, _) = relay
         .call(
             Method::POST,
@@ -255,11 +245,7 @@ async fn wait_answers_with_the_final_status_or_pending_when_time_is_up() {
     Mock::given(method("POST"))
         .and(path(format!("/channels/{DM_CHANNEL}/messages")))
         .and(wiremock::matchers::body_string_contains("doomed"))
-        .respond_with(
-            ResponseTemplate::new(403).set_body_json(
-                json!({"code": 50007, "message": "Cannot send messages to this user"}),
-            ),
-        )
+        .respond_with(discord_dm_refused())
         .mount(&relay.discord)
         .await;
     Mock::given(method("POST"))
@@ -337,7 +323,7 @@ async fn wait_answers_with_the_final_status_or_pending_when_time_is_up() {
 #[tokio::test]
 async fn metrics_count_intake_deliveries_and_the_queue() {
     let relay = Relay::start().await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     let event_id = accepted_id(&relay, &key, json!({"category": "sale"})).await;
     relay.wait_final(&key, &event_id).await;
     let (status, _) = relay
@@ -497,7 +483,7 @@ async fn clients_hanging_up_lose_nothing_that_was_committed() {
         true,
     )
     .await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     let address = relay.base.trim_start_matches("http://").to_string();
     for i in 0..60 {
         let body = json!({"category": "sale", "description": format!("hang-up {i}")}).to_string();

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use wiremock::Mock;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -263,16 +263,6 @@ async fn assert_json_error(response: reqwest::Response, expected: StatusCode, wh
     );
 }
 
-/// An account whose events go to Discord only, so they become DELIVERED quickly.
-async fn discord_only_account(relay: &Relay) -> String {
-    let key = relay.ready_account().await;
-    let (status, body) = relay
-        .patch_account(&key, json!({"channels": {"telegram": false}}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    key
-}
-
 // ----- tests -----
 
 #[tokio::test]
@@ -417,7 +407,7 @@ async fn limit_and_cursor_walk_every_event_once() {
 #[tokio::test]
 async fn filters_by_category_status_time_range_since_and_until() {
     let relay = Relay::start().await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     let (status, body) = relay
         .call(
             Method::POST,
@@ -775,14 +765,10 @@ async fn unknown_and_foreign_event_ids_answer_404() {
 #[tokio::test]
 async fn retry_requeues_failed_deliveries_until_they_are_delivered() {
     let relay = Relay::start_with("", false).await;
-    let key = discord_only_account(&relay).await;
+    let key = relay.discord_only_account().await;
     Mock::given(method("POST"))
         .and(path("/users/@me/channels"))
-        .respond_with(
-            ResponseTemplate::new(403).set_body_json(
-                json!({"code": 50007, "message": "Cannot send messages to this user"}),
-            ),
-        )
+        .respond_with(discord_dm_refused())
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)

@@ -352,6 +352,16 @@ impl Relay {
     }
 
     /// A raw request for exact-body assertions.
+    /// [`Relay::ready_account`] with Telegram switched off: its events go to Discord only.
+    pub async fn discord_only_account(&self) -> String {
+        let key = self.ready_account().await;
+        let (status, body) = self
+            .patch_account(&key, json!({"channels": {"telegram": false}}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        key
+    }
+
     /// `PATCH /api/v1/account` with `body`.
     pub async fn patch_account(&self, key: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PATCH, "/api/v1/account", Some(key), Some(body))
@@ -399,6 +409,12 @@ pub async fn accepted_id(relay: &Relay, key: &str, body: Value) -> String {
     let (status, body) = relay.send_event(key, body).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["eventId"].as_str().expect("eventId").to_string()
+}
+
+/// Discord's answer when the user does not accept DMs from the bot: a permanent refusal.
+pub fn discord_dm_refused() -> ResponseTemplate {
+    ResponseTemplate::new(403)
+        .set_body_json(json!({"code": 50007, "message": "Cannot send messages to this user"}))
 }
 
 pub fn parse_body(text: &str) -> Value {

@@ -2,8 +2,8 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use wiremock::Mock;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
 
 use super::Browser;
 use crate::helpers::*;
@@ -101,21 +101,13 @@ async fn failed_deliveries_are_retried_from_the_page() {
     // Discord refuses the first DM for good, then accepts: only a retry gets it through.
     Mock::given(method("POST"))
         .and(path("/users/@me/channels"))
-        .respond_with(
-            ResponseTemplate::new(403).set_body_json(
-                json!({"code": 50007, "message": "Cannot send messages to this user"}),
-            ),
-        )
+        .respond_with(discord_dm_refused())
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&relay.discord)
         .await;
     mount_discord_ok(&relay.discord).await;
-    let key = relay.ready_account().await;
-    let (status, _) = relay
-        .patch_account(&key, json!({"channels": {"telegram": false}}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let key = relay.discord_only_account().await;
     let event_id = accepted_id(&relay, &key, sale_event()).await;
     let event = relay.wait_final(&key, &event_id).await;
     assert_eq!(event["deliveryStatus"], "FAILED", "{event}");
