@@ -65,9 +65,15 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Batched statements differ by their number of rows: with sqlx's default of 100 the
+            // writer kept preparing them again (intake alone 19,000 → 21,900 events/s).
+            .statement_cache_capacity(600);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // A ping is one more round trip to the connection's thread before every write, and
+            // a local file has nothing to test.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         let store = Self {
