@@ -1,7 +1,8 @@
 //! SQLite's [`BatchWriter`]: a batch of intake jobs and delivery results in one `BEGIN IMMEDIATE`
-//! transaction on the store's single writer connection. Rows go in with multi-row statements, so
-//! a batch costs a handful of statements rather than a few per job: every statement is a round
-//! trip to sqlx's connection thread.
+//! transaction on the store's single writer connection. Rows go in with multi-row statements, and
+//! a batch's writes go together as one multi-statement query, so a batch costs a handful of round
+//! trips to sqlx's connection thread rather than a few per job: each is a thread wake-up both
+//! ways, which costs more than most of these statements.
 
 use std::collections::HashMap;
 
@@ -45,20 +46,13 @@ async fn write_intake(
         return Ok(Vec::new());
     }
     let plan = plan_intake(&mut Lookups(&mut *conn), jobs).await?;
-    let accepted = plan.accepted;
-    insert_events(conn, &accepted).await?;
-    insert_deliveries(conn, &accepted).await?;
-    for ((account_id, month), events) in plan.counts {
-        sqlx::query(
-            "INSERT INTO quota_usage (account_id, month, events) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (account_id, month) DO UPDATE SET events = MAX(events, 0) + ?3",
-        )
-        .bind(account_id)
-        .bind(month)
-        .bind(events)
-        .execute(&mut *conn)
-        .await?;
-    }
+    // Events, deliveries and quota counts in one multi-statement query: one round trip. Its
+    // text depends only on the batch's size, so few variants reach the statement cache.
+    let mut writes = QueryBuilder::<Sqlite>::new("");
+    push_events(&mut writes, &plan.accepted);
+    push_deliveries(&mut writes, &plan.accepted);
+    push_quota_counts(&mut writes, &plan.counts);
+    execute_all(conn, writes).await?;
     if let Some(oldest) = jobs
         .iter()
         .filter(|job| job.idempotency.is_some())
@@ -133,36 +127,49 @@ impl IntakeLookups for Lookups<'_> {
     }
 }
 
-async fn insert_events(
+/// Runs the statements a builder collected, if any.
+async fn execute_all(
     conn: &mut SqliteConnection,
-    accepted: &[(&IntakeJob, String)],
+    mut statements: QueryBuilder<Sqlite>,
 ) -> Result<()> {
-    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
-             category_emoji, description, fields, delivery_status, created_at) ",
-        );
-        query.push_values(chunk, |mut row, (job, event_id)| {
-            row.push_bind(event_id)
-                .push_bind(&job.account_id)
-                .push_bind(job.category.id)
-                .push_bind(&job.category.name)
-                .push_bind(i64::from(job.category.color))
-                .push_bind(&job.category.emoji)
-                .push_bind(&job.description)
-                .push_bind(&job.fields)
-                .push("'PENDING'")
-                .push_bind(job.now);
-        });
-        query.build().execute(&mut *conn).await?;
+    if !statements.sql().as_str().is_empty() {
+        statements.build().execute(conn).await?;
     }
     Ok(())
 }
 
-async fn insert_deliveries(
-    conn: &mut SqliteConnection,
-    accepted: &[(&IntakeJob, String)],
-) -> Result<()> {
+/// Appends a statement to a multi-statement query. Parameters must stay anonymous (`?`): sqlx
+/// numbers those across statements, while `?N` would count within one.
+fn begin_statement(query: &mut QueryBuilder<Sqlite>, sql: &str) {
+    if !query.sql().as_str().is_empty() {
+        query.push("; ");
+    }
+    query.push(sql);
+}
+
+fn push_events(query: &mut QueryBuilder<Sqlite>, accepted: &[(&IntakeJob, String)]) {
+    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+        begin_statement(
+            query,
+            "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
+             category_emoji, description, fields, delivery_status, created_at) ",
+        );
+        query.push_values(chunk, |mut row, (job, event_id)| {
+            row.push_bind(event_id.as_str())
+                .push_bind(job.account_id.as_str())
+                .push_bind(job.category.id)
+                .push_bind(job.category.name.as_str())
+                .push_bind(i64::from(job.category.color))
+                .push_bind(job.category.emoji.as_deref())
+                .push_bind(job.description.as_str())
+                .push_bind(job.fields.as_str())
+                .push("'PENDING'")
+                .push_bind(job.now);
+        });
+    }
+}
+
+fn push_deliveries(query: &mut QueryBuilder<Sqlite>, accepted: &[(&IntakeJob, String)]) {
     let rows: Vec<(&IntakeJob, &str, &str)> = accepted
         .iter()
         .flat_map(|(job, event_id)| {
@@ -172,21 +179,39 @@ async fn insert_deliveries(
         })
         .collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
+        begin_statement(
+            query,
             "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
              next_attempt_at) ",
         );
         query.push_values(chunk, |mut row, (job, event_id, provider)| {
             row.push_bind(*event_id)
-                .push_bind(&job.account_id)
+                .push_bind(job.account_id.as_str())
                 .push_bind(*provider)
                 .push("'PENDING'")
                 .push_bind(job.now)
                 .push_bind(job.now);
         });
-        query.build().execute(&mut *conn).await?;
     }
-    Ok(())
+}
+
+fn push_quota_counts(query: &mut QueryBuilder<Sqlite>, counts: &[((&str, String), i64)]) {
+    for ((account_id, month), events) in counts {
+        begin_statement(
+            query,
+            "INSERT INTO quota_usage (account_id, month, events) VALUES (",
+        );
+        query
+            .push_bind(*account_id)
+            .push(", ")
+            .push_bind(month.as_str())
+            .push(", ")
+            .push_bind(*events)
+            .push(
+                ") ON CONFLICT (account_id, month) DO UPDATE SET \
+                 events = MAX(events, 0) + excluded.events",
+            );
+    }
 }
 
 /// Records attempts and new states; a result whose lease was lost to another worker is
@@ -197,20 +222,24 @@ async fn write_finishes(conn: &mut SqliteConnection, jobs: &[FinishJob]) -> Resu
     }
     let leased = leased_deliveries(conn, jobs).await?;
     let (results, held, events) = held_results(jobs, leased);
-    insert_attempts(conn, &held).await?;
-    let delivered: Vec<i64> = held
-        .iter()
-        .filter(|job| matches!(job.update, DeliveryUpdate::Delivered))
-        .map(|job| job.delivery_id)
-        .collect();
-    mark_delivered(conn, &delivered).await?;
+    // The rare outcomes one statement each, then attempts, deliveries and event statuses in one
+    // round trip (statuses last: they read the deliveries).
     for job in held
         .iter()
         .filter(|job| !matches!(job.update, DeliveryUpdate::Delivered))
     {
         update_delivery(conn, job).await?;
     }
-    refresh_event_statuses(conn, &events).await?;
+    let delivered: Vec<i64> = held
+        .iter()
+        .filter(|job| matches!(job.update, DeliveryUpdate::Delivered))
+        .map(|job| job.delivery_id)
+        .collect();
+    let mut writes = QueryBuilder::<Sqlite>::new("");
+    push_attempts(&mut writes, &held);
+    push_delivered(&mut writes, &delivered);
+    push_status_refresh(&mut writes, &events);
+    execute_all(conn, writes).await?;
     Ok(results)
 }
 
@@ -241,7 +270,7 @@ async fn leased_deliveries(
     Ok(leased)
 }
 
-async fn insert_attempts(conn: &mut SqliteConnection, held: &[&FinishJob]) -> Result<()> {
+fn push_attempts(query: &mut QueryBuilder<Sqlite>, held: &[&FinishJob]) {
     let attempts: Vec<_> = held
         .iter()
         .filter_map(|job| {
@@ -251,7 +280,8 @@ async fn insert_attempts(conn: &mut SqliteConnection, held: &[&FinishJob]) -> Re
         })
         .collect();
     for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
+        begin_statement(
+            query,
             "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, \
              error) ",
         );
@@ -260,17 +290,16 @@ async fn insert_attempts(conn: &mut SqliteConnection, held: &[&FinishJob]) -> Re
                 .push_bind(attempt.started_at)
                 .push_bind(attempt.duration_ms)
                 .push_bind(attempt.http_status.map(i64::from))
-                .push_bind(&attempt.error);
+                .push_bind(attempt.error.clone());
         });
-        query.build().execute(&mut *conn).await?;
     }
-    Ok(())
 }
 
-async fn mark_delivered(conn: &mut SqliteConnection, ids: &[i64]) -> Result<()> {
+fn push_delivered(query: &mut QueryBuilder<Sqlite>, ids: &[i64]) {
     let now = now_millis();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
+        begin_statement(
+            query,
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              status = 'DELIVERED', waiting_reason = NULL, attempts = attempts + 1, delivered_at = ",
         );
@@ -280,16 +309,18 @@ async fn mark_delivered(conn: &mut SqliteConnection, ids: &[i64]) -> Result<()> 
             list.push_bind(*id);
         }
         query.push(")");
-        query.build().execute(&mut *conn).await?;
     }
-    Ok(())
 }
 
 /// Any outcome but delivered: one statement each (they are the rare ones). Every outcome gives
 /// the lease back.
 async fn update_delivery(conn: &mut SqliteConnection, job: &FinishJob) -> Result<()> {
     let query = match &job.update {
-        DeliveryUpdate::Delivered => return mark_delivered(conn, &[job.delivery_id]).await,
+        DeliveryUpdate::Delivered => {
+            let mut query = QueryBuilder::<Sqlite>::new("");
+            push_delivered(&mut query, &[job.delivery_id]);
+            return execute_all(conn, query).await;
+        }
         DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
              attempts = attempts + ?2, last_error = ?3, waiting_reason = NULL WHERE id = ?4",
@@ -324,8 +355,15 @@ pub(super) async fn refresh_event_statuses(
     conn: &mut SqliteConnection,
     event_ids: &[String],
 ) -> Result<()> {
+    let mut query = QueryBuilder::<Sqlite>::new("");
+    push_status_refresh(&mut query, event_ids);
+    execute_all(conn, query).await
+}
+
+fn push_status_refresh(query: &mut QueryBuilder<Sqlite>, event_ids: &[String]) {
     for chunk in event_ids.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
+        begin_statement(
+            query,
             "UPDATE events SET delivery_status = CASE \
                WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'PENDING') THEN 'PENDING' \
                WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'FAILED') THEN 'FAILED' \
@@ -333,10 +371,8 @@ pub(super) async fn refresh_event_statuses(
         );
         let mut list = query.separated(", ");
         for id in chunk {
-            list.push_bind(id.as_str());
+            list.push_bind(id.clone());
         }
         query.push(")");
-        query.build().execute(&mut *conn).await?;
     }
-    Ok(())
 }
