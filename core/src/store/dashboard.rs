@@ -126,7 +126,7 @@ mod tests {
             match self {
                 Self::Sqlite(store) => sqlx::query("DELETE FROM accounts WHERE id = ?")
                     .bind(id)
-                    .execute(&store.writer)
+                    .execute(&mut *store.writer.lock().await)
                     .await
                     .map(drop),
                 Self::Postgres(store) => sqlx::query("DELETE FROM accounts WHERE id = $1")
@@ -143,7 +143,7 @@ mod tests {
             match self {
                 Self::Sqlite(store) => {
                     sqlx::query_scalar(AssertSqlSafe(sql))
-                        .fetch_one(&store.writer)
+                        .fetch_one(&mut *store.writer.lock().await)
                         .await
                 }
                 Self::Postgres(store) => {

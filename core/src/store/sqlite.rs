@@ -1,6 +1,6 @@
 //! Storage on SQLite: one writer connection (every write is serialised, so read-then-write checks
-//! such as quotas hold under concurrency, and group commit can be added behind it), a pool of
-//! readers, WAL journal.
+//! such as quotas hold under concurrency; intake and delivery results are committed in groups on
+//! it), a pool of readers, WAL journal.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 
 use super::group_commit::GroupCommit;
 use super::sqlite_batch::{SqliteBatchWriter, refresh_event_statuses};
@@ -48,9 +48,21 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
         (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
         FROM categories c";
 
+/// The one writer connection, behind a lock rather than in a pool of one: a pool hands a
+/// connection back through a spawned task that pings it first, two more waits on other threads
+/// for every write, and the next writer waits for both.
+#[derive(Clone)]
+pub(super) struct Writer(Arc<tokio::sync::Mutex<SqliteConnection>>);
+
+impl Writer {
+    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, SqliteConnection> {
+        self.0.lock().await
+    }
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
-    pub(super) writer: SqlitePool,
+    pub(super) writer: Writer,
     pub(super) readers: SqlitePool,
     /// Intake and delivery results, committed in groups on the writer connection.
     writes: GroupCommit,
@@ -69,54 +81,24 @@ impl SqliteStore {
             // Batched statements differ by their number of rows: with sqlx's default of 100 the
             // writer kept preparing them again (intake alone 19,000 → 21,900 events/s).
             .statement_cache_capacity(600);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            // A ping is one more round trip to the connection's thread before every write, and
-            // a local file has nothing to test.
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        let store = Self {
-            readers: writer.clone(),
-            writes: GroupCommit::start(
-                SqliteBatchWriter {
-                    pool: writer.clone(),
-                },
-                1,
-            ),
-            writer,
-        };
-        store.migrate().await?;
+        let mut connection = options.connect().await?;
+        migrate(&mut connection).await?;
+        let writer = Writer(Arc::new(tokio::sync::Mutex::new(connection)));
         // Readers open only once the file and its schema exist.
         let readers = SqlitePoolOptions::new()
             .max_connections(readers)
             .connect_with(options.create_if_missing(false).read_only(true))
             .await?;
-        Ok(Self { readers, ..store })
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .execute(&self.writer)
-            .await?;
-        for (version, sql) in MIGRATIONS {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if applied.is_none() {
-                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
-                    .bind(version)
-                    .bind(now_millis())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(())
+        Ok(Self {
+            writes: GroupCommit::start(
+                SqliteBatchWriter {
+                    writer: writer.clone(),
+                },
+                1,
+            ),
+            writer,
+            readers,
+        })
     }
 
     async fn find_link(
@@ -138,7 +120,8 @@ impl SqliteStore {
 #[async_trait]
 impl Storage for SqliteStore {
     async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO processes (id, last_seen) VALUES (?1, ?2) \
              ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
@@ -161,7 +144,7 @@ impl Storage for SqliteStore {
     async fn forget_process(&self, process_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM processes WHERE id = ?")
             .bind(process_id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(())
     }
@@ -182,7 +165,7 @@ impl Storage for SqliteStore {
         .bind(owner)
         .bind(until)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(held.rows_affected() > 0)
     }
@@ -213,7 +196,8 @@ impl Storage for SqliteStore {
             created_at: now_millis(),
         };
         let key = new_api_key();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO accounts (id, name, email, plan, fields, channels, created_at) VALUES (?, ?, ?, ?, ?, '{}', ?)")
             .bind(&account.id)
             .bind(&account.name)
@@ -247,7 +231,7 @@ impl Storage for SqliteStore {
         let done = sqlx::query("UPDATE accounts SET plan = ? WHERE id = ?")
             .bind(plan)
             .bind(account_id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -255,7 +239,8 @@ impl Storage for SqliteStore {
     /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
     /// this account are looked at again right away.
     async fn update_account(&self, id: &str, changes: &AccountChanges) -> Result<Option<Account>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -314,14 +299,15 @@ impl Storage for SqliteStore {
         sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
             .bind(at)
             .bind(key_id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(())
     }
 
     /// Creates a key; `None` when the account does not exist.
     async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
             .bind(account_id)
             .fetch_optional(&mut *tx)
@@ -365,7 +351,7 @@ impl Storage for SqliteStore {
         .bind(now_millis())
         .bind(key_id)
         .bind(account_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -385,14 +371,14 @@ impl Storage for SqliteStore {
             .bind(account_id)
             .bind(provider)
             .bind(new_link_token())
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         let row = sqlx::query(
             "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
         )
         .bind(account_id)
         .bind(provider)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *self.writer.lock().await)
         .await?;
         link_from_row(&row)
     }
@@ -405,7 +391,8 @@ impl Storage for SqliteStore {
         link_token: &str,
         state: &Value,
     ) -> Result<Option<String>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let account: Option<(String, String)> = sqlx::query_as(
             "SELECT a.id, a.name FROM channel_links l JOIN accounts a ON a.id = l.account_id \
              WHERE l.provider = ? AND l.link_token = ?",
@@ -446,7 +433,7 @@ impl Storage for SqliteStore {
         .bind(provider)
         .bind(key)
         .bind(value)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
     }
@@ -508,7 +495,8 @@ impl Storage for SqliteStore {
         emoji: Option<&str>,
         limit: Option<u64>,
     ) -> Result<CategoryCreate> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let existing: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
                 .bind(account_id)
@@ -555,7 +543,8 @@ impl Storage for SqliteStore {
         name: &str,
         changes: &CategoryChanges,
     ) -> Result<CategoryUpdate> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let id: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM categories WHERE account_id = ? AND name = lower(?)",
         )
@@ -585,7 +574,7 @@ impl Storage for SqliteStore {
         let sql = format!("{} WHERE c.id = ?", CATEGORY_SELECT);
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *writer)
             .await?;
         Ok(CategoryUpdate::Updated(category_from_row(&row)?))
     }
@@ -594,7 +583,7 @@ impl Storage for SqliteStore {
         let done = sqlx::query("DELETE FROM categories WHERE account_id = ? AND name = lower(?)")
             .bind(account_id)
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -721,7 +710,8 @@ impl Storage for SqliteStore {
     /// Re-queues the event's failed deliveries; `None` when there is no such event.
     async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
         let now = now_millis();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let found: Option<String> =
             sqlx::query_scalar("SELECT id FROM events WHERE id = ? AND account_id = ?")
                 .bind(event_id)
@@ -766,7 +756,7 @@ impl Storage for SqliteStore {
         .bind(now)
         .bind(limit as i64)
         .bind(provider)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.lock().await)
         .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -784,7 +774,10 @@ impl Storage for SqliteStore {
             list.push_bind(*id);
         }
         query.push(")");
-        let rows = query.build().fetch_all(&self.writer).await?;
+        let rows = query
+            .build()
+            .fetch_all(&mut *self.writer.lock().await)
+            .await?;
         rows.iter().map(claimed_from_row).collect()
     }
 
@@ -807,7 +800,7 @@ impl Storage for SqliteStore {
         let done = sqlx::query("UPDATE deliveries SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'PENDING'")
             .bind(until)
             .bind(owner)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(done.rows_affected())
     }
@@ -841,7 +834,7 @@ impl Storage for SqliteStore {
         sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?")
             .bind(delivery_id)
             .bind(owner)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(())
     }
@@ -858,6 +851,31 @@ impl Storage for SqliteStore {
         .fetch_optional(&self.readers)
         .await?)
     }
+}
+
+/// Brings the schema up to date, one migration per transaction.
+async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .execute(&mut *connection)
+        .await?;
+    for (version, sql) in MIGRATIONS {
+        let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if applied.is_none() {
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// Events counted for the account in `month` so far (never below zero).

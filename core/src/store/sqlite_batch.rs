@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::group_commit::{
     BatchWriter, FinishJob, IntakeJob, IntakeLookups, held_results, plan_intake,
 };
-use super::sqlite::{find_idempotent, stored_count};
+use super::sqlite::{Writer, find_idempotent, stored_count};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
 use crate::model::{Millis, now_millis};
 
@@ -20,7 +20,7 @@ use crate::model::{Millis, now_millis};
 const ROWS_PER_STATEMENT: usize = 200;
 
 pub struct SqliteBatchWriter {
-    pub pool: SqlitePool,
+    pub writer: Writer,
 }
 
 #[async_trait]
@@ -30,7 +30,8 @@ impl BatchWriter for SqliteBatchWriter {
         intake: &[IntakeJob],
         finishes: &[FinishJob],
     ) -> Result<(Vec<IntakeResult>, Vec<bool>)> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let intake_results = write_intake(&mut tx, intake).await?;
         let finish_results = write_finishes(&mut tx, finishes).await?;
         tx.commit().await?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::dashboard::{DashboardStorage, DeliveryBadge, EventSample, SessionRecord};
 use super::sqlite::SqliteStore;
@@ -19,7 +19,8 @@ impl DashboardStorage for SqliteStore {
         session: &SessionRecord,
         now: Millis,
     ) -> Result<()> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= ?")
             .bind(now)
             .execute(&mut *tx)
@@ -61,7 +62,7 @@ impl DashboardStorage for SqliteStore {
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(())
     }
@@ -73,7 +74,8 @@ impl DashboardStorage for SqliteStore {
         now: Millis,
         expires_at: Millis,
     ) -> Result<()> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM login_links WHERE expires_at <= ?")
             .bind(now)
             .execute(&mut *tx)
@@ -102,7 +104,7 @@ impl DashboardStorage for SqliteStore {
         )
         .bind(now)
         .bind(token_hash)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.lock().await)
         .await?)
     }
 
