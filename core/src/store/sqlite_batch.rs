@@ -225,17 +225,13 @@ async fn write_finishes(conn: &mut SqliteConnection, jobs: &[FinishJob]) -> Resu
     let (results, held, events) = held_results(jobs, leased);
     // The rare outcomes one statement each, then attempts, deliveries and event statuses in one
     // round trip (statuses last: they read the deliveries).
-    for job in held
-        .iter()
-        .filter(|job| !matches!(job.update, DeliveryUpdate::Delivered))
-    {
-        update_delivery(conn, job).await?;
+    let mut delivered = Vec::with_capacity(held.len());
+    for job in &held {
+        match job.update {
+            DeliveryUpdate::Delivered => delivered.push(job.delivery_id),
+            _ => update_delivery(conn, job).await?,
+        }
     }
-    let delivered: Vec<i64> = held
-        .iter()
-        .filter(|job| matches!(job.update, DeliveryUpdate::Delivered))
-        .map(|job| job.delivery_id)
-        .collect();
     let mut writes = QueryBuilder::<Sqlite>::new("");
     push_attempts(&mut writes, &held);
     push_delivered(&mut writes, &delivered);
@@ -291,7 +287,7 @@ fn push_attempts(query: &mut QueryBuilder<Sqlite>, held: &[&FinishJob]) {
                 .push_bind(attempt.started_at)
                 .push_bind(attempt.duration_ms)
                 .push_bind(attempt.http_status.map(i64::from))
-                .push_bind(attempt.error.clone());
+                .push_bind(attempt.error.as_deref());
         });
     }
 }
@@ -372,7 +368,7 @@ fn push_status_refresh(query: &mut QueryBuilder<Sqlite>, event_ids: &[String]) {
         );
         let mut list = query.separated(", ");
         for id in chunk {
-            list.push_bind(id.clone());
+            list.push_bind(id.as_str());
         }
         query.push(")");
     }
