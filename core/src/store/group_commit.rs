@@ -1,8 +1,8 @@
-//! Group commit: one task owns the backend's writes of event intake and delivery results. Each
-//! caller sends its job down a channel and awaits its own result; the task writes every job
-//! waiting at that moment in one transaction. Nothing is answered before its commit, so "durable
-//! when answered" holds, while concurrent requests and deliveries share the cost of a commit and
-//! of its statements.
+//! Group commit: one task owns the backend's writes of event intake, delivery results and
+//! delivery claims. Each caller sends its job down a channel and awaits its own result; the task
+//! writes every job waiting at that moment in one transaction. Nothing is answered before its
+//! commit, so "durable when answered" holds, while concurrent requests and deliveries share the
+//! cost of a commit and of its statements.
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -62,15 +62,35 @@ pub struct FinishJob {
     pub update: DeliveryUpdate,
 }
 
-/// A backend's way of writing a batch: every job in one transaction, each one's result in
-/// order. A finish answers `false` when the lease was lost to another worker.
+/// Deliveries to lease: up to `limit` of `provider`'s due ones, to `owner` until `lease_until`.
+pub struct ClaimJob {
+    pub owner: String,
+    pub provider: String,
+    pub now: Millis,
+    pub lease_until: Millis,
+    pub limit: u32,
+}
+
+/// What a batch wrote, each job's result in the order of its kind.
+#[derive(Default)]
+pub struct Written {
+    pub intake: Vec<IntakeResult>,
+    /// `false` where the lease was lost to another worker.
+    pub finishes: Vec<bool>,
+    /// The ids of the deliveries each claim leased.
+    pub claims: Vec<Vec<i64>>,
+}
+
+/// A backend's way of writing a batch: every job in one transaction, in an order of the
+/// backend's choosing (a claim may or may not lease deliveries the same batch queued).
 #[async_trait]
 pub trait BatchWriter: Send + Sync + 'static {
     async fn write_batch(
         &self,
         intake: &[IntakeJob],
         finishes: &[FinishJob],
-    ) -> Result<(Vec<IntakeResult>, Vec<bool>)>;
+        claims: &[ClaimJob],
+    ) -> Result<Written>;
 }
 
 /// The reads and writes that deciding a batch's intake needs, from each backend.
@@ -105,6 +125,17 @@ pub struct IntakePlan<'j> {
     pub counts: Vec<((&'j str, String), i64)>,
 }
 
+/// The API keys a batch's intake was checked against, sorted, once each.
+pub fn verified_key_hashes(jobs: &[IntakeJob]) -> Vec<&str> {
+    let mut key_hashes: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job.verify.as_ref().map(|(hash, _)| hash.as_str()))
+        .collect();
+    key_hashes.sort_unstable();
+    key_hashes.dedup();
+    key_hashes
+}
+
 /// Decides each intake job of a batch in order, inside the batch's transaction: stale copies,
 /// idempotent repeats (of earlier batches or earlier in this one) and the quota, counted across
 /// the batch.
@@ -113,12 +144,7 @@ pub async fn plan_intake<'j>(
     jobs: &'j [IntakeJob],
 ) -> Result<IntakePlan<'j>> {
     // The account version behind each live API key the batch was checked against.
-    let mut key_hashes: Vec<&str> = jobs
-        .iter()
-        .filter_map(|job| job.verify.as_ref().map(|(hash, _)| hash.as_str()))
-        .collect();
-    key_hashes.sort_unstable();
-    key_hashes.dedup();
+    let key_hashes = verified_key_hashes(jobs);
     let versions: HashMap<String, i64> = if key_hashes.is_empty() {
         HashMap::new()
     } else {
@@ -207,6 +233,7 @@ pub fn held_results(
 enum Job {
     Intake(IntakeJob, oneshot::Sender<Result<IntakeResult>>),
     Finish(FinishJob, oneshot::Sender<Result<bool>>),
+    Claim(ClaimJob, oneshot::Sender<Result<Vec<i64>>>),
 }
 
 #[derive(Clone)]
@@ -255,6 +282,28 @@ impl GroupCommit {
         received(answer.await)
     }
 
+    /// Leases up to `limit` of `provider`'s due deliveries to `owner` until `lease_until`, in
+    /// the next batch and sharing its commit: the ids it leased.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        provider: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<i64>> {
+        let (reply, answer) = oneshot::channel();
+        let job = ClaimJob {
+            owner: owner.to_string(),
+            provider: provider.to_string(),
+            now,
+            lease_until,
+            limit,
+        };
+        self.send(Job::Claim(job, reply)).await?;
+        received(answer.await)
+    }
+
     async fn send(&self, job: Job) -> Result<()> {
         self.jobs
             .send(job)
@@ -267,59 +316,91 @@ fn received<T>(answer: std::result::Result<Result<T>, oneshot::error::RecvError>
     answer.map_err(|_| StoreError::Corrupt("the database writer dropped a request".into()))?
 }
 
+/// A batch's jobs sorted by kind, each beside the reply its caller awaits.
+#[derive(Default)]
+struct Sorted {
+    intake: Vec<IntakeJob>,
+    intake_replies: Vec<oneshot::Sender<Result<IntakeResult>>>,
+    finishes: Vec<FinishJob>,
+    finish_replies: Vec<oneshot::Sender<Result<bool>>>,
+    claims: Vec<ClaimJob>,
+    claim_replies: Vec<oneshot::Sender<Result<Vec<i64>>>>,
+}
+
+impl Sorted {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Intake(job, reply) => {
+                self.intake.push(job);
+                self.intake_replies.push(reply);
+            }
+            Job::Finish(job, reply) => {
+                self.finishes.push(job);
+                self.finish_replies.push(reply);
+            }
+            Job::Claim(job, reply) => {
+                self.claims.push(job);
+                self.claim_replies.push(reply);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.intake.len() + self.finishes.len() + self.claims.len()
+    }
+}
+
 async fn run<W: BatchWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut waiting = Vec::with_capacity(MAX_BATCH);
     // The queue is held only while taking a batch: the next writer takes the jobs that arrive
     // while this one writes.
     while queue.lock().await.recv_many(&mut waiting, MAX_BATCH).await > 0 {
-        let mut intake = Vec::new();
-        let mut intake_replies = Vec::new();
-        let mut finishes = Vec::new();
-        let mut finish_replies = Vec::new();
+        let mut batch = Sorted::default();
         for job in waiting.drain(..) {
-            match job {
-                Job::Intake(job, reply) => {
-                    intake.push(job);
-                    intake_replies.push(reply);
-                }
-                Job::Finish(job, reply) => {
-                    finishes.push(job);
-                    finish_replies.push(reply);
-                }
-            }
+            batch.push(job);
         }
-        match writer.write_batch(&intake, &finishes).await {
-            Ok((intake_results, finish_results)) => {
-                answer_all(intake_replies, intake_results);
-                answer_all(finish_replies, finish_results);
+        match writer
+            .write_batch(&batch.intake, &batch.finishes, &batch.claims)
+            .await
+        {
+            Ok(written) => {
+                answer_all(batch.intake_replies, written.intake);
+                answer_all(batch.finish_replies, written.finishes);
+                answer_all(batch.claim_replies, written.claims);
             }
             // One bad job must not fail its neighbours: write each on its own.
-            Err(_) if intake.len() + finishes.len() > 1 => {
-                for (job, reply) in intake.iter().zip(intake_replies) {
-                    let result = writer
-                        .write_batch(std::slice::from_ref(job), &[])
-                        .await
-                        .and_then(|(results, _)| only(results));
-                    let _ = reply.send(result);
-                }
-                for (job, reply) in finishes.iter().zip(finish_replies) {
-                    let result = writer
-                        .write_batch(&[], std::slice::from_ref(job))
-                        .await
-                        .and_then(|(_, results)| only(results));
-                    let _ = reply.send(result);
-                }
-            }
+            Err(_) if batch.len() > 1 => write_one_by_one(&*writer, batch).await,
             Err(err) => {
                 let message = format!("database write failed: {err}");
-                for reply in intake_replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(message.clone())));
-                }
-                for reply in finish_replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(message.clone())));
-                }
+                fail_all(batch.intake_replies, &message);
+                fail_all(batch.finish_replies, &message);
+                fail_all(batch.claim_replies, &message);
             }
         }
+    }
+}
+
+async fn write_one_by_one<W: BatchWriter>(writer: &W, batch: Sorted) {
+    for (job, reply) in batch.intake.iter().zip(batch.intake_replies) {
+        let result = writer
+            .write_batch(std::slice::from_ref(job), &[], &[])
+            .await
+            .and_then(|written| only(written.intake));
+        let _ = reply.send(result);
+    }
+    for (job, reply) in batch.finishes.iter().zip(batch.finish_replies) {
+        let result = writer
+            .write_batch(&[], std::slice::from_ref(job), &[])
+            .await
+            .and_then(|written| only(written.finishes));
+        let _ = reply.send(result);
+    }
+    for (job, reply) in batch.claims.iter().zip(batch.claim_replies) {
+        let result = writer
+            .write_batch(&[], &[], std::slice::from_ref(job))
+            .await
+            .and_then(|written| only(written.claims));
+        let _ = reply.send(result);
     }
 }
 
@@ -328,6 +409,12 @@ fn only<T>(results: Vec<T>) -> Result<T> {
         .into_iter()
         .next()
         .ok_or_else(|| StoreError::Corrupt("the database writer gave no result".into()))
+}
+
+fn fail_all<T>(replies: Vec<oneshot::Sender<Result<T>>>, message: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(StoreError::Corrupt(message.to_string())));
+    }
 }
 
 fn answer_all<T>(replies: Vec<oneshot::Sender<Result<T>>>, results: Vec<T>) {

@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, QueryBuilder, Row};
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{ClaimJob, GroupCommit};
 use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
 use crate::model::*;
@@ -804,23 +804,10 @@ impl Storage for PgStore {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
-        // Rows another worker is claiming or finishing are skipped, not waited for; a row updated
-        // meanwhile is re-checked against the conditions once locked.
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "WITH due AS ( \
-               SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
-               AND next_attempt_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
-               ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             UPDATE deliveries d SET lease_owner = $1, lease_expires_at = $2 FROM due \
-             WHERE d.id = due.id RETURNING d.id",
-        )
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit as i64)
-        .bind(provider)
-        .fetch_all(&self.pool)
-        .await?;
+        let ids = self
+            .writes
+            .claim(owner, provider, now, lease_until, limit)
+            .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -924,6 +911,27 @@ async fn lock_account(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Leases a claim's due deliveries: their ids. Rows another worker is claiming or finishing are
+/// skipped, not waited for; a row updated meanwhile is re-checked against the conditions once
+/// locked.
+pub(super) async fn lease_due(conn: &mut PgConnection, claim: &ClaimJob) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "WITH due AS ( \
+           SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
+           AND next_attempt_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+           ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         UPDATE deliveries d SET lease_owner = $1, lease_expires_at = $2 FROM due \
+         WHERE d.id = due.id RETURNING d.id",
+    )
+    .bind(&claim.owner)
+    .bind(claim.lease_until)
+    .bind(claim.now)
+    .bind(i64::from(claim.limit))
+    .bind(&claim.provider)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// Events counted for the account in `month` so far (never below zero).

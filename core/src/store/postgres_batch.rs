@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::group_commit::{
-    BatchWriter, FinishJob, IntakeJob, IntakeLookups, held_results, plan_intake,
+    BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, Written, held_results, plan_intake,
 };
-use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent, stored_count};
+use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent, lease_due, stored_count};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
 use crate::model::{Millis, now_millis};
 
@@ -28,14 +28,23 @@ impl BatchWriter for PgBatchWriter {
         &self,
         intake: &[IntakeJob],
         finishes: &[FinishJob],
-    ) -> Result<(Vec<IntakeResult>, Vec<bool>)> {
+        claims: &[ClaimJob],
+    ) -> Result<Written> {
         let mut tx = self.pool.begin().await?;
         // Intake last: it ends with the account's quota row, which every batch of that account
         // updates, so the row stays locked only until the commit that follows.
-        let finish_results = write_finishes(&mut tx, finishes).await?;
-        let intake_results = write_intake(&mut tx, intake).await?;
+        let finishes = write_finishes(&mut tx, finishes).await?;
+        let mut leased = Vec::with_capacity(claims.len());
+        for claim in claims {
+            leased.push(lease_due(&mut tx, claim).await?);
+        }
+        let intake = write_intake(&mut tx, intake).await?;
         tx.commit().await?;
-        Ok((intake_results, finish_results))
+        Ok(Written {
+            intake,
+            finishes,
+            claims: leased,
+        })
     }
 }
 

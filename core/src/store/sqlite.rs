@@ -1,6 +1,6 @@
 //! Storage on SQLite: one writer connection (every write is serialised, so read-then-write checks
-//! such as quotas hold under concurrency; intake and delivery results are committed in groups on
-//! it), a pool of readers, WAL journal.
+//! such as quotas hold under concurrency; intake, delivery results and claims are committed in
+//! groups on it), a pool of readers, WAL journal.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -736,7 +736,8 @@ impl Storage for SqliteStore {
 
     // ----- delivery queue -----
 
-    /// Leases up to `limit` due deliveries to `owner` until `lease_until`.
+    /// Leases up to `limit` due deliveries to `owner` until `lease_until`, in the next batch
+    /// on the writer; their rows are then read on a reader, away from the writer.
     async fn claim_due(
         &self,
         owner: &str,
@@ -745,39 +746,26 @@ impl Storage for SqliteStore {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE deliveries SET lease_owner = ?1, lease_expires_at = ?2 WHERE id IN ( \
-               SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = ?5 AND next_attempt_at <= ?3 \
-               AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) ORDER BY next_attempt_at LIMIT ?4) \
-             RETURNING id",
-        )
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit as i64)
-        .bind(provider)
-        .fetch_all(&mut *self.writer.lock().await)
-        .await?;
+        let ids = self
+            .writes
+            .claim(owner, provider, now, lease_until, limit)
+            .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new(
+        // The ids go in as one JSON array: one statement for any number of them, rather than a
+        // variant per count in every reader's statement cache.
+        let rows = sqlx::query(
             "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, a.fields AS account_fields, \
              l.link_token, l.state AS link_state, e.id AS event_id, e.category_name, e.category_color, \
              e.category_emoji, e.description, e.fields, e.created_at \
              FROM deliveries d JOIN events e ON e.id = d.event_id JOIN accounts a ON a.id = d.account_id \
              LEFT JOIN channel_links l ON l.account_id = d.account_id AND l.provider = d.provider \
-             WHERE d.id IN (",
-        );
-        let mut list = query.separated(", ");
-        for id in &ids {
-            list.push_bind(*id);
-        }
-        query.push(")");
-        let rows = query
-            .build()
-            .fetch_all(&mut *self.writer.lock().await)
-            .await?;
+             WHERE d.id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_text(&ids))
+        .fetch_all(&self.readers)
+        .await?;
         rows.iter().map(claimed_from_row).collect()
     }
 
