@@ -437,12 +437,16 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use crate::store::{CategoryCreate, IntakeResult, Storage};
 
-    async fn store_with_category() -> (
-        tempfile::TempDir,
-        SqliteStore,
-        String,
-        crate::model::Category,
-    ) {
+    /// A store with an account and a category, and a batch writer on its writer connection.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: SqliteStore,
+        writer: SqliteBatchWriter,
+        account_id: String,
+        category: crate::model::Category,
+    }
+
+    async fn setup() -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("batch.db").display());
         let store = SqliteStore::open(&url, 2).await.expect("open");
@@ -458,7 +462,16 @@ mod tests {
             CategoryCreate::Created(category) => category,
             other => panic!("{other:?}"),
         };
-        (dir, store, account.id, category)
+        let writer = SqliteBatchWriter {
+            writer: store.writer.clone(),
+        };
+        Setup {
+            _dir: dir,
+            store,
+            writer,
+            account_id: account.id,
+            category,
+        }
     }
 
     fn intake(account_id: &str, category: &crate::model::Category, now: Millis) -> IntakeJob {
@@ -487,20 +500,18 @@ mod tests {
 
     #[tokio::test]
     async fn claims_in_one_batch_lease_apart_what_the_batch_queued() {
-        let (_dir, store, account_id, category) = store_with_category().await;
-        let writer = SqliteBatchWriter {
-            writer: store.writer.clone(),
-        };
+        let setup = setup().await;
         let now = now_millis();
         let jobs: Vec<_> = (0..5)
-            .map(|_| intake(&account_id, &category, now))
+            .map(|_| intake(&setup.account_id, &setup.category, now))
             .collect();
         let claims = [
             claim("w1", now, 3),
             claim("w2", now, 3),
             claim("w3", now, 3),
         ];
-        let written = writer
+        let written = setup
+            .writer
             .write_batch(&jobs, &[], &claims)
             .await
             .expect("batch");
@@ -525,7 +536,7 @@ mod tests {
                 let holder: String =
                     sqlx::query_scalar("SELECT lease_owner FROM deliveries WHERE id = ?")
                         .bind(id)
-                        .fetch_one(&store.readers)
+                        .fetch_one(&setup.store.readers)
                         .await
                         .expect("lease owner");
                 assert_eq!(holder, owner);
@@ -535,21 +546,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_is_rolled_back_and_the_writer_stays_usable() {
-        let (_dir, store, account_id, category) = store_with_category().await;
-        let writer = SqliteBatchWriter {
-            writer: store.writer.clone(),
-        };
+        let setup = setup().await;
         let now = now_millis();
-        let mut unknown = intake(&account_id, &category, now);
+        let mut unknown = intake(&setup.account_id, &setup.category, now);
         unknown.account_id = "acct_missing".into();
-        let jobs = [intake(&account_id, &category, now), unknown];
-        assert!(writer.write_batch(&jobs, &[], &[]).await.is_err());
+        let jobs = [intake(&setup.account_id, &setup.category, now), unknown];
+        assert!(setup.writer.write_batch(&jobs, &[], &[]).await.is_err());
         let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&store.readers)
+            .fetch_one(&setup.store.readers)
             .await
             .expect("count");
         assert_eq!(events, 0, "the batch's first event outlived its failure");
-        let written = writer
+        let written = setup
+            .writer
             .write_batch(&jobs[..1], &[], &[claim("w1", now, 10)])
             .await
             .expect("the next batch");
