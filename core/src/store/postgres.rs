@@ -85,7 +85,7 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
 #[derive(Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
-    /// Intake and delivery results, committed in groups.
+    /// Intake, delivery results and claims, committed in groups.
     writes: GroupCommit,
 }
 

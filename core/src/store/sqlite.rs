@@ -64,7 +64,7 @@ impl Writer {
 pub struct SqliteStore {
     pub(super) writer: Writer,
     pub(super) readers: SqlitePool,
-    /// Intake and delivery results, committed in groups on the writer connection.
+    /// Intake, delivery results and claims, committed in groups on the writer connection.
     writes: GroupCommit,
 }
 
@@ -367,18 +367,19 @@ impl Storage for SqliteStore {
         if let Some(found) = self.find_link(account_id, provider).await? {
             return Ok(found);
         }
+        let mut writer = self.writer.lock().await;
         sqlx::query("INSERT OR IGNORE INTO channel_links (account_id, provider, link_token) VALUES (?, ?, ?)")
             .bind(account_id)
             .bind(provider)
             .bind(new_link_token())
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *writer)
             .await?;
         let row = sqlx::query(
             "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
         )
         .bind(account_id)
         .bind(provider)
-        .fetch_one(&mut *self.writer.lock().await)
+        .fetch_one(&mut *writer)
         .await?;
         link_from_row(&row)
     }

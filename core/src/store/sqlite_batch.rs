@@ -47,8 +47,9 @@ impl BatchWriter for SqliteBatchWriter {
     }
 }
 
-/// A batch in two round trips in the common case: `BEGIN IMMEDIATE` with the reads that decide
-/// the batch, then intake's writes, then the deliveries' writes and claims with the `COMMIT`.
+/// A batch in three round trips in the common case: `BEGIN IMMEDIATE` with the reads that
+/// decide the batch, then intake's writes, then the deliveries' writes and claims with the
+/// `COMMIT`.
 /// Only idempotency keys, limited plans and delivery outcomes other than delivered add
 /// statements of their own.
 async fn write_transaction(
