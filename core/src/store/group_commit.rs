@@ -255,6 +255,24 @@ impl GroupCommit {
         Self { jobs }
     }
 
+    /// Starts one writer on a thread of its own, with a single-threaded runtime: for a writer
+    /// that does its work synchronously (SQLite's), which must not hold up the runtime that
+    /// serves requests. Jobs still arrive and leave through the same channels.
+    pub fn start_on_own_thread(writer: impl BatchWriter) -> Result<Self> {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let cannot_start = |err: std::io::Error| {
+            StoreError::Corrupt(format!("cannot start the database writer: {err}"))
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(cannot_start)?;
+        std::thread::Builder::new()
+            .name("pingpilot-writer".into())
+            .spawn(move || runtime.block_on(run(Arc::new(writer), Arc::new(Mutex::new(queue)))))
+            .map_err(cannot_start)?;
+        Ok(Self { jobs })
+    }
+
     /// Commits the event (with its deliveries, quota count and idempotency key) and returns
     /// once it is committed, or why it was not.
     pub async fn insert(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {

@@ -84,18 +84,14 @@ impl SqliteStore {
         let mut connection = options.connect().await?;
         migrate(&mut connection).await?;
         let writer = Writer(Arc::new(tokio::sync::Mutex::new(connection)));
+        let batches = SqliteBatchWriter::open(writer.clone(), options.get_filename())?;
         // Readers open only once the file and its schema exist.
         let readers = SqlitePoolOptions::new()
             .max_connections(readers)
             .connect_with(options.create_if_missing(false).read_only(true))
             .await?;
         Ok(Self {
-            writes: GroupCommit::start(
-                SqliteBatchWriter {
-                    writer: writer.clone(),
-                },
-                1,
-            ),
+            writes: GroupCommit::start_on_own_thread(batches)?,
             writer,
             readers,
         })
@@ -867,18 +863,25 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
+/// `(account id, month)` → events counted.
+pub(super) const STORED_COUNT: &str =
+    "SELECT events FROM quota_usage WHERE account_id = ?1 AND month = ?2";
+
+/// `(account id, key, oldest time in the window)` → request hash and event id.
+pub(super) const FIND_IDEMPOTENT: &str = "SELECT request_hash, event_id FROM idempotency_keys \
+     WHERE account_id = ?1 AND key = ?2 AND created_at >= ?3";
+
 /// Events counted for the account in `month` so far (never below zero).
 pub(super) async fn stored_count<'c>(
     conn: impl sqlx::Executor<'c, Database = Sqlite>,
     account_id: &str,
     month: &str,
 ) -> Result<i64> {
-    let stored: Option<i64> =
-        sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ? AND month = ?")
-            .bind(account_id)
-            .bind(month)
-            .fetch_optional(conn)
-            .await?;
+    let stored: Option<i64> = sqlx::query_scalar(STORED_COUNT)
+        .bind(account_id)
+        .bind(month)
+        .fetch_optional(conn)
+        .await?;
     Ok(stored.unwrap_or(0).max(0))
 }
 
@@ -888,14 +891,12 @@ pub(super) async fn find_idempotent(
     key: &str,
     now: Millis,
 ) -> Result<Option<(String, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT request_hash, event_id FROM idempotency_keys WHERE account_id = ? AND key = ? AND created_at >= ?",
-    )
-    .bind(account_id)
-    .bind(key)
-    .bind(now - IDEMPOTENCY_WINDOW_MS)
-    .fetch_optional(conn)
-    .await?)
+    Ok(sqlx::query_as(FIND_IDEMPOTENT)
+        .bind(account_id)
+        .bind(key)
+        .bind(now - IDEMPOTENCY_WINDOW_MS)
+        .fetch_optional(conn)
+        .await?)
 }
 
 async fn insert_key(

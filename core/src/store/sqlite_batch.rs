@@ -1,28 +1,66 @@
 //! SQLite's [`BatchWriter`]: a batch of intake jobs, delivery results and claims in one
-//! `BEGIN IMMEDIATE` transaction on the store's single writer connection. Rows go in with
-//! multi-row statements, and statements go together as multi-statement queries, with the
-//! transaction's BEGIN and COMMIT among them: a batch costs three round trips to sqlx's
-//! connection thread rather than a few per job. Each is a thread wake-up both ways, which costs
-//! more than most of these statements, and the writer is held all the while.
+//! `BEGIN IMMEDIATE` transaction, on a connection of its own that only the group-commit thread
+//! uses (`GroupCommit::start_on_own_thread`). Its statements run right there, synchronously,
+//! through rusqlite: sqlx would send each one to its connection's thread and wait to be woken,
+//! and on a loaded machine those wake-ups cost more than the statements.
+//! The other writes go through the store's sqlx writer connection; a batch holds that
+//! connection's lock, so SQLite never sees two writers.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{Column, QueryBuilder, Row, Sqlite, SqliteConnection};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use tokio::sync::Mutex;
 
 use super::group_commit::{
     BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, Written, held_results, plan_intake,
     verified_key_hashes,
 };
-use super::sqlite::{Writer, find_idempotent, stored_count};
+use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, Result};
 use crate::model::{Millis, now_millis};
 
 /// Rows per multi-row statement, well inside SQLite's limit on bound values.
 const ROWS_PER_STATEMENT: usize = 200;
 
+/// An event's status from its deliveries: PENDING while any is not final, DELIVERED when all
+/// are delivered, FAILED otherwise. Followed by the `WHERE` that picks the events.
+const STATUS_REFRESH: &str = "UPDATE events SET delivery_status = CASE \
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'PENDING') THEN 'PENDING' \
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'FAILED') THEN 'FAILED' \
+    ELSE 'DELIVERED' END";
+
+/// The batch's statements, one row each: prepared once and kept, so more rows cost a step
+/// each and no new statement text.
+const STATEMENT_CACHE: usize = 32;
+
 pub struct SqliteBatchWriter {
-    pub writer: Writer,
+    /// The store's sqlx writer connection, held for each batch so no other write overlaps it.
+    writer: Writer,
+    /// The batch's own connection. Only the group-commit thread locks it; the lock is there
+    /// because the writer trait takes `&self`.
+    conn: Mutex<Connection>,
+}
+
+impl SqliteBatchWriter {
+    /// Opens the batch's connection to the database file the store's writer already set up
+    /// (schema migrated, WAL journal), with the same settings as the store's connections.
+    pub fn open(writer: Writer, path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Self {
+            writer,
+            conn: Mutex::new(conn),
+        })
+    }
 }
 
 #[async_trait]
@@ -33,65 +71,50 @@ impl BatchWriter for SqliteBatchWriter {
         finishes: &[FinishJob],
         claims: &[ClaimJob],
     ) -> Result<Written> {
-        let mut writer = self.writer.lock().await;
-        let written = write_transaction(&mut writer, intake, finishes, claims).await;
-        if written.is_err() {
-            // The transaction is ours to end: its BEGIN and COMMIT travel with the batch's
-            // statements rather than through sqlx's `Transaction`. Without a transaction open
-            // (it failed to begin, or to commit and SQLite ended it) this fails harmlessly.
-            if let Err(err) = sqlx::query("ROLLBACK").execute(&mut *writer).await {
-                tracing::debug!(error = %err, "no batch transaction to roll back");
+        let _no_other_writer = self.writer.lock().await;
+        let mut conn = self.conn.lock().await;
+        let written = write_transaction(&mut conn, intake, finishes, claims).await;
+        if written.is_err() && !conn.is_autocommit() {
+            // The transaction is ours to end: a failed statement leaves it open.
+            if let Err(err) = conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %err, "could not roll back a failed batch");
             }
         }
         written
     }
 }
 
-/// A batch in three round trips in the common case: `BEGIN IMMEDIATE` with the reads that
-/// decide the batch, then intake's writes, then the deliveries' writes and claims with the
-/// `COMMIT`.
-/// Only idempotency keys, limited plans and delivery outcomes other than delivered add
-/// statements of their own.
+/// The whole batch in one transaction: the reads that decide it, intake's writes, the
+/// deliveries' results with their events' statuses, then the claims, which may lease
+/// deliveries the same batch queued.
 async fn write_transaction(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     intake: &[IntakeJob],
     finishes: &[FinishJob],
     claims: &[ClaimJob],
 ) -> Result<Written> {
-    let (versions, leased) = open_batch(conn, intake, finishes).await?;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let versions = live_versions(conn, &verified_key_hashes(intake))?;
+    let leased = leased_deliveries(conn, finishes)?;
     let plan = plan_intake(&mut Lookups { conn, versions }, intake).await?;
+    insert_events(conn, &plan.accepted)?;
+    add_quota_counts(conn, &plan.counts)?;
+    expire_idempotency_keys(conn, intake)?;
     let (finish_results, held, events) = held_results(finishes, leased);
-    let mut delivered = Vec::with_capacity(held.len());
-    for job in &held {
-        match job.update {
-            DeliveryUpdate::Delivered => delivered.push(job.delivery_id),
-            _ => update_delivery(conn, job).await?,
-        }
+    let now = now_millis();
+    for job in held {
+        record_result(conn, job, now)?;
     }
-    // Intake's writes and the deliveries' writes as two queries, not one: each query's text
-    // depends on its own row counts, and one query for both would multiply the variants beyond
-    // what the statement cache holds, so statements would be prepared again and again.
-    let mut intake_writes = QueryBuilder::<Sqlite>::new("");
-    push_events(&mut intake_writes, &plan.accepted);
-    push_deliveries(&mut intake_writes, &plan.accepted);
-    push_quota_counts(&mut intake_writes, &plan.counts);
-    push_idempotency_expiry(&mut intake_writes, intake);
-    execute_all(conn, intake_writes).await?;
-    // Statuses after the deliveries they are read from; claims after the deliveries they may
-    // lease.
-    let mut last_writes = QueryBuilder::<Sqlite>::new("");
-    push_attempts(&mut last_writes, &held);
-    push_delivered(&mut last_writes, &delivered);
-    push_status_refresh(&mut last_writes, &events);
-    push_claims(&mut last_writes, claims);
-    begin_statement(&mut last_writes, "COMMIT");
-    let mut claimed = vec![Vec::new(); claims.len()];
-    for row in last_writes.build().fetch_all(conn).await? {
-        let (id, claim): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        if let Some(ids) = claimed.get_mut(claim as usize) {
-            ids.push(id);
-        }
+    let mut refresh = conn.prepare_cached(&format!("{STATUS_REFRESH} WHERE id = ?1"))?;
+    for event_id in &events {
+        refresh.execute([event_id])?;
     }
+    drop(refresh);
+    let claimed = claims
+        .iter()
+        .map(|claim| lease_due(conn, claim))
+        .collect::<Result<Vec<_>>>()?;
+    conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(Written {
         intake: plan.results,
         finishes: finish_results,
@@ -99,60 +122,46 @@ async fn write_transaction(
     })
 }
 
-/// Begins the batch's transaction and, in the same round trip, reads the account version behind
-/// each API key the intake was checked against and `delivery id → (event id, lease owner)` of
-/// the finished deliveries still pending.
-async fn open_batch(
-    conn: &mut SqliteConnection,
-    intake: &[IntakeJob],
+/// `(key hash, account version)` of those of these API keys that are still live.
+fn live_versions(conn: &Connection, key_hashes: &[&str]) -> Result<Vec<(String, i64)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+         WHERE k.revoked_at IS NULL AND k.key_hash = ?1",
+    )?;
+    let mut versions = Vec::with_capacity(key_hashes.len());
+    for hash in key_hashes {
+        if let Some(version) = statement.query_row([hash], |row| row.get(0)).optional()? {
+            versions.push((hash.to_string(), version));
+        }
+    }
+    Ok(versions)
+}
+
+/// `delivery id → (event id, lease owner)` of the finished deliveries still pending.
+fn leased_deliveries(
+    conn: &Connection,
     finishes: &[FinishJob],
-) -> Result<(Vec<(String, i64)>, HashMap<i64, (String, String)>)> {
-    let mut query = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE");
-    for chunk in verified_key_hashes(intake).chunks(ROWS_PER_STATEMENT) {
-        begin_statement(
-            &mut query,
-            "SELECT k.key_hash, a.version FROM api_keys k \
-             JOIN accounts a ON a.id = k.account_id \
-             WHERE k.revoked_at IS NULL AND k.key_hash IN (",
-        );
-        let mut list = query.separated(", ");
-        for hash in chunk {
-            list.push_bind(*hash);
-        }
-        query.push(")");
-    }
-    for chunk in finishes.chunks(ROWS_PER_STATEMENT) {
-        begin_statement(
-            &mut query,
-            // By id alone: a condition on status would let SQLite walk the queue index instead.
-            "SELECT id, event_id, lease_owner, status FROM deliveries WHERE id IN (",
-        );
-        let mut list = query.separated(", ");
-        for job in chunk {
-            list.push_bind(job.delivery_id);
-        }
-        query.push(")");
-    }
-    let mut versions = Vec::new();
+) -> Result<HashMap<i64, (String, String)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT event_id, lease_owner FROM deliveries WHERE id = ?1 AND status = 'PENDING'",
+    )?;
     let mut leased = HashMap::with_capacity(finishes.len());
-    // One result set for both kinds of statement: rows tell by their first column.
-    for row in query.build().fetch_all(&mut *conn).await? {
-        if row.column(0).name() == "key_hash" {
-            versions.push((row.try_get(0)?, row.try_get(1)?));
-            continue;
-        }
-        let owner: Option<String> = row.try_get(2)?;
-        let status: String = row.try_get(3)?;
-        if let (Some(owner), "PENDING") = (owner, status.as_str()) {
-            leased.insert(row.try_get(0)?, (row.try_get(1)?, owner));
+    for job in finishes {
+        let row = statement
+            .query_row([job.delivery_id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+            })
+            .optional()?;
+        if let Some((event_id, Some(owner))) = row {
+            leased.insert(job.delivery_id, (event_id, owner));
         }
     }
-    Ok((versions, leased))
+    Ok(leased)
 }
 
 /// Intake's reads and writes inside the batch's transaction.
 struct Lookups<'c> {
-    conn: &'c mut SqliteConnection,
+    conn: &'c mut Connection,
     /// Read when the batch began.
     versions: Vec<(String, i64)>,
 }
@@ -160,7 +169,7 @@ struct Lookups<'c> {
 #[async_trait]
 impl IntakeLookups for Lookups<'_> {
     async fn live_versions(&mut self, _key_hashes: &[&str]) -> Result<Vec<(String, i64)>> {
-        // The same keys (`verified_key_hashes`), read by `open_batch`.
+        // The same keys (`verified_key_hashes`), read when the batch began.
         Ok(std::mem::take(&mut self.versions))
     }
 
@@ -170,11 +179,23 @@ impl IntakeLookups for Lookups<'_> {
         key: &str,
         now: Millis,
     ) -> Result<Option<(String, String)>> {
-        find_idempotent(self.conn, account_id, key, now).await
+        Ok(self
+            .conn
+            .prepare_cached(FIND_IDEMPOTENT)?
+            .query_row(
+                params![account_id, key, now - IDEMPOTENCY_WINDOW_MS],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
     }
 
     async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64> {
-        stored_count(&mut *self.conn, account_id, month).await
+        let stored: Option<i64> = self
+            .conn
+            .prepare_cached(STORED_COUNT)?
+            .query_row(params![account_id, month], |row| row.get(0))
+            .optional()?;
+        Ok(stored.unwrap_or(0).max(0))
     }
 
     async fn remember_key(
@@ -184,250 +205,169 @@ impl IntakeLookups for Lookups<'_> {
         request_hash: &str,
         event_id: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, key) DO UPDATE SET \
-             request_hash = excluded.request_hash, event_id = excluded.event_id, \
-             created_at = excluded.created_at",
-        )
-        .bind(&job.account_id)
-        .bind(key)
-        .bind(request_hash)
-        .bind(event_id)
-        .bind(job.now)
-        .execute(&mut *self.conn)
-        .await?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, key) DO UPDATE SET \
+                 request_hash = excluded.request_hash, event_id = excluded.event_id, \
+                 created_at = excluded.created_at",
+            )?
+            .execute(params![job.account_id, key, request_hash, event_id, job.now])?;
         Ok(())
     }
 }
 
-/// Leases each claim's deliveries; the rows they return are `(delivery id, claim's index)`.
-fn push_claims(query: &mut QueryBuilder<Sqlite>, claims: &[ClaimJob]) {
-    for (index, claim) in claims.iter().enumerate() {
-        begin_statement(query, "UPDATE deliveries SET lease_owner = ");
-        query
-            .push_bind(claim.owner.as_str())
-            .push(", lease_expires_at = ")
-            .push_bind(claim.lease_until)
-            .push(
-                " WHERE id IN (SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = ",
-            )
-            .push_bind(claim.provider.as_str())
-            .push(" AND next_attempt_at <= ")
-            .push_bind(claim.now)
-            .push(" AND (lease_expires_at IS NULL OR lease_expires_at <= ")
-            .push_bind(claim.now)
-            .push(") ORDER BY next_attempt_at LIMIT ")
-            .push_bind(i64::from(claim.limit))
-            .push(format!(") RETURNING id, {index}"));
+/// Each accepted event with one delivery per provider.
+fn insert_events(conn: &Connection, accepted: &[(&IntakeJob, String)]) -> Result<()> {
+    let mut event = conn.prepare_cached(
+        "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
+         category_emoji, description, fields, delivery_status, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', ?9)",
+    )?;
+    let mut delivery = conn.prepare_cached(
+        "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
+         next_attempt_at) VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4)",
+    )?;
+    for (job, event_id) in accepted {
+        let category = &job.category;
+        event.execute(params![
+            event_id,
+            job.account_id,
+            category.id,
+            category.name,
+            i64::from(category.color),
+            category.emoji,
+            job.description,
+            job.fields,
+            job.now,
+        ])?;
+        for provider in &job.providers {
+            delivery.execute(params![event_id, job.account_id, provider, job.now])?;
+        }
     }
+    Ok(())
+}
+
+fn add_quota_counts(conn: &Connection, counts: &[((&str, String), i64)]) -> Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO quota_usage (account_id, month, events) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (account_id, month) DO UPDATE SET events = MAX(events, 0) + excluded.events",
+    )?;
+    for ((account_id, month), events) in counts {
+        statement.execute(params![account_id, month, events])?;
+    }
+    Ok(())
 }
 
 /// Keys older than the idempotency window, as of the batch's oldest job that carries one.
-fn push_idempotency_expiry(query: &mut QueryBuilder<Sqlite>, jobs: &[IntakeJob]) {
+fn expire_idempotency_keys(conn: &Connection, jobs: &[IntakeJob]) -> Result<()> {
     if let Some(oldest) = jobs
         .iter()
         .filter(|job| job.idempotency.is_some())
         .map(|job| job.now)
         .min()
     {
-        begin_statement(query, "DELETE FROM idempotency_keys WHERE created_at < ");
-        query.push_bind(oldest - IDEMPOTENCY_WINDOW_MS);
-    }
-}
-
-/// Runs the statements a builder collected, if any.
-async fn execute_all(
-    conn: &mut SqliteConnection,
-    mut statements: QueryBuilder<Sqlite>,
-) -> Result<()> {
-    if !statements.sql().as_str().is_empty() {
-        statements.build().execute(conn).await?;
+        conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+            .execute([oldest - IDEMPOTENCY_WINDOW_MS])?;
     }
     Ok(())
 }
 
-/// Appends a statement to a multi-statement query. Parameters must stay anonymous (`?`): sqlx
-/// numbers those across statements, while `?N` would count within one.
-fn begin_statement(query: &mut QueryBuilder<Sqlite>, sql: &str) {
-    if !query.sql().as_str().is_empty() {
-        query.push("; ");
-    }
-    query.push(sql);
-}
-
-fn push_events(query: &mut QueryBuilder<Sqlite>, accepted: &[(&IntakeJob, String)]) {
-    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-        begin_statement(
-            query,
-            "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
-             category_emoji, description, fields, delivery_status, created_at) ",
-        );
-        query.push_values(chunk, |mut row, (job, event_id)| {
-            row.push_bind(event_id.as_str())
-                .push_bind(job.account_id.as_str())
-                .push_bind(job.category.id)
-                .push_bind(job.category.name.as_str())
-                .push_bind(i64::from(job.category.color))
-                .push_bind(job.category.emoji.as_deref())
-                .push_bind(job.description.as_str())
-                .push_bind(job.fields.as_str())
-                .push("'PENDING'")
-                .push_bind(job.now);
-        });
-    }
-}
-
-fn push_deliveries(query: &mut QueryBuilder<Sqlite>, accepted: &[(&IntakeJob, String)]) {
-    let rows: Vec<(&IntakeJob, &str, &str)> = accepted
-        .iter()
-        .flat_map(|(job, event_id)| {
-            job.providers
-                .iter()
-                .map(move |provider| (*job, event_id.as_str(), *provider))
-        })
-        .collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        begin_statement(
-            query,
-            "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
-             next_attempt_at) ",
-        );
-        query.push_values(chunk, |mut row, (job, event_id, provider)| {
-            row.push_bind(*event_id)
-                .push_bind(job.account_id.as_str())
-                .push_bind(*provider)
-                .push("'PENDING'")
-                .push_bind(job.now)
-                .push_bind(job.now);
-        });
-    }
-}
-
-fn push_quota_counts(query: &mut QueryBuilder<Sqlite>, counts: &[((&str, String), i64)]) {
-    for ((account_id, month), events) in counts {
-        begin_statement(
-            query,
-            "INSERT INTO quota_usage (account_id, month, events) VALUES (",
-        );
-        query
-            .push_bind(*account_id)
-            .push(", ")
-            .push_bind(month.as_str())
-            .push(", ")
-            .push_bind(*events)
-            .push(
-                ") ON CONFLICT (account_id, month) DO UPDATE SET \
-                 events = MAX(events, 0) + excluded.events",
-            );
-    }
-}
-
-fn push_attempts(query: &mut QueryBuilder<Sqlite>, held: &[&FinishJob]) {
-    let attempts: Vec<_> = held
-        .iter()
-        .filter_map(|job| {
-            job.attempt
-                .as_ref()
-                .map(|attempt| (job.delivery_id, attempt))
-        })
-        .collect();
-    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
-        begin_statement(
-            query,
+/// A delivery's attempt, if one was made, and its new state. Every outcome gives the lease
+/// back.
+fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> {
+    if let Some(attempt) = &job.attempt {
+        conn.prepare_cached(
             "INSERT INTO delivery_attempts (delivery_id, started_at, duration_ms, http_status, \
-             error) ",
-        );
-        query.push_values(chunk, |mut row, (delivery_id, attempt)| {
-            row.push_bind(*delivery_id)
-                .push_bind(attempt.started_at)
-                .push_bind(attempt.duration_ms)
-                .push_bind(attempt.http_status.map(i64::from))
-                .push_bind(attempt.error.as_deref());
-        });
+             error) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            job.delivery_id,
+            attempt.started_at,
+            attempt.duration_ms,
+            attempt.http_status,
+            attempt.error,
+        ])?;
     }
-}
-
-fn push_delivered(query: &mut QueryBuilder<Sqlite>, ids: &[i64]) {
-    let now = now_millis();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        begin_statement(
-            query,
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-             status = 'DELIVERED', waiting_reason = NULL, attempts = attempts + 1, delivered_at = ",
-        );
-        query.push_bind(now).push(" WHERE id IN (");
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        query.push(")");
-    }
-}
-
-/// Any outcome but delivered: one statement each (they are the rare ones). Every outcome gives
-/// the lease back.
-async fn update_delivery(conn: &mut SqliteConnection, job: &FinishJob) -> Result<()> {
-    let query = match &job.update {
-        DeliveryUpdate::Delivered => {
-            let mut query = QueryBuilder::<Sqlite>::new("");
-            push_delivered(&mut query, &[job.delivery_id]);
-            return execute_all(conn, query).await;
-        }
-        DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
-             attempts = attempts + ?2, last_error = ?3, waiting_reason = NULL WHERE id = ?4",
-        )
-        .bind(*at)
-        .bind(i64::from(*counted))
-        .bind(error),
-        DeliveryUpdate::Failed { error } => sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, status = 'FAILED', \
-             last_error = ?1, waiting_reason = NULL, attempts = attempts + ?2 WHERE id = ?3",
-        )
-        .bind(error)
-        .bind(i64::from(job.attempt.is_some())),
-        DeliveryUpdate::Deferred { at } => sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
-             waiting_reason = NULL WHERE id = ?2",
-        )
-        .bind(*at),
-        DeliveryUpdate::Waiting { at, reason } => sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1, \
-             waiting_reason = ?2 WHERE id = ?3",
-        )
-        .bind(*at)
-        .bind(reason),
-    };
-    query.bind(job.delivery_id).execute(conn).await?;
+    let id = job.delivery_id;
+    match &job.update {
+        DeliveryUpdate::Delivered => conn
+            .prepare_cached(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 status = 'DELIVERED', waiting_reason = NULL, attempts = attempts + 1, \
+                 delivered_at = ?1 WHERE id = ?2",
+            )?
+            .execute(params![now, id]),
+        DeliveryUpdate::Retry { at, counted, error } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 next_attempt_at = ?1, attempts = attempts + ?2, last_error = ?3, \
+                 waiting_reason = NULL WHERE id = ?4",
+            )?
+            .execute(params![at, i64::from(*counted), error, id]),
+        DeliveryUpdate::Failed { error } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 status = 'FAILED', last_error = ?1, waiting_reason = NULL, \
+                 attempts = attempts + ?2 WHERE id = ?3",
+            )?
+            .execute(params![error, i64::from(job.attempt.is_some()), id]),
+        DeliveryUpdate::Deferred { at } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 next_attempt_at = ?1, waiting_reason = NULL WHERE id = ?2",
+            )?
+            .execute(params![at, id]),
+        DeliveryUpdate::Waiting { at, reason } => conn
+            .prepare_cached(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
+                 next_attempt_at = ?1, waiting_reason = ?2 WHERE id = ?3",
+            )?
+            .execute(params![at, reason, id]),
+    }?;
     Ok(())
 }
 
-/// PENDING while any delivery is not final, DELIVERED when all are delivered, FAILED otherwise.
+/// Leases up to the claim's limit of its provider's due deliveries: their ids.
+fn lease_due(conn: &Connection, claim: &ClaimJob) -> Result<Vec<i64>> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE deliveries SET lease_owner = ?1, lease_expires_at = ?2 WHERE id IN (\
+         SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = ?3 \
+         AND next_attempt_at <= ?4 AND (lease_expires_at IS NULL OR lease_expires_at <= ?4) \
+         ORDER BY next_attempt_at LIMIT ?5) RETURNING id",
+    )?;
+    let ids = statement
+        .query_map(
+            params![
+                claim.owner,
+                claim.lease_until,
+                claim.provider,
+                claim.now,
+                i64::from(claim.limit)
+            ],
+            |row| row.get(0),
+        )?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}
+
+/// Refreshes the statuses of these events from their deliveries (see [`STATUS_REFRESH`]), on
+/// the store's sqlx writer connection.
 pub(super) async fn refresh_event_statuses(
     conn: &mut SqliteConnection,
     event_ids: &[String],
 ) -> Result<()> {
-    let mut query = QueryBuilder::<Sqlite>::new("");
-    push_status_refresh(&mut query, event_ids);
-    execute_all(conn, query).await
-}
-
-fn push_status_refresh(query: &mut QueryBuilder<Sqlite>, event_ids: &[String]) {
     for chunk in event_ids.chunks(ROWS_PER_STATEMENT) {
-        begin_statement(
-            query,
-            "UPDATE events SET delivery_status = CASE \
-               WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'PENDING') THEN 'PENDING' \
-               WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'FAILED') THEN 'FAILED' \
-               ELSE 'DELIVERED' END WHERE id IN (",
-        );
+        let mut query = QueryBuilder::<Sqlite>::new(STATUS_REFRESH);
+        query.push(" WHERE id IN (");
         let mut list = query.separated(", ");
         for id in chunk {
             list.push_bind(id.as_str());
         }
         query.push(")");
+        query.build().execute(&mut *conn).await?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -463,9 +403,8 @@ mod tests {
             CategoryCreate::Created(category) => category,
             other => panic!("{other:?}"),
         };
-        let writer = SqliteBatchWriter {
-            writer: store.writer.clone(),
-        };
+        let writer = SqliteBatchWriter::open(store.writer.clone(), &dir.path().join("batch.db"))
+            .expect("batch connection");
         Setup {
             _dir: dir,
             store,
