@@ -147,23 +147,33 @@ pub fn run() -> ExitCode {
         Err(err) => err.exit(),
     };
     init_logging(matches!(cli.command, Command::Serve));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(execute(cli, &matches)) {
+    match run_command(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_command(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
+    // The server's runtime is sized by its configuration (`server.worker_threads`); a bad
+    // configuration is reported by the command itself.
+    let worker_threads = match cli.command {
+        Command::Serve => Config::load(cli.config.as_deref()).ok().map(|config| {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            config.settings.worker_threads(cores)
+        }),
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder.enable_all().build().map_err(|err| {
+        std::io::Error::new(err.kind(), format!("cannot start the runtime: {err}"))
+    })?;
+    runtime.block_on(execute(cli, matches))
 }
 
 fn init_logging(serving: bool) {

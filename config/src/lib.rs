@@ -43,6 +43,9 @@ pub struct ServerSettings {
     /// On SIGTERM, how long in-flight requests and deliveries may run on before the process
     /// gives their work back and exits.
     pub shutdown_grace: DurationSetting,
+    /// Threads that serve requests and run deliveries. Unset: one per core, less one on SQLite,
+    /// whose writes run on a thread of their own; never fewer than one.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -115,6 +118,7 @@ impl Default for ServerSettings {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace: DurationSetting::from_secs(10),
+            worker_threads: None,
         }
     }
 }
@@ -171,6 +175,18 @@ impl DashboardSettings {
             None if bind.ip().is_unspecified() => format!("http://localhost:{}", bind.port()),
             None => format!("http://{bind}"),
         }
+    }
+}
+
+impl Settings {
+    /// The runtime's worker threads on a machine with `cores` cores: `server.worker_threads`,
+    /// else one per core, less the core SQLite's writer thread takes.
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        let writer_thread = usize::from(self.database.url.starts_with("sqlite:"));
+        self.server
+            .worker_threads
+            .unwrap_or_else(|| cores.saturating_sub(writer_thread))
+            .max(1)
     }
 }
 
@@ -328,6 +344,10 @@ impl Config {
             )));
         }
         let positive = [
+            (
+                "server.worker_threads",
+                s.server.worker_threads.map_or(1, |n| n as u64),
+            ),
             ("delivery.max_attempts", s.delivery.max_attempts as u64),
             ("delivery.concurrency", s.delivery.concurrency as u64),
             (
@@ -431,6 +451,26 @@ mod tests {
             .err()
             .expect("rejected");
         assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn worker_threads_leave_sqlites_writer_a_core_unless_set() {
+        let sqlite = Config::from_toml("").expect("defaults").settings;
+        assert_eq!(sqlite.worker_threads(2), 1);
+        assert_eq!(sqlite.worker_threads(8), 7);
+        assert_eq!(sqlite.worker_threads(1), 1);
+        let postgres = Config::from_toml("[database]\nurl = \"postgres://db/x\"\n")
+            .expect("postgres")
+            .settings;
+        assert_eq!(postgres.worker_threads(2), 2);
+        let set = Config::from_toml("[server]\nworker_threads = 3\n")
+            .expect("set")
+            .settings;
+        assert_eq!(set.worker_threads(2), 3);
+        let err = Config::from_toml("[server]\nworker_threads = 0\n")
+            .err()
+            .expect("rejected");
+        assert!(err.to_string().contains("server.worker_threads"), "{err}");
     }
 
     #[test]

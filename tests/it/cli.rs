@@ -328,3 +328,40 @@ fn serve_exits_zero_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The process's threads by name, as Linux shows them.
+#[cfg(target_os = "linux")]
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    tasks
+        .map(|task| {
+            let comm = task.expect("task").path().join("comm");
+            std::fs::read_to_string(comm)
+                .expect("comm")
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_runs_the_configured_worker_threads_beside_sqlites_writer_thread() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let config = dir.path().join("pingpilot.toml");
+    let database = dir.path().join("relay.db");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nworker_threads = 5\n[database]\nurl = \"sqlite://{}\"\n",
+            database.display()
+        ),
+    )
+    .expect("config");
+    let relay = RelayProcess::spawn(&config).await;
+    let names = thread_names(relay.child.id());
+    let count = |name: &str| names.iter().filter(|n| *n == name).count();
+    assert_eq!(count("tokio-rt-worker"), 5, "{names:?}");
+    // "pingpilot-writer", cut to the 15 bytes Linux keeps.
+    assert_eq!(count("pingpilot-write"), 1, "{names:?}");
+}
