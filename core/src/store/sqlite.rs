@@ -48,9 +48,11 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
         (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
         FROM categories c";
 
-/// The one writer connection, behind a lock rather than in a pool of one: a pool hands a
+/// The writer connection, behind a lock rather than in a pool of one: a pool hands a
 /// connection back through a spawned task that pings it first, two more waits on other threads
-/// for every write, and the next writer waits for both.
+/// for every write, and the next writer waits for both. Group-committed batches write on a
+/// connection of their own (`SqliteBatchWriter`) while holding this lock, so SQLite still sees
+/// one writer at a time.
 #[derive(Clone)]
 pub(super) struct Writer(Arc<tokio::sync::Mutex<SqliteConnection>>);
 
@@ -64,7 +66,7 @@ impl Writer {
 pub struct SqliteStore {
     pub(super) writer: Writer,
     pub(super) readers: SqlitePool,
-    /// Intake, delivery results and claims, committed in groups on the writer connection.
+    /// Intake, delivery results and claims, committed in groups on the writer thread.
     writes: GroupCommit,
 }
 
