@@ -485,6 +485,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_batch_sees_its_own_idempotency_keys_and_quota_counts() {
+        let setup = setup().await;
+        let now = now_millis();
+        let with_key = |key: &str, hash: &str| {
+            let mut job = intake(&setup.account_id, &setup.category, now);
+            job.idempotency = Some((key.into(), hash.into()));
+            job.events_limit = Some(2);
+            job
+        };
+        let jobs = [
+            with_key("order-1", "h1"),
+            with_key("order-1", "h1"),
+            with_key("order-1", "h2"),
+            with_key("order-2", "h3"),
+            with_key("order-3", "h4"),
+        ];
+        let written = setup
+            .writer
+            .write_batch(&jobs, &[], &[])
+            .await
+            .expect("batch");
+        let first = match &written.intake[0] {
+            IntakeResult::Accepted { event_id } => event_id.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            matches!(&written.intake[1], IntakeResult::Replayed { event_id } if *event_id == first)
+        );
+        assert!(matches!(written.intake[2], IntakeResult::KeyConflict));
+        assert!(matches!(written.intake[3], IntakeResult::Accepted { .. }));
+        // The plan allows two events a month: the batch's own count stops the third.
+        assert!(matches!(written.intake[4], IntakeResult::QuotaExceeded));
+        let counted: i64 =
+            sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = ?")
+                .bind(&setup.account_id)
+                .fetch_one(&setup.store.readers)
+                .await
+                .expect("count");
+        assert_eq!(counted, 2);
+        // A later batch finds the key the first one stored.
+        let again = setup
+            .writer
+            .write_batch(&[with_key("order-1", "h1")], &[], &[])
+            .await
+            .expect("later batch");
+        assert!(
+            matches!(&again.intake[0], IntakeResult::Replayed { event_id } if *event_id == first)
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_batch_is_rolled_back_and_the_writer_stays_usable() {
         let setup = setup().await;
         let now = now_millis();
