@@ -126,7 +126,7 @@ pub struct IntakePlan<'j> {
 }
 
 /// The API keys a batch's intake was checked against, sorted, once each.
-pub fn verified_key_hashes(jobs: &[IntakeJob]) -> Vec<&str> {
+fn verified_key_hashes(jobs: &[IntakeJob]) -> Vec<&str> {
     let mut key_hashes: Vec<&str> = jobs
         .iter()
         .filter_map(|job| job.verify.as_ref().map(|(hash, _)| hash.as_str()))

@@ -17,7 +17,6 @@ use tokio::sync::Mutex;
 
 use super::group_commit::{
     BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, Written, held_results, plan_intake,
-    verified_key_hashes,
 };
 use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, Result};
@@ -94,9 +93,8 @@ async fn write_transaction(
     claims: &[ClaimJob],
 ) -> Result<Written> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let versions = live_versions(conn, &verified_key_hashes(intake))?;
     let leased = leased_deliveries(conn, finishes)?;
-    let plan = plan_intake(&mut Lookups { conn, versions }, intake).await?;
+    let plan = plan_intake(&mut Lookups { conn }, intake).await?;
     insert_events(conn, &plan.accepted)?;
     add_quota_counts(conn, &plan.counts)?;
     expire_idempotency_keys(conn, intake)?;
@@ -120,21 +118,6 @@ async fn write_transaction(
         finishes: finish_results,
         claims: claimed,
     })
-}
-
-/// `(key hash, account version)` of those of these API keys that are still live.
-fn live_versions(conn: &Connection, key_hashes: &[&str]) -> Result<Vec<(String, i64)>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
-         WHERE k.revoked_at IS NULL AND k.key_hash = ?1",
-    )?;
-    let mut versions = Vec::with_capacity(key_hashes.len());
-    for hash in key_hashes {
-        if let Some(version) = statement.query_row([hash], |row| row.get(0)).optional()? {
-            versions.push((hash.to_string(), version));
-        }
-    }
-    Ok(versions)
 }
 
 /// `delivery id → (event id, lease owner)` of the finished deliveries still pending.
@@ -162,15 +145,22 @@ fn leased_deliveries(
 /// Intake's reads and writes inside the batch's transaction.
 struct Lookups<'c> {
     conn: &'c mut Connection,
-    /// Read when the batch began.
-    versions: Vec<(String, i64)>,
 }
 
 #[async_trait]
 impl IntakeLookups for Lookups<'_> {
-    async fn live_versions(&mut self, _key_hashes: &[&str]) -> Result<Vec<(String, i64)>> {
-        // The same keys (`verified_key_hashes`), read when the batch began.
-        Ok(std::mem::take(&mut self.versions))
+    async fn live_versions(&mut self, key_hashes: &[&str]) -> Result<Vec<(String, i64)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT a.version FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+             WHERE k.revoked_at IS NULL AND k.key_hash = ?1",
+        )?;
+        let mut versions = Vec::with_capacity(key_hashes.len());
+        for hash in key_hashes {
+            if let Some(version) = statement.query_row([hash], |row| row.get(0)).optional()? {
+                versions.push((hash.to_string(), version));
+            }
+        }
+        Ok(versions)
     }
 
     async fn earlier_use(
