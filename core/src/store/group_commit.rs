@@ -260,16 +260,13 @@ impl GroupCommit {
     /// serves requests. Jobs still arrive and leave through the same channels.
     pub fn start_on_own_thread(writer: impl BatchWriter) -> Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let cannot_start = |err: std::io::Error| {
-            StoreError::Corrupt(format!("cannot start the database writer: {err}"))
-        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
-            .map_err(cannot_start)?;
+            .map_err(StoreError::WriterStart)?;
         std::thread::Builder::new()
             .name("pingpilot-writer".into())
             .spawn(move || runtime.block_on(run(Arc::new(writer), Arc::new(Mutex::new(queue)))))
-            .map_err(cannot_start)?;
+            .map_err(StoreError::WriterStart)?;
         Ok(Self { jobs })
     }
 

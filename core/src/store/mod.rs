@@ -33,6 +33,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    #[error("cannot start the database writer: {0}")]
+    WriterStart(std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
