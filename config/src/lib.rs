@@ -18,6 +18,8 @@ pub use duration::DurationSetting;
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "PINGPILOT_CONFIG";
 const DEFAULT_FILE: &str = "pingpilot.toml";
+/// The lowest CPU priority a Linux thread can take (`delivery.nice`).
+pub const MAX_NICE: u8 = 19;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -43,8 +45,8 @@ pub struct ServerSettings {
     /// On SIGTERM, how long in-flight requests and deliveries may run on before the process
     /// gives their work back and exits.
     pub shutdown_grace: DurationSetting,
-    /// Threads that serve requests and run deliveries. Unset: one per core, less one on SQLite,
-    /// whose writes run on a thread of their own; never fewer than one.
+    /// Threads that serve requests (deliveries run on a thread of their own). Unset: one per
+    /// core, less one on SQLite, whose writes run on a thread of their own; never fewer than one.
     pub worker_threads: Option<usize>,
 }
 
@@ -81,6 +83,11 @@ pub struct DeliverySettings {
     pub poll_interval: DurationSetting,
     /// How long to wait before looking again at a delivery whose channel is not ready.
     pub waiting_recheck: DurationSetting,
+    /// CPU priority of the thread that sends deliveries, as a Linux nice value from 0 (the same
+    /// as request handling) to 19 (lowest). On a saturated machine intake gets the CPU first,
+    /// so clients are answered quickly; deliveries take what is left and catch up as load
+    /// falls. Ignored on other systems.
+    pub nice: u8,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -144,6 +151,7 @@ impl Default for DeliverySettings {
             provider_concurrency: BTreeMap::new(),
             poll_interval: DurationSetting::from_secs(1),
             waiting_recheck: DurationSetting::from_secs(60),
+            nice: 19,
         }
     }
 }
@@ -370,6 +378,11 @@ impl Config {
                 "delivery.provider_concurrency.{id}: must be at least 1"
             )));
         }
+        if s.delivery.nice > MAX_NICE {
+            return Err(ConfigError::Invalid(format!(
+                "delivery.nice: must be from 0 to {MAX_NICE}"
+            )));
+        }
         if s.delivery.backoff_initial.get() > s.delivery.backoff_max.get() {
             return Err(ConfigError::Invalid(
                 "delivery.backoff_initial: must not exceed delivery.backoff_max".into(),
@@ -471,6 +484,20 @@ mod tests {
             .err()
             .expect("rejected");
         assert!(err.to_string().contains("server.worker_threads"), "{err}");
+    }
+
+    #[test]
+    fn delivery_nice_defaults_to_lowest_and_stays_in_linuxs_range() {
+        let defaults = Config::from_toml("").expect("defaults").settings;
+        assert_eq!(defaults.delivery.nice, MAX_NICE);
+        let equal = Config::from_toml("[delivery]\nnice = 0\n").expect("0 is allowed");
+        assert_eq!(equal.settings.delivery.nice, 0);
+        for bad in ["20", "-1"] {
+            let err = Config::from_toml(&format!("[delivery]\nnice = {bad}\n"))
+                .err()
+                .expect("rejected");
+            assert!(err.to_string().contains("delivery.nice"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -371,10 +371,11 @@ pub async fn serve(
         background.spawn(async move { provider.run_background(stop).await });
     }
     background.spawn(heartbeat(state.clone(), shutdown.clone()));
-    background.spawn(crate::delivery::run_workers(
-        state.clone(),
-        shutdown.clone(),
-    ));
+    let deliveries = crate::delivery::start_on_own_thread(state.clone(), shutdown.clone())?;
+    background.spawn(async move {
+        // An error here means the thread is gone: there is nothing left to wait for.
+        let _ = deliveries.await;
+    });
 
     let app = crate::api::routes(state.clone(), mounts);
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;

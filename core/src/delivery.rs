@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Map;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::app::AppState;
@@ -151,9 +151,47 @@ impl Slots {
     }
 }
 
+/// Runs [`run_workers`] on a thread of its own, at the CPU priority `delivery.nice` asks for, so
+/// that on a saturated machine request handling (and SQLite's writer) run first. The receiver
+/// resolves when the workers have stopped.
+pub fn start_on_own_thread(
+    state: Arc<AppState>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (stopped, on_stop) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("pingpilot-send".into())
+        .spawn(move || {
+            lower_this_threads_priority(state.settings.delivery.nice);
+            runtime.block_on(run_workers(state, shutdown));
+            let _ = stopped.send(());
+        })?;
+    Ok(on_stop)
+}
+
+/// Gives the calling thread the nice value `nice` (Linux keeps one per thread).
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: plain system call on integers; `who = 0` is the calling thread.
+    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) } != 0;
+    if failed {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, nice, "could not lower the delivery thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority(_nice: u8) {}
+
 /// Claims and sends deliveries until `shutdown` turns true, then lets in-flight sends finish
 /// within the grace period (or gives their leases back).
-pub async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let Ok(store) = state.store().cloned() else {
         return;
     };

@@ -330,38 +330,48 @@ fn serve_exits_zero_on_sigterm() {
 }
 
 /// The process's threads by name, as Linux shows them.
+/// The process's threads: each one's name, as Linux shows it, and its nice value.
 #[cfg(target_os = "linux")]
-fn thread_names(pid: u32) -> Vec<String> {
+fn threads(pid: u32) -> Vec<(String, i32)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
     tasks
         .map(|task| {
-            let comm = task.expect("task").path().join("comm");
-            std::fs::read_to_string(comm)
-                .expect("comm")
-                .trim()
-                .to_string()
+            let stat =
+                std::fs::read_to_string(task.expect("task").path().join("stat")).expect("stat");
+            // "tid (name) state ppid …": the name may hold spaces; nice is the 19th field.
+            let (head, rest) = stat.rsplit_once(") ").expect("stat fields");
+            let name = head.split_once(" (").expect("stat name").1;
+            let nice = rest.split(' ').nth(16).expect("nice field");
+            (name.to_string(), nice.parse().expect("nice"))
         })
         .collect()
 }
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn serve_runs_the_configured_worker_threads_beside_sqlites_writer_thread() {
+async fn serve_runs_its_threads_as_configured() {
     let dir = tempfile::TempDir::new().expect("dir");
     let config = dir.path().join("pingpilot.toml");
     let database = dir.path().join("relay.db");
     std::fs::write(
         &config,
         format!(
-            "[server]\nworker_threads = 5\n[database]\nurl = \"sqlite://{}\"\n",
+            "[server]\nworker_threads = 5\n[database]\nurl = \"sqlite://{}\"\n\
+             [delivery]\nnice = 7\n",
             database.display()
         ),
     )
     .expect("config");
     let relay = RelayProcess::spawn(&config).await;
-    let names = thread_names(relay.child.id());
-    let count = |name: &str| names.iter().filter(|n| *n == name).count();
-    assert_eq!(count("tokio-rt-worker"), 5, "{names:?}");
-    // "pingpilot-writer", cut to the 15 bytes Linux keeps.
-    assert_eq!(count("pingpilot-write"), 1, "{names:?}");
+    let threads = threads(relay.child.id());
+    let base = threads[0].1;
+    let with_name = |name: &str| -> Vec<i32> {
+        let found = threads.iter().filter(|(n, _)| n == name);
+        found.map(|(_, nice)| *nice).collect()
+    };
+    assert_eq!(with_name("tokio-rt-worker"), vec![base; 5], "{threads:?}");
+    // "pingpilot-writer", cut to the 15 bytes Linux keeps; it writes for intake, at full priority.
+    assert_eq!(with_name("pingpilot-write"), vec![base], "{threads:?}");
+    // Deliveries yield the CPU to intake.
+    assert_eq!(with_name("pingpilot-send"), vec![7], "{threads:?}");
 }
