@@ -7,13 +7,13 @@
 # starts N relays on one database with Discord pointed at the stand-in (rate limit lifted),
 # creates an account on an unlimited plan, warms up, then loads POST /api/v1/event with wrk and
 # prints accepted events/s, p50/p99 latency, non-2xx answers, end-to-end events/s (first request
-# until the stand-in has every accepted event) and the relays' peak RSS. In the same run, after the
-# warm-up, the same load (wrk threads, connections, duration and Lua script) goes to nginx
-# answering a static {"message":"ok"}: the summary gives its answers/s and the ratio relay / nginx.
-# Results are written to bench/results/<backend>-<N>p.txt. Needs wrk and nginx
-# (apt-get install wrk nginx-light); PostgreSQL runs use
-# $PINGPILOT_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test) and a fresh
-# database on that server.
+# until the stand-in has every accepted event), deliveries per second during the load and the
+# relays' peak RSS. In the same run, after the warm-up, the same load (wrk threads, connections,
+# duration and Lua script) goes to nginx answering a static {"message":"ok"}: the summary gives
+# its answers/s and the ratio relay / nginx. Results are written to
+# bench/results/<backend>-<N>p.txt. Needs wrk and nginx (apt-get install wrk nginx-light);
+# PostgreSQL runs use $PINGPILOT_BENCH_POSTGRES_URL (default
+# postgres://postgres@127.0.0.1:5432/test) and a fresh database on that server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -158,15 +158,19 @@ if [ -n "$profile" ]; then
   perf record -q -F 499 --call-graph dwarf,16384 -o "$profile" -p "${relay_pids[0]}" -- sleep "${duration%s}" &
   profiler=$!
 fi
+delivered_before=$(delivered)
 load "$duration"
+delivered_during=$(($(delivered) - delivered_before))
+load_end=$(date +%s.%N)
 [ -n "$profile" ] && wait "$profiler"
 after_accepted=$(accepted_total)
 for _ in $(seq 1 1200); do [ "$(delivered)" -ge "$after_accepted" ] && break; sleep 0.05; done
 end=$(date +%s.%N)
 
-summary=$(python3 - "$work" "$processes" "$before_accepted" "$after_accepted" "$start" "$end" <<'PY'
+summary=$(python3 - "$work" "$processes" "$before_accepted" "$after_accepted" "$start" "$end" "$load_end" "$delivered_during" <<'PY'
 import re, sys
 work, processes, before, after, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+load_end, delivered_during = float(sys.argv[7]), int(sys.argv[8])
 def millis(text):
     match = re.match(r"([\d.]+)(us|ms|s|m)$", text)
     if not match:
@@ -189,6 +193,7 @@ print(f"latency p50: {p50:.2f} ms, p99: {p99:.2f} ms (worst relay)")
 print(f"non-2xx answers: {non2xx}")
 print(f"events accepted in the run: {accepted}")
 print(f"end-to-end events/s: {accepted / (end - start):.0f} (first request until the stand-in had them all)")
+print(f"delivered during the load: {delivered_during / (load_end - start):.0f}/s (the rest after it)")
 nginx = open(f"{work}/wrk-nginx.txt").read()
 nginx_rps = float(re.search(r"Requests/sec:\s+([\d.]+)", nginx).group(1))
 m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", nginx)
