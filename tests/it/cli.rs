@@ -329,7 +329,6 @@ fn serve_exits_zero_on_sigterm() {
     }
 }
 
-/// The process's threads by name, as Linux shows them.
 /// The process's threads: each one's name, as Linux shows it, and its nice value.
 #[cfg(target_os = "linux")]
 fn threads(pid: u32) -> Vec<(String, i32)> {
@@ -364,7 +363,12 @@ async fn serve_runs_its_threads_as_configured() {
     .expect("config");
     let relay = RelayProcess::spawn(&config).await;
     let threads = threads(relay.child.id());
-    let base = threads[0].1;
+    // The main thread keeps the nice value the relay was started with.
+    let (_, base) = threads
+        .iter()
+        .find(|(name, _)| name == "pingpilot")
+        .expect("main thread");
+    let base = *base;
     let with_name = |name: &str| -> Vec<i32> {
         let found = threads.iter().filter(|(n, _)| n == name);
         found.map(|(_, nice)| *nice).collect()
