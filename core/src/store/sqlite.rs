@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 
 use super::group_commit::GroupCommit;
-use super::sqlite_batch::{SqliteBatchWriter, refresh_event_statuses};
+use super::sqlite_batch::{SqliteBatchWriter, refresh_event_status};
 use super::*;
 use crate::model::*;
 
@@ -728,7 +728,7 @@ impl Storage for SqliteStore {
         .bind(event_id)
         .execute(&mut *tx)
         .await?;
-        refresh_event_statuses(&mut tx, &[event_id.to_string()]).await?;
+        refresh_event_status(&mut tx, event_id).await?;
         tx.commit().await?;
         Ok(Some(done.rows_affected()))
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::SqliteConnection;
 use tokio::sync::Mutex;
 
 use super::group_commit::{
@@ -22,15 +22,12 @@ use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, Result};
 use crate::model::{Millis, now_millis};
 
-/// Rows per multi-row statement, well inside SQLite's limit on bound values.
-const ROWS_PER_STATEMENT: usize = 200;
-
-/// An event's status from its deliveries: PENDING while any is not final, DELIVERED when all
-/// are delivered, FAILED otherwise. Followed by the `WHERE` that picks the events.
+/// Event `?1`'s status from its deliveries: PENDING while any is not final, DELIVERED when all
+/// are delivered, FAILED otherwise.
 const STATUS_REFRESH: &str = "UPDATE events SET delivery_status = CASE \
     WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'PENDING') THEN 'PENDING' \
     WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'FAILED') THEN 'FAILED' \
-    ELSE 'DELIVERED' END";
+    ELSE 'DELIVERED' END WHERE id = ?1";
 
 /// The batch's statements, one row each: prepared once and kept, so more rows cost a step
 /// each and no new statement text.
@@ -103,7 +100,7 @@ async fn write_transaction(
     for job in held {
         record_result(conn, job, now)?;
     }
-    let mut refresh = conn.prepare_cached(&format!("{STATUS_REFRESH} WHERE id = ?1"))?;
+    let mut refresh = conn.prepare_cached(STATUS_REFRESH)?;
     for event_id in &events {
         refresh.execute([event_id])?;
     }
@@ -341,22 +338,16 @@ fn lease_due(conn: &Connection, claim: &ClaimJob) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
-/// Refreshes the statuses of these events from their deliveries (see [`STATUS_REFRESH`]), on
-/// the store's sqlx writer connection.
-pub(super) async fn refresh_event_statuses(
+/// Refreshes an event's status from its deliveries (see [`STATUS_REFRESH`]), on the store's
+/// sqlx writer connection.
+pub(super) async fn refresh_event_status(
     conn: &mut SqliteConnection,
-    event_ids: &[String],
+    event_id: &str,
 ) -> Result<()> {
-    for chunk in event_ids.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(STATUS_REFRESH);
-        query.push(" WHERE id IN (");
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(id.as_str());
-        }
-        query.push(")");
-        query.build().execute(&mut *conn).await?;
-    }
+    sqlx::query(STATUS_REFRESH)
+        .bind(event_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
