@@ -158,17 +158,17 @@ pub fn start_on_own_thread(
     state: Arc<AppState>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<oneshot::Receiver<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let (stopped, on_stop) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("pingpilot-send".into())
-        .spawn(move || {
+    crate::spawn_on_own_thread(
+        "pingpilot-send",
+        tokio::runtime::Builder::new_current_thread().enable_all(),
+        async move {
+            // The first poll runs on the new thread: the priority is that thread's alone.
             lower_this_threads_priority(state.settings.delivery.nice);
-            runtime.block_on(run_workers(state, shutdown));
+            run_workers(state, shutdown).await;
             let _ = stopped.send(());
-        })?;
+        },
+    )?;
     Ok(on_stop)
 }
 

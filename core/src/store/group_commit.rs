@@ -260,13 +260,12 @@ impl GroupCommit {
     /// serves requests. Jobs still arrive and leave through the same channels.
     pub fn start_on_own_thread(writer: impl BatchWriter) -> Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(StoreError::WriterStart)?;
-        std::thread::Builder::new()
-            .name("pingpilot-writer".into())
-            .spawn(move || runtime.block_on(run(Arc::new(writer), Arc::new(Mutex::new(queue)))))
-            .map_err(StoreError::WriterStart)?;
+        crate::spawn_on_own_thread(
+            "pingpilot-writer",
+            &mut tokio::runtime::Builder::new_current_thread(),
+            run(Arc::new(writer), Arc::new(Mutex::new(queue))),
+        )
+        .map_err(StoreError::WriterStart)?;
         Ok(Self { jobs })
     }
 
