@@ -450,20 +450,19 @@ mod tests {
         );
     }
 
+    /// Why `toml` is refused as a configuration.
+    fn rejection(toml: &str) -> String {
+        Config::from_toml(toml).err().expect("rejected").to_string()
+    }
+
     #[test]
     fn bad_values_name_their_key_and_file() {
-        let err = Config::from_toml("[delivery]\nmax_age = \"soon\"\n")
-            .err()
-            .expect("rejected");
-        assert!(err.to_string().contains("delivery.max_age"), "{err}");
-        let err = Config::from_toml("[accounts]\ndefault_plan = \"gold\"\n")
-            .err()
-            .expect("rejected");
-        assert!(err.to_string().contains("accounts.default_plan"), "{err}");
-        let err = Config::from_toml("[database]\nurl = \"mysql://x\"\n")
-            .err()
-            .expect("rejected");
-        assert!(err.to_string().contains("database.url"), "{err}");
+        let err = rejection("[delivery]\nmax_age = \"soon\"\n");
+        assert!(err.contains("delivery.max_age"), "{err}");
+        let err = rejection("[accounts]\ndefault_plan = \"gold\"\n");
+        assert!(err.contains("accounts.default_plan"), "{err}");
+        let err = rejection("[database]\nurl = \"mysql://x\"\n");
+        assert!(err.contains("database.url"), "{err}");
     }
 
     #[test]
@@ -480,10 +479,8 @@ mod tests {
             .expect("set")
             .settings;
         assert_eq!(set.worker_threads(2), 3);
-        let err = Config::from_toml("[server]\nworker_threads = 0\n")
-            .err()
-            .expect("rejected");
-        assert!(err.to_string().contains("server.worker_threads"), "{err}");
+        let err = rejection("[server]\nworker_threads = 0\n");
+        assert!(err.contains("server.worker_threads"), "{err}");
     }
 
     #[test]
@@ -493,10 +490,8 @@ mod tests {
         let equal = Config::from_toml("[delivery]\nnice = 0\n").expect("0 is allowed");
         assert_eq!(equal.settings.delivery.nice, 0);
         for bad in ["20", "-1"] {
-            let err = Config::from_toml(&format!("[delivery]\nnice = {bad}\n"))
-                .err()
-                .expect("rejected");
-            assert!(err.to_string().contains("delivery.nice"), "{bad}: {err}");
+            let err = rejection(&format!("[delivery]\nnice = {bad}\n"));
+            assert!(err.contains("delivery.nice"), "{bad}: {err}");
         }
     }
 
