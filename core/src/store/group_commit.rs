@@ -265,7 +265,7 @@ impl GroupCommit {
             &mut tokio::runtime::Builder::new_current_thread(),
             run(Arc::new(writer), Arc::new(Mutex::new(queue))),
         )
-        .map_err(StoreError::WriterStart)?;
+        .map_err(StoreError::ThreadStart)?;
         Ok(Self { jobs })
     }
 

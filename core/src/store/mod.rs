@@ -7,6 +7,7 @@ mod postgres_batch;
 mod postgres_dashboard;
 mod sqlite;
 mod sqlite_batch;
+mod sqlite_checkpoint;
 mod sqlite_dashboard;
 
 use std::sync::Arc;
@@ -33,8 +34,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
-    #[error("cannot start the database writer: {0}")]
-    WriterStart(std::io::Error),
+    #[error("cannot start a database thread: {0}")]
+    ThreadStart(std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

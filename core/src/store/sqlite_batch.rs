@@ -19,6 +19,7 @@ use super::group_commit::{
     BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, Written, held_results, plan_intake,
 };
 use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
+use super::sqlite_checkpoint::Checkpointer;
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, Result};
 use crate::model::{Millis, now_millis};
 
@@ -39,12 +40,20 @@ pub struct SqliteBatchWriter {
     /// The batch's own connection. Only the group-commit thread locks it; the lock is there
     /// because the writer trait takes `&self`.
     conn: Mutex<Connection>,
+    /// Checkpoints the WAL that `conn`'s commits grow. Declared after `conn`, so dropped after
+    /// it, as [`Checkpointer::watch`] requires.
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteBatchWriter {
     /// Opens the batch's connection to the database file the store's writer already set up
-    /// (schema migrated, WAL journal), with the same settings as the store's connections.
+    /// (schema migrated, WAL journal), with the same settings as the store's connections, and
+    /// starts the checkpointer its commits wake.
     pub fn open(writer: Writer, path: &Path) -> Result<Self> {
+        Self::open_with(writer, path, Checkpointer::start(path)?)
+    }
+
+    fn open_with(writer: Writer, path: &Path, checkpointer: Checkpointer) -> Result<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -52,9 +61,11 @@ impl SqliteBatchWriter {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        checkpointer.watch(&conn);
         Ok(Self {
             writer,
             conn: Mutex::new(conn),
+            _checkpointer: checkpointer,
         })
     }
 }
@@ -361,7 +372,7 @@ mod tests {
 
     /// A store with an account and a category, and a batch writer on its writer connection.
     struct Setup {
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
         store: SqliteStore,
         writer: SqliteBatchWriter,
         account_id: String,
@@ -387,7 +398,7 @@ mod tests {
         let writer = SqliteBatchWriter::open(store.writer.clone(), &dir.path().join("batch.db"))
             .expect("batch connection");
         Setup {
-            _dir: dir,
+            dir,
             store,
             writer,
             account_id: account.id,
@@ -513,6 +524,80 @@ mod tests {
             .expect("later batch");
         assert!(
             matches!(&again.intake[0], IntakeResult::Replayed { event_id } if *event_id == first)
+        );
+    }
+
+    /// The WAL's length in frames, read off its file.
+    fn wal_frames(setup: &Setup) -> i64 {
+        const HEADER: u64 = 32;
+        const FRAME: u64 = 24 + 4096;
+        let wal = setup.dir.path().join("batch.db-wal");
+        let len = std::fs::metadata(wal).map_or(0, |meta| meta.len());
+        (len.saturating_sub(HEADER) / FRAME) as i64
+    }
+
+    fn database_file_len(setup: &Setup) -> u64 {
+        std::fs::metadata(setup.dir.path().join("batch.db")).map_or(0, |meta| meta.len())
+    }
+
+    async fn write_events(setup: &Setup, events: usize) {
+        let jobs: Vec<_> = (0..events)
+            .map(|_| intake(&setup.account_id, &setup.category, now_millis()))
+            .collect();
+        setup
+            .writer
+            .write_batch(&jobs, &[], &[])
+            .await
+            .expect("batch");
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_copies_the_wal_while_the_writer_never_waits_for_it() {
+        let setup = setup().await;
+        let before = database_file_len(&setup);
+        let threshold = i64::from(super::super::sqlite_checkpoint::CHECKPOINT_FRAMES);
+        let restart = i64::from(super::super::sqlite_checkpoint::RESTART_FRAMES);
+        while wal_frames(&setup) < threshold + 50 {
+            write_events(&setup, 20).await;
+        }
+        // Below the length at which the writer checkpoints itself: a grown database file is
+        // the checkpointer's work.
+        assert!(
+            wal_frames(&setup) < restart,
+            "{} frames",
+            wal_frames(&setup)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while database_file_len(&setup) <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing was checkpointed: the database file is still {before} bytes"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_wal_starts_over_even_when_the_checkpointer_falls_behind() {
+        let mut setup = setup().await;
+        let path = setup.dir.path().join("batch.db");
+        setup.writer = SqliteBatchWriter::open_with(
+            setup.store.writer.clone(),
+            &path,
+            Checkpointer::stalled(),
+        )
+        .expect("batch connection");
+        let restart = i64::from(super::super::sqlite_checkpoint::RESTART_FRAMES);
+        let mut longest = 0;
+        // About three times the restart length in frames.
+        for _ in 0..1_200 {
+            write_events(&setup, 20).await;
+            longest = longest.max(wal_frames(&setup));
+        }
+        assert!(longest >= restart, "the WAL never reached {restart} frames");
+        assert!(
+            longest < restart + 100,
+            "the WAL grew to {longest} frames without starting over"
         );
     }
 
