@@ -18,8 +18,6 @@ pub use duration::DurationSetting;
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "PINGPILOT_CONFIG";
 const DEFAULT_FILE: &str = "pingpilot.toml";
-/// The lowest CPU priority a Linux thread can take (`delivery.nice`).
-pub const MAX_NICE: u8 = 19;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -83,11 +81,23 @@ pub struct DeliverySettings {
     pub poll_interval: DurationSetting,
     /// How long to wait before looking again at a delivery whose channel is not ready.
     pub waiting_recheck: DurationSetting,
-    /// CPU priority of the thread that sends deliveries, as a Linux nice value from 0 (the same
-    /// as request handling) to 19 (lowest). On a saturated machine intake gets the CPU first,
-    /// so clients are answered quickly; deliveries take what is left and catch up as load
-    /// falls. Ignored on other systems.
-    pub nice: u8,
+    /// CPU priority of the thread that sends deliveries. Below `normal`, a saturated machine
+    /// gives intake the CPU first, so clients are answered quickly; deliveries take what is
+    /// left and catch up as load falls. Linux only; ignored on other systems.
+    pub priority: DeliveryPriority,
+}
+
+/// `delivery.priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryPriority {
+    /// The same as request handling.
+    Normal,
+    /// Linux nice value 19, the lowest of the normal class.
+    Low,
+    /// Linux's idle class (`SCHED_IDLE`): the CPU that nothing else wants, and a sliver under
+    /// full load.
+    Idle,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -151,7 +161,7 @@ impl Default for DeliverySettings {
             provider_concurrency: BTreeMap::new(),
             poll_interval: DurationSetting::from_secs(1),
             waiting_recheck: DurationSetting::from_secs(60),
-            nice: 19,
+            priority: DeliveryPriority::Idle,
         }
     }
 }
@@ -378,11 +388,6 @@ impl Config {
                 "delivery.provider_concurrency.{id}: must be at least 1"
             )));
         }
-        if s.delivery.nice > MAX_NICE {
-            return Err(ConfigError::Invalid(format!(
-                "delivery.nice: must be from 0 to {MAX_NICE}"
-            )));
-        }
         if s.delivery.backoff_initial.get() > s.delivery.backoff_max.get() {
             return Err(ConfigError::Invalid(
                 "delivery.backoff_initial: must not exceed delivery.backoff_max".into(),
@@ -484,15 +489,21 @@ mod tests {
     }
 
     #[test]
-    fn delivery_nice_defaults_to_lowest_and_stays_in_linuxs_range() {
+    fn delivery_priority_defaults_to_idle_and_names_the_choices() {
         let defaults = Config::from_toml("").expect("defaults").settings;
-        assert_eq!(defaults.delivery.nice, MAX_NICE);
-        let equal = Config::from_toml("[delivery]\nnice = 0\n").expect("0 is allowed");
-        assert_eq!(equal.settings.delivery.nice, 0);
-        for bad in ["20", "-1"] {
-            let err = rejection(&format!("[delivery]\nnice = {bad}\n"));
-            assert!(err.contains("delivery.nice"), "{bad}: {err}");
+        assert_eq!(defaults.delivery.priority, DeliveryPriority::Idle);
+        for (text, priority) in [
+            ("normal", DeliveryPriority::Normal),
+            ("low", DeliveryPriority::Low),
+            ("idle", DeliveryPriority::Idle),
+        ] {
+            let set = Config::from_toml(&format!("[delivery]\npriority = \"{text}\"\n"))
+                .expect("a named priority");
+            assert_eq!(set.settings.delivery.priority, priority);
         }
+        let err = rejection("[delivery]\npriority = \"high\"\n");
+        assert!(err.contains("delivery.priority"), "{err}");
+        assert!(err.contains("normal") && err.contains("idle"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pingpilot_config::DeliveryPriority;
 use rand::Rng;
 use serde_json::Map;
 use tokio::sync::{Semaphore, oneshot, watch};
@@ -151,7 +152,7 @@ impl Slots {
     }
 }
 
-/// Runs [`run_workers`] on a thread of its own, at the CPU priority `delivery.nice` asks for, so
+/// Runs [`run_workers`] on a thread of its own, at the CPU priority `delivery.priority` asks for, so
 /// that on a saturated machine request handling (and SQLite's writer) run first. The receiver
 /// resolves when the workers have stopped.
 pub fn start_on_own_thread(
@@ -164,7 +165,7 @@ pub fn start_on_own_thread(
         tokio::runtime::Builder::new_current_thread().enable_all(),
         async move {
             // The first poll runs on the new thread: the priority is that thread's alone.
-            lower_this_threads_priority(state.settings.delivery.nice);
+            lower_this_threads_priority(state.settings.delivery.priority);
             run_workers(state, shutdown).await;
             let _ = stopped.send(());
         },
@@ -172,22 +173,26 @@ pub fn start_on_own_thread(
     Ok(on_stop)
 }
 
-/// Gives the calling thread the nice value `nice` (Linux keeps one per thread).
+/// Gives the calling thread the CPU priority `priority` (Linux keeps one per thread).
 #[cfg(target_os = "linux")]
-fn lower_this_threads_priority(nice: u8) {
-    if nice == 0 {
-        return;
-    }
-    // SAFETY: plain system call on integers; `who = 0` is the calling thread.
-    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) } != 0;
+fn lower_this_threads_priority(priority: DeliveryPriority) {
+    // SAFETY: plain system calls on integers and a local struct; 0 is the calling thread.
+    let failed = match priority {
+        DeliveryPriority::Normal => return,
+        DeliveryPriority::Low => unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 },
+        DeliveryPriority::Idle => unsafe {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0
+        },
+    };
     if failed {
         let error = std::io::Error::last_os_error();
-        tracing::warn!(%error, nice, "could not lower the delivery thread's priority");
+        tracing::warn!(%error, ?priority, "could not lower the delivery thread's priority");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_this_threads_priority(_nice: u8) {}
+fn lower_this_threads_priority(_priority: DeliveryPriority) {}
 
 /// Claims and sends deliveries until `shutdown` turns true, then lets in-flight sends finish
 /// within the grace period (or gives their leases back).

@@ -329,26 +329,39 @@ fn serve_exits_zero_on_sigterm() {
     }
 }
 
-/// The process's threads: each one's name, as Linux shows it, and its nice value.
+/// A thread as Linux shows it: its name, nice value and scheduling policy.
 #[cfg(target_os = "linux")]
-fn threads(pid: u32) -> Vec<(String, i32)> {
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Priority {
+    nice: i32,
+    /// 0 is the normal class, 5 the idle class (`SCHED_IDLE`).
+    policy: u32,
+}
+
+#[cfg(target_os = "linux")]
+fn threads(pid: u32) -> Vec<(String, Priority)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
     tasks
         .map(|task| {
             let stat =
                 std::fs::read_to_string(task.expect("task").path().join("stat")).expect("stat");
-            // "tid (name) state ppid …": the name may hold spaces; nice is the 19th field.
+            // "tid (name) state ppid …": the name may hold spaces; nice is the 19th field and
+            // the policy the 41st.
             let (head, rest) = stat.rsplit_once(") ").expect("stat fields");
             let name = head.split_once(" (").expect("stat name").1;
-            let nice = rest.split(' ').nth(16).expect("nice field");
-            (name.to_string(), nice.parse().expect("nice"))
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let priority = Priority {
+                nice: fields[16].parse().expect("nice"),
+                policy: fields[38].parse().expect("policy"),
+            };
+            (name.to_string(), priority)
         })
         .collect()
 }
 
+/// The priorities of a relay's threads by name, run with `delivery` as its delivery section.
 #[cfg(target_os = "linux")]
-#[tokio::test]
-async fn serve_runs_its_threads_as_configured() {
+async fn thread_priorities(delivery: &str) -> (Priority, impl Fn(&str) -> Vec<Priority>) {
     let dir = tempfile::TempDir::new().expect("dir");
     let config = dir.path().join("pingpilot.toml");
     let database = dir.path().join("relay.db");
@@ -356,26 +369,42 @@ async fn serve_runs_its_threads_as_configured() {
         &config,
         format!(
             "[server]\nworker_threads = 5\n[database]\nurl = \"sqlite://{}\"\n\
-             [delivery]\nnice = 7\n",
+             [delivery]\n{delivery}\n",
             database.display()
         ),
     )
     .expect("config");
     let relay = RelayProcess::spawn(&config).await;
     let threads = threads(relay.child.id());
-    // The main thread keeps the nice value the relay was started with.
-    let (_, base) = threads
+    drop(relay);
+    // The main thread keeps the priority the relay was started with.
+    let (_, base) = *threads
         .iter()
         .find(|(name, _)| name == "pingpilot")
         .expect("main thread");
-    let base = *base;
-    let with_name = |name: &str| -> Vec<i32> {
+    let with_name = move |name: &str| -> Vec<Priority> {
         let found = threads.iter().filter(|(n, _)| n == name);
-        found.map(|(_, nice)| *nice).collect()
+        found.map(|(_, priority)| *priority).collect()
     };
-    assert_eq!(with_name("tokio-rt-worker"), vec![base; 5], "{threads:?}");
-    // "pingpilot-writer", cut to the 15 bytes Linux keeps; it writes for intake, at full priority.
-    assert_eq!(with_name("pingpilot-write"), vec![base], "{threads:?}");
-    // Deliveries yield the CPU to intake.
-    assert_eq!(with_name("pingpilot-send"), vec![7], "{threads:?}");
+    (base, with_name)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_runs_its_threads_as_configured() {
+    let (base, with_name) = thread_priorities("").await;
+    assert_eq!(with_name("tokio-rt-worker"), vec![base; 5]);
+    // "pingpilot-writer", cut to the 15 bytes Linux keeps; it writes for intake, at full
+    // priority, and so does the thread that checkpoints its WAL.
+    assert_eq!(with_name("pingpilot-write"), vec![base]);
+    assert_eq!(with_name("pingpilot-ckpt"), vec![base]);
+    // Deliveries yield the CPU to intake: by default in the idle class.
+    let idle = Priority { policy: 5, ..base };
+    assert_eq!(with_name("pingpilot-send"), vec![idle]);
+
+    let (base, with_name) = thread_priorities("priority = \"low\"").await;
+    let low = Priority { nice: 19, ..base };
+    assert_eq!(with_name("pingpilot-send"), vec![low]);
+    let (base, with_name) = thread_priorities("priority = \"normal\"").await;
+    assert_eq!(with_name("pingpilot-send"), vec![base]);
 }

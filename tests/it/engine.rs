@@ -105,7 +105,7 @@ async fn a_burst_far_above_the_rate_reaches_discord_at_the_configured_rate() {
         // two cores, and a delivery thread at the lowest priority (the default) can be held
         // between taking its token and sending, which bunches arrivals beyond the allowance
         // below. Equal priority keeps this test about the limiter.
-        delivery: "nice = 0",
+        delivery: "priority = \"normal\"",
         ..Options::default()
     })
     .await;
