@@ -54,12 +54,7 @@ impl SqliteBatchWriter {
     }
 
     fn open_with(writer: Writer, path: &Path, checkpointer: Checkpointer) -> Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        let conn = open_connection(path)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         checkpointer.watch(&conn);
         Ok(Self {
@@ -68,6 +63,18 @@ impl SqliteBatchWriter {
             _checkpointer: checkpointer,
         })
     }
+}
+
+/// A rusqlite connection to the database file at `path`, with the store's settings, for the one
+/// thread that uses it.
+pub(super) fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    Ok(conn)
 }
 
 #[async_trait]

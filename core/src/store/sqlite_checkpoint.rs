@@ -9,9 +9,8 @@ use std::ffi::{c_char, c_int, c_void};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, ffi};
+use rusqlite::{Connection, ffi};
 
 use super::Result;
 use crate::lock;
@@ -65,12 +64,7 @@ impl Signal {
 impl Checkpointer {
     /// Starts the thread, with a connection of its own to the database file at `path`.
     pub(super) fn start(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        let conn = super::sqlite_batch::open_connection(path)?;
         let signal = Arc::new(Signal::default());
         let thread_signal = signal.clone();
         std::thread::Builder::new()
