@@ -93,7 +93,8 @@ impl Checkpointer {
     /// `conn` must be dropped before this checkpointer.
     pub(super) fn watch(&self, conn: &Connection) {
         // SAFETY: the hook gets a pointer to the signal, which lives as long as this
-        // checkpointer, and the caller drops `conn` first. The hook only locks a mutex.
+        // checkpointer, and the caller drops `conn` first. The hook locks the signal's mutex,
+        // and may checkpoint on `conn` itself, as SQLite's own hook does.
         unsafe {
             ffi::sqlite3_wal_hook(
                 conn.handle(),
