@@ -152,9 +152,9 @@ impl Slots {
     }
 }
 
-/// Runs [`run_workers`] on a thread of its own, at the CPU priority `delivery.priority` asks for, so
-/// that on a saturated machine request handling (and SQLite's writer) run first. The receiver
-/// resolves when the workers have stopped.
+/// Runs [`run_workers`] on a thread of its own, at the CPU priority `delivery.priority` asks
+/// for, so that on a saturated machine request handling (and SQLite's writer) run first. The
+/// receiver resolves when the workers have stopped.
 pub fn start_on_own_thread(
     state: Arc<AppState>,
     shutdown: watch::Receiver<bool>,

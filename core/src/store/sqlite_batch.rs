@@ -375,6 +375,7 @@ mod tests {
 
     use super::*;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite_checkpoint::{CHECKPOINT_FRAMES, RESTART_FRAMES};
     use crate::store::{CategoryCreate, IntakeResult, Storage};
 
     /// A store with an account and a category, and a batch writer on its writer connection.
@@ -562,8 +563,8 @@ mod tests {
     async fn the_checkpointer_copies_the_wal_while_the_writer_never_waits_for_it() {
         let setup = setup().await;
         let before = database_file_len(&setup);
-        let threshold = i64::from(super::super::sqlite_checkpoint::CHECKPOINT_FRAMES);
-        let restart = i64::from(super::super::sqlite_checkpoint::RESTART_FRAMES);
+        let threshold = i64::from(CHECKPOINT_FRAMES);
+        let restart = i64::from(RESTART_FRAMES);
         while wal_frames(&setup) < threshold + 50 {
             write_events(&setup, 20).await;
         }
@@ -594,7 +595,7 @@ mod tests {
             Checkpointer::stalled(),
         )
         .expect("batch connection");
-        let restart = i64::from(super::super::sqlite_checkpoint::RESTART_FRAMES);
+        let restart = i64::from(RESTART_FRAMES);
         let mut longest = 0;
         // About three times the restart length in frames.
         for _ in 0..1_200 {

@@ -31,7 +31,7 @@ pub(super) struct Checkpointer {
 struct Signal {
     state: Mutex<State>,
     changed: Condvar,
-    /// The WAL's frames copied by the last checkpoint.
+    /// The WAL's frames copied by the last checkpoint, the checkpointer's or the writer's.
     checkpointed: AtomicI32,
 }
 
@@ -120,21 +120,26 @@ unsafe extern "C" fn commit_hook(
     _name: *const c_char,
     frames: c_int,
 ) -> c_int {
+    // SAFETY: `watch` passed a pointer to a `Signal` that outlives the connection.
+    let signal = unsafe { &*signal.cast::<Signal>() };
     if frames >= RESTART_FRAMES {
+        let mut copied: c_int = 0;
         // SAFETY: `db` is the connection that just committed, as SQLite's own checkpointing
         // hook uses it. A failure (busy: the checkpointer is at work) is retried next commit.
-        unsafe {
+        let result = unsafe {
             ffi::sqlite3_wal_checkpoint_v2(
                 db,
                 std::ptr::null(),
                 ffi::SQLITE_CHECKPOINT_PASSIVE,
                 std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            );
+                &mut copied,
+            )
+        };
+        if result == ffi::SQLITE_OK {
+            // Recorded as the checkpointer's own would be, so it is not woken for nothing.
+            signal.checkpointed.store(copied, Ordering::Relaxed);
         }
     }
-    // SAFETY: `watch` passed a pointer to a `Signal` that outlives the connection.
-    let signal = unsafe { &*signal.cast::<Signal>() };
     let checkpointed = signal.checkpointed.load(Ordering::Relaxed);
     // A WAL shorter than what was checkpointed has started over: every frame is new.
     let new_frames = if frames >= checkpointed {
