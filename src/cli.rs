@@ -268,7 +268,11 @@ async fn serve(config: &Config) -> Result<(), CliError> {
     // Signal handlers go in before the address is announced, so a SIGTERM sent as soon as the
     // server is seen is a clean shutdown.
     let signals = Signals::install()?;
-    let listener = tokio::net::TcpListener::bind(config.settings.server.bind).await?;
+    // Before anything is opened: the connection limit is derived from it.
+    if let Some(limit) = pingpilot_core::server::raise_open_file_limit() {
+        tracing::info!(open_files = limit, "open-file limit");
+    }
+    let listener = pingpilot_core::server::bind(config.settings.server.bind)?;
     tracing::info!(address = %listener.local_addr()?, "PingPilot listening");
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(async move {

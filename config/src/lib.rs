@@ -27,6 +27,7 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub accounts: AccountSettings,
     pub dashboard: DashboardSettings,
+    pub metrics: MetricsSettings,
     /// Plans by name. The built-in `free`, `pro`, `enterprise` and `unlimited` can be changed and
     /// others added.
     pub plans: BTreeMap<String, PlanSettings>,
@@ -46,6 +47,18 @@ pub struct ServerSettings {
     /// Threads that serve requests (deliveries run on a thread of their own). Unset: one per
     /// core, less one on SQLite, whose writes run on a thread of their own; never fewer than one.
     pub worker_threads: Option<usize>,
+    /// A client must send a request's headers within this long: from connecting for its first
+    /// request, from the request's first byte for the next ones on a kept-alive connection.
+    pub header_timeout: DurationSetting,
+    /// A kept-alive connection with no request for this long is closed, and so is one whose
+    /// client reads nothing of an answer for this long.
+    pub idle_timeout: DurationSetting,
+    /// A request's body must arrive within this long of its headers (else 408).
+    pub body_timeout: DurationSetting,
+    /// Connections open at once; more wait in the system's queue until one closes. Unset:
+    /// derived from the open-file limit, leaving room for the database and outgoing requests
+    /// (at most 4096).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -57,6 +70,34 @@ pub struct DatabaseSettings {
     /// Pool size: on SQLite the connections used for reads (writes use one more), on
     /// PostgreSQL the whole pool of this process.
     pub max_connections: u32,
+    /// How long a write waits for the database (a lock held by another process, a full pool)
+    /// before the request is answered 503.
+    pub busy_timeout: DurationSetting,
+    /// SQLite only: `full` (the default) syncs every commit to disk, so nothing answered 200 is
+    /// lost even to a power cut; `normal` syncs less often and a power cut (not a crash of the
+    /// relay) may lose the last commits.
+    pub synchronous: SqliteSynchronous,
+}
+
+/// `database.synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit reaches the disk before it is answered.
+    Full,
+    /// Commits reach the disk at checkpoints: safe against a crash of the process, not of the
+    /// machine.
+    Normal,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` on this address instead of `server.bind` (where it is then absent),
+    /// e.g. `127.0.0.1:9090` for a scraper on the same machine.
+    pub bind: Option<SocketAddr>,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`. Secret.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -128,6 +169,11 @@ pub struct PlanSettings {
     pub events_per_month: Option<u64>,
     /// Categories an account may have; absent means no limit.
     pub categories: Option<u64>,
+    /// Events an account may send per second, on average; absent means no limit.
+    pub events_per_second: Option<f64>,
+    /// Events an account may send at once above that rate (the bucket's size); absent: one
+    /// second's worth.
+    pub burst: Option<u64>,
 }
 
 impl Default for ServerSettings {
@@ -136,6 +182,10 @@ impl Default for ServerSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace: DurationSetting::from_secs(10),
             worker_threads: None,
+            header_timeout: DurationSetting::from_secs(10),
+            idle_timeout: DurationSetting::from_secs(60),
+            body_timeout: DurationSetting::from_secs(30),
+            max_connections: None,
         }
     }
 }
@@ -145,6 +195,8 @@ impl Default for DatabaseSettings {
         Self {
             url: "sqlite://pingpilot.db".into(),
             max_connections: 8,
+            busy_timeout: DurationSetting::from_secs(5),
+            synchronous: SqliteSynchronous::Full,
         }
     }
 }
@@ -210,21 +262,28 @@ impl Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let plan = |events: Option<u64>, categories: Option<u64>| PlanSettings {
-            events_per_month: events,
-            categories,
-        };
+        let plan =
+            |events: Option<u64>, categories: Option<u64>, rate: Option<(f64, u64)>| PlanSettings {
+                events_per_month: events,
+                categories,
+                events_per_second: rate.map(|(per_second, _)| per_second),
+                burst: rate.map(|(_, burst)| burst),
+            };
         Self {
             server: ServerSettings::default(),
             database: DatabaseSettings::default(),
             delivery: DeliverySettings::default(),
             accounts: AccountSettings::default(),
             dashboard: DashboardSettings::default(),
+            metrics: MetricsSettings::default(),
             plans: BTreeMap::from([
-                ("free".into(), plan(Some(100), Some(3))),
-                ("pro".into(), plan(Some(1000), Some(10))),
-                ("enterprise".into(), plan(Some(10_000), Some(100))),
-                ("unlimited".into(), plan(None, None)),
+                ("free".into(), plan(Some(100), Some(3), Some((10.0, 200)))),
+                ("pro".into(), plan(Some(1000), Some(10), Some((50.0, 1000)))),
+                (
+                    "enterprise".into(),
+                    plan(Some(10_000), Some(100), Some((500.0, 5000))),
+                ),
+                ("unlimited".into(), plan(None, None, None)),
             ]),
             providers: BTreeMap::new(),
         }
@@ -387,6 +446,36 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "delivery.provider_concurrency.{id}: must be at least 1"
             )));
+        }
+        for (name, plan) in &s.plans {
+            if let Some(rate) = plan.events_per_second
+                && !(rate.is_finite() && rate > 0.0)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "plans.{name}.events_per_second: must be a number above 0 (leave it out for \
+                     no limit)"
+                )));
+            }
+            if plan.burst == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "plans.{name}.burst: must be at least 1"
+                )));
+            }
+        }
+        let timeouts = [
+            ("server.header_timeout", s.server.header_timeout),
+            ("server.idle_timeout", s.server.idle_timeout),
+            ("server.body_timeout", s.server.body_timeout),
+        ];
+        if let Some((key, _)) = timeouts.iter().find(|(_, t)| t.get().is_zero()) {
+            return Err(ConfigError::Invalid(format!(
+                "{key}: must be longer than 0"
+            )));
+        }
+        if s.server.max_connections == Some(0) {
+            return Err(ConfigError::Invalid(
+                "server.max_connections: must be at least 1".into(),
+            ));
         }
         if s.delivery.backoff_initial.get() > s.delivery.backoff_max.get() {
             return Err(ConfigError::Invalid(

@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use pingpilot_config::{Config, Settings};
+use poem::EndpointExt;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::api::IntakeCache;
+use crate::api::{IntakeCache, IntakeRate};
 use crate::metrics::Metrics;
 use crate::model::{Account, PlanLimits, hash_api_key, now_millis};
 use crate::provider::{
@@ -55,6 +56,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Accounts by API key hash, for intake.
     pub(crate) intake_cache: IntakeCache,
+    /// Each account's intake rate (`plans.<name>.events_per_second`).
+    pub(crate) intake_rate: IntakeRate,
 }
 
 /// What a request authenticated as.
@@ -90,6 +93,7 @@ impl AppState {
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
             intake_cache: IntakeCache::default(),
+            intake_rate: IntakeRate::default(),
         });
         Ok(state)
     }
@@ -107,6 +111,7 @@ impl AppState {
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
             intake_cache: IntakeCache::default(),
+            intake_rate: IntakeRate::default(),
         })
     }
 
@@ -122,6 +127,7 @@ impl AppState {
             delivery_results: watch::Sender::new(0),
             metrics: Metrics::default(),
             intake_cache: IntakeCache::default(),
+            intake_rate: IntakeRate::default(),
         }
     }
 
@@ -347,11 +353,17 @@ async fn heartbeat(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Connections the metrics listener (`metrics.bind`) takes at once: scrapers, not clients.
+const METRICS_CONNECTIONS: usize = 64;
+
 /// A web surface served beside the API under its own path prefix (the dashboard). Its answers
 /// pass through as they are: its error pages are not turned into JSON.
 pub struct Mount {
     /// E.g. `/dashboard`, without a trailing slash.
     pub prefix: &'static str,
+    /// Paths under the prefix whose rest is a secret (e.g. `/login/` for one-time sign-in
+    /// links): logged without it.
+    pub secret_paths: &'static [&'static str],
     pub endpoint: poem::endpoint::BoxEndpoint<'static>,
 }
 
@@ -362,7 +374,7 @@ pub async fn serve(
     state: Arc<AppState>,
     mounts: Vec<Mount>,
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
     let mut background = tokio::task::JoinSet::new();
     for entry in &state.providers {
@@ -377,18 +389,25 @@ pub async fn serve(
         let _ = deliveries.await;
     });
 
-    let app = crate::api::routes(state.clone(), mounts);
-    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    let server = poem::Server::new_with_acceptor(acceptor);
-    server
-        .run_with_graceful_shutdown(
-            app,
-            async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            },
-            Some(state.settings.server.shutdown_grace.get()),
-        )
-        .await?;
+    let limits = crate::server::Limits::from_settings(&state.settings);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        "accepting connections"
+    );
+    if let Some(bind) = state.settings.metrics.bind {
+        let listener = crate::server::bind(bind)?;
+        tracing::info!(address = %listener.local_addr()?, "metrics listening");
+        let metrics = Arc::new(crate::api::metrics_routes(state.clone()).boxed());
+        let limits = limits.with_max_connections(METRICS_CONNECTIONS);
+        let stop = shutdown.clone();
+        background.spawn(async move {
+            if let Err(err) = crate::server::run(listener, metrics, limits, stop).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        });
+    }
+    let app = Arc::new(crate::api::routes(state.clone(), mounts).boxed());
+    crate::server::run(listener, app, limits, shutdown).await?;
     while background.join_next().await.is_some() {}
     Ok(())
 }

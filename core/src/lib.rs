@@ -9,7 +9,9 @@ pub mod model;
 pub mod provider;
 #[cfg(feature = "samples")]
 pub mod samples;
+pub mod server;
 pub mod store;
+pub mod throttled;
 
 pub use pingpilot_config as config;
 

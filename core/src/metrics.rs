@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::model::Millis;
-use crate::store::QueueStats;
+use crate::store::{QueueStats, Store, StoreError};
 
 /// Bucket bounds in seconds for latencies.
 const BUCKETS: [f64; 12] = [
@@ -53,9 +53,16 @@ struct Counters {
     delivery_latency: BTreeMap<String, Histogram>,
 }
 
+/// How long one reading of the queue serves every scrape: counting the deliveries table grows
+/// with it, and anyone who can reach `/metrics` may ask as often as they like.
+const QUEUE_REFRESH: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<Counters>,
+    /// The last reading of the queue and when it was taken. Held while a reading is taken, so
+    /// scrapes that arrive meanwhile wait for it instead of asking the database too.
+    queue: tokio::sync::Mutex<Option<(Instant, Arc<QueueStats>)>>,
 }
 
 fn escape(value: &str) -> String {
@@ -97,7 +104,20 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// The Prometheus text exposition of everything, with the queue as it is now.
+    /// The queue's gauges, read from the database at most once per [`QUEUE_REFRESH`].
+    pub async fn queue(&self, store: &Store, now: Millis) -> Result<Arc<QueueStats>, StoreError> {
+        let mut last = self.queue.lock().await;
+        if let Some((taken, stats)) = last.as_ref()
+            && taken.elapsed() < QUEUE_REFRESH
+        {
+            return Ok(stats.clone());
+        }
+        let stats = Arc::new(store.queue_stats(now).await?);
+        *last = Some((Instant::now(), stats.clone()));
+        Ok(stats)
+    }
+
+    /// The Prometheus text exposition of everything, with the queue as last read.
     pub fn render(&self, queue: &QueueStats, now: Millis) -> String {
         let counters = self.counters();
         let mut out = String::new();

@@ -35,6 +35,7 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
         .at("/:first/*rest", not_found);
     Some(Mount {
         prefix: PREFIX,
+        secret_paths: &["/login/"],
         endpoint: route.data(state).boxed(),
     })
 }

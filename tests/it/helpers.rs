@@ -482,13 +482,33 @@ pub async fn bodies_at(server: &MockServer, at: &str) -> Vec<Value> {
 pub struct RelayProcess {
     pub child: std::process::Child,
     pub base: String,
+    /// Its log lines so far (stderr).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl RelayProcess {
     /// Starts `pingpilot serve --config <path>` on an ephemeral port and waits until it is ready.
     pub async fn spawn(config_path: &std::path::Path) -> Self {
+        Self::spawn_with(config_path, None).await
+    }
+
+    /// [`RelayProcess::spawn`] with the process's open-file limit (soft and hard) set to
+    /// `open_files` first, as `ulimit -n` does.
+    pub async fn spawn_with(config_path: &std::path::Path, open_files: Option<u64>) -> Self {
         use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pingpilot"))
+        let binary = env!("CARGO_BIN_EXE_pingpilot");
+        let mut command = match open_files {
+            Some(limit) => {
+                let mut command = std::process::Command::new("sh");
+                command
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                command
+            }
+            None => std::process::Command::new(binary),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(config_path)
             .env("PINGPILOT_SERVER__BIND", "127.0.0.1:0")
@@ -498,16 +518,26 @@ impl RelayProcess {
             .spawn()
             .expect("spawn relay");
         let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         let address = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stderr).lines();
             let address = loop {
                 let line = lines.next().expect("relay logs its address").expect("line");
+                kept.lock().expect("log").push(line.clone());
                 if let Some(rest) = line.split("address=").nth(1) {
                     break rest.split_whitespace().next().expect("address").to_string();
                 }
             };
             // Keep draining the log so the relay never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let mut log = kept.lock().expect("log");
+                    if log.len() < 100_000 {
+                        log.push(line);
+                    }
+                }
+            });
             address
         })
         .await
@@ -515,6 +545,7 @@ impl RelayProcess {
         let relay = Self {
             child,
             base: format!("http://{address}"),
+            log,
         };
         let client = reqwest::Client::new();
         for _ in 0..100 {
@@ -526,6 +557,39 @@ impl RelayProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("relay process did not become ready");
+    }
+
+    /// The `host:port` it listens on.
+    pub fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// Log lines containing `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect()
+    }
+
+    /// CPU time (user and system) the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("process stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("stat format")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // The kernel's USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
     }
 
     pub fn kill_hard(&mut self) {

@@ -136,13 +136,15 @@ fn send_event_documents_every_answer_with_its_exact_message() {
         assert_eq!(
             statuses,
             [
-                "200", "400", "401", "403", "404", "409", "413", "415", "422", "429", "500"
+                "200", "400", "401", "403", "404", "408", "409", "413", "415", "422", "429", "500",
+                "503"
             ],
             "{path}"
         );
         let example = |status: &str| {
             responses[status]["content"]["application/json"]["schema"]["example"].clone()
         };
+        let described = |status: &str| responses[status]["description"].as_str().unwrap_or("");
         assert_eq!(
             example("400"),
             json!({"message": "Invalid JSON request body"})
@@ -174,14 +176,31 @@ fn send_event_documents_every_answer_with_its_exact_message() {
             })
         );
         assert_eq!(
+            example("408"),
+            json!({"message": "Request body not received in time"})
+        );
+        assert_eq!(
             example("429"),
-            json!({"message": "Monthly quota reached. Please upgrade your plan for more events"})
+            json!({"message": "Too many requests: slow down and retry after the number of seconds in Retry-After"})
+        );
+        assert!(
+            described("429")
+                .contains("Monthly quota reached. Please upgrade your plan for more events"),
+            "the quota's 429 is described too"
+        );
+        assert_eq!(
+            responses["429"]["headers"]["Retry-After"]["schema"]["type"],
+            "integer"
         );
         assert_eq!(example("500"), json!({"message": "Internal server error"}));
+        assert_eq!(
+            example("503"),
+            json!({"message": "Service unavailable, please retry"})
+        );
+        assert_eq!(responses["503"]["headers"]["Retry-After"]["required"], true);
         let accepted = &spec["components"]["schemas"]["EventAccepted"]["example"];
         assert_eq!(accepted["message"], "Event processed successfully");
         // Every exact message of the 401s and 403s is in the descriptions.
-        let described = |status: &str| responses[status]["description"].as_str().unwrap_or("");
         for message in [
             "Unauthorized",
             "Invalid auth header format. Expected: 'Bearer [API_KEY]'",

@@ -729,7 +729,7 @@ impl AccountApi {
     ) -> Result<AccountResponse, Errors<UpdateAccountErrors>> {
         let account = authenticate(&self.0, &auth).await?;
         let changes =
-            parse_account_update(&self.0, &body.value()?).map_err(ApiError::unprocessable)?;
+            parse_account_update(&self.0, &body.value().await?).map_err(ApiError::unprocessable)?;
         let updated = apply_account_update(&self.0, &account.id, &changes)
             .await?
             .ok_or_else(ApiError::internal)?;

@@ -424,7 +424,7 @@ impl CategoriesApi {
         body: JsonBody<NewCategory>,
     ) -> Result<CreateCategoryResponse, Errors<CreateCategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
-        let category = create_category(&self.0, &account, &body.value()?).await?;
+        let category = create_category(&self.0, &account, &body.value().await?).await?;
         Ok(CreateCategoryResponse::Created(Json((&category).into())))
     }
 
@@ -467,7 +467,8 @@ impl CategoriesApi {
         body: JsonBody<CategoryPatch>,
     ) -> Result<CategoryResponse, Errors<UpdateCategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
-        let changes = parse_category_patch(&body.value()?).map_err(ApiError::unprocessable)?;
+        let changes =
+            parse_category_patch(&body.value().await?).map_err(ApiError::unprocessable)?;
         match self
             .0
             .store()?

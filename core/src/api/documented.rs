@@ -12,7 +12,7 @@ use poem::{IntoResponse, Request, RequestBody, Response};
 use poem_openapi::payload::Payload;
 use poem_openapi::registry::MetaParamIn;
 use poem_openapi::registry::{
-    MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
 };
 use poem_openapi::types::{
     ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
@@ -20,7 +20,10 @@ use poem_openapi::types::{
 use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions};
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ErrorMessage, INTERNAL_ERROR, INVALID_JSON, ValidationFailure};
+use super::error::{
+    ApiError, BODY_TIMEOUT, ErrorMessage, INTERNAL_ERROR, INVALID_JSON, UNAVAILABLE,
+    ValidationFailure,
+};
 use crate::store::StoreError;
 
 /// The documented media type of every JSON body (answers carry `; charset=utf-8`).
@@ -54,6 +57,8 @@ pub struct ErrorDoc {
     pub description: &'static str,
     /// An exact body.
     pub example: Value,
+    /// The description of a `Retry-After` header it carries, if it does.
+    pub retry_after: Option<&'static str>,
 }
 
 impl ErrorDoc {
@@ -62,7 +67,35 @@ impl ErrorDoc {
             status,
             description,
             example: json!({ "message": message }),
+            retry_after: None,
         }
+    }
+
+    /// The same answer with a `Retry-After` header, described.
+    pub fn with_retry_after(self, description: &'static str) -> Self {
+        Self {
+            retry_after: Some(description),
+            ..self
+        }
+    }
+
+    /// 503, on every operation: the database cannot take the request in time.
+    pub fn unavailable() -> Self {
+        Self::new(
+            503,
+            "The database cannot take the request in time (held by another program, a full              disk, unreachable): exactly `Service unavailable, please retry`. Nothing was              written; retry after `Retry-After` seconds.",
+            UNAVAILABLE,
+        )
+        .with_retry_after("Seconds to wait before retrying.")
+    }
+
+    /// 408, on every operation that takes a body.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            408,
+            "The body did not arrive within `server.body_timeout` (30 s by default) of the              headers: exactly `Request body not received in time`.",
+            BODY_TIMEOUT,
+        )
     }
 
     /// 401, on every operation that takes the Bearer key.
@@ -128,6 +161,7 @@ impl ErrorDoc {
             status: 422,
             description,
             example: failure.to_json().unwrap_or(Value::Null),
+            retry_after: None,
         }
     }
 
@@ -178,10 +212,21 @@ fn with_example(schema: &str, example: Value) -> MetaSchemaRef {
     }))
 }
 
+/// An operation's documented errors plus those every operation of its kind may answer: 503
+/// for all, 408 for those that take a body (which document 413). In status order.
+fn with_common_errors(mut docs: Vec<ErrorDoc>) -> Vec<ErrorDoc> {
+    if docs.iter().any(|doc| doc.status == 413) {
+        docs.push(ErrorDoc::body_timeout());
+    }
+    docs.push(ErrorDoc::unavailable());
+    docs.sort_by_key(|doc| doc.status);
+    docs
+}
+
 impl<O: OperationErrors> ApiResponse for Errors<O> {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: O::errors()
+            responses: with_common_errors(O::errors())
                 .into_iter()
                 .map(|doc| {
                     let schema = if doc.status == 422 {
@@ -197,7 +242,20 @@ impl<O: OperationErrors> ApiResponse for Errors<O> {
                             content_type: JSON,
                             schema: with_example(&schema, doc.example),
                         }],
-                        headers: Vec::new(),
+                        headers: doc
+                            .retry_after
+                            .map(|description| MetaHeader {
+                                name: "Retry-After".into(),
+                                description: Some(description.into()),
+                                // A 503 always says when to retry; a 429 only for the rate.
+                                required: doc.status == 503,
+                                deprecated: false,
+                                schema: MetaSchemaRef::Inline(Box::new(
+                                    MetaSchema::new_with_format("integer", "int64"),
+                                )),
+                            })
+                            .into_iter()
+                            .collect(),
                     }
                 })
                 .collect(),

@@ -5,10 +5,21 @@ use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
+use std::sync::LazyLock;
+use std::time::Duration;
+
 use crate::store::StoreError;
+use crate::throttled::Throttled;
+
+/// A failure repeated by every request is logged once per this period, with a count.
+const LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub const INTERNAL_ERROR: &str = "Internal server error";
 pub const INVALID_JSON: &str = "Invalid JSON request body";
+pub const UNAVAILABLE: &str = "Service unavailable, please retry";
+pub const BODY_TIMEOUT: &str = "Request body not received in time";
+/// What a 503 tells the client to wait before retrying, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Every error answer but 422: what went wrong, for people.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -104,6 +115,9 @@ pub enum ApiError {
     /// Already exists, or an `Idempotency-Key` reused with a different request.
     #[oai(status = 409)]
     Conflict(Json<ErrorMessage>),
+    /// The body did not arrive within `server.body_timeout` of the headers.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorMessage>),
     /// The body is larger than 64 KiB.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorMessage>),
@@ -113,13 +127,19 @@ pub enum ApiError {
     /// The body is JSON but breaks the rules; every violation is listed.
     #[oai(status = 422)]
     Unprocessable(Json<ValidationFailure>),
-    /// The plan's monthly event quota is used up.
+    /// The plan's monthly event quota is used up, or its intake rate (then with `Retry-After`).
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorMessage>),
+    TooManyRequests(
+        Json<ErrorMessage>,
+        #[oai(header = "Retry-After")] Option<u64>,
+    ),
     /// `Internal server error`; with `?wait=`, `Error processing event` and the `eventId` when
     /// a delivery failed.
     #[oai(status = 500)]
     Internal(Json<ErrorMessage>),
+    /// The database cannot take the request in time: retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorMessage>, #[oai(header = "Retry-After")] u64),
 }
 
 impl ApiError {
@@ -148,7 +168,20 @@ impl ApiError {
         }])
     }
     pub fn too_many_requests(message: impl Into<String>) -> Self {
-        Self::TooManyRequests(Json(ErrorMessage::new(message)))
+        Self::TooManyRequests(Json(ErrorMessage::new(message)), None)
+    }
+    /// 429 with the seconds to wait before the next try.
+    pub fn slow_down(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::TooManyRequests(Json(ErrorMessage::new(message)), Some(retry_after_secs))
+    }
+    pub fn request_timeout() -> Self {
+        Self::RequestTimeout(Json(ErrorMessage::new(BODY_TIMEOUT)))
+    }
+    pub fn unavailable() -> Self {
+        Self::ServiceUnavailable(
+            Json(ErrorMessage::new(UNAVAILABLE)),
+            UNAVAILABLE_RETRY_AFTER_SECS,
+        )
     }
     pub fn internal() -> Self {
         Self::Internal(Json(ErrorMessage::new(INTERNAL_ERROR)))
@@ -163,10 +196,12 @@ impl ApiError {
             | Self::Forbidden(m)
             | Self::NotFound(m)
             | Self::Conflict(m)
+            | Self::RequestTimeout(m)
             | Self::PayloadTooLarge(m)
             | Self::UnsupportedMediaType(m)
-            | Self::TooManyRequests(m)
-            | Self::Internal(m) => &m.message,
+            | Self::TooManyRequests(m, _)
+            | Self::Internal(m)
+            | Self::ServiceUnavailable(m, _) => &m.message,
         }
     }
 
@@ -178,19 +213,34 @@ impl ApiError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
+            Self::RequestTimeout(_) => 408,
             Self::PayloadTooLarge(_) => 413,
             Self::UnsupportedMediaType(_) => 415,
             Self::Unprocessable(_) => 422,
-            Self::TooManyRequests(_) => 429,
+            Self::TooManyRequests(..) => 429,
             Self::Internal(_) => 500,
+            Self::ServiceUnavailable(..) => 503,
         }
     }
 }
 
 impl From<StoreError> for ApiError {
+    /// 503 when the database cannot take the request now (locked, full, gone, unreachable) and
+    /// a retry may succeed; 500 for anything else. Either way the detail goes to the log only.
     fn from(err: StoreError) -> Self {
-        tracing::error!(error = %err, "storage failure while answering a request");
-        Self::internal()
+        static UNAVAILABLE_LOG: LazyLock<Throttled> = LazyLock::new(|| Throttled::every(LOG_EVERY));
+        static FAILURE_LOG: LazyLock<Throttled> = LazyLock::new(|| Throttled::every(LOG_EVERY));
+        if err.is_unavailable() {
+            if let Some(repeats) = UNAVAILABLE_LOG.ready() {
+                tracing::warn!(error = %err, repeats, "database unavailable: answering 503");
+            }
+            Self::unavailable()
+        } else {
+            if let Some(repeats) = FAILURE_LOG.ready() {
+                tracing::error!(error = %err, repeats, "storage failure while answering a request");
+            }
+            Self::internal()
+        }
     }
 }
 

@@ -86,10 +86,14 @@ impl<'a> ApiExtractor<'a> for Bearer {
     }
 }
 
-/// A JSON request body documented as `T`, read raw (at most [`BODY_LIMIT`] bytes) so the
-/// handler chooses when to report 415, 413 and 400, and validates it into 422s itself.
+/// A JSON request body documented as `T`, read only when the handler asks for it: after the
+/// key is checked, so a request with a bad key is answered from its headers alone, whatever
+/// body it declares. Read raw (at most [`BODY_LIMIT`] bytes) so the handler chooses when to
+/// report 415, 413 and 400, and validates it into 422s itself.
 pub struct JsonBody<T> {
-    parsed: Result<Value, BodyError>,
+    /// The content type, when it is not JSON.
+    unsupported: Option<String>,
+    body: Option<poem::Body>,
     _documented_as: PhantomData<fn() -> T>,
 }
 
@@ -98,13 +102,15 @@ enum BodyError {
     UnsupportedMediaType(String),
     TooLarge,
     NotJson,
+    TimedOut,
     Unreadable,
 }
 
 impl<T> JsonBody<T> {
-    /// The body as JSON, or the documented 415/413/400.
-    pub fn value(self) -> Result<Value, ApiError> {
-        self.parsed.map_err(|err| match err {
+    /// Reads the body as JSON, or the documented 415/413/400 (or 408 when it does not arrive
+    /// within `server.body_timeout`).
+    pub async fn value(self) -> Result<Value, ApiError> {
+        self.read().await.map_err(|err| match err {
             BodyError::UnsupportedMediaType(ct) => {
                 ApiError::UnsupportedMediaType(poem_openapi::payload::Json(
                     super::ErrorMessage::new(unsupported_media_type_message(&ct)),
@@ -113,8 +119,28 @@ impl<T> JsonBody<T> {
             BodyError::TooLarge => ApiError::PayloadTooLarge(poem_openapi::payload::Json(
                 super::ErrorMessage::new(too_large_message()),
             )),
+            BodyError::TimedOut => ApiError::request_timeout(),
             BodyError::NotJson | BodyError::Unreadable => ApiError::bad_request(INVALID_JSON),
         })
+    }
+
+    async fn read(self) -> Result<Value, BodyError> {
+        if let Some(content_type) = self.unsupported {
+            return Err(BodyError::UnsupportedMediaType(content_type));
+        }
+        let bytes = self
+            .body
+            .ok_or(BodyError::Unreadable)?
+            .into_bytes_limit(BODY_LIMIT)
+            .await
+            .map_err(|err| match err {
+                ReadBodyError::PayloadTooLarge => BodyError::TooLarge,
+                ReadBodyError::Io(err) if crate::server::is_body_timeout(&err) => {
+                    BodyError::TimedOut
+                }
+                _ => BodyError::Unreadable,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|_| BodyError::NotJson)
     }
 }
 
@@ -131,24 +157,6 @@ pub fn too_large_message() -> String {
 fn is_json_content_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
-}
-
-async fn read_json(request: &Request, body: &mut RequestBody) -> Result<Value, BodyError> {
-    if let Some(content_type) = request.content_type()
-        && !is_json_content_type(content_type)
-    {
-        return Err(BodyError::UnsupportedMediaType(content_type.to_string()));
-    }
-    let bytes = body
-        .take()
-        .map_err(|_| BodyError::Unreadable)?
-        .into_bytes_limit(BODY_LIMIT)
-        .await
-        .map_err(|err| match err {
-            ReadBodyError::PayloadTooLarge => BodyError::TooLarge,
-            _ => BodyError::Unreadable,
-        })?;
-    serde_json::from_slice(&bytes).map_err(|_| BodyError::NotJson)
 }
 
 impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
@@ -184,8 +192,13 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
+        let unsupported = request
+            .content_type()
+            .filter(|content_type| !is_json_content_type(content_type))
+            .map(str::to_string);
         Ok(Self {
-            parsed: read_json(request, body).await,
+            unsupported,
+            body: body.take().ok(),
             _documented_as: PhantomData,
         })
     }

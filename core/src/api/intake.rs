@@ -1,7 +1,7 @@
 //! `POST /api/v1/event`: the documented intake, checks in the documented order.
 
 use std::sync::Arc;
-
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use poem_openapi::param::Query;
@@ -15,6 +15,7 @@ use super::error::{ApiError, ErrorMessage, FieldError};
 use super::events::{DeliveryState, EventFields};
 use super::extract::{Bearer, JsonBody};
 use super::intake_cache::IntakeContext;
+use super::intake_rate::Rate;
 use super::{Tag, presented_key};
 use crate::app::{AppState, KEY_TOUCH_INTERVAL_MS};
 use crate::model::{Account, Category, hash_api_key, now_millis};
@@ -23,6 +24,8 @@ use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent};
 pub const NO_CHANNEL_MESSAGE: &str =
     "No notification channel is enabled. Enable at least one channel in your account settings";
 pub const QUOTA_MESSAGE: &str = "Monthly quota reached. Please upgrade your plan for more events";
+pub const RATE_MESSAGE: &str =
+    "Too many requests: slow down and retry after the number of seconds in Retry-After";
 pub const ACCEPTED_MESSAGE: &str = "Event processed successfully";
 
 const MAX_CATEGORY_LEN: usize = 64;
@@ -183,9 +186,16 @@ impl OperationErrors for SendEventErrors {
             ),
             ErrorDoc::new(
                 429,
-                "Events accepted this calendar month (UTC) reached the plan's limit: exactly \
-                 `Monthly quota reached. Please upgrade your plan for more events`.",
-                QUOTA_MESSAGE,
+                "The account sends faster than its plan's intake rate (`events_per_second`, with \
+                 bursts up to `burst`; checked after 403, and such requests never count against \
+                 the month): exactly `Too many requests: slow down and retry after the number of \
+                 seconds in Retry-After`, with `Retry-After`. Or the events accepted this \
+                 calendar month (UTC) reached the plan's limit: exactly `Monthly quota reached. \
+                 Please upgrade your plan for more events` (no `Retry-After`).",
+                RATE_MESSAGE,
+            )
+            .with_retry_after(
+                "With the rate's 429 only: whole seconds until the account may send again.",
             ),
             ErrorDoc::new(
                 500,
@@ -431,14 +441,21 @@ impl IntakeApi {
     ) -> Result<Json<EventAccepted>, ApiError> {
         let state = &self.0;
         let key_hash = hash_api_key(presented_key(&auth)?);
+        // The key is checked before any of the body is read: a request with a bad key is
+        // answered from its headers alone, whatever body it declares.
+        let cached = state.intake_cache.get(&key_hash);
+        let mut fresh = match cached {
+            Some(_) => None,
+            None => Some(self.load_context(&key_hash).await?),
+        };
         let submission = Submission {
             idempotency_key,
             wait,
-            body: body.value(),
+            body: body.value().await,
         };
         // Most requests: decided from the cached account, confirmed by the commit. Any refusal
         // is checked again from the database, which also replaces the cached copy.
-        if let Some(context) = state.intake_cache.get(&key_hash)
+        if let Some(context) = cached
             && let Ok(decided) = self
                 .decide(&context, &key_hash, &submission, Source::Cache)
                 .await
@@ -446,7 +463,10 @@ impl IntakeApi {
             return self.respond(&context, decided).await;
         }
         for _ in 0..FRESH_ATTEMPTS {
-            let context = self.load_context(&key_hash).await?;
+            let context = match fresh.take() {
+                Some(context) => context,
+                None => self.load_context(&key_hash).await?,
+            };
             match self
                 .decide(&context, &key_hash, &submission, Source::Database)
                 .await
@@ -493,11 +513,17 @@ impl IntakeApi {
             (Some(_), Ok(body)) => Some(request_hash(body)),
             _ => None,
         };
-        // A repeat of an accepted request answers like the first one, whatever changed since.
+        // A repeat of an accepted request answers like the first one, whatever changed since
+        // but the key: a cached copy may predate its revocation, so a repeat is answered only
+        // from a key just read from the database.
         if let (Some(key), Some(hash)) = (&idempotency_key, &request_hash)
             && let Some((first_hash, event_id)) =
                 store.idempotent_event(&account.id, key, now).await?
         {
+            if source == Source::Cache {
+                return Err(Refusal::Stale);
+            }
+            self.within_rate(account)?;
             if first_hash != *hash {
                 return Err(idempotency_conflict().into());
             }
@@ -505,6 +531,7 @@ impl IntakeApi {
             return Ok(Decided { event_id, wait });
         }
         let providers = enabled_channels(state, account)?;
+        self.within_rate(account)?;
         let limit = state.plan(&account.plan).events_per_month;
         // The commit checks the quota too; from a cache only a success is answered, so the
         // read is left to the commit.
@@ -547,6 +574,22 @@ impl IntakeApi {
                 Ok(Decided { event_id, wait })
             }
         }
+    }
+
+    /// Takes one of the account's intake tokens, or the documented 429 with `Retry-After`.
+    fn within_rate(&self, account: &Account) -> Result<(), ApiError> {
+        let state = &self.0;
+        let Some(plan) = state.settings.plans.get(&account.plan) else {
+            return Ok(());
+        };
+        let Some(rate) = Rate::of_plan(plan.events_per_second, plan.burst) else {
+            return Ok(());
+        };
+        let processes = state.process_count.load(Ordering::Relaxed);
+        state
+            .intake_rate
+            .take(&account.id, rate, processes)
+            .map_err(|wait_secs| ApiError::slow_down(RATE_MESSAGE, wait_secs))
     }
 
     /// The named category (case-insensitive), from the context or else the database; the
@@ -679,7 +722,7 @@ impl IntakeApi {
     /// Stores the event with one delivery per enabled channel and counts it against the monthly
     /// quota, all in one transaction, then answers; delivery happens in the background. Checks
     /// run in this order and the first failure answers: 401 (key), 403 (account settings), 429
-    /// (quota), 415/413/400 (body), 422 (validation), 404 (category).
+    /// (intake rate, then monthly quota), 415/413/400 (body), 422 (validation), 404 (category).
     ///
     /// With `Idempotency-Key`, a repeat of an accepted request within 24 hours answers with the
     /// same `eventId` and changes nothing; the same key with another body answers 409. With

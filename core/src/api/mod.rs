@@ -8,6 +8,7 @@ mod events;
 mod extract;
 mod intake;
 mod intake_cache;
+mod intake_rate;
 mod ops;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
 pub use events::{Quota, quota, retry_failed_deliveries};
 pub use intake::{ValidEvent, validate_event};
 pub(crate) use intake_cache::IntakeCache;
+pub(crate) use intake_rate::IntakeRate;
 
 use crate::app::AppState;
 
@@ -66,6 +68,19 @@ fn service(
     )
 }
 
+/// What the listener of `metrics.bind` serves: `/metrics` alone.
+pub fn metrics_routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
+    ops::metrics_route(state)
+        .map_to_response()
+        .around(|next, req| async move {
+            let response = match next.call(req).await {
+                Ok(response) => response.into_response(),
+                Err(err) => err.into_response(),
+            };
+            Ok(json_errors(response).await)
+        })
+}
+
 /// The OpenAPI document as JSON, exactly as the server serves it.
 pub fn openapi_json() -> String {
     service(Arc::new(AppState::for_documentation())).spec()
@@ -77,13 +92,17 @@ pub fn openapi_yaml() -> String {
 }
 
 /// Every route the server answers.
-pub fn routes(state: Arc<AppState>, mounts: Vec<crate::app::Mount>) -> impl Endpoint {
+pub fn routes(
+    state: Arc<AppState>,
+    mounts: Vec<crate::app::Mount>,
+) -> impl Endpoint<Output = Response> {
     let api = service(state.clone());
     let spec_json = openapi_json();
     let spec_yaml = openapi_yaml();
     let swagger = api.swagger_ui();
     let allowed = Arc::new(AllowedMethods::new(&spec_json));
-    let mounted: Arc<[&'static str]> = mounts.iter().map(|m| m.prefix).collect();
+    let mounted: Arc<[(&'static str, &'static [&'static str])]> =
+        mounts.iter().map(|m| (m.prefix, m.secret_paths)).collect();
     let mut route = Route::new();
     for mount in mounts {
         route = route.nest(mount.prefix, mount.endpoint);
@@ -115,7 +134,7 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<crate::app::Mount>) -> impl Endp
             async move {
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
-                let own_errors = mounted.iter().any(|prefix| {
+                let own_errors = mounted.iter().any(|(prefix, _)| {
                     path.strip_prefix(prefix)
                         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
                 });
@@ -137,7 +156,9 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<crate::app::Mount>) -> impl Endp
                         .headers_mut()
                         .insert(poem::http::header::ALLOW, value);
                 }
-                // One line per request; the path never holds a key (keys travel in a header).
+                // One line per request. Keys travel in a header; paths that carry a secret (a
+                // one-time sign-in link) are cut before it.
+                let path = loggable_path(&path, &mounted);
                 tracing::info!(
                     %method,
                     %path,
@@ -148,6 +169,24 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<crate::app::Mount>) -> impl Endp
                 Ok(response)
             }
         })
+}
+
+/// `path` without the secret part of a mount's secret-carrying paths.
+fn loggable_path<'p>(
+    path: &'p str,
+    mounts: &[(&'static str, &'static [&'static str])],
+) -> std::borrow::Cow<'p, str> {
+    for (prefix, secret_paths) in mounts {
+        let Some(rest) = path.strip_prefix(prefix) else {
+            continue;
+        };
+        for secret_path in *secret_paths {
+            if rest.len() > secret_path.len() && rest.starts_with(secret_path) {
+                return format!("{prefix}{secret_path}[redacted]").into();
+            }
+        }
+    }
+    path.into()
 }
 
 /// The methods each route answers, for the `Allow` header of a 405 (RFC 9110): the documented

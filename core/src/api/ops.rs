@@ -12,8 +12,9 @@ use crate::app::AppState;
 use crate::model::now_millis;
 use crate::provider::{WebhookReply, WebhookRequest};
 
-pub fn routes(state: Arc<AppState>) -> impl Endpoint {
-    Route::new()
+/// Liveness, readiness and (unless `metrics.bind` gives it a listener of its own) `/metrics`.
+pub fn routes(state: Arc<AppState>) -> Route {
+    let route = Route::new()
         .at(
             "/healthz",
             get(poem::endpoint::make_sync(|_| {
@@ -21,28 +22,62 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
             })),
         )
         .at(
-            "/metrics",
+            "/readyz",
             get(poem::endpoint::make({
                 let state = state.clone();
                 move |_| {
                     let state = state.clone();
-                    async move { metrics(&state).await }
+                    async move { readiness(&state).await }
                 }
             })),
-        )
-        .at(
-            "/readyz",
-            get(poem::endpoint::make(move |_| {
-                let state = state.clone();
-                async move { readiness(&state).await }
-            })),
-        )
+        );
+    if state.settings.metrics.bind.is_some() {
+        return route;
+    }
+    route.at("/metrics", metrics_endpoint(state))
 }
 
-/// Prometheus text: this process's counters and the database's queue.
+/// `/metrics` alone, for the listener of `metrics.bind`.
+pub fn metrics_route(state: Arc<AppState>) -> Route {
+    Route::new().at("/metrics", metrics_endpoint(state))
+}
+
+fn metrics_endpoint(state: Arc<AppState>) -> impl Endpoint<Output = Response> {
+    get(poem::endpoint::make(move |request: poem::Request| {
+        let state = state.clone();
+        async move {
+            if !scraper_allowed(&state, &request) {
+                return json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"message": super::UNAUTHORIZED}),
+                );
+            }
+            metrics(&state).await
+        }
+    }))
+}
+
+/// Whether the request may read `/metrics`: always, unless `metrics.token` is set; then only
+/// with `Authorization: Bearer <token>`.
+fn scraper_allowed(state: &AppState, request: &poem::Request) -> bool {
+    let Some(token) = state.settings.metrics.token.as_deref() else {
+        return true;
+    };
+    let presented = request
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Comparing digests: the time taken says nothing about the token.
+    crate::model::hash_api_key(presented) == crate::model::hash_api_key(token)
+}
+
+/// Prometheus text: this process's counters and the database's queue (as of the last few
+/// seconds: every scrape shares one reading).
 async fn metrics(state: &AppState) -> Response {
     let queue = match state.store() {
-        Ok(store) => store.queue_stats(now_millis()).await,
+        Ok(store) => state.metrics.queue(store, now_millis()).await,
         Err(err) => Err(err),
     };
     match queue {

@@ -322,7 +322,7 @@ impl GroupCommit {
         self.jobs
             .send(job)
             .await
-            .map_err(|_| StoreError::Corrupt("the database writer has stopped".into()))
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))
     }
 }
 
@@ -382,13 +382,15 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Job
                 answer_all(batch.finish_replies, written.finishes);
                 answer_all(batch.claim_replies, written.claims);
             }
-            // One bad job must not fail its neighbours: write each on its own.
-            Err(_) if batch.len() > 1 => write_one_by_one(&*writer, batch).await,
+            // One bad job must not fail its neighbours: write each on its own. Not when the
+            // database itself cannot write (locked, full): each job would wait and fail again.
+            Err(err) if batch.len() > 1 && !err.is_unavailable() => {
+                write_one_by_one(&*writer, batch).await
+            }
             Err(err) => {
-                let message = format!("database write failed: {err}");
-                fail_all(batch.intake_replies, &message);
-                fail_all(batch.finish_replies, &message);
-                fail_all(batch.claim_replies, &message);
+                fail_all(batch.intake_replies, &err);
+                fail_all(batch.finish_replies, &err);
+                fail_all(batch.claim_replies, &err);
             }
         }
     }
@@ -425,9 +427,9 @@ fn only<T>(results: Vec<T>) -> Result<T> {
         .ok_or_else(|| StoreError::Corrupt("the database writer gave no result".into()))
 }
 
-fn fail_all<T>(replies: Vec<oneshot::Sender<Result<T>>>, message: &str) {
+fn fail_all<T>(replies: Vec<oneshot::Sender<Result<T>>>, err: &StoreError) {
     for reply in replies {
-        let _ = reply.send(Err(StoreError::Corrupt(message.to_string())));
+        let _ = reply.send(Err(err.for_each_caller()));
     }
 }
 

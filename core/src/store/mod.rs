@@ -36,6 +36,67 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot start a database thread: {0}")]
     ThreadStart(std::io::Error),
+    /// The database cannot take the request now (locked, full, gone, unreachable); a retry
+    /// may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A batched write that failed for another reason, as told to each of its callers.
+    #[error("database write failed: {0}")]
+    WriteFailed(String),
+}
+
+impl StoreError {
+    /// Whether the failure is the database's state rather than the request's: a lock held too
+    /// long, a full disk, an I/O error, a missing file, a lost or exhausted connection.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Database(err) => sqlx_unavailable(err),
+            Self::Sqlite(err) => err
+                .sqlite_error()
+                .is_some_and(|err| sqlite_code_unavailable(err.extended_code)),
+            Self::Corrupt(_) | Self::ThreadStart(_) | Self::WriteFailed(_) => false,
+        }
+    }
+
+    /// The same failure for every caller of a batch (the error itself is not `Clone`).
+    pub fn for_each_caller(&self) -> Self {
+        if self.is_unavailable() {
+            Self::Unavailable(self.to_string())
+        } else {
+            Self::WriteFailed(self.to_string())
+        }
+    }
+}
+
+fn sqlx_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| match code.parse::<i32>() {
+            Ok(sqlite_code) => sqlite_code_unavailable(sqlite_code),
+            Err(_) => postgres_state_unavailable(&code),
+        }),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// SQLite result codes (primary code in the low byte) of a database that cannot take a request
+/// now: busy or locked, out of memory, read-only (including a file moved away), I/O error,
+/// full, cannot open, locking protocol.
+fn sqlite_code_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14 | 15)
+}
+
+/// PostgreSQL SQLSTATEs of a server that cannot take a request now: connection exceptions,
+/// insufficient resources (a full disk among them), a lock or statement timeout, shutting down.
+fn postgres_state_unavailable(state: &str) -> bool {
+    state.starts_with("08")
+        || state.starts_with("53")
+        || matches!(state, "55P03" | "57014" | "57P01" | "57P02" | "57P03")
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
