@@ -362,6 +362,136 @@ async fn metrics_count_intake_deliveries_and_the_queue() {
     relay.stop().await;
 }
 
+/// A `pingpilot_queue_deliveries` line of a scrape.
+fn delivered_gauge(text: &str) -> Option<String> {
+    text.lines()
+        .find(|line| line.starts_with("pingpilot_queue_deliveries{state=\"delivered\"}"))
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn scrapes_share_one_reading_of_the_queue_for_a_few_seconds() {
+    let relay = Relay::start().await;
+    let key = relay.discord_only_account().await;
+    let first = accepted_id(&relay, &key, json!({"category": "sale"})).await;
+    relay.wait_final(&key, &first).await;
+    let scrape = || async {
+        relay
+            .request(Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let before = scrape().await;
+    assert_eq!(
+        delivered_gauge(&before).as_deref(),
+        Some("pingpilot_queue_deliveries{state=\"delivered\"} 1")
+    );
+    let second = accepted_id(&relay, &key, json!({"category": "sale"})).await;
+    relay.wait_final(&key, &second).await;
+    // Counters are live; the queue, which costs a count of the deliveries table, is not read
+    // again for every scrape.
+    let during = scrape().await;
+    assert!(during.contains("pingpilot_events_total{result=\"accepted\",status=\"200\"} 2\n"));
+    assert_eq!(delivered_gauge(&during), delivered_gauge(&before));
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    let after = scrape().await;
+    assert_eq!(
+        delivered_gauge(&after).as_deref(),
+        Some("pingpilot_queue_deliveries{state=\"delivered\"} 2")
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_token_requires_the_bearer_token() {
+    let relay = Relay::start_with("[metrics]\ntoken = \"scrape-secret\"\n", true).await;
+    for authorization in [None, Some("Bearer wrong"), Some("scrape-secret")] {
+        let mut request = relay.request(Method::GET, "/metrics");
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().await.expect("metrics");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+        assert_eq!(
+            response.text().await.expect("body"),
+            r#"{"message":"Unauthorized"}"#
+        );
+    }
+    let response = relay
+        .request(Method::GET, "/metrics")
+        .header("Authorization", "Bearer scrape-secret")
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("pingpilot_queue_deliveries")
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_bind_serves_metrics_on_a_listener_of_its_own() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let relay = Relay::start_with(&format!("[metrics]\nbind = \"127.0.0.1:{port}\"\n"), true).await;
+    // Gone from the public port...
+    let (status, body) = relay.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"message": "Not found"}))
+    );
+    // ...and served on its own, alone.
+    let client = reqwest::Client::new();
+    let mut served = None;
+    for _ in 0..50 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            served = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = served.expect("the metrics listener answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("pingpilot_events_total")
+    );
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/quota"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.text().await.expect("body"),
+        r#"{"message":"Not found"}"#
+    );
+    relay.stop().await;
+}
+
 /// A configuration file for relay processes sharing one SQLite database and a Discord stand-in.
 fn process_config(
     dir: &std::path::Path,

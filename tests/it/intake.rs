@@ -462,3 +462,165 @@ async fn accepted_events_answer_200_with_an_event_id_on_both_paths() {
     }
     relay.stop().await;
 }
+
+const RATE_LIMITED: &str = r#"{"message":"Too many requests: slow down and retry after the number of seconds in Retry-After"}"#;
+
+/// An account on `plan` with both channels' fields and a `sale` category; its key.
+async fn account_on_plan(relay: &Relay, plan: &str) -> String {
+    let (_, key) = relay
+        .create_account(&[
+            "--plan",
+            plan,
+            "--discord-id",
+            DISCORD_ID,
+            "--telegram-username",
+            "test_user",
+        ])
+        .await;
+    let (status, body) = relay
+        .call(
+            Method::POST,
+            "/api/v1/categories",
+            Some(&key),
+            Some(json!({"name": "sale", "color": "#00FF00"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    key
+}
+
+/// Sends the sale event; status, `Retry-After` and exact body.
+async fn send_timed(relay: &Relay, key: &str) -> (StatusCode, Option<String>, String) {
+    let response = relay
+        .request(Method::POST, "/api/v1/event")
+        .header("Authorization", format!("Bearer {key}"))
+        .body(SALE)
+        .send()
+        .await
+        .expect("request");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (
+        response.status(),
+        retry_after,
+        response.text().await.expect("body"),
+    )
+}
+
+#[tokio::test]
+async fn the_intake_rate_answers_429_with_retry_after_between_the_403s_and_the_quota() {
+    let relay = Relay::start_with(
+        "[plans.trickle]\nevents_per_month = 1000\nevents_per_second = 0.5\nburst = 3\n\n\
+         [plans.tiny]\nevents_per_month = 2\nevents_per_second = 0.5\nburst = 3\n",
+        true,
+    )
+    .await;
+    let key = account_on_plan(&relay, "trickle").await;
+    for _ in 0..3 {
+        let (status, retry_after, body) = send_timed(&relay, &key).await;
+        assert_eq!((status, retry_after), (StatusCode::OK, None), "{body}");
+    }
+    // The burst is spent: the 429 says to come back in two seconds (a token every two)...
+    let (status, retry_after, body) = send_timed(&relay, &key).await;
+    assert_eq!(
+        (status, retry_after.as_deref(), body.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("2"), RATE_LIMITED)
+    );
+    // ...before any body error, and without counting against the month.
+    let (status, text) = raw(&relay, Some(&format!("Bearer {key}")), None, "not json").await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED)
+    );
+    let (_, quota) = relay
+        .call(Method::GET, "/api/v1/quota", Some(&key), None)
+        .await;
+    assert_eq!(quota["eventsUsed"], 3);
+    // Two seconds later there is a token again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, _, body) = send_timed(&relay, &key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 403 comes first: an account that cannot receive events never gets to the rate.
+    let (_, unready) = relay.create_account(&["--plan", "trickle"]).await;
+    for _ in 0..5 {
+        let (status, _, _) = send_timed(&relay, &unready).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    // The rate comes before the quota: the month's 429 while tokens last, then the rate's.
+    let tiny = account_on_plan(&relay, "tiny").await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let (status, retry_after, body) = send_timed(&relay, &tiny).await;
+        answers.push((status.as_u16(), retry_after, body));
+    }
+    let quota_body =
+        r#"{"message":"Monthly quota reached. Please upgrade your plan for more events"}"#;
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(answers[1].0, 200);
+    assert_eq!(
+        (answers[2].0, answers[2].1.as_deref(), answers[2].2.as_str()),
+        (429, None, quota_body)
+    );
+    assert_eq!(
+        (answers[3].0, answers[3].1.as_deref(), answers[3].2.as_str()),
+        (429, Some("2"), RATE_LIMITED)
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_plan_without_a_rate_is_never_slowed_down() {
+    let relay = Relay::start().await;
+    let key = account_on_plan(&relay, "unlimited").await;
+    let sends = (0..300).map(|_| send_timed(&relay, &key));
+    let answers = futures_join_all(sends).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _, _)| *status == StatusCode::OK)
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotent_repeat_passes_the_key_checks_again() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let send = |key: String| {
+        let request = relay
+            .request(Method::POST, "/api/v1/event")
+            .header("Authorization", format!("Bearer {key}"))
+            .header("Idempotency-Key", "order-1")
+            .body(SALE);
+        async move {
+            let response = request.send().await.expect("request");
+            (response.status(), response.text().await.expect("body"))
+        }
+    };
+    let (status, first) = send(key.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = send(key.clone()).await;
+    assert_eq!((status, &again), (StatusCode::OK, &first));
+    // Revoked from another process: this relay's cached copy of the key must not answer.
+    let (_, keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    let id = keys[0]["id"].as_str().expect("key id").to_string();
+    assert!(
+        relay
+            .cli(&["key", "revoke", "--key-id", &id])
+            .await
+            .status
+            .success()
+    );
+    let (status, body) = send(key.clone()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::UNAUTHORIZED, r#"{"message":"Invalid API key"}"#)
+    );
+    relay.stop().await;
+}

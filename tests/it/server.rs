@@ -357,3 +357,34 @@ async fn running_out_of_files_backs_off_and_logs_once() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("Too many open files"), "{failures:?}");
 }
+
+#[tokio::test]
+async fn secrets_in_paths_never_reach_the_log() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let database = TestDatabase::create(dir.path()).await;
+    let config = dir.path().join("pingpilot.toml");
+    std::fs::write(&config, config_toml(&database.url, "", "")).expect("config");
+    let relay = RelayProcess::spawn(&config).await;
+    let token = "Zq8secretSignInLinkToken0000000000000000000";
+    let client = reqwest::Client::new();
+    for path in [
+        format!("/dashboard/login/{token}"),
+        format!("/dashboard/login/{token}/more"),
+    ] {
+        let response = client
+            .get(format!("{}{path}", relay.base))
+            .send()
+            .await
+            .expect("request");
+        assert!(response.status().as_u16() < 500);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay.log_lines("/dashboard/login/[redacted]").len() < 2 {
+        assert!(Instant::now() < deadline, "the requests are logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(relay.log_lines(token), Vec::<String>::new());
+    assert_eq!(relay.log_lines("secretSignIn"), Vec::<String>::new());
+    drop(relay);
+    database.remove().await;
+}

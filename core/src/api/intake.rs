@@ -1,7 +1,7 @@
 //! `POST /api/v1/event`: the documented intake, checks in the documented order.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use poem_openapi::param::Query;
@@ -452,6 +452,7 @@ impl IntakeApi {
             idempotency_key,
             wait,
             body: body.value().await,
+            took_rate_token: AtomicBool::new(false),
         };
         // Most requests: decided from the cached account, confirmed by the commit. Any refusal
         // is checked again from the database, which also replaces the cached copy.
@@ -523,7 +524,7 @@ impl IntakeApi {
             if source == Source::Cache {
                 return Err(Refusal::Stale);
             }
-            self.within_rate(account)?;
+            self.within_rate(account, submission)?;
             if first_hash != *hash {
                 return Err(idempotency_conflict().into());
             }
@@ -531,7 +532,7 @@ impl IntakeApi {
             return Ok(Decided { event_id, wait });
         }
         let providers = enabled_channels(state, account)?;
-        self.within_rate(account)?;
+        self.within_rate(account, submission)?;
         let limit = state.plan(&account.plan).events_per_month;
         // The commit checks the quota too; from a cache only a success is answered, so the
         // read is left to the commit.
@@ -577,7 +578,11 @@ impl IntakeApi {
     }
 
     /// Takes one of the account's intake tokens, or the documented 429 with `Retry-After`.
-    fn within_rate(&self, account: &Account) -> Result<(), ApiError> {
+    /// Once per request: a request checked again from fresher data has its token.
+    fn within_rate(&self, account: &Account, submission: &Submission) -> Result<(), ApiError> {
+        if submission.took_rate_token.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let state = &self.0;
         let Some(plan) = state.settings.plans.get(&account.plan) else {
             return Ok(());
@@ -589,7 +594,9 @@ impl IntakeApi {
         state
             .intake_rate
             .take(&account.id, rate, processes)
-            .map_err(|wait_secs| ApiError::slow_down(RATE_MESSAGE, wait_secs))
+            .map_err(|wait_secs| ApiError::slow_down(RATE_MESSAGE, wait_secs))?;
+        submission.took_rate_token.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The named category (case-insensitive), from the context or else the database; the
@@ -681,6 +688,8 @@ struct Submission {
     idempotency_key: Option<String>,
     wait: Option<String>,
     body: Result<Value, ApiError>,
+    /// The request has used one of its account's intake tokens.
+    took_rate_token: AtomicBool,
 }
 
 /// Where the account a request is checked against came from.
