@@ -18,6 +18,7 @@ use crate::provider::{
     ProviderSetup,
 };
 use crate::store::{Store, StoreError};
+use crate::throttled::Throttled;
 
 pub const PROJECT_URL: &str = "https://github.com/pingpilot/pingpilot";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -239,7 +240,7 @@ fn build_providers(
 /// Opens the configured database, creating it and bringing its schema up to date.
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {
     let db = &config.settings.database;
-    Ok(crate::store::open(&db.url, db.max_connections).await?)
+    Ok(crate::store::open(&db.url, &crate::store::StoreOptions::from_settings(db)).await?)
 }
 
 /// A host for providers built without a database; they are not run.
@@ -333,12 +334,15 @@ async fn heartbeat(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         return;
     };
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    let failures = Throttled::every(std::time::Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 match store.heartbeat(&state.process_id, now_millis(), HEARTBEAT_WINDOW_MS).await {
                     Ok(count) => state.process_count.store(count, Ordering::Relaxed),
-                    Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
+                    Err(err) => if let Some(repeats) = failures.ready() {
+                        tracing::warn!(error = %err, repeats, "heartbeat failed");
+                    },
                 }
             }
             changed = shutdown.changed() => {

@@ -4,7 +4,7 @@
 //! dashboard go straight to the providers.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use pingpilot_config::DeliveryPriority;
@@ -18,6 +18,7 @@ use crate::lock;
 use crate::model::{Account, Millis, now_millis, to_datetime};
 use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
 use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate, StoreError};
+use crate::throttled::Throttled;
 
 /// Retry policy from the delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +108,34 @@ impl RetryPolicy {
                 reason: reason.clone(),
             },
         }
+    }
+}
+
+/// A failure that repeats with every claim, renewal or result is logged once per this period.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
+static CLAIM_LOG: LazyLock<Throttled> = LazyLock::new(|| Throttled::every(ERROR_LOG_EVERY));
+static RENEW_LOG: LazyLock<Throttled> = LazyLock::new(|| Throttled::every(ERROR_LOG_EVERY));
+static RESULT_LOG: LazyLock<Throttled> = LazyLock::new(|| Throttled::every(ERROR_LOG_EVERY));
+
+/// The pause after failed claims: from a tenth of a second, doubling, up to the poll interval
+/// (or 5 s when that is shorter).
+#[derive(Default)]
+struct Backoff {
+    pause: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MOST: Duration = Duration::from_secs(5);
+
+    fn next(&mut self, poll: Duration) -> Duration {
+        self.pause = (self.pause * 2).clamp(Self::FIRST, poll.max(Self::MOST));
+        self.pause
+    }
+
+    /// Back to no pause; whether there was one.
+    fn reset(&mut self) -> bool {
+        !std::mem::take(&mut self.pause).is_zero()
     }
 }
 
@@ -224,10 +253,12 @@ async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) 
         }
     });
 
+    let mut claim_failures = Backoff::default();
     while !*shutdown.borrow() {
         while in_flight.try_join_next().is_some() {}
         let mut claimed_everything_asked = false;
         let mut waiting_for_free_slots = false;
+        let mut claim_failed = false;
         for ProviderSlots {
             provider,
             slots: provider_slots,
@@ -252,7 +283,10 @@ async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) 
             {
                 Ok(claimed) => claimed,
                 Err(err) => {
-                    tracing::error!(error = %err, "could not claim deliveries");
+                    if let Some(repeats) = CLAIM_LOG.ready() {
+                        tracing::error!(error = %err, repeats, "could not claim deliveries");
+                    }
+                    claim_failed = true;
                     continue;
                 }
             };
@@ -286,6 +320,19 @@ async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) 
                     drop((total, own));
                 });
             }
+        }
+        if claim_failed {
+            // The database cannot take claims (locked, full, unreachable): try again later,
+            // later each time, rather than at once.
+            tokio::select! {
+                _ = tokio::time::sleep(claim_failures.next(poll)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        if claim_failures.reset() {
+            CLAIM_LOG.reset();
+            tracing::info!("claiming deliveries again");
         }
         if claimed_everything_asked {
             continue;
@@ -342,8 +389,10 @@ async fn renew_leases(
     if lock(in_flight).is_empty() {
         return;
     }
-    if let Err(err) = store.extend_leases(owner, now_millis() + lease_ms).await {
-        tracing::warn!(error = %err, "could not renew delivery leases");
+    if let Err(err) = store.extend_leases(owner, now_millis() + lease_ms).await
+        && let Some(repeats) = RENEW_LOG.ready()
+    {
+        tracing::warn!(error = %err, repeats, "could not renew delivery leases");
     }
 }
 
@@ -508,7 +557,9 @@ async fn finish(
             "lease lost before the result was recorded"
         ),
         Err(err) => {
-            tracing::error!(error = %err, delivery = delivery.id, "could not record a delivery result; the lease will expire and it is tried again")
+            if let Some(repeats) = RESULT_LOG.ready() {
+                tracing::error!(error = %err, delivery = delivery.id, repeats, "could not record a delivery result; the lease will expire and it is tried again")
+            }
         }
     }
 }
@@ -533,6 +584,21 @@ mod tests {
             error: "boom".into(),
             retry_after: after,
         }
+    }
+
+    #[test]
+    fn failed_claims_pause_longer_each_time_up_to_a_bound() {
+        let mut backoff = Backoff::default();
+        let poll = Duration::from_secs(1);
+        assert_eq!(backoff.next(poll), Duration::from_millis(100));
+        assert_eq!(backoff.next(poll), Duration::from_millis(200));
+        for _ in 0..10 {
+            backoff.next(poll);
+        }
+        assert_eq!(backoff.next(poll), Duration::from_secs(5));
+        assert!(backoff.reset());
+        assert!(!backoff.reset());
+        assert_eq!(backoff.next(poll), Duration::from_millis(100));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod dashboard;
 mod delivery;
 mod engine;
 mod events_api;
+mod faults;
 mod helpers;
 mod intake;
 mod openapi;

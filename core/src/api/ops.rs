@@ -1,7 +1,7 @@
 //! Operational endpoints outside the documented API: liveness and readiness.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Response, Route, get};
@@ -11,6 +11,7 @@ use super::error::json_response;
 use crate::app::AppState;
 use crate::model::now_millis;
 use crate::provider::{WebhookReply, WebhookRequest};
+use crate::throttled::Throttled;
 
 /// Liveness, readiness and (unless `metrics.bind` gives it a listener of its own) `/metrics`.
 pub fn routes(state: Arc<AppState>) -> Route {
@@ -87,7 +88,9 @@ async fn metrics(state: &AppState) -> Response {
             .with_content_type("text/plain; version=0.0.4; charset=utf-8")
             .into_response(),
         Err(err) => {
-            tracing::warn!(error = %err, "metrics: database unreachable");
+            if let Some(repeats) = UNREADY_LOG.ready() {
+                tracing::warn!(error = %err, repeats, "metrics: database unreachable");
+            }
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"message": "Database unreachable"}),
@@ -96,7 +99,11 @@ async fn metrics(state: &AppState) -> Response {
     }
 }
 
-/// Ready when the database answers.
+/// Readiness failures are logged once per this period: probes keep asking.
+static UNREADY_LOG: LazyLock<Throttled> =
+    LazyLock::new(|| Throttled::every(std::time::Duration::from_secs(10)));
+
+/// Ready when the database takes writes and answers.
 async fn readiness(state: &AppState) -> Response {
     let database = match state.store() {
         Ok(store) => store.ping().await,
@@ -108,7 +115,9 @@ async fn readiness(state: &AppState) -> Response {
             &json!({"status": "ready", "database": "ok"}),
         ),
         Err(err) => {
-            tracing::warn!(error = %err, "readiness check: database unreachable");
+            if let Some(repeats) = UNREADY_LOG.ready() {
+                tracing::warn!(error = %err, repeats, "not ready: the database cannot take writes");
+            }
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "database": "unreachable"}),

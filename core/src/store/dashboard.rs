@@ -126,7 +126,7 @@ mod tests {
             match self {
                 Self::Sqlite(store) => sqlx::query("DELETE FROM accounts WHERE id = ?")
                     .bind(id)
-                    .execute(&mut *store.writer.lock().await)
+                    .execute(&mut *store.writer.lock().await.expect("writer"))
                     .await
                     .map(drop),
                 Self::Postgres(store) => sqlx::query("DELETE FROM accounts WHERE id = $1")
@@ -143,7 +143,7 @@ mod tests {
             match self {
                 Self::Sqlite(store) => {
                     sqlx::query_scalar(AssertSqlSafe(sql))
-                        .fetch_one(&mut *store.writer.lock().await)
+                        .fetch_one(&mut *store.writer.lock().await.expect("writer"))
                         .await
                 }
                 Self::Postgres(store) => {

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{AttemptLog, DeliveryUpdate, IntakeResult, NewEvent, Result, StoreError, json_text};
+use super::{
+    AttemptLog, DeliveryUpdate, Health, IntakeResult, NewEvent, Result, StoreError, json_text,
+};
 use crate::model::{Category, Millis, month_key, new_event_id};
 
 /// Most jobs written together.
@@ -239,34 +241,39 @@ enum Job {
 #[derive(Clone)]
 pub struct GroupCommit {
     jobs: mpsc::Sender<Job>,
+    health: Arc<Health>,
 }
 
 impl GroupCommit {
     /// Starts `writers` writer tasks taking batches from one queue: one for a database with a
     /// single writer (SQLite), a few where transactions run side by side (PostgreSQL), so one
     /// batch's round trips overlap another's.
-    pub fn start(writer: impl BatchWriter, writers: usize) -> Self {
+    pub fn start(writer: impl BatchWriter, writers: usize, health: Arc<Health>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let writer = Arc::new(writer);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..writers.max(1) {
-            tokio::spawn(run(writer.clone(), queue.clone()));
+            tokio::spawn(run(writer.clone(), queue.clone(), health.clone()));
         }
-        Self { jobs }
+        Self { jobs, health }
     }
 
     /// Starts one writer on a thread of its own, with a single-threaded runtime: for a writer
     /// that does its work synchronously (SQLite's), which must not hold up the runtime that
     /// serves requests. Jobs still arrive and leave through the same channels.
-    pub fn start_on_own_thread(writer: impl BatchWriter) -> Result<Self> {
+    pub fn start_on_own_thread(writer: impl BatchWriter, health: Arc<Health>) -> Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         crate::spawn_on_own_thread(
             "pingpilot-writer",
             &mut tokio::runtime::Builder::new_current_thread(),
-            run(Arc::new(writer), Arc::new(Mutex::new(queue))),
+            run(
+                Arc::new(writer),
+                Arc::new(Mutex::new(queue)),
+                health.clone(),
+            ),
         )
         .map_err(StoreError::ThreadStart)?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, health })
     }
 
     /// Commits the event (with its deliveries, quota count and idempotency key) and returns
@@ -319,6 +326,7 @@ impl GroupCommit {
     }
 
     async fn send(&self, job: Job) -> Result<()> {
+        self.health.writable()?;
         self.jobs
             .send(job)
             .await
@@ -364,7 +372,11 @@ impl Sorted {
     }
 }
 
-async fn run<W: BatchWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run<W: BatchWriter>(
+    writer: Arc<W>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    health: Arc<Health>,
+) {
     let mut waiting = Vec::with_capacity(MAX_BATCH);
     // The queue is held only while taking a batch: the next writer takes the jobs that arrive
     // while this one writes.
@@ -373,10 +385,11 @@ async fn run<W: BatchWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Job
         for job in waiting.drain(..) {
             batch.push(job);
         }
-        match writer
+        let written = writer
             .write_batch(&batch.intake, &batch.finishes, &batch.claims)
-            .await
-        {
+            .await;
+        health.note(&written);
+        match written {
             Ok(written) => {
                 answer_all(batch.intake_replies, written.intake);
                 answer_all(batch.finish_replies, written.finishes);

@@ -2,6 +2,7 @@
 
 mod dashboard;
 mod group_commit;
+mod health;
 mod postgres;
 mod postgres_batch;
 mod postgres_dashboard;
@@ -13,6 +14,7 @@ mod sqlite_dashboard;
 use std::sync::Arc;
 
 pub use dashboard::{DashboardStorage, DeliveryBadge, EventSample, SessionRecord};
+pub use health::Health;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -272,21 +274,62 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// The relay's storage, whichever backend it is.
 pub type Store = Arc<dyn Storage>;
 
+/// How a store connects and how long it waits, from the `database` settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite: reader connections (writes have their own). PostgreSQL: the whole pool.
+    pub max_connections: u32,
+    /// The longest a write waits for a lock (SQLite's file, PostgreSQL's rows and advisory
+    /// locks) or a pooled connection before it fails as unavailable.
+    pub busy_timeout: std::time::Duration,
+    /// SQLite's `synchronous` pragma.
+    pub synchronous: pingpilot_config::SqliteSynchronous,
+}
+
+impl StoreOptions {
+    pub fn from_settings(settings: &pingpilot_config::DatabaseSettings) -> Self {
+        Self {
+            max_connections: settings.max_connections,
+            busy_timeout: settings.busy_timeout.get(),
+            synchronous: settings.synchronous,
+        }
+    }
+
+    /// The defaults with `max_connections` connections.
+    pub fn with_connections(max_connections: u32) -> Self {
+        Self::from_settings(&pingpilot_config::DatabaseSettings {
+            max_connections,
+            ..Default::default()
+        })
+    }
+}
+
 /// Opens the database at `url` and brings its schema up to date: PostgreSQL for `postgres://`
 /// and `postgresql://` URLs (the database must exist), SQLite otherwise (created when absent).
-pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PgStore::open(url, max_connections).await?));
+        return Ok(Arc::new(PgStore::open_with(url, options).await?));
     }
-    Ok(Arc::new(SqliteStore::open(url, max_connections).await?))
+    Ok(Arc::new(SqliteStore::open_with(url, options).await?))
 }
 
 /// The storage contract: every query the relay makes, for each backend.
 #[async_trait]
 pub trait Storage: DashboardStorage + Send + Sync {
+    /// Whether writes are refused or failing, kept up to date by the writes themselves.
+    fn health(&self) -> &Health;
+
     /// Notes that relay process `process_id` is alive at `now`, forgets processes silent for
-    /// longer than `window_ms`, and returns how many are alive (this one included).
-    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32>;
+    /// longer than `window_ms`, and returns how many are alive (this one included). A write
+    /// every few seconds, which keeps [`Storage::health`] current when nothing else writes.
+    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
+        let alive = self.write_heartbeat(process_id, now, window_ms).await;
+        self.health().note(&alive);
+        alive
+    }
+
+    /// The heartbeat's write (see [`Storage::heartbeat`]).
+    async fn write_heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32>;
 
     /// Removes a stopping process from the live ones.
     async fn forget_process(&self, process_id: &str) -> Result<()>;
@@ -301,7 +344,16 @@ pub trait Storage: DashboardStorage + Send + Sync {
         until: Millis,
     ) -> Result<bool>;
 
-    async fn ping(&self) -> Result<()>;
+    /// Ready: writes are neither refused nor failing, and the database answers a query.
+    async fn ping(&self) -> Result<()> {
+        if let Some(problem) = self.health().problem() {
+            return Err(StoreError::Unavailable(problem));
+        }
+        self.query_one().await
+    }
+
+    /// A trivial query, answered by the database.
+    async fn query_one(&self) -> Result<()>;
 
     /// Creates an account with one API key; returns the account and the key in clear (the only
     /// time it exists outside the caller).
@@ -443,4 +495,31 @@ pub trait Storage: DashboardStorage + Send + Sync {
 
     /// When the next delivery falls due (for the worker's sleep).
     async fn next_due(&self) -> Result<Option<Millis>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_databases_state_is_told_from_the_requests_fault() {
+        // SQLite: busy, locked, I/O error (an extended code), full — and a constraint, which
+        // is not.
+        for code in [5, 6, 10, 13, 266] {
+            assert!(sqlite_code_unavailable(code), "{code}");
+        }
+        assert!(!sqlite_code_unavailable(19));
+        assert!(!sqlite_code_unavailable(2067));
+        // PostgreSQL: a lost connection, a full disk, a lock timeout — not a unique violation.
+        for state in ["08006", "53100", "55P03", "57P01"] {
+            assert!(postgres_state_unavailable(state), "{state}");
+        }
+        assert!(!postgres_state_unavailable("23505"));
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(!StoreError::Corrupt("x".into()).is_unavailable());
+        let shared = StoreError::Database(sqlx::Error::PoolTimedOut).for_each_caller();
+        assert!(matches!(shared, StoreError::Unavailable(_)));
+        let shared = StoreError::Corrupt("x".into()).for_each_caller();
+        assert!(matches!(shared, StoreError::WriteFailed(_)));
+    }
 }

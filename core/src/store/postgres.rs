@@ -87,18 +87,29 @@ pub struct PgStore {
     pub(super) pool: PgPool,
     /// Intake, delivery results and claims, committed in groups.
     writes: GroupCommit,
+    health: Arc<Health>,
 }
 
 impl PgStore {
     /// Connects to the database at a `postgres://` (or `postgresql://`) URL and brings its schema
-    /// up to date. The database itself must exist.
+    /// up to date, with the default options and a pool of `max_connections`. The database itself
+    /// must exist.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)?;
-        Self::open_with(options, max_connections).await
+        Self::open_with(url, &StoreOptions::with_connections(max_connections)).await
     }
 
-    /// [`PgStore::open`] with options already parsed.
-    pub async fn open_with(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+    /// [`PgStore::open`] with the given options. Every connection waits for a lock at most
+    /// `busy_timeout` (PostgreSQL's `lock_timeout`), and a request for a pooled connection as
+    /// long.
+    pub async fn open_with(url: &str, store: &StoreOptions) -> Result<Self> {
+        let lock_timeout = format!("{}ms", store.busy_timeout.as_millis());
+        let options =
+            PgConnectOptions::from_str(url)?.options([("lock_timeout", lock_timeout.as_str())]);
+        Self::connect(options, store).await
+    }
+
+    async fn connect(options: PgConnectOptions, store: &StoreOptions) -> Result<Self> {
+        let max_connections = store.max_connections;
         let database = options.get_database().unwrap_or("(default)").to_string();
         let host = options.get_host().to_string();
         let report = |err: sqlx::Error| {
@@ -115,12 +126,19 @@ impl PgStore {
             .map_err(report)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
+            .acquire_timeout(store.busy_timeout)
             .connect_with(options)
             .await
             .map_err(report)?;
+        let health = Arc::new(Health::default());
         let store = Self {
-            writes: GroupCommit::start(PgBatchWriter { pool: pool.clone() }, PG_WRITERS),
+            writes: GroupCommit::start(
+                PgBatchWriter { pool: pool.clone() },
+                PG_WRITERS,
+                health.clone(),
+            ),
             pool,
+            health,
         };
         store.migrate().await?;
         Ok(store)
@@ -130,6 +148,10 @@ impl PgStore {
     /// processes starting together wait for the first one and then find nothing left to do.
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // Another process's migrations may take longer than a request's lock wait.
+        sqlx::query("SET LOCAL lock_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
@@ -177,7 +199,11 @@ impl PgStore {
 
 #[async_trait]
 impl Storage for PgStore {
-    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    async fn write_heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
         let cutoff = now - window_ms;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -202,6 +228,11 @@ impl Storage for PgStore {
             .await?;
         tx.commit().await?;
         Ok(alive.max(1) as u32)
+    }
+
+    async fn query_one(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn forget_process(&self, process_id: &str) -> Result<()> {
@@ -231,11 +262,6 @@ impl Storage for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(held.rows_affected() > 0)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 
     // ----- accounts and keys -----
@@ -1231,7 +1257,9 @@ mod tests {
             task.await.expect("join").expect("concurrent open");
         }
         // Through the backend-picking entry point, twice more.
-        let store = open(&db.url, 2).await.expect("open again");
+        let store = open(&db.url, &StoreOptions::with_connections(2))
+            .await
+            .expect("open again");
         store.ping().await.expect("ping");
         let store = PgStore::open(&db.url, 2).await.expect("open again");
         let versions: Vec<i64> =

@@ -3,10 +3,12 @@
 //! groups on it), a pool of readers, WAL journal.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingpilot_config::SqliteSynchronous as Synchronous;
 use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -54,11 +56,33 @@ const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_
 /// connection of their own (`SqliteBatchWriter`) while holding this lock, so SQLite still sees
 /// one writer at a time.
 #[derive(Clone)]
-pub(super) struct Writer(Arc<tokio::sync::Mutex<SqliteConnection>>);
+pub(super) struct Writer {
+    conn: Arc<tokio::sync::Mutex<SqliteConnection>>,
+    /// To open a new connection in place of one a failure left inside a transaction.
+    options: Arc<SqliteConnectOptions>,
+    health: Arc<Health>,
+}
 
 impl Writer {
-    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, SqliteConnection> {
-        self.0.lock().await
+    /// The writer connection, once writes are allowed, and never one left inside a
+    /// transaction: when a statement or COMMIT fails (a full disk, a lock held too long)
+    /// SQLite may end the transaction itself, sqlx's rollback then fails and sqlx counts the
+    /// transaction as open for good ("begin_with at non-zero transaction depth"). Such a
+    /// connection is replaced, so writes recover by themselves once the cause is gone.
+    pub(super) async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, SqliteConnection>> {
+        self.health.writable()?;
+        let mut conn = self.conn.lock().await;
+        if conn.is_in_transaction() {
+            // A dropped transaction's rollback is queued on the connection: let it run first.
+            let _ = conn.ping().await;
+        }
+        if conn.is_in_transaction() {
+            tracing::warn!(
+                "the database writer was left inside a failed transaction: reopening it"
+            );
+            *conn = self.options.connect().await?;
+        }
+        Ok(conn)
     }
 }
 
@@ -68,34 +92,52 @@ pub struct SqliteStore {
     pub(super) readers: SqlitePool,
     /// Intake, delivery results and claims, committed in groups on the writer thread.
     writes: GroupCommit,
+    health: Arc<Health>,
 }
 
 impl SqliteStore {
     /// Opens (creating when absent) the database at a `sqlite://` URL and brings its schema up to
-    /// date.
+    /// date, with the default options and `readers` read connections.
     pub async fn open(url: &str, readers: u32) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        Self::open_with(url, &StoreOptions::with_connections(readers)).await
+    }
+
+    /// [`SqliteStore::open`] with the given options.
+    pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match options.synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(options.busy_timeout)
             // Batched statements differ by their number of rows: with sqlx's default of 100 the
             // writer kept preparing them again (intake alone 19,000 → 21,900 events/s).
             .statement_cache_capacity(600);
-        let mut connection = options.connect().await?;
+        let mut connection = connect.clone().connect().await?;
         migrate(&mut connection).await?;
-        let writer = Writer(Arc::new(tokio::sync::Mutex::new(connection)));
-        let batches = SqliteBatchWriter::open(writer.clone(), options.get_filename())?;
+        let health = Arc::new(Health::default());
+        let writer = Writer {
+            conn: Arc::new(tokio::sync::Mutex::new(connection)),
+            options: Arc::new(connect.clone()),
+            health: health.clone(),
+        };
+        let path = connect.get_filename().to_path_buf();
+        let batches = SqliteBatchWriter::open(writer.clone(), &path, options.into())?;
         // Readers open only once the file and its schema exist.
         let readers = SqlitePoolOptions::new()
-            .max_connections(readers)
-            .connect_with(options.create_if_missing(false).read_only(true))
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.busy_timeout)
+            .connect_with(connect.create_if_missing(false).read_only(true))
             .await?;
+        watch_file(&path, &health);
         Ok(Self {
-            writes: GroupCommit::start_on_own_thread(batches)?,
+            writes: GroupCommit::start_on_own_thread(batches, health.clone())?,
             writer,
             readers,
+            health,
         })
     }
 
@@ -117,8 +159,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl Storage for SqliteStore {
-    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
-        let mut writer = self.writer.lock().await;
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    async fn write_heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO processes (id, last_seen) VALUES (?1, ?2) \
@@ -142,7 +188,7 @@ impl Storage for SqliteStore {
     async fn forget_process(&self, process_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM processes WHERE id = ?")
             .bind(process_id)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(())
     }
@@ -163,12 +209,12 @@ impl Storage for SqliteStore {
         .bind(owner)
         .bind(until)
         .bind(now)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(held.rows_affected() > 0)
     }
 
-    async fn ping(&self) -> Result<()> {
+    async fn query_one(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
@@ -194,7 +240,7 @@ impl Storage for SqliteStore {
             created_at: now_millis(),
         };
         let key = new_api_key();
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO accounts (id, name, email, plan, fields, channels, created_at) VALUES (?, ?, ?, ?, ?, '{}', ?)")
             .bind(&account.id)
@@ -229,7 +275,7 @@ impl Storage for SqliteStore {
         let done = sqlx::query("UPDATE accounts SET plan = ? WHERE id = ?")
             .bind(plan)
             .bind(account_id)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -237,7 +283,7 @@ impl Storage for SqliteStore {
     /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
     /// this account are looked at again right away.
     async fn update_account(&self, id: &str, changes: &AccountChanges) -> Result<Option<Account>> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
             .bind(id)
@@ -297,14 +343,14 @@ impl Storage for SqliteStore {
         sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
             .bind(at)
             .bind(key_id)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(())
     }
 
     /// Creates a key; `None` when the account does not exist.
     async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
             .bind(account_id)
@@ -349,7 +395,7 @@ impl Storage for SqliteStore {
         .bind(now_millis())
         .bind(key_id)
         .bind(account_id)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -365,7 +411,7 @@ impl Storage for SqliteStore {
         if let Some(found) = self.find_link(account_id, provider).await? {
             return Ok(found);
         }
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         sqlx::query("INSERT OR IGNORE INTO channel_links (account_id, provider, link_token) VALUES (?, ?, ?)")
             .bind(account_id)
             .bind(provider)
@@ -390,7 +436,7 @@ impl Storage for SqliteStore {
         link_token: &str,
         state: &Value,
     ) -> Result<Option<String>> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let account: Option<(String, String)> = sqlx::query_as(
             "SELECT a.id, a.name FROM channel_links l JOIN accounts a ON a.id = l.account_id \
@@ -432,7 +478,7 @@ impl Storage for SqliteStore {
         .bind(provider)
         .bind(key)
         .bind(value)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
@@ -494,7 +540,7 @@ impl Storage for SqliteStore {
         emoji: Option<&str>,
         limit: Option<u64>,
     ) -> Result<CategoryCreate> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let existing: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
@@ -542,7 +588,7 @@ impl Storage for SqliteStore {
         name: &str,
         changes: &CategoryChanges,
     ) -> Result<CategoryUpdate> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let id: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM categories WHERE account_id = ? AND name = lower(?)",
@@ -582,7 +628,7 @@ impl Storage for SqliteStore {
         let done = sqlx::query("DELETE FROM categories WHERE account_id = ? AND name = lower(?)")
             .bind(account_id)
             .bind(name)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -709,7 +755,7 @@ impl Storage for SqliteStore {
     /// Re-queues the event's failed deliveries; `None` when there is no such event.
     async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
         let now = now_millis();
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let found: Option<String> =
             sqlx::query_scalar("SELECT id FROM events WHERE id = ? AND account_id = ?")
@@ -787,7 +833,7 @@ impl Storage for SqliteStore {
         let done = sqlx::query("UPDATE deliveries SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'PENDING'")
             .bind(until)
             .bind(owner)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -821,7 +867,7 @@ impl Storage for SqliteStore {
         sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?")
             .bind(delivery_id)
             .bind(owner)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(())
     }
@@ -838,6 +884,61 @@ impl Storage for SqliteStore {
         .fetch_optional(&self.readers)
         .await?)
     }
+}
+
+/// How often the database file is looked for at its path.
+const FILE_CHECK: Duration = Duration::from_secs(2);
+
+/// Watches that the file the store opened is still the one at its path. Writes to a file
+/// removed (or replaced) under a running relay would all go to an unlinked file, and a restart
+/// would start from an empty database: while the file is not there, writes are refused and
+/// readiness fails. Stops with the store.
+fn watch_file(path: &Path, health: &Arc<Health>) {
+    let Some(opened) = file_identity(path) else {
+        return;
+    };
+    let path = path.to_path_buf();
+    let health = Arc::downgrade(health);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FILE_CHECK);
+        let mut gone = false;
+        loop {
+            tick.tick().await;
+            let Some(health) = health.upgrade() else {
+                break;
+            };
+            if (file_identity(&path) != Some(opened)) == gone {
+                continue;
+            }
+            gone = !gone;
+            if gone {
+                let reason = format!(
+                    "the database file {} was removed or replaced while the relay was \
+                     running: writes are refused until it is back (restore it; a restart would \
+                     start from an empty database)",
+                    path.display()
+                );
+                tracing::error!("{reason}");
+                health.refuse(Some(reason));
+            } else {
+                tracing::info!(path = %path.display(), "the database file is back: writes resume");
+                health.refuse(None);
+            }
+        }
+    });
+}
+
+/// The device and inode of the file at `path`: which file it is, whatever its name.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(_path: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 /// Brings the schema up to date, one migration per transaction.

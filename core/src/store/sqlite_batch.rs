@@ -7,8 +7,10 @@
 //! connection's lock, so SQLite never sees two writers.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use pingpilot_config::SqliteSynchronous as Synchronous;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -20,7 +22,7 @@ use super::group_commit::{
 };
 use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
 use super::sqlite_checkpoint::Checkpointer;
-use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, Result};
+use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, Result, StoreOptions};
 use crate::model::{Millis, now_millis};
 
 /// Event `?1`'s status from its deliveries: PENDING while any is not final, DELIVERED when all
@@ -40,40 +42,99 @@ pub struct SqliteBatchWriter {
     /// The batch's own connection. Only the group-commit thread locks it; the lock is there
     /// because the writer trait takes `&self`.
     conn: Mutex<Connection>,
+    /// Where and how `conn` was opened, to open it again when a failure leaves it unusable.
+    path: PathBuf,
+    settings: ConnectionSettings,
     /// Checkpoints the WAL that `conn`'s commits grow. Declared after `conn`, so dropped after
     /// it, as [`Checkpointer::watch`] requires.
-    _checkpointer: Checkpointer,
+    checkpointer: Checkpointer,
+}
+
+/// What every rusqlite connection of the store is opened with (the `database` settings).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ConnectionSettings {
+    pub busy_timeout: Duration,
+    pub synchronous: Synchronous,
+}
+
+impl From<&StoreOptions> for ConnectionSettings {
+    fn from(options: &StoreOptions) -> Self {
+        Self {
+            busy_timeout: options.busy_timeout,
+            synchronous: options.synchronous,
+        }
+    }
 }
 
 impl SqliteBatchWriter {
     /// Opens the batch's connection to the database file the store's writer already set up
     /// (schema migrated, WAL journal), with the same settings as the store's connections, and
     /// starts the checkpointer its commits wake.
-    pub fn open(writer: Writer, path: &Path) -> Result<Self> {
-        Self::open_with(writer, path, Checkpointer::start(path)?)
+    pub fn open(writer: Writer, path: &Path, settings: ConnectionSettings) -> Result<Self> {
+        Self::open_with(writer, path, settings, Checkpointer::start(path, settings)?)
     }
 
-    fn open_with(writer: Writer, path: &Path, checkpointer: Checkpointer) -> Result<Self> {
-        let conn = open_connection(path)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        checkpointer.watch(&conn);
+    fn open_with(
+        writer: Writer,
+        path: &Path,
+        settings: ConnectionSettings,
+        checkpointer: Checkpointer,
+    ) -> Result<Self> {
+        let conn = Self::connect(path, settings, &checkpointer)?;
         Ok(Self {
             writer,
             conn: Mutex::new(conn),
-            _checkpointer: checkpointer,
+            path: path.to_path_buf(),
+            settings,
+            checkpointer,
         })
+    }
+
+    fn connect(
+        path: &Path,
+        settings: ConnectionSettings,
+        checkpointer: &Checkpointer,
+    ) -> Result<Connection> {
+        let conn = open_connection(path, settings)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        checkpointer.watch(&conn);
+        Ok(conn)
+    }
+
+    /// Ends what a failed batch left of its transaction; a connection that cannot be brought
+    /// back out of it is replaced, so the next batch starts clean.
+    fn recover(&self, conn: &mut Connection) {
+        if conn.is_autocommit() {
+            return;
+        }
+        if let Err(err) = conn.execute_batch("ROLLBACK") {
+            tracing::warn!(error = %err, "could not roll back a failed batch");
+        }
+        if conn.is_autocommit() {
+            return;
+        }
+        match Self::connect(&self.path, self.settings, &self.checkpointer) {
+            Ok(fresh) => *conn = fresh,
+            Err(err) => tracing::error!(error = %err, "could not reopen the batch connection"),
+        }
     }
 }
 
 /// A rusqlite connection to the database file at `path`, with the store's settings, for the one
 /// thread that uses it.
-pub(super) fn open_connection(path: &Path) -> Result<Connection> {
+pub(super) fn open_connection(path: &Path, settings: ConnectionSettings) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    conn.busy_timeout(settings.busy_timeout)?;
+    let synchronous = match settings.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+    ))?;
     Ok(conn)
 }
 
@@ -85,14 +146,12 @@ impl BatchWriter for SqliteBatchWriter {
         finishes: &[FinishJob],
         claims: &[ClaimJob],
     ) -> Result<Written> {
-        let _no_other_writer = self.writer.lock().await;
+        let _no_other_writer = self.writer.lock().await?;
         let mut conn = self.conn.lock().await;
         let written = write_transaction(&mut conn, intake, finishes, claims).await;
-        if written.is_err() && !conn.is_autocommit() {
+        if written.is_err() {
             // The transaction is ours to end: a failed statement leaves it open.
-            if let Err(err) = conn.execute_batch("ROLLBACK") {
-                tracing::warn!(error = %err, "could not roll back a failed batch");
-            }
+            self.recover(&mut conn);
         }
         written
     }
@@ -378,6 +437,10 @@ mod tests {
     use crate::store::sqlite_checkpoint::{CHECKPOINT_FRAMES, RESTART_FRAMES};
     use crate::store::{CategoryCreate, IntakeResult, Storage};
 
+    fn settings() -> ConnectionSettings {
+        (&StoreOptions::with_connections(2)).into()
+    }
+
     /// A store with an account and a category, and a batch writer on its writer connection.
     struct Setup {
         dir: tempfile::TempDir,
@@ -403,8 +466,12 @@ mod tests {
             CategoryCreate::Created(category) => category,
             other => panic!("{other:?}"),
         };
-        let writer = SqliteBatchWriter::open(store.writer.clone(), &dir.path().join("batch.db"))
-            .expect("batch connection");
+        let writer = SqliteBatchWriter::open(
+            store.writer.clone(),
+            &dir.path().join("batch.db"),
+            settings(),
+        )
+        .expect("batch connection");
         Setup {
             dir,
             store,
@@ -592,6 +659,7 @@ mod tests {
         setup.writer = SqliteBatchWriter::open_with(
             setup.store.writer.clone(),
             &path,
+            settings(),
             Checkpointer::stalled(),
         )
         .expect("batch connection");
@@ -607,6 +675,44 @@ mod tests {
             longest < restart + 100,
             "the WAL grew to {longest} frames without starting over"
         );
+    }
+
+    /// `PRAGMA synchronous` on the store's writer and on the batch connection.
+    async fn synchronous_levels(store: &SqliteStore, writer: &SqliteBatchWriter) -> (i64, i64) {
+        let sqlx_level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *store.writer.lock().await.expect("writer"))
+            .await
+            .expect("pragma");
+        let batch_level: i64 = writer
+            .conn
+            .lock()
+            .await
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .expect("pragma");
+        (sqlx_level, batch_level)
+    }
+
+    #[tokio::test]
+    async fn commits_are_synced_to_disk_unless_configured_otherwise() {
+        let setup = setup().await;
+        // FULL (2): a commit answered is on disk, power cut or not.
+        assert_eq!(
+            synchronous_levels(&setup.store, &setup.writer).await,
+            (2, 2)
+        );
+        let url = format!("sqlite://{}", setup.dir.path().join("normal.db").display());
+        let options = StoreOptions {
+            synchronous: Synchronous::Normal,
+            ..StoreOptions::with_connections(2)
+        };
+        let store = SqliteStore::open_with(&url, &options).await.expect("open");
+        let writer = SqliteBatchWriter::open(
+            store.writer.clone(),
+            &setup.dir.path().join("normal.db"),
+            (&options).into(),
+        )
+        .expect("batch connection");
+        assert_eq!(synchronous_levels(&store, &writer).await, (1, 1));
     }
 
     #[tokio::test]

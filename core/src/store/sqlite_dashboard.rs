@@ -19,7 +19,7 @@ impl DashboardStorage for SqliteStore {
         session: &SessionRecord,
         now: Millis,
     ) -> Result<()> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= ?")
             .bind(now)
@@ -62,7 +62,7 @@ impl DashboardStorage for SqliteStore {
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(())
     }
@@ -74,7 +74,7 @@ impl DashboardStorage for SqliteStore {
         now: Millis,
         expires_at: Millis,
     ) -> Result<()> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM login_links WHERE expires_at <= ?")
             .bind(now)
@@ -104,7 +104,7 @@ impl DashboardStorage for SqliteStore {
         )
         .bind(now)
         .bind(token_hash)
-        .fetch_optional(&mut *self.writer.lock().await)
+        .fetch_optional(&mut *self.writer.lock().await?)
         .await?)
     }
 
