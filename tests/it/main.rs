@@ -10,3 +10,4 @@ mod events_api;
 mod helpers;
 mod intake;
 mod openapi;
+mod telegram_link;
