@@ -1,10 +1,12 @@
 //! Linking a channel with a link token, on both backends: a token links once, the account's
-//! field rule refuses without changing anything, and concurrent uses of one token link once.
+//! field rule refuses without changing anything, concurrent uses of one token link once, and
+//! the upgrade replaces the tokens of chats linked before.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 
 use super::postgres::testing::TestDb;
 use super::{SqliteStore, Storage};
@@ -149,6 +151,41 @@ async fn concurrent_uses_of_one_token_link_once(store: Arc<dyn Storage>) {
     assert_eq!(state, Some(json!({ "chatId": linked[0] })));
 }
 
+/// The upgrade's migration (`run_sql` runs SQL on the backend; `migration` is its text) on a
+/// chat linked before tokens were replaced on use, and on an account never linked.
+async fn the_upgrade_replaces_used_tokens_only(
+    store: Arc<dyn Storage>,
+    run_sql: impl AsyncFn(String),
+    migration: &str,
+) {
+    let linked = account(&*store, Some("ann_t")).await;
+    let unlinked = account(&*store, Some("bob_t")).await;
+    let (used, _) = link(&*store, &linked).await;
+    let (fresh, _) = link(&*store, &unlinked).await;
+    // What linking stored before: the state, and the token left as it was.
+    run_sql(format!(
+        "UPDATE channel_links SET state = '{{\"chatId\": 1}}' WHERE link_token = '{used}'"
+    ))
+    .await;
+    run_sql(migration.to_string()).await;
+
+    let (replaced, state) = link(&*store, &linked).await;
+    assert_ne!(replaced, used);
+    assert_eq!(state, Some(json!({"chatId": 1})), "still linked");
+    assert!(
+        replaced.len() == 32 && replaced.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{replaced}"
+    );
+    assert_eq!(link(&*store, &unlinked).await, (fresh, None));
+    assert_eq!(
+        store
+            .link_account(PROVIDER, &request(&used, 2, Some("ann_t")))
+            .await
+            .expect("link"),
+        LinkOutcome::UnknownToken
+    );
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Storage>) {
     let dir = tempfile::TempDir::new().expect("dir");
     let url = format!("sqlite://{}", dir.path().join("pingpilot.db").display());
@@ -182,4 +219,43 @@ async fn postgres_concurrent_uses_of_one_token_link_once() {
         return;
     };
     concurrent_uses_of_one_token_link_once(db.open().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_upgrade_replaces_used_tokens_only() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("pingpilot.db").display());
+    let store = SqliteStore::open(&url, 4).await.expect("open");
+    let run_sql = async |sql: String| {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *store.writer.lock().await)
+            .await
+            .expect("sql");
+    };
+    the_upgrade_replaces_used_tokens_only(
+        Arc::new(store.clone()),
+        run_sql,
+        include_str!("../../migrations/sqlite/0007_used_link_tokens.sql"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_upgrade_replaces_used_tokens_only() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = db.open().await;
+    let run_sql = async |sql: String| {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&store.pool)
+            .await
+            .expect("sql");
+    };
+    the_upgrade_replaces_used_tokens_only(
+        store.clone(),
+        run_sql,
+        include_str!("../../migrations/postgres/0008_used_link_tokens.sql"),
+    )
+    .await;
 }

@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/postgres/0007_events_fillfactor.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_used_link_tokens.sql"),
+    ),
 ];
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed

@@ -41,6 +41,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_dashboard.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_used_link_tokens.sql"),
+    ),
 ];
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
