@@ -460,12 +460,15 @@ impl Storage for PgStore {
         .bind(request.link_token)
         .fetch_optional(&mut *tx)
         .await?;
+        // Nothing changes unless linked; the rollbacks free the lock at once.
         let Some(row) = row else {
+            tx.rollback().await?;
             return Ok(LinkOutcome::UnknownToken);
         };
         let account_id: String = row.try_get("id")?;
         let fields: BTreeMap<String, String> = parse_json(row.try_get("fields")?)?;
         if let Some(refusal) = link_refusal(&fields, request) {
+            tx.rollback().await?;
             return Ok(refusal);
         }
         let previous: Option<String> = row.try_get("state")?;
