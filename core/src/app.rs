@@ -14,8 +14,8 @@ use crate::api::{IntakeCache, IntakeRate};
 use crate::metrics::Metrics;
 use crate::model::{Account, PlanLimits, hash_api_key, now_millis};
 use crate::provider::{
-    self, ChannelContext, ChannelStatus, HostError, Provider, ProviderHost, ProviderRegistration,
-    ProviderSetup,
+    self, ChannelContext, ChannelStatus, HostError, LinkOutcome, LinkRequest, Provider,
+    ProviderHost, ProviderRegistration, ProviderSetup,
 };
 use crate::store::{Store, StoreError};
 use crate::throttled::Throttled;
@@ -251,9 +251,8 @@ impl ProviderHost for NoHost {
     async fn link_account(
         &self,
         _: &'static str,
-        _: &str,
-        _: Value,
-    ) -> Result<Option<String>, HostError> {
+        _: LinkRequest<'_>,
+    ) -> Result<LinkOutcome, HostError> {
         Err(HostError("no database".into()))
     }
     async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
@@ -276,16 +275,18 @@ impl ProviderHost for StoreHost {
     async fn link_account(
         &self,
         provider: &'static str,
-        link_token: &str,
-        state: Value,
-    ) -> Result<Option<String>, HostError> {
-        let linked = self
+        request: LinkRequest<'_>,
+    ) -> Result<LinkOutcome, HostError> {
+        let outcome = self
             .store
-            .link_account(provider, link_token, &state)
+            .link_account(provider, &request)
             .await
             .map_err(|e| HostError(e.to_string()))?;
-        self.wake.notify_one();
-        Ok(linked)
+        if matches!(outcome, LinkOutcome::Linked { .. }) {
+            // Deliveries that waited for the link are due now.
+            self.wake.notify_one();
+        }
+        Ok(outcome)
     }
 
     async fn load_value(

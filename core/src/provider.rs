@@ -98,15 +98,15 @@ pub struct ProviderSetup {
 /// update polling).
 #[async_trait]
 pub trait ProviderHost: Send + Sync {
-    /// Attaches provider state (e.g. a Telegram chat id) to the account owning `link_token`, and
-    /// releases that account's deliveries waiting for it. Returns the account's name, or `None`
-    /// when no account has that token.
+    /// Links the account owning `request.link_token`: in one transaction, checks the account
+    /// against the request, stores the provider state (e.g. a Telegram chat id), replaces the
+    /// token with a fresh one (a token links once) and releases the account's deliveries waiting
+    /// for the link. Anything but [`LinkOutcome::Linked`] changes nothing.
     async fn link_account(
         &self,
         provider: &'static str,
-        link_token: &str,
-        state: Value,
-    ) -> Result<Option<String>, HostError>;
+        request: LinkRequest<'_>,
+    ) -> Result<LinkOutcome, HostError>;
 
     /// Reads a provider-wide value saved with [`ProviderHost::save_value`] (e.g. an update offset).
     async fn load_value(
@@ -139,6 +139,50 @@ pub trait ProviderHost: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
 pub struct HostError(pub String);
+
+/// A user's request to link their channel with an account's link token (e.g. Telegram's
+/// `/start <token>`).
+#[derive(Debug, Clone)]
+pub struct LinkRequest<'a> {
+    pub link_token: &'a str,
+    /// Provider state to store on the account (e.g. `{"chatId": 42}`).
+    pub state: Value,
+    /// An account field the linking user must match when the account has it set (e.g. the
+    /// Telegram username of whoever pressed Start against `telegramUsername`).
+    pub must_match: Option<FieldMatch<'a>>,
+}
+
+/// "The account's `field`, when set, must equal `value`", compared ignoring ASCII case (as
+/// usernames are). `value` is `None` when the linking user has none: a set field then refuses.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldMatch<'a> {
+    pub field: &'static str,
+    pub value: Option<&'a str>,
+}
+
+impl FieldMatch<'_> {
+    /// Whether the linking user matches an account whose `field` holds `expected`.
+    pub fn matches(&self, expected: &str) -> bool {
+        self.value
+            .is_some_and(|value| value.eq_ignore_ascii_case(expected))
+    }
+}
+
+/// How a [`ProviderHost::link_account`] call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkOutcome {
+    /// Linked; the token was replaced. `previous_state` is what the account was linked to
+    /// before (e.g. the chat that no longer gets its notifications), `None` on a first link.
+    Linked {
+        account_name: String,
+        previous_state: Option<Value>,
+    },
+    /// No account holds that token: it was never issued, or it was used and replaced.
+    UnknownToken,
+    /// The account's field named by [`LinkRequest::must_match`] holds `expected`, and the
+    /// linking user does not match it.
+    FieldMismatch { expected: String },
+}
 
 /// The per-account view a provider gets of its channel.
 pub struct ChannelContext<'a> {

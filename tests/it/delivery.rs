@@ -343,8 +343,7 @@ async fn telegram_webhook_mode_verifies_the_secret_and_links_chats() {
         .expect("link")
         .to_string();
     let token = link.rsplit("start=").next().expect("token");
-    let update = json!({"update_id": 9, "message": {"message_id": 1, "date": 0, "text": format!("/start {token}"),
-        "chat": {"id": TELEGRAM_CHAT, "type": "private"}, "from": {"id": TELEGRAM_CHAT, "is_bot": false, "first_name": "T"}}});
+    let update = start_update(token, TELEGRAM_CHAT, Some("test_user"));
     for secret in [None, Some("wrong")] {
         let mut request = hooked
             .request(Method::POST, "/api/v1/telegram/webhook")

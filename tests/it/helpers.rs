@@ -295,39 +295,74 @@ impl Relay {
         key
     }
 
-    /// Links the account's Telegram chat the way the bot does after `/start <token>`.
-    pub async fn link_telegram(&self, key: &str) {
+    /// The token of the account's Telegram link (`channels[1].linkUrl`).
+    pub async fn telegram_link_token(&self, key: &str) -> String {
         let (_, account) = self
             .call(Method::GET, "/api/v1/account", Some(key), None)
             .await;
         let link = account["channels"][1]["linkUrl"]
             .as_str()
-            .expect("linkUrl")
-            .to_string();
-        let token = link.rsplit("start=").next().expect("token").to_string();
-        let update = json!({"ok": true, "result": [{
-            "update_id": 1,
-            "message": {"message_id": 1, "date": 0, "text": format!("/start {token}"),
-                        "chat": {"id": TELEGRAM_CHAT, "type": "private"},
-                        "from": {"id": TELEGRAM_CHAT, "is_bot": false, "first_name": "T", "username": "test_user"}}
-        }]});
-        Mock::given(method("POST"))
-            .and(path(format!("/bot{TELEGRAM_TOKEN}/getUpdates")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(update))
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&self.telegram)
+            .unwrap_or_else(|| panic!("linkUrl: {account}"));
+        link.strip_prefix("https://t.me/PingPilotTestBot?start=")
+            .unwrap_or_else(|| panic!("{link} opens the configured bot"))
+            .to_string()
+    }
+
+    /// Links the account's Telegram chat ([`TELEGRAM_CHAT`], user `test_user`, the account's
+    /// `telegramUsername`) the way the bot does after `/start <token>`; returns once the account
+    /// shows the chat linked and a new link (a token links once).
+    pub async fn link_telegram(&self, key: &str) {
+        let token = self.telegram_link_token(key).await;
+        self.telegram_start(&token, TELEGRAM_CHAT, Some("test_user"))
             .await;
         for _ in 0..100 {
             let (_, account) = self
                 .call(Method::GET, "/api/v1/account", Some(key), None)
                 .await;
-            if account["channels"][1]["linked"] == json!(true) {
+            if account["channels"][1]["linked"] == json!(true)
+                && self.telegram_link_token(key).await != token
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("telegram chat was not linked");
+    }
+
+    /// Makes the bot receive `/start <token>` in private chat `chat` from a user named
+    /// `username` (`None`: a user without a username), through the next `getUpdates`.
+    pub async fn telegram_start(&self, token: &str, chat: i64, username: Option<&str>) {
+        Mock::given(method("POST"))
+            .and(path(format!("/bot{TELEGRAM_TOKEN}/getUpdates")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true,
+                "result": [start_update(token, chat, username)],
+            })))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&self.telegram)
+            .await;
+    }
+
+    /// The texts the bot sent to `chat`, in order, once there are at least `count`.
+    pub async fn telegram_texts(&self, chat: i64, count: usize) -> Vec<String> {
+        let mut texts = Vec::new();
+        for _ in 0..200 {
+            texts = bodies_at(&self.telegram, &format!("/bot{TELEGRAM_TOKEN}/sendMessage"))
+                .await
+                .into_iter()
+                .filter(|body| body["chat_id"] == chat)
+                .map(|body| body["text"].as_str().unwrap_or_default().to_string())
+                .collect();
+            if texts.len() >= count {
+                return texts;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "chat {chat} got {} of {count} messages: {texts:?}",
+            texts.len()
+        );
     }
 
     /// Sends a request; returns the status and the body as JSON (`Null` when empty).
@@ -402,6 +437,21 @@ impl Relay {
 pub fn sale_event() -> Value {
     json!({"category": "sale", "description": "New purchase completed",
            "fields": {"plan": "pro", "amount": 99.99, "recurring": true}})
+}
+
+/// A Telegram update carrying `/start <token>` in private chat `chat` from a user named
+/// `username` (`None`: a user without a username), each with an update id of its own.
+pub fn start_update(token: &str, chat: i64, username: Option<&str>) -> Value {
+    static NEXT_UPDATE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+    let mut from = json!({"id": chat, "is_bot": false, "first_name": "T"});
+    if let Some(username) = username {
+        from["username"] = json!(username);
+    }
+    json!({
+        "update_id": NEXT_UPDATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        "message": {"message_id": 1, "date": 0, "text": format!("/start {token}"),
+                    "chat": {"id": chat, "type": "private"}, "from": from},
+    })
 }
 
 /// Sends an event that must be accepted; its id.

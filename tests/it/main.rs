@@ -12,3 +12,4 @@ mod helpers;
 mod intake;
 mod openapi;
 mod server;
+mod telegram_link;

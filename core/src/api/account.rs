@@ -293,7 +293,7 @@ impl<const KIND: u8> DynamicObject<KIND> {
             }
             _ => object_schema(
                 "A channel of the account, plus state its provider adds (Telegram: `linked`, \
-                 `linkUrl`).",
+                 and `linkUrl`, which links a chat once and is then replaced by a new one).",
                 vec![
                     (
                         "provider",
@@ -703,7 +703,8 @@ impl AccountApi {
     ///
     /// The account's settings, every provider-declared field, and per channel whether it is
     /// enabled and ready, which account fields it still needs, why its deliveries wait, and
-    /// provider state (Telegram: `linked`, `linkUrl`, the link that connects your chat).
+    /// provider state (Telegram: `linked`, and `linkUrl`, the link that connects your chat: it
+    /// works once, then a new one is shown).
     #[oai(path = "/account", method = "get", operation_id = "get_account")]
     async fn get_account(
         &self,

@@ -3,6 +3,8 @@
 mod dashboard;
 mod group_commit;
 mod health;
+#[cfg(test)]
+mod link_tests;
 mod postgres;
 mod postgres_batch;
 mod postgres_dashboard;
@@ -24,6 +26,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::model::*;
+use crate::provider::{LinkOutcome, LinkRequest};
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -267,6 +270,19 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The refusal of a link request by the account its token found (with these field values),
+/// when the account has the field the request must match and the linking user does not match it.
+pub(crate) fn link_refusal(
+    fields: &BTreeMap<String, String>,
+    request: &LinkRequest<'_>,
+) -> Option<LinkOutcome> {
+    let rule = request.must_match?;
+    let expected = fields.get(rule.field)?;
+    (!rule.matches(expected)).then(|| LinkOutcome::FieldMismatch {
+        expected: expected.clone(),
+    })
+}
+
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -392,14 +408,11 @@ pub trait Storage: DashboardStorage + Send + Sync {
     async fn link_token(&self, account_id: &str, provider: &str)
     -> Result<(String, Option<Value>)>;
 
-    /// Stores provider state for the account holding `link_token` and wakes its waiting
-    /// deliveries on that provider. Returns the account's name.
-    async fn link_account(
-        &self,
-        provider: &str,
-        link_token: &str,
-        state: &Value,
-    ) -> Result<Option<String>>;
+    /// Links the account holding `request.link_token`, in one transaction: refuses when the
+    /// account does not pass `request.must_match`; otherwise stores the provider state, replaces
+    /// the token with a fresh one and wakes the account's waiting deliveries on that provider.
+    /// Of two calls with one token, only the first links; the other finds no such token.
+    async fn link_account(&self, provider: &str, request: &LinkRequest<'_>) -> Result<LinkOutcome>;
 
     async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>>;
 

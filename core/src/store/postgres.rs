@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/postgres/0007_events_fillfactor.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_used_link_tokens.sql"),
+    ),
 ];
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed
@@ -469,33 +473,47 @@ impl Storage for PgStore {
         link_from_row(&row)
     }
 
-    async fn link_account(
-        &self,
-        provider: &str,
-        link_token: &str,
-        state: &Value,
-    ) -> Result<Option<String>> {
+    /// Links the account holding the token. The link row is locked first: a second use of the
+    /// token waits, then finds the token replaced and no row.
+    async fn link_account(&self, provider: &str, request: &LinkRequest<'_>) -> Result<LinkOutcome> {
         let mut tx = self.pool.begin().await?;
-        let account: Option<(String, String)> = sqlx::query_as(
-            "SELECT a.id, a.name FROM channel_links l JOIN accounts a ON a.id = l.account_id \
-             WHERE l.provider = $1 AND l.link_token = $2",
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.fields, l.state FROM channel_links l \
+             JOIN accounts a ON a.id = l.account_id WHERE l.provider = $1 AND l.link_token = $2 \
+             FOR UPDATE OF l",
         )
         .bind(provider)
-        .bind(link_token)
+        .bind(request.link_token)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((account_id, name)) = account else {
-            return Ok(None);
+        // Nothing changes unless linked; the rollbacks free the lock at once.
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(LinkOutcome::UnknownToken);
         };
-        sqlx::query("UPDATE channel_links SET state = $1 WHERE account_id = $2 AND provider = $3")
-            .bind(json_text(state))
-            .bind(&account_id)
-            .bind(provider)
-            .execute(&mut *tx)
-            .await?;
+        let account_id: String = row.try_get("id")?;
+        let fields: BTreeMap<String, String> = parse_json(row.try_get("fields")?)?;
+        if let Some(refusal) = link_refusal(&fields, request) {
+            tx.rollback().await?;
+            return Ok(refusal);
+        }
+        let previous: Option<String> = row.try_get("state")?;
+        sqlx::query(
+            "UPDATE channel_links SET state = $1, link_token = $2 \
+             WHERE account_id = $3 AND provider = $4",
+        )
+        .bind(json_text(&request.state))
+        .bind(new_link_token())
+        .bind(&account_id)
+        .bind(provider)
+        .execute(&mut *tx)
+        .await?;
         wake_waiting(&mut tx, &account_id, Some(provider)).await?;
         tx.commit().await?;
-        Ok(Some(name))
+        Ok(LinkOutcome::Linked {
+            account_name: row.try_get("name")?,
+            previous_state: previous.as_deref().map(parse_json).transpose()?,
+        })
     }
 
     async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>> {
@@ -1411,26 +1429,34 @@ mod tests {
                 .0,
             token
         );
-        let name = store
-            .link_account("telegram", &token, &json!({"chatId": 7}))
-            .await
-            .expect("link");
-        assert_eq!(name.as_deref(), Some("Ada L"));
-        assert!(
+        let request = |link_token| LinkRequest {
+            link_token,
+            state: json!({"chatId": 7}),
+            must_match: None,
+        };
+        assert_eq!(
             store
-                .link_account("telegram", "bad", &json!({}))
+                .link_account("telegram", &request(&token))
                 .await
-                .expect("link")
-                .is_none()
+                .expect("link"),
+            LinkOutcome::Linked {
+                account_name: "Ada L".into(),
+                previous_state: None
+            }
         );
         assert_eq!(
             store
-                .link_token(&account.id, "telegram")
+                .link_account("telegram", &request("bad"))
                 .await
-                .expect("token")
-                .1,
-            Some(json!({"chatId": 7}))
+                .expect("link"),
+            LinkOutcome::UnknownToken
         );
+        let (replaced, state) = store
+            .link_token(&account.id, "telegram")
+            .await
+            .expect("token");
+        assert_eq!(state, Some(json!({"chatId": 7})));
+        assert_ne!(replaced, token, "a token links once");
         store
             .set_provider_value("telegram", "offset", "1")
             .await

@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_dashboard.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_used_link_tokens.sql"),
+    ),
 ];
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
@@ -428,36 +432,47 @@ impl Storage for SqliteStore {
         link_from_row(&row)
     }
 
-    /// Stores provider state for the account holding `link_token` and wakes its waiting
-    /// deliveries on that provider. Returns the account's name.
-    async fn link_account(
-        &self,
-        provider: &str,
-        link_token: &str,
-        state: &Value,
-    ) -> Result<Option<String>> {
+    /// Links the account holding the token: checked, stored and the token replaced under
+    /// `BEGIN IMMEDIATE`, so a second use of the token waits and then finds none.
+    async fn link_account(&self, provider: &str, request: &LinkRequest<'_>) -> Result<LinkOutcome> {
         let mut writer = self.writer.lock().await?;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let account: Option<(String, String)> = sqlx::query_as(
-            "SELECT a.id, a.name FROM channel_links l JOIN accounts a ON a.id = l.account_id \
-             WHERE l.provider = ? AND l.link_token = ?",
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.fields, l.state FROM channel_links l \
+             JOIN accounts a ON a.id = l.account_id WHERE l.provider = ? AND l.link_token = ?",
         )
         .bind(provider)
-        .bind(link_token)
+        .bind(request.link_token)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((account_id, name)) = account else {
-            return Ok(None);
+        // Nothing changes unless linked; the rollbacks free the lock at once.
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(LinkOutcome::UnknownToken);
         };
-        sqlx::query("UPDATE channel_links SET state = ? WHERE account_id = ? AND provider = ?")
-            .bind(json_text(state))
-            .bind(&account_id)
-            .bind(provider)
-            .execute(&mut *tx)
-            .await?;
+        let account_id: String = row.try_get("id")?;
+        let fields: BTreeMap<String, String> = parse_json(row.try_get("fields")?)?;
+        if let Some(refusal) = link_refusal(&fields, request) {
+            tx.rollback().await?;
+            return Ok(refusal);
+        }
+        let previous: Option<String> = row.try_get("state")?;
+        sqlx::query(
+            "UPDATE channel_links SET state = ?, link_token = ? \
+             WHERE account_id = ? AND provider = ?",
+        )
+        .bind(json_text(&request.state))
+        .bind(new_link_token())
+        .bind(&account_id)
+        .bind(provider)
+        .execute(&mut *tx)
+        .await?;
         wake_waiting(&mut tx, &account_id, Some(provider)).await?;
         tx.commit().await?;
-        Ok(Some(name))
+        Ok(LinkOutcome::Linked {
+            account_name: row.try_get("name")?,
+            previous_state: previous.as_deref().map(parse_json).transpose()?,
+        })
     }
 
     async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>> {

@@ -326,9 +326,13 @@ fn channel_state(channel: &ChannelState) -> Markup {
                         a.button href=(url) rel="noopener noreferrer" target="_blank" {
                             "Connect " (name)
                         }
-                        @if !linked {
+                        @if linked {
+                            span.hint { " To move notifications to another chat, open the link there and press Start." }
+                        } @else {
                             span.hint { " Open the link and press Start; this page shows Linked afterwards." }
                         }
+                        // The link works once, so a leaked old link cannot take the channel over.
+                        span.hint { " Each link works once: after use, a new one is shown here." }
                     }
                 }
             }

@@ -413,8 +413,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use async_trait::async_trait;
-    use pingpilot_core::provider::HostError;
-    use serde_json::Value;
+    use pingpilot_core::provider::{HostError, LinkOutcome, LinkRequest};
 
     use super::*;
 
@@ -439,10 +438,9 @@ mod tests {
         async fn link_account(
             &self,
             _: &'static str,
-            _: &str,
-            _: Value,
-        ) -> Result<Option<String>, HostError> {
-            Ok(None)
+            _: LinkRequest<'_>,
+        ) -> Result<LinkOutcome, HostError> {
+            Ok(LinkOutcome::UnknownToken)
         }
         async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
             Ok(None)

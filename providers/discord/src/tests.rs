@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use pingpilot_core::provider::{
-    ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, Provider,
-    ProviderHost, ProviderSection, ProviderSetup,
+    ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, LinkOutcome,
+    LinkRequest, Provider, ProviderHost, ProviderSection, ProviderSetup,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string, header, method, path};
@@ -25,10 +25,9 @@ impl ProviderHost for NoHost {
     async fn link_account(
         &self,
         _provider: &'static str,
-        _link_token: &str,
-        _state: Value,
-    ) -> Result<Option<String>, HostError> {
-        Ok(None)
+        _request: LinkRequest<'_>,
+    ) -> Result<LinkOutcome, HostError> {
+        Ok(LinkOutcome::UnknownToken)
     }
     async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
         Ok(None)
@@ -528,10 +527,9 @@ impl ProviderHost for Processes {
     async fn link_account(
         &self,
         provider: &'static str,
-        link_token: &str,
-        state: Value,
-    ) -> Result<Option<String>, HostError> {
-        NoHost.link_account(provider, link_token, state).await
+        request: LinkRequest<'_>,
+    ) -> Result<LinkOutcome, HostError> {
+        NoHost.link_account(provider, request).await
     }
     async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
         Ok(None)

@@ -132,7 +132,8 @@ fn username_schema() -> schemars::Schema {
 const ACCOUNT_FIELDS: &[AccountField] = &[AccountField {
     name: TELEGRAM_USERNAME,
     description: "Your Telegram username (5 to 32 letters, digits or underscores). Then open the \
-        link shown in channels.linkUrl and press Start so the bot can message you.",
+        link shown in channels.linkUrl from that Telegram account and press Start so the bot can \
+        message you.",
     example: "pingpilot_user",
     missing_message: MISSING_MESSAGE,
     normalize: normalize_username,

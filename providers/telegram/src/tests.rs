@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use pingpilot_core::provider::{
-    ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, Provider,
-    ProviderHost, ProviderSection, ProviderSetup,
+    ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, LinkOutcome,
+    LinkRequest, Provider, ProviderHost, ProviderSection, ProviderSetup,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string, body_string_contains, method, path};
@@ -19,9 +19,24 @@ use super::*;
 
 const TOKEN: &str = "123:abc";
 
+/// A link request as the host received it.
+#[derive(Debug, PartialEq)]
+struct LinkCall {
+    provider: String,
+    token: String,
+    state: Value,
+    /// The account field the linking user must match, and the user's value.
+    must_match: Option<(String, Option<String>)>,
+}
+
 #[derive(Default)]
 struct FakeHost {
-    links: Mutex<Vec<(String, String, Value)>>,
+    links: Mutex<Vec<LinkCall>>,
+    /// `link_account` fails as storage would.
+    link_fails: AtomicBool,
+    /// What `link_account` answers; without it, `tok123` links "Acme & Co" for the first time
+    /// and any other token is unknown.
+    link_outcome: Mutex<Option<LinkOutcome>>,
     values: Mutex<HashMap<String, String>>,
     /// Live relay processes (0 is reported as 1).
     processes: AtomicU32,
@@ -44,14 +59,31 @@ impl ProviderHost for FakeHost {
     async fn link_account(
         &self,
         provider: &'static str,
-        link_token: &str,
-        state: Value,
-    ) -> Result<Option<String>, HostError> {
-        self.links
-            .lock()
-            .unwrap()
-            .push((provider.to_string(), link_token.to_string(), state));
-        Ok((link_token == "tok123").then(|| "Acme & Co".to_string()))
+        request: LinkRequest<'_>,
+    ) -> Result<LinkOutcome, HostError> {
+        let token = request.link_token.to_string();
+        self.links.lock().unwrap().push(LinkCall {
+            provider: provider.to_string(),
+            token: token.clone(),
+            state: request.state,
+            must_match: request
+                .must_match
+                .map(|m| (m.field.to_string(), m.value.map(str::to_string))),
+        });
+        if self.link_fails.load(Ordering::Relaxed) {
+            return Err(HostError("database unreachable".into()));
+        }
+        if let Some(outcome) = self.link_outcome.lock().unwrap().clone() {
+            return Ok(outcome);
+        }
+        Ok(if token == "tok123" {
+            LinkOutcome::Linked {
+                account_name: "Acme & Co".into(),
+                previous_state: None,
+            }
+        } else {
+            LinkOutcome::UnknownToken
+        })
     }
 
     async fn load_value(
@@ -438,11 +470,12 @@ async fn polling_links_the_chat_and_confirms() {
 
     assert_eq!(
         *host.links.lock().unwrap(),
-        vec![(
-            "telegram".to_string(),
-            "tok123".to_string(),
-            json!({"chatId": 4242, "username": "ann_t"})
-        )]
+        vec![LinkCall {
+            provider: "telegram".into(),
+            token: "tok123".into(),
+            state: json!({"chatId": 4242, "username": "ann_t"}),
+            must_match: Some(("telegramUsername".into(), Some("ann_t".into()))),
+        }]
     );
     assert_eq!(
         host.values
@@ -477,8 +510,8 @@ async fn polling_resumes_from_the_saved_offset_and_answers_bad_links() {
         .mount(&server)
         .await;
     send_message_mock()
-        .and(body_string_contains(
-            r#""chat_id":9,"text":"❌ This link is invalid or has expired."#,
+        .and(body_string(
+            r#"{"chat_id":9,"text":"❌ This link is invalid or was already used: each link works once. Open the Telegram link shown now in your PingPilot account settings.","parse_mode":"HTML"}"#,
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
         .expect(1)
@@ -513,11 +546,14 @@ async fn polling_resumes_from_the_saved_offset_and_answers_bad_links() {
         .await
         .expect("polling stops promptly")
         .unwrap();
-    assert_eq!(
-        host.links.lock().unwrap()[0].2,
-        json!({"chatId": 9, "username": null})
-    );
     server.verify().await;
+    let links = host.links.lock().unwrap();
+    assert_eq!(links[0].state, json!({"chatId": 9, "username": null}));
+    assert_eq!(
+        links[0].must_match,
+        Some(("telegramUsername".into(), None)),
+        "a user without a username still asks for the account's field to be checked"
+    );
 }
 
 #[tokio::test]
@@ -565,6 +601,159 @@ async fn webhook_checks_the_secret_then_handles_the_update() {
         polling.handle_webhook(Some("s3cr3t"), body).await,
         Err(TelegramError::WebhookDisabled)
     ));
+}
+
+/// A provider in webhook mode (secret `s3cr3t`) against `server`, and a `sendMessage` stand-in
+/// that accepts everything.
+async fn webhook_provider(server: &MockServer, host: Arc<FakeHost>) -> TelegramProvider {
+    send_message_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .mount(server)
+        .await;
+    let toml = format!(
+        "bot_token = \"{TOKEN}\"\napi_base = \"{}\"\nmode = \"webhook\"\nwebhook_secret = \"s3cr3t\"\nmessages_per_chat_per_second = 100",
+        server.uri()
+    );
+    TelegramProvider::new(setup(&toml, host)).unwrap()
+}
+
+/// `/start <token>` from `username` (or a user without one) in private chat `chat`.
+fn start_update(chat: i64, token: &str, username: Option<&str>) -> Vec<u8> {
+    let mut from = json!({"id": chat, "is_bot": false, "first_name": "T"});
+    if let Some(username) = username {
+        from["username"] = json!(username);
+    }
+    serde_json::to_vec(&json!({"update_id": 1, "message": {
+        "chat": {"id": chat, "type": "private"}, "from": from, "text": format!("/start {token}")
+    }}))
+    .unwrap()
+}
+
+/// The `(chat_id, text)` of every `sendMessage` the stand-in received, in order.
+async fn sent_messages(server: &MockServer) -> Vec<(i64, String)> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/sendMessage"))
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["parse_mode"], "HTML");
+            (
+                body["chat_id"].as_i64().unwrap(),
+                body["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_username_other_than_the_accounts_is_refused_with_the_reason() {
+    let server = MockServer::start().await;
+    let host = Arc::new(FakeHost::default());
+    *host.link_outcome.lock().unwrap() = Some(LinkOutcome::FieldMismatch {
+        expected: "ann_t".into(),
+    });
+    let provider = webhook_provider(&server, host.clone()).await;
+    for (chat, username) in [(5, Some("mallory")), (6, None)] {
+        provider
+            .handle_webhook(Some("s3cr3t"), &start_update(chat, "tok123", username))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        sent_messages(&server).await,
+        vec![
+            (
+                5,
+                "⛔ This link is for the Telegram account @ann_t, and this Telegram account is \
+                 @mallory. Open the link while signed in to Telegram as @ann_t, or change the \
+                 Telegram username in your PingPilot account settings."
+                    .to_string()
+            ),
+            (
+                6,
+                "⛔ This link is for the Telegram account @ann_t, and this Telegram account has \
+                 no username. Open the link while signed in to Telegram as @ann_t, or change the \
+                 Telegram username in your PingPilot account settings."
+                    .to_string()
+            ),
+        ]
+    );
+    let links = host.links.lock().unwrap();
+    assert_eq!(
+        links
+            .iter()
+            .map(|l| l.must_match.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            Some(("telegramUsername".into(), Some("mallory".into()))),
+            Some(("telegramUsername".into(), None)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_link_moved_to_another_chat_tells_the_chat_that_had_it() {
+    let server = MockServer::start().await;
+    let host = Arc::new(FakeHost::default());
+    *host.link_outcome.lock().unwrap() = Some(LinkOutcome::Linked {
+        account_name: "Acme & Co".into(),
+        previous_state: Some(json!({"chatId": 1111, "username": "ann_t"})),
+    });
+    let provider = webhook_provider(&server, host.clone()).await;
+    provider
+        .handle_webhook(Some("s3cr3t"), &start_update(2222, "tok123", Some("Ann_T")))
+        .await
+        .unwrap();
+    // Linking the chat that already had the link again tells no other chat.
+    *host.link_outcome.lock().unwrap() = Some(LinkOutcome::Linked {
+        account_name: "Acme & Co".into(),
+        previous_state: Some(json!({"chatId": 2222, "username": "Ann_T"})),
+    });
+    provider
+        .handle_webhook(Some("s3cr3t"), &start_update(2222, "tok456", Some("Ann_T")))
+        .await
+        .unwrap();
+    let confirmation = "✅ This chat is now linked to PingPilot account <b>Acme &amp; Co</b>. \
+        Notifications will arrive here.";
+    assert_eq!(
+        sent_messages(&server).await,
+        vec![
+            (2222, confirmation.to_string()),
+            (
+                1111,
+                "⚠️ Notifications of PingPilot account <b>Acme &amp; Co</b> have moved to \
+                 another chat and no longer arrive here. If you did not move them, open the \
+                 Telegram link shown in your PingPilot account settings in this chat to bring \
+                 them back."
+                    .to_string()
+            ),
+            (2222, confirmation.to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_storage_failure_while_linking_is_answered_as_one() {
+    let server = MockServer::start().await;
+    let host = Arc::new(FakeHost::default());
+    host.link_fails.store(true, Ordering::Relaxed);
+    let provider = webhook_provider(&server, host.clone()).await;
+    provider
+        .handle_webhook(Some("s3cr3t"), &start_update(5, "tok123", Some("ann_t")))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent_messages(&server).await,
+        vec![(
+            5,
+            "⚠️ The chat could not be linked because of a server error. Please open the link \
+             again in a minute."
+                .to_string()
+        )]
+    );
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pingpilot_core::provider::{FieldMatch, LinkOutcome, LinkRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::TelegramError;
 use crate::text::escape;
-use crate::{ID, TelegramProvider};
+use crate::{ID, TELEGRAM_USERNAME, TelegramProvider, chat_id};
 
 /// Where the update offset is kept between runs (`ProviderHost::save_value`).
 pub(crate) const OFFSET_KEY: &str = "update_offset";
@@ -87,14 +88,38 @@ struct User {
 
 const HOW_TO: &str = "👋 This is the PingPilot notification bot. To receive your notifications \
     here, open the Telegram link shown in your PingPilot account settings and press Start.";
-const INVALID_LINK: &str = "❌ This link is invalid or has expired. Copy the Telegram link \
-    again from your PingPilot account settings and open it.";
+const UNKNOWN_LINK: &str = "❌ This link is invalid or was already used: each link works once. \
+    Open the Telegram link shown now in your PingPilot account settings.";
 const LINK_FAILED: &str = "⚠️ The chat could not be linked because of a server error. Please open the link again in a minute.";
 
 fn linked_text(account: &str) -> String {
     format!(
         "✅ This chat is now linked to PingPilot account <b>{}</b>. Notifications will arrive here.",
         escape(account)
+    )
+}
+
+/// Sent to the chat that had the link when another chat takes it over.
+fn moved_text(account: &str) -> String {
+    format!(
+        "⚠️ Notifications of PingPilot account <b>{}</b> have moved to another chat and no longer \
+         arrive here. If you did not move them, open the Telegram link shown in your PingPilot \
+         account settings in this chat to bring them back.",
+        escape(account)
+    )
+}
+
+/// The refusal when the account names a Telegram username and someone else pressed Start.
+fn mismatch_text(expected: &str, username: Option<&str>) -> String {
+    let who = match username {
+        Some(name) => format!("is @{}", escape(name)),
+        None => "has no username".to_string(),
+    };
+    format!(
+        "⛔ This link is for the Telegram account @{expected}, and this Telegram account {who}. \
+         Open the link while signed in to Telegram as @{expected}, or change the Telegram \
+         username in your PingPilot account settings.",
+        expected = escape(expected),
     )
 }
 
@@ -116,27 +141,65 @@ impl TelegramProvider {
             return;
         };
         let chat = message.chat.id;
-        let reply = match command {
-            StartCommand::Bare => HOW_TO.to_string(),
-            StartCommand::Link(link) if !plausible_token(&link) => INVALID_LINK.to_string(),
+        let replies = match command {
+            StartCommand::Bare => vec![(chat, HOW_TO.to_string())],
+            StartCommand::Link(link) if !plausible_token(&link) => {
+                vec![(chat, UNKNOWN_LINK.to_string())]
+            }
             StartCommand::Link(link) => {
                 let username = message.from.and_then(|u| u.username);
-                let state = json!({ "chatId": chat, "username": username });
-                match self.host.link_account(ID, &link, state).await {
-                    Ok(Some(account)) => {
-                        tracing::info!(chat, "telegram: chat linked to an account");
-                        linked_text(&account)
-                    }
-                    Ok(None) => INVALID_LINK.to_string(),
-                    Err(err) => {
-                        tracing::error!(error = %err, "telegram: linking a chat failed");
-                        LINK_FAILED.to_string()
-                    }
-                }
+                self.link_chat(chat, &link, username.as_deref()).await
             }
         };
-        if let Err(err) = self.send_message(token, chat, &reply).await {
-            tracing::warn!(error = %err, chat, "telegram: reply to /start failed");
+        for (chat, reply) in replies {
+            if let Err(err) = self.send_message(token, chat, &reply).await {
+                tracing::warn!(error = %err, chat, "telegram: reply to /start failed");
+            }
+        }
+    }
+
+    /// Links `chat` with the account whose link token is `link`, when `username` (the Telegram
+    /// user who pressed Start) matches the account's `telegramUsername` or the account has none.
+    /// Returns the replies: the answer in `chat` and, when the link moved here from another
+    /// chat, a notice to that chat.
+    async fn link_chat(&self, chat: i64, link: &str, username: Option<&str>) -> Vec<(i64, String)> {
+        let request = LinkRequest {
+            link_token: link,
+            state: json!({ "chatId": chat, "username": username }),
+            must_match: Some(FieldMatch {
+                field: TELEGRAM_USERNAME,
+                value: username,
+            }),
+        };
+        match self.host.link_account(ID, request).await {
+            Ok(LinkOutcome::Linked {
+                account_name,
+                previous_state,
+            }) => {
+                tracing::info!(chat, "telegram: chat linked to an account");
+                let mut replies = vec![(chat, linked_text(&account_name))];
+                if let Some(old) = chat_id(previous_state.as_ref()).filter(|&old| old != chat) {
+                    tracing::info!(
+                        chat,
+                        old_chat = old,
+                        "telegram: an account's link moved to another chat"
+                    );
+                    replies.push((old, moved_text(&account_name)));
+                }
+                replies
+            }
+            Ok(LinkOutcome::UnknownToken) => vec![(chat, UNKNOWN_LINK.to_string())],
+            Ok(LinkOutcome::FieldMismatch { expected }) => {
+                tracing::info!(
+                    chat,
+                    "telegram: link refused: not the account's Telegram username"
+                );
+                vec![(chat, mismatch_text(&expected, username))]
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "telegram: linking a chat failed");
+                vec![(chat, LINK_FAILED.to_string())]
+            }
         }
     }
 
@@ -394,6 +457,36 @@ mod tests {
         assert_eq!(
             linked_text("Acme <&> Co"),
             "✅ This chat is now linked to PingPilot account <b>Acme &lt;&amp;&gt; Co</b>. Notifications will arrive here."
+        );
+    }
+
+    #[test]
+    fn a_refused_link_names_the_expected_and_the_actual_username() {
+        assert_eq!(
+            mismatch_text("ann_t", Some("mallory")),
+            "⛔ This link is for the Telegram account @ann_t, and this Telegram account is \
+             @mallory. Open the link while signed in to Telegram as @ann_t, or change the Telegram \
+             username in your PingPilot account settings."
+        );
+        assert_eq!(
+            mismatch_text("ann_t", None),
+            "⛔ This link is for the Telegram account @ann_t, and this Telegram account has no \
+             username. Open the link while signed in to Telegram as @ann_t, or change the \
+             Telegram username in your PingPilot account settings."
+        );
+        assert!(
+            mismatch_text("a<b", Some("c&d"))
+                .contains("@a&lt;b, and this Telegram account is @c&amp;d.")
+        );
+    }
+
+    #[test]
+    fn the_old_chat_is_told_where_its_notifications_went() {
+        assert_eq!(
+            moved_text("Acme <&> Co"),
+            "⚠️ Notifications of PingPilot account <b>Acme &lt;&amp;&gt; Co</b> have moved to \
+             another chat and no longer arrive here. If you did not move them, open the Telegram \
+             link shown in your PingPilot account settings in this chat to bring them back."
         );
     }
 

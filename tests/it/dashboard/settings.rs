@@ -56,6 +56,8 @@ async fn settings_show_every_field_and_save_valid_changes_only() {
         r#"<span class="badge waiting">Not linked</span>"#,
         r#"href="https://t.me/PingPilotTestBot?start="#,
         "Connect Telegram",
+        "Open the link and press Start; this page shows Linked afterwards.",
+        "Each link works once: after use, a new one is shown here.",
         "Telegram chat not linked yet",
         "Send test notification",
     ]);
@@ -247,6 +249,14 @@ async fn a_test_notification_shows_what_each_channel_answered() {
     );
 
     relay.link_telegram(&key).await;
+    // Linked, with the link that replaced the used one: it moves the chat elsewhere.
+    let token = relay.telegram_link_token(&key).await;
+    browser.get("/dashboard/settings").await.assert_contains(&[
+        r#"<span class="badge delivered">Linked</span>"#,
+        &format!(r#"href="https://t.me/PingPilotTestBot?start={token}""#),
+        "To move notifications to another chat, open the link there and press Start.",
+        "Each link works once: after use, a new one is shown here.",
+    ]);
     // The bot's link confirmation just used the chat's budget (one message a second): the
     // channel answers Throttled until it frees, and that is what the page shows meanwhile.
     let telegram_delivered =
