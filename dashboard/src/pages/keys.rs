@@ -5,17 +5,11 @@ use maud::{Markup, PreEscaped, html};
 use pingpilot_core::model::ApiKeyInfo;
 use poem::http::header;
 use poem::web::{Form, Path, Query};
-use poem::{IntoResponse, Route, get, handler};
+use poem::{IntoResponse, Request, Route, get, handler};
 
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind};
-use crate::web::{CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
-
-pub fn routes(route: Route) -> Route {
-    route
-        .at("/keys", get(keys_page).post(create_key))
-        .at("/keys/:id/revoke", get(confirm_revoke).post(revoke_key))
-}
+use crate::web::{self, CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
 
 /// Shows the copy button only where the clipboard can be written; without it (or without
 /// JavaScript) the read-only field still lets the key be selected and copied.
@@ -30,6 +24,12 @@ const COPY_SCRIPT: &str = r#"(function () {
   });
 })();"#;
 
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/keys", get(keys_page).post(create_key))
+        .at("/keys/:id/revoke", get(confirm_revoke).post(revoke_key))
+}
+
 fn keys_url() -> String {
     format!("{PREFIX}/keys")
 }
@@ -40,20 +40,21 @@ async fn keys_page(user: SignedIn, Query(query): Query<Done>) -> PageResult {
     let notice = match query.done.as_deref() {
         Some("revoked") => Some(layout::notice(
             NoticeKind::Done,
-            "The key is revoked: requests with it now get 401.",
+            "The key is revoked: requests with it now get 401, and dashboard sessions signed in \
+             with it have ended.",
         )),
         _ => None,
     };
     let body = html! {
         h1 { "API keys" }
         @if let Some(notice) = notice { (notice) }
-        (keys_table(&keys))
+        (keys_table(&user, &keys))
         (create_form(&user))
     };
     Ok(layout::page(&user, Some(Nav::Keys), "API keys", body))
 }
 
-fn keys_table(keys: &[ApiKeyInfo]) -> Markup {
+fn keys_table(user: &SignedIn, keys: &[ApiKeyInfo]) -> Markup {
     html! {
         @if keys.is_empty() {
             p.muted { "This account has no API key. Create one to send events." }
@@ -70,7 +71,12 @@ fn keys_table(keys: &[ApiKeyInfo]) -> Markup {
                     tbody {
                         @for key in keys {
                             tr {
-                                td { code { (key.prefix) "…" } }
+                                td {
+                                    code { (key.prefix) "…" }
+                                    @if signed_in_with(user, key) {
+                                        " " span.muted { "(you signed in with it)" }
+                                    }
+                                }
                                 td { (layout::time(key.created_at)) }
                                 td {
                                     @match key.last_used_at {
@@ -89,8 +95,8 @@ fn keys_table(keys: &[ApiKeyInfo]) -> Markup {
             }
         }
         p.hint {
-            "Only the first characters of each key are kept in clear. Your dashboard session is "
-            "not tied to a key: revoking the key you signed in with keeps you signed in here."
+            "Only the first characters of each key are kept in clear. Revoking a key also ends "
+            "every dashboard session signed in with it."
         }
     }
 }
@@ -104,6 +110,11 @@ fn create_form(user: &SignedIn) -> Markup {
             button.primary type="submit" { "Create a key" }
         }
     }
+}
+
+/// Whether this session was signed in with `key`.
+fn signed_in_with(user: &SignedIn, key: &ApiKeyInfo) -> bool {
+    user.key_id.as_deref() == Some(key.id.as_str())
 }
 
 #[handler]
@@ -132,7 +143,7 @@ async fn create_key(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
             script { (PreEscaped(COPY_SCRIPT)) }
             p { a href=(keys_url()) { "Done: back to the list" } }
         }
-        (keys_table(&keys))
+        (keys_table(&user, &keys))
     };
     // The key is on this page only: no cache may keep it.
     Ok(layout::page(&user, Some(Nav::Keys), "New API key", body)
@@ -165,7 +176,16 @@ async fn confirm_revoke(user: SignedIn, Path(id): Path<String>) -> PageResult {
                     Some(at) => (layout::time(at)),
                     None => "never",
                 }
-                ". Your dashboard session stays open even if you signed in with this key."
+                "."
+            }
+            p.hint {
+                @if signed_in_with(&user, &key) {
+                    strong { "You signed in with this key:" }
+                    " revoking it signs you out here too, and ends every other dashboard \
+                     session signed in with it."
+                } @else {
+                    "Dashboard sessions signed in with this key end with it."
+                }
             }
             div.row {
                 button.danger type="submit" { "Revoke the key" }
@@ -178,6 +198,7 @@ async fn confirm_revoke(user: SignedIn, Path(id): Path<String>) -> PageResult {
 
 #[handler]
 async fn revoke_key(
+    req: &Request,
     user: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<CsrfOnly>,
@@ -191,5 +212,13 @@ async fn revoke_key(
     if !revoked {
         return Err(DashError::NotFound);
     }
-    Ok(see_other(&format!("{}?done=revoked", keys_url())))
+    if user.key_id.as_deref() != Some(id.as_str()) {
+        return Ok(see_other(&format!("{}?done=revoked", keys_url())));
+    }
+    // This session went with its key: straight to the sign-in page, which says why.
+    Ok(web::signed_out(
+        req,
+        &user.state,
+        &format!("{PREFIX}/login?done=key-revoked"),
+    ))
 }

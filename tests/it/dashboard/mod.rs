@@ -5,6 +5,7 @@ mod category;
 mod event;
 mod keys;
 mod overview;
+mod sessions;
 mod settings;
 mod signin;
 mod usage;
