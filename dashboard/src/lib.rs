@@ -39,6 +39,22 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     })
 }
 
+/// Ends every dashboard session of an account (`pingpilot account sign-out`): how many were
+/// open; `None` when there is no such account.
+pub async fn sign_out_everywhere(
+    store: &Store,
+    account_id: &str,
+) -> Result<Option<u64>, StoreError> {
+    if store.account(account_id).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        store
+            .delete_account_sessions(account_id, now_millis())
+            .await?,
+    ))
+}
+
 /// Creates a one-time sign-in link for an account (`pingpilot account login-link`); `None` when
 /// there is no such account.
 pub async fn login_link(

@@ -216,6 +216,14 @@ impl SignedIn {
     pub async fn sign_out(&self) -> Result<(), StoreError> {
         self.state.store()?.delete_session(&self.session_hash).await
     }
+
+    /// Ends every session of the account, this one included; how many there were.
+    pub async fn sign_out_everywhere(&self) -> Result<u64, StoreError> {
+        self.state
+            .store()?
+            .delete_account_sessions(&self.account.id, now_millis())
+            .await
+    }
 }
 
 impl<'a> FromRequest<'a> for SignedIn {

@@ -305,3 +305,30 @@ test('signing out ends the session', async () => {
   assert.equal(path(), '/dashboard/login');
   assert.deepEqual(page.scriptErrors, [], 'no script errors on any page');
 });
+
+/** Signs `into` (a page of its own browser context) in with the account's key. */
+async function signIn(into) {
+  await into.goto(`${relay.base}/dashboard/login`);
+  await into.getByLabel('API key').fill(account.apiKey);
+  await into.getByRole('button', { name: 'Sign in' }).click();
+  await into.waitForURL(`${relay.base}/dashboard`);
+}
+
+test('signing out everywhere ends this session and another browser\'s', async () => {
+  await signIn(page);
+  const other = await newPage(browser);
+  try {
+    await signIn(other);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'API keys' }).click();
+    await page.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await page.waitForURL(`${relay.base}/dashboard/login?done=everywhere`);
+    await page.getByRole('status').filter({ hasText: 'You are signed out everywhere' }).waitFor();
+    await capture('signed-out-everywhere');
+
+    await other.goto(`${relay.base}/dashboard/keys`);
+    assert.equal(new URL(other.url()).pathname, '/dashboard/login');
+    assert.deepEqual(other.scriptErrors, [], 'script errors in the other browser');
+  } finally {
+    await other.context().close();
+  }
+});

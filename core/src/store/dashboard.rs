@@ -56,6 +56,10 @@ pub trait DashboardStorage: Send + Sync {
     /// Signs a session out; nothing happens when it is unknown.
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
 
+    /// Signs out every session of an account ("sign out everywhere"); how many of them were
+    /// still open at `now`.
+    async fn delete_account_sessions(&self, account_id: &str, now: Millis) -> Result<u64>;
+
     /// Stores a one-time sign-in link for an account (by the hash of its token) and forgets every
     /// expired one.
     async fn create_login_link(
@@ -367,6 +371,62 @@ mod tests {
         assert!(open(&*store, "by-first", 1_000).await);
     }
 
+    async fn signing_out_everywhere(backend: &Backend) {
+        let store = backend.store();
+        let (account, key) = new_account(&*store).await;
+        let (other, other_key) = new_account(&*store).await;
+        let live = key_id(&*store, &key).await;
+        let (revoked, _) = store
+            .create_key(&account.id)
+            .await
+            .expect("create")
+            .expect("account");
+        assert!(store.revoke_key(&revoked.id, None).await.expect("revoke"));
+        let theirs = key_id(&*store, &other_key).await;
+        for (id_hash, record) in [
+            ("by-key", key_session(&account.id, &live, 9_000)),
+            ("by-link", session(&account.id, "csrf", 9_000)),
+            ("expiring", session(&account.id, "csrf", 1_500)),
+            ("raced", key_session(&account.id, &revoked.id, 9_000)),
+            ("theirs", key_session(&other.id, &theirs, 9_000)),
+        ] {
+            store
+                .create_session(id_hash, &record, 0)
+                .await
+                .expect("create");
+        }
+
+        // The open sessions are counted (not one that expired, nor one of a revoked key), and
+        // every one of the account's ends; other accounts keep theirs.
+        assert_eq!(
+            store
+                .delete_account_sessions(&account.id, 2_000)
+                .await
+                .expect("sign out everywhere"),
+            2
+        );
+        for id_hash in ["by-key", "by-link", "expiring", "raced"] {
+            assert!(!open(&*store, id_hash, 1_000).await, "{id_hash}");
+        }
+        assert!(open(&*store, "theirs", 2_000).await);
+        assert_eq!(backend.count("dashboard_sessions").await, 1);
+
+        assert_eq!(
+            store
+                .delete_account_sessions(&account.id, 2_000)
+                .await
+                .expect("again"),
+            0
+        );
+        assert_eq!(
+            store
+                .delete_account_sessions("acc_unknown", 2_000)
+                .await
+                .expect("unknown"),
+            0
+        );
+    }
+
     async fn login_links(backend: &Backend) {
         let store = backend.store();
         let (account, _) = new_account(&*store).await;
@@ -600,6 +660,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_signing_out_everywhere() {
+        let (_dir, backend) = sqlite().await;
+        signing_out_everywhere(&backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_login_links() {
         let (_dir, backend) = sqlite().await;
         login_links(&backend).await;
@@ -642,6 +708,14 @@ mod tests {
             return;
         };
         revocation_ends_sessions(&db.backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_signing_out_everywhere() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        signing_out_everywhere(&db.backend).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,25 @@ impl DashboardStorage for PgStore {
         Ok(())
     }
 
+    async fn delete_account_sessions(&self, account_id: &str, now: Millis) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        // The sessions that had ended already go first, so that the count is of open ones.
+        sqlx::query(
+            "DELETE FROM dashboard_sessions s WHERE s.account_id = $1 AND (s.expires_at <= $2 \
+             OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.key_id AND k.revoked_at IS NOT NULL))",
+        )
+        .bind(account_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let open = sqlx::query("DELETE FROM dashboard_sessions WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(open.rows_affected())
+    }
+
     async fn create_login_link(
         &self,
         token_hash: &str,

@@ -74,6 +74,26 @@ impl DashboardStorage for SqliteStore {
         Ok(())
     }
 
+    async fn delete_account_sessions(&self, account_id: &str, now: Millis) -> Result<u64> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        // The sessions that had ended already go first, so that the count is of open ones.
+        sqlx::query(
+            "DELETE FROM dashboard_sessions WHERE account_id = ?1 AND (expires_at <= ?2 \
+             OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = key_id AND k.revoked_at IS NOT NULL))",
+        )
+        .bind(account_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let open = sqlx::query("DELETE FROM dashboard_sessions WHERE account_id = ?")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(open.rows_affected())
+    }
+
     async fn create_login_link(
         &self,
         token_hash: &str,

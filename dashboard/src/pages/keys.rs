@@ -50,6 +50,7 @@ async fn keys_page(user: SignedIn, Query(query): Query<Done>) -> PageResult {
         @if let Some(notice) = notice { (notice) }
         (keys_table(&user, &keys))
         (create_form(&user))
+        (sessions_form(&user))
     };
     Ok(layout::page(&user, Some(Nav::Keys), "API keys", body))
 }
@@ -108,6 +109,22 @@ fn create_form(user: &SignedIn) -> Markup {
             h2 { "Create a key" }
             p { "A new key for an app or a server. It is shown once, right after you create it." }
             button.primary type="submit" { "Create a key" }
+        }
+    }
+}
+
+/// "Sign out everywhere": every session of the account ends, wherever it was signed in.
+fn sessions_form(user: &SignedIn) -> Markup {
+    html! {
+        form.card method="post" action={ (PREFIX) "/logout/everywhere" } {
+            (csrf_field(&user.csrf))
+            h2 { "Dashboard sessions" }
+            p {
+                "Signed in on a device you no longer use, or a key may have leaked? End every "
+                "dashboard session of this account, on every device, this one included. API "
+                "keys keep working."
+            }
+            button.danger type="submit" { "Sign out everywhere" }
         }
     }
 }

@@ -21,6 +21,7 @@ pub fn routes(route: Route) -> Route {
         .at("/login", get(sign_in_page).post(sign_in))
         .at("/login/:token", get(link_page).post(sign_in_with_link))
         .at("/logout", post(sign_out))
+        .at("/logout/everywhere", post(sign_out_everywhere))
 }
 
 #[derive(Deserialize)]
@@ -113,12 +114,15 @@ fn link_page(req: &Request, Path(link): Path<String>) -> Response {
 #[handler]
 fn sign_in_page(req: &Request, Query(query): Query<Done>) -> Response {
     let notice = match query.done.as_deref() {
+        Some("everywhere") => Some(SIGNED_OUT_EVERYWHERE),
         Some("key-revoked") => Some(KEY_REVOKED),
         _ => None,
     };
     sign_in_form(req, StatusCode::OK, None, notice)
 }
 
+const SIGNED_OUT_EVERYWHERE: &str =
+    "You are signed out everywhere: every session of the account has ended, this one included.";
 const KEY_REVOKED: &str =
     "You are signed out: the API key you signed in with is revoked. Sign in with another key.";
 
@@ -220,5 +224,21 @@ async fn sign_out(req: &Request, user: SignedIn, Form(form): Form<CsrfOnly>) -> 
         req,
         &user.state,
         &format!("{PREFIX}/login"),
+    ))
+}
+
+/// Ends every session of the account, on every device, this one included.
+#[handler]
+async fn sign_out_everywhere(
+    req: &Request,
+    user: SignedIn,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    user.sign_out_everywhere().await?;
+    Ok(web::signed_out(
+        req,
+        &user.state,
+        &format!("{PREFIX}/login?done=everywhere"),
     ))
 }

@@ -1,5 +1,5 @@
 //! Sessions end when the key they were signed in with is revoked (through the API, the keys page
-//! or the CLI).
+//! or the CLI), and all at once with "Sign out everywhere".
 
 use reqwest::{Method, StatusCode};
 
@@ -163,5 +163,46 @@ async fn a_link_session_survives_a_key_revocation() {
     let page = by_link.get("/dashboard/keys").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     page.assert_contains(&["This account has no API key"]);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_session_of_the_account_only() {
+    let relay = Relay::start().await;
+    let (account, key) = relay.create_account(&[]).await;
+    let (_, stranger_key) = relay.create_account(&[]).await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let mut phone = signed_in_with_link(&relay, &account).await;
+    let mut stranger = Browser::signed_in(&relay, &stranger_key).await;
+
+    let keys = browser.get("/dashboard/keys").await;
+    keys.assert_contains(&[
+        r#"action="/dashboard/logout/everywhere""#,
+        "Sign out everywhere",
+    ]);
+    let session = browser.cookie("pp_session").expect("session").to_string();
+
+    let forged = browser
+        .post("/dashboard/logout/everywhere", &[("csrf", "forged")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(phone.get("/dashboard").await.status, StatusCode::OK);
+
+    let out = browser.post("/dashboard/logout/everywhere", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert_eq!(
+        out.location.as_deref(),
+        Some("/dashboard/login?done=everywhere")
+    );
+    assert!(browser.cookie("pp_session").is_none(), "cookie cleared");
+    let notice = browser.get("/dashboard/login?done=everywhere").await;
+    notice.assert_contains(&["You are signed out everywhere"]);
+
+    browser.set_cookie("pp_session", &session);
+    assert_signed_out(&browser.get("/dashboard").await);
+    assert_signed_out(&phone.get("/dashboard").await);
+    assert_eq!(stranger.get("/dashboard").await.status, StatusCode::OK);
+    // The keys still work: only sessions ended.
+    assert_eq!(key_count(&relay, &key).await, 1);
     relay.stop().await;
 }
