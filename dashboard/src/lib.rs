@@ -28,6 +28,7 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     }
     let route = Route::new()
         .at("/assets/htmx.min.js", get(htmx))
+        .at("/assets/copy-key.js", get(copy_key))
         .at("/assets/dashboard.css", get(stylesheet));
     // Not `/*rest`: poem's tree prefers a catch-all over `/` itself, which hid the overview.
     let route = pages::routes(route)
@@ -86,6 +87,15 @@ fn not_found() -> web::PageResult {
 fn htmx() -> Response {
     asset(
         include_str!("../assets/htmx.min.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+/// The new-key page's copy button.
+#[handler]
+fn copy_key() -> Response {
+    asset(
+        include_str!("../assets/copy-key.js"),
         "text/javascript; charset=utf-8",
     )
 }

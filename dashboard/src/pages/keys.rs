@@ -1,7 +1,7 @@
 //! API keys: the list (prefix, created, last used), a new key shown once, and revoking with a
 //! confirmation step that works without JavaScript.
 
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 use pingpilot_core::model::ApiKeyInfo;
 use poem::http::header;
 use poem::web::{Form, Path, Query};
@@ -10,19 +10,6 @@ use poem::{IntoResponse, Request, Route, get, handler};
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind};
 use crate::web::{self, CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
-
-/// Shows the copy button only where the clipboard can be written; without it (or without
-/// JavaScript) the read-only field still lets the key be selected and copied.
-const COPY_SCRIPT: &str = r#"(function () {
-  var button = document.getElementById("copy-key");
-  var field = document.getElementById("new-key");
-  var done = document.getElementById("copy-done");
-  if (!button || !field || !navigator.clipboard) { return; }
-  button.hidden = false;
-  button.addEventListener("click", function () {
-    navigator.clipboard.writeText(field.value).then(function () { done.textContent = "Copied."; });
-  });
-})();"#;
 
 pub fn routes(route: Route) -> Route {
     route
@@ -157,7 +144,9 @@ async fn create_key(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
                 button #copy-key type="button" hidden { "Copy" }
             }
             p.hint #copy-done role="status" {}
-            script { (PreEscaped(COPY_SCRIPT)) }
+            // Shows the copy button where the clipboard can be written (a file of its own: the
+            // dashboard's content security policy runs no inline script).
+            script src={ (PREFIX) "/assets/copy-key.js" } {}
             p { a href=(keys_url()) { "Done: back to the list" } }
         }
         (keys_table(&user, &keys))

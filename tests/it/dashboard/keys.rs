@@ -74,8 +74,9 @@ async fn a_new_key_is_shown_once_then_listed_by_its_prefix() {
         r#"<label for="new-key">New API key</label>"#,
         "readonly",
         r#"<button id="copy-key" type="button" hidden>Copy</button>"#,
-        "navigator.clipboard",
+        r#"<script src="/dashboard/assets/copy-key.js"></script>"#,
     ]);
+    assert!(!created.body.contains("<script>"), "no inline script");
     let (_, keys) = relay
         .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
         .await;

@@ -133,6 +133,12 @@ impl<'r> Browser<'r> {
             self.keep_cookie(line);
         }
         let body = response.text().await.expect("body");
+        // The content security policy runs no inline script or style, so no page may hold one
+        // (text is escaped, so these appear only as markup).
+        assert!(
+            !body.contains(" style=\"") && !body.contains("<script>"),
+            "inline style or script, which the content security policy blocks:\n{body}"
+        );
         if let Some(token) = csrf_in(&body) {
             self.csrf = Some(token);
         }
