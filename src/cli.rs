@@ -77,6 +77,11 @@ enum AccountCommand {
         #[arg(long)]
         plan: String,
     },
+    /// End every dashboard session of an account; prints {"accountId","sessionsEnded"}.
+    SignOut {
+        #[arg(long)]
+        account: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -398,6 +403,14 @@ async fn account_command(
                 return Err(CliError::Usage(format!("no account with id {account:?}")));
             }
             print_json(&json!({"accountId": account, "plan": plan}));
+        }
+        AccountCommand::SignOut { account } => {
+            let store = open_store(config).await?;
+            let Some(ended) = pingpilot_dashboard::sign_out_everywhere(&store, &account).await?
+            else {
+                return Err(CliError::Usage(format!("no account with id {account:?}")));
+            };
+            print_json(&json!({"accountId": account, "sessionsEnded": ended}));
         }
     }
     Ok(())

@@ -15,11 +15,26 @@ use pingpilot_core::app::{AppState, Mount};
 use pingpilot_core::config::Settings;
 use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
 use pingpilot_core::store::{Store, StoreError};
-use poem::http::header;
-use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
+use poem::http::{HeaderName, HeaderValue, header};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler};
 
 /// Where the dashboard lives on the relay.
 pub const PREFIX: &str = "/dashboard";
+
+/// The dashboard's content security policy: the relay's own scripts and styles only, no inline
+/// script or style (colours are SVG fills; htmx's injected indicator style is turned off), no
+/// framing by any site, forms post only to the relay.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
+
+/// What every answer under the dashboard carries, error pages, redirects and assets included.
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "same-origin"),
+];
 
 /// The dashboard's routes, to serve beside the API; `None` when `dashboard.enabled` is false.
 pub fn mount(state: Arc<AppState>) -> Option<Mount> {
@@ -28,6 +43,7 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     }
     let route = Route::new()
         .at("/assets/htmx.min.js", get(htmx))
+        .at("/assets/copy-key.js", get(copy_key))
         .at("/assets/dashboard.css", get(stylesheet));
     // Not `/*rest`: poem's tree prefers a catch-all over `/` itself, which hid the overview.
     let route = pages::routes(route)
@@ -36,8 +52,39 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     Some(Mount {
         prefix: PREFIX,
         secret_paths: &["/login/"],
-        endpoint: route.data(state).boxed(),
+        endpoint: route.data(state).around(secured).boxed(),
     })
+}
+
+/// Adds the security headers to every answer, once for all pages.
+async fn secured<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    // An error becomes its page here, so that it carries the headers too.
+    let mut response = match next.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(err) => err.into_response(),
+    };
+    for (name, value) in SECURITY_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    Ok(response)
+}
+
+/// Ends every dashboard session of an account (`pingpilot account sign-out`): how many were
+/// open; `None` when there is no such account.
+pub async fn sign_out_everywhere(
+    store: &Store,
+    account_id: &str,
+) -> Result<Option<u64>, StoreError> {
+    if store.account(account_id).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        store
+            .delete_account_sessions(account_id, now_millis())
+            .await?,
+    ))
 }
 
 /// Creates a one-time sign-in link for an account (`pingpilot account login-link`); `None` when
@@ -71,6 +118,15 @@ fn not_found() -> web::PageResult {
 fn htmx() -> Response {
     asset(
         include_str!("../assets/htmx.min.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+/// The new-key page's copy button.
+#[handler]
+fn copy_key() -> Response {
+    asset(
+        include_str!("../assets/copy-key.js"),
         "text/javascript; charset=utf-8",
     )
 }

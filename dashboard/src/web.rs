@@ -93,6 +93,16 @@ pub fn see_other(location: &str) -> Response {
     response
 }
 
+/// A 303 to `location` (a sign-in page) that deletes the session cookie.
+pub fn signed_out(req: &Request, state: &AppState, location: &str) -> Response {
+    let mut response = see_other(location);
+    let cookie = set_cookie(SESSION_COOKIE, "", 0, over_https(req, state));
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
 /// The relay's state, which the dashboard's routes carry as request data.
 pub fn app_state(req: &Request) -> Arc<AppState> {
     req.data::<Arc<AppState>>()
@@ -153,11 +163,13 @@ pub fn expires_after(now: Millis, ttl: std::time::Duration) -> Millis {
     now.saturating_add(Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX))
 }
 
-/// Starts a session for `account_id`; the cookie to set with it.
+/// Starts a session for `account_id`, signed in with the API key `key_id` (`None`: a one-time
+/// link); the cookie to set with it. Revoking that key ends the session.
 pub async fn start_session(
     req: &Request,
     state: &AppState,
     account_id: &str,
+    key_id: Option<&str>,
 ) -> Result<String, StoreError> {
     let id = new_secret();
     let now = now_millis();
@@ -166,6 +178,7 @@ pub async fn start_session(
         account_id: account_id.to_string(),
         csrf_token: new_secret(),
         expires_at: expires_after(now, ttl),
+        key_id: key_id.map(str::to_string),
     };
     state
         .store()?
@@ -184,6 +197,8 @@ pub struct SignedIn {
     pub state: Arc<AppState>,
     pub account: Account,
     pub csrf: String,
+    /// The API key this session was signed in with (`None`: a one-time link).
+    pub key_id: Option<String>,
     session_hash: String,
 }
 
@@ -200,6 +215,14 @@ impl SignedIn {
     /// Ends this session.
     pub async fn sign_out(&self) -> Result<(), StoreError> {
         self.state.store()?.delete_session(&self.session_hash).await
+    }
+
+    /// Ends every session of the account, this one included; how many there were.
+    pub async fn sign_out_everywhere(&self) -> Result<u64, StoreError> {
+        self.state
+            .store()?
+            .delete_account_sessions(&self.account.id, now_millis())
+            .await
     }
 }
 
@@ -229,6 +252,7 @@ impl<'a> FromRequest<'a> for SignedIn {
             state,
             account,
             csrf: session.csrf_token,
+            key_id: session.key_id,
             session_hash,
         })
     }

@@ -20,17 +20,50 @@ export async function launchBrowser() {
   });
 }
 
-/** A fresh browser context (its own cookies) with one page at desktop width. */
+/**
+ * A fresh browser context (its own cookies) with one page at desktop width. What goes wrong in
+ * the page is collected for the tests to check: script errors in `page.scriptErrors`, console
+ * errors, content security policy violations among them, in `page.consoleErrors`.
+ */
 export async function newPage(browser) {
   const context = await browser.newContext({ viewport: DESKTOP });
   context.setDefaultTimeout(10_000);
   context.setDefaultNavigationTimeout(15_000);
+  // Every content security policy violation the page sees also goes to the console, with the
+  // directive and where it happened, whatever Chromium itself logs about it.
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (event) => {
+      console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || 'inline'} `
+        + `at ${event.sourceFile}:${event.lineNumber}`);
+    });
+  });
   const page = await context.newPage();
   // A page's script error is a test failure, not a silent glitch.
   const errors = [];
   page.on('pageerror', (error) => errors.push(error));
   page.scriptErrors = errors;
+  const consoleErrors = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !expectedFailure(page, message)) {
+      consoleErrors.push(`${page.url()}: ${message.text()} (${message.location().url})`);
+    }
+  });
+  page.consoleErrors = consoleErrors;
   return page;
+}
+
+/**
+ * Chromium logs every answer with an error status as "Failed to load resource". For the page
+ * itself that is the answer a test asked for (a refused key: 401, an invalid field: 422), and
+ * the test checks what it shows; the relay has no /favicon.ico, which Chromium asks for. Any
+ * other failed load, such as a missing script or style sheet, counts as an error.
+ */
+function expectedFailure(page, message) {
+  if (!message.text().startsWith('Failed to load resource: the server responded with a status of')) {
+    return false;
+  }
+  const url = message.location().url;
+  return url === page.url() || new URL(url).pathname === '/favicon.ico';
 }
 
 /**

@@ -3,7 +3,7 @@
 // One relay and one browser for the whole file; the tests run in order and build on each other.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 
 import { launchBrowser, newPage, screenshots } from './browser.js';
 import { startRelay } from './relay.js';
@@ -26,6 +26,14 @@ before(async () => {
   ]);
   browser = await launchBrowser();
   page = await newPage(browser);
+});
+
+// Every test ends with a clean console: no error, no content security policy violation.
+afterEach(() => {
+  const consoleErrors = page.consoleErrors.splice(0);
+  const scriptErrors = page.scriptErrors.splice(0);
+  assert.deepEqual(consoleErrors, [], 'console errors (content security policy violations among them)');
+  assert.deepEqual(scriptErrors, [], 'script errors');
 });
 
 after(async () => {
@@ -303,5 +311,32 @@ test('signing out ends the session', async () => {
   await page.waitForURL(`${relay.base}/dashboard/login`);
   await page.goto(`${relay.base}/dashboard/usage`);
   assert.equal(path(), '/dashboard/login');
-  assert.deepEqual(page.scriptErrors, [], 'no script errors on any page');
+});
+
+/** Signs `into` (a page of its own browser context) in with the account's key. */
+async function signIn(into) {
+  await into.goto(`${relay.base}/dashboard/login`);
+  await into.getByLabel('API key').fill(account.apiKey);
+  await into.getByRole('button', { name: 'Sign in' }).click();
+  await into.waitForURL(`${relay.base}/dashboard`);
+}
+
+test('signing out everywhere ends this session and another browser\'s', async () => {
+  await signIn(page);
+  const other = await newPage(browser);
+  try {
+    await signIn(other);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'API keys' }).click();
+    await page.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await page.waitForURL(`${relay.base}/dashboard/login?done=everywhere`);
+    await page.getByRole('status').filter({ hasText: 'You are signed out everywhere' }).waitFor();
+    await capture('signed-out-everywhere');
+
+    await other.goto(`${relay.base}/dashboard/keys`);
+    assert.equal(new URL(other.url()).pathname, '/dashboard/login');
+    assert.deepEqual(other.consoleErrors, [], 'console errors in the other browser');
+    assert.deepEqual(other.scriptErrors, [], 'script errors in the other browser');
+  } finally {
+    await other.context().close();
+  }
 });

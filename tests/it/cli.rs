@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::dashboard::Browser;
 use crate::helpers::*;
 
 fn pingpilot() -> Command {
@@ -167,6 +168,48 @@ async fn housekeeping_commands_list_accounts_change_plans_and_manage_keys() {
             .await
             .status
             .success()
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn account_sign_out_ends_every_dashboard_session_of_the_account() {
+    let relay = Relay::start().await;
+    let (account, key) = relay.create_account(&[]).await;
+    let (_, other_key) = relay.create_account(&[]).await;
+    let mut first = Browser::signed_in(&relay, &key).await;
+    let mut second = Browser::signed_in(&relay, &key).await;
+    let mut stranger = Browser::signed_in(&relay, &other_key).await;
+
+    let output = relay
+        .cli(&["account", "sign-out", "--account", &account])
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{{\"accountId\":\"{account}\",\"sessionsEnded\":2}}\n")
+    );
+    for browser in [&mut first, &mut second] {
+        let page = browser.get("/dashboard").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.location.as_deref(), Some("/dashboard/login"));
+    }
+    assert_eq!(stranger.get("/dashboard").await.status, StatusCode::OK);
+    let again = stdout_json(
+        &relay
+            .cli(&["account", "sign-out", "--account", &account])
+            .await,
+    );
+    assert_eq!(again["sessionsEnded"], 0);
+
+    let unknown = relay
+        .cli(&["account", "sign-out", "--account", "acc_nope"])
+        .await;
+    assert!(!unknown.status.success());
+    assert!(unknown.stdout.is_empty(), "{unknown:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "error: no account with id \"acc_nope\"\n"
     );
     relay.stop().await;
 }

@@ -16,6 +16,9 @@ pub struct SessionRecord {
     /// Every form of this session carries it; a post without it is refused.
     pub csrf_token: String,
     pub expires_at: Millis,
+    /// The API key it was signed in with: the session ends when the key is revoked. `None` for a
+    /// one-time link, which no key revocation ends.
+    pub key_id: Option<String>,
 }
 
 /// One event of a category, as the category page's totals and chart need it.
@@ -46,11 +49,16 @@ pub trait DashboardStorage: Send + Sync {
         now: Millis,
     ) -> Result<()>;
 
-    /// The session with this id hash, unless it has expired (or its account is gone).
+    /// The session with this id hash, unless it has expired, the key it was signed in with is
+    /// revoked, or its account is gone.
     async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<SessionRecord>>;
 
     /// Signs a session out; nothing happens when it is unknown.
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
+
+    /// Signs out every session of an account ("sign out everywhere"); how many of them were
+    /// still open at `now`.
+    async fn delete_account_sessions(&self, account_id: &str, now: Millis) -> Result<u64>;
 
     /// Stores a one-time sign-in link for an account (by the hash of its token) and forgets every
     /// expired one.
@@ -214,7 +222,29 @@ mod tests {
             account_id: account_id.to_string(),
             csrf_token: csrf.to_string(),
             expires_at,
+            key_id: None,
         }
+    }
+
+    /// A session signed in with the key `key_id`.
+    fn key_session(account_id: &str, key_id: &str, expires_at: Millis) -> SessionRecord {
+        SessionRecord {
+            key_id: Some(key_id.to_string()),
+            ..session(account_id, "csrf", expires_at)
+        }
+    }
+
+    async fn key_id(store: &dyn Storage, key: &str) -> String {
+        store
+            .authenticate(&hash_api_key(key))
+            .await
+            .expect("authenticate")
+            .expect("key")
+            .key_id
+    }
+
+    async fn open(store: &dyn Storage, id_hash: &str, now: Millis) -> bool {
+        store.session(id_hash, now).await.expect("read").is_some()
     }
 
     async fn sessions(backend: &Backend) {
@@ -271,6 +301,130 @@ mod tests {
         assert_eq!(store.session("s3", 2_000).await.expect("read"), None);
         assert_eq!(backend.count("dashboard_sessions").await, 0);
         assert_eq!(backend.count("login_links").await, 0);
+    }
+
+    async fn revocation_ends_sessions(backend: &Backend) {
+        let store = backend.store();
+        let (account, first_key) = new_account(&*store).await;
+        let (other, other_key) = new_account(&*store).await;
+        let first = key_id(&*store, &first_key).await;
+        let (second, _) = store
+            .create_key(&account.id)
+            .await
+            .expect("create")
+            .expect("account");
+        let theirs = key_id(&*store, &other_key).await;
+
+        let by_first = key_session(&account.id, &first, 9_000);
+        store
+            .create_session("by-first", &by_first, 0)
+            .await
+            .expect("create");
+        for (id_hash, record) in [
+            ("by-second", key_session(&account.id, &second.id, 9_000)),
+            ("by-link", session(&account.id, "csrf", 9_000)),
+            ("theirs", key_session(&other.id, &theirs, 9_000)),
+        ] {
+            store
+                .create_session(id_hash, &record, 0)
+                .await
+                .expect("create");
+        }
+        assert_eq!(
+            store.session("by-first", 1_000).await.expect("read"),
+            Some(by_first)
+        );
+
+        // Another account's key is not revoked, and its sessions stay.
+        assert!(
+            !store
+                .revoke_key(&second.id, Some(&other.id))
+                .await
+                .expect("revoke")
+        );
+        assert!(open(&*store, "by-second", 1_000).await);
+
+        // Revoking a key deletes its sessions, and only its.
+        assert!(
+            store
+                .revoke_key(&second.id, Some(&account.id))
+                .await
+                .expect("revoke")
+        );
+        assert!(!open(&*store, "by-second", 1_000).await);
+        assert_eq!(backend.count("dashboard_sessions").await, 3);
+        for id_hash in ["by-first", "by-link", "theirs"] {
+            assert!(open(&*store, id_hash, 1_000).await, "{id_hash}");
+        }
+
+        // A session stored after its key was revoked (a sign-in racing the revocation) is refused
+        // by the lookup itself.
+        store
+            .create_session("raced", &key_session(&account.id, &second.id, 9_000), 0)
+            .await
+            .expect("create");
+        assert!(!open(&*store, "raced", 1_000).await);
+
+        // The operator's revocation (any account) ends the sessions the same way.
+        assert!(store.revoke_key(&theirs, None).await.expect("revoke"));
+        assert!(!open(&*store, "theirs", 1_000).await);
+        assert!(open(&*store, "by-first", 1_000).await);
+    }
+
+    async fn signing_out_everywhere(backend: &Backend) {
+        let store = backend.store();
+        let (account, key) = new_account(&*store).await;
+        let (other, other_key) = new_account(&*store).await;
+        let live = key_id(&*store, &key).await;
+        let (revoked, _) = store
+            .create_key(&account.id)
+            .await
+            .expect("create")
+            .expect("account");
+        assert!(store.revoke_key(&revoked.id, None).await.expect("revoke"));
+        let theirs = key_id(&*store, &other_key).await;
+        for (id_hash, record) in [
+            ("by-key", key_session(&account.id, &live, 9_000)),
+            ("by-link", session(&account.id, "csrf", 9_000)),
+            ("expiring", session(&account.id, "csrf", 1_500)),
+            ("raced", key_session(&account.id, &revoked.id, 9_000)),
+            ("theirs", key_session(&other.id, &theirs, 9_000)),
+        ] {
+            store
+                .create_session(id_hash, &record, 0)
+                .await
+                .expect("create");
+        }
+
+        // The open sessions are counted (not one that expired, nor one of a revoked key), and
+        // every one of the account's ends; other accounts keep theirs.
+        assert_eq!(
+            store
+                .delete_account_sessions(&account.id, 2_000)
+                .await
+                .expect("sign out everywhere"),
+            2
+        );
+        for id_hash in ["by-key", "by-link", "expiring", "raced"] {
+            assert!(!open(&*store, id_hash, 1_000).await, "{id_hash}");
+        }
+        assert!(open(&*store, "theirs", 2_000).await);
+        assert_eq!(backend.count("dashboard_sessions").await, 1);
+
+        assert_eq!(
+            store
+                .delete_account_sessions(&account.id, 2_000)
+                .await
+                .expect("again"),
+            0
+        );
+        assert_eq!(
+            store
+                .delete_account_sessions("acc_unknown", 2_000)
+                .await
+                .expect("unknown"),
+            0
+        );
     }
 
     async fn login_links(backend: &Backend) {
@@ -500,6 +654,18 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_revocation_ends_sessions() {
+        let (_dir, backend) = sqlite().await;
+        revocation_ends_sessions(&backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_signing_out_everywhere() {
+        let (_dir, backend) = sqlite().await;
+        signing_out_everywhere(&backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_login_links() {
         let (_dir, backend) = sqlite().await;
         login_links(&backend).await;
@@ -534,6 +700,22 @@ mod tests {
             return;
         };
         sessions(&db.backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_revocation_ends_sessions() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        revocation_ends_sessions(&db.backend).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_signing_out_everywhere() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        signing_out_everywhere(&db.backend).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -400,8 +400,8 @@ pub trait Storage: DashboardStorage + Send + Sync {
 
     async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>>;
 
-    /// Revokes a key, limited to one account's keys when `account_id` is given. Returns whether a
-    /// live key was revoked.
+    /// Revokes a key, limited to one account's keys when `account_id` is given, and ends the
+    /// dashboard sessions signed in with it. Returns whether a live key was revoked.
     async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool>;
 
     /// The account's link token for a provider, created on first use.

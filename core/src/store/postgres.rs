@@ -59,6 +59,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/postgres/0008_used_link_tokens.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_session_keys.sql"),
+    ),
 ];
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed
@@ -431,6 +435,7 @@ impl Storage for PgStore {
     }
 
     async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
              AND ($3::text IS NULL OR account_id = $3)",
@@ -438,9 +443,19 @@ impl Storage for PgStore {
         .bind(now_millis())
         .bind(key_id)
         .bind(account_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let revoked = done.rows_affected() > 0;
+        if revoked {
+            // Its dashboard sessions end with it (the session lookup would refuse them anyway;
+            // this frees their rows at once).
+            sqlx::query("DELETE FROM dashboard_sessions WHERE key_id = $1")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     // ----- channel links -----

@@ -24,14 +24,16 @@ impl DashboardStorage for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO dashboard_sessions (id_hash, account_id, csrf_token, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO dashboard_sessions \
+             (id_hash, account_id, csrf_token, created_at, expires_at, key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id_hash)
         .bind(&session.account_id)
         .bind(&session.csrf_token)
         .bind(now)
         .bind(session.expires_at)
+        .bind(&session.key_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -39,9 +41,13 @@ impl DashboardStorage for PgStore {
     }
 
     async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<SessionRecord>> {
+        // A revoked key's sessions are deleted with it; the lookup checks the key as well, so
+        // that a session started while its key was being revoked ends too.
         let row = sqlx::query(
-            "SELECT account_id, csrf_token, expires_at FROM dashboard_sessions \
-             WHERE id_hash = $1 AND expires_at > $2",
+            "SELECT s.account_id, s.csrf_token, s.expires_at, s.key_id FROM dashboard_sessions s \
+             WHERE s.id_hash = $1 AND s.expires_at > $2 \
+             AND (s.key_id IS NULL OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.key_id \
+             AND k.account_id = s.account_id AND k.revoked_at IS NULL))",
         )
         .bind(id_hash)
         .bind(now)
@@ -52,6 +58,7 @@ impl DashboardStorage for PgStore {
                 account_id: row.try_get("account_id")?,
                 csrf_token: row.try_get("csrf_token")?,
                 expires_at: row.try_get("expires_at")?,
+                key_id: row.try_get("key_id")?,
             })
         })
         .transpose()
@@ -63,6 +70,25 @@ impl DashboardStorage for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn delete_account_sessions(&self, account_id: &str, now: Millis) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        // The sessions that had ended already go first, so that the count is of open ones.
+        sqlx::query(
+            "DELETE FROM dashboard_sessions s WHERE s.account_id = $1 AND (s.expires_at <= $2 \
+             OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.key_id AND k.revoked_at IS NOT NULL))",
+        )
+        .bind(account_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let open = sqlx::query("DELETE FROM dashboard_sessions WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(open.rows_affected())
     }
 
     async fn create_login_link(

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_used_link_tokens.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_session_keys.sql"),
+    ),
 ];
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
@@ -392,6 +396,8 @@ impl Storage for SqliteStore {
     /// Revokes a key, limited to one account's keys when `account_id` is given. Returns whether a
     /// live key was revoked.
     async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool> {
+        let mut writer = self.writer.lock().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
              AND (?3 IS NULL OR account_id = ?3)",
@@ -399,9 +405,19 @@ impl Storage for SqliteStore {
         .bind(now_millis())
         .bind(key_id)
         .bind(account_id)
-        .execute(&mut *self.writer.lock().await?)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let revoked = done.rows_affected() > 0;
+        if revoked {
+            // Its dashboard sessions end with it (the session lookup would refuse them anyway;
+            // this frees their rows at once).
+            sqlx::query("DELETE FROM dashboard_sessions WHERE key_id = ?")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     // ----- channel links -----

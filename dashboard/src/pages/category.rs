@@ -71,8 +71,8 @@ async fn category_page(
         h1 {
             span aria-hidden="true" { (category.emoji.as_deref().unwrap_or("🔔")) }
             " " (category.name) " "
-            span.swatch style={ "background:" (layout::color_hex(category.color)) }
-                title=(layout::color_hex(category.color)) {}
+            @let hex = layout::color_hex(category.color);
+            (layout::swatch(&hex, Some(&hex)))
         }
         nav.tabs aria-label="Time range" {
             @for tab in Range::ALL {

@@ -1,34 +1,21 @@
 //! API keys: the list (prefix, created, last used), a new key shown once, and revoking with a
 //! confirmation step that works without JavaScript.
 
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 use pingpilot_core::model::ApiKeyInfo;
 use poem::http::header;
 use poem::web::{Form, Path, Query};
-use poem::{IntoResponse, Route, get, handler};
+use poem::{IntoResponse, Request, Route, get, handler};
 
 use crate::PREFIX;
 use crate::layout::{self, Nav, NoticeKind};
-use crate::web::{CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
+use crate::web::{self, CsrfOnly, DashError, Done, PageResult, SignedIn, csrf_field, see_other};
 
 pub fn routes(route: Route) -> Route {
     route
         .at("/keys", get(keys_page).post(create_key))
         .at("/keys/:id/revoke", get(confirm_revoke).post(revoke_key))
 }
-
-/// Shows the copy button only where the clipboard can be written; without it (or without
-/// JavaScript) the read-only field still lets the key be selected and copied.
-const COPY_SCRIPT: &str = r#"(function () {
-  var button = document.getElementById("copy-key");
-  var field = document.getElementById("new-key");
-  var done = document.getElementById("copy-done");
-  if (!button || !field || !navigator.clipboard) { return; }
-  button.hidden = false;
-  button.addEventListener("click", function () {
-    navigator.clipboard.writeText(field.value).then(function () { done.textContent = "Copied."; });
-  });
-})();"#;
 
 fn keys_url() -> String {
     format!("{PREFIX}/keys")
@@ -40,20 +27,22 @@ async fn keys_page(user: SignedIn, Query(query): Query<Done>) -> PageResult {
     let notice = match query.done.as_deref() {
         Some("revoked") => Some(layout::notice(
             NoticeKind::Done,
-            "The key is revoked: requests with it now get 401.",
+            "The key is revoked: requests with it now get 401, and dashboard sessions signed in \
+             with it have ended.",
         )),
         _ => None,
     };
     let body = html! {
         h1 { "API keys" }
         @if let Some(notice) = notice { (notice) }
-        (keys_table(&keys))
+        (keys_table(&user, &keys))
         (create_form(&user))
+        (sessions_form(&user))
     };
     Ok(layout::page(&user, Some(Nav::Keys), "API keys", body))
 }
 
-fn keys_table(keys: &[ApiKeyInfo]) -> Markup {
+fn keys_table(user: &SignedIn, keys: &[ApiKeyInfo]) -> Markup {
     html! {
         @if keys.is_empty() {
             p.muted { "This account has no API key. Create one to send events." }
@@ -70,7 +59,12 @@ fn keys_table(keys: &[ApiKeyInfo]) -> Markup {
                     tbody {
                         @for key in keys {
                             tr {
-                                td { code { (key.prefix) "…" } }
+                                td {
+                                    code { (key.prefix) "…" }
+                                    @if signed_in_with(user, key) {
+                                        " " span.muted { "(you signed in with it)" }
+                                    }
+                                }
                                 td { (layout::time(key.created_at)) }
                                 td {
                                     @match key.last_used_at {
@@ -89,8 +83,8 @@ fn keys_table(keys: &[ApiKeyInfo]) -> Markup {
             }
         }
         p.hint {
-            "Only the first characters of each key are kept in clear. Your dashboard session is "
-            "not tied to a key: revoking the key you signed in with keeps you signed in here."
+            "Only the first characters of each key are kept in clear. Revoking a key also ends "
+            "every dashboard session signed in with it."
         }
     }
 }
@@ -104,6 +98,27 @@ fn create_form(user: &SignedIn) -> Markup {
             button.primary type="submit" { "Create a key" }
         }
     }
+}
+
+/// "Sign out everywhere": every session of the account ends, wherever it was signed in.
+fn sessions_form(user: &SignedIn) -> Markup {
+    html! {
+        form.card method="post" action={ (PREFIX) "/logout/everywhere" } {
+            (csrf_field(&user.csrf))
+            h2 { "Dashboard sessions" }
+            p {
+                "Signed in on a device you no longer use, or a key may have leaked? End every "
+                "dashboard session of this account, on every device, this one included. API "
+                "keys keep working."
+            }
+            button.danger type="submit" { "Sign out everywhere" }
+        }
+    }
+}
+
+/// Whether this session was signed in with `key`.
+fn signed_in_with(user: &SignedIn, key: &ApiKeyInfo) -> bool {
+    user.key_id.as_deref() == Some(key.id.as_str())
 }
 
 #[handler]
@@ -129,10 +144,12 @@ async fn create_key(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
                 button #copy-key type="button" hidden { "Copy" }
             }
             p.hint #copy-done role="status" {}
-            script { (PreEscaped(COPY_SCRIPT)) }
+            // Shows the copy button where the clipboard can be written (a file of its own: the
+            // dashboard's content security policy runs no inline script).
+            script src={ (PREFIX) "/assets/copy-key.js" } {}
             p { a href=(keys_url()) { "Done: back to the list" } }
         }
-        (keys_table(&keys))
+        (keys_table(&user, &keys))
     };
     // The key is on this page only: no cache may keep it.
     Ok(layout::page(&user, Some(Nav::Keys), "New API key", body)
@@ -165,7 +182,16 @@ async fn confirm_revoke(user: SignedIn, Path(id): Path<String>) -> PageResult {
                     Some(at) => (layout::time(at)),
                     None => "never",
                 }
-                ". Your dashboard session stays open even if you signed in with this key."
+                "."
+            }
+            p.hint {
+                @if signed_in_with(&user, &key) {
+                    strong { "You signed in with this key:" }
+                    " revoking it signs you out here too, and ends every other dashboard \
+                     session signed in with it."
+                } @else {
+                    "Dashboard sessions signed in with this key end with it."
+                }
             }
             div.row {
                 button.danger type="submit" { "Revoke the key" }
@@ -178,6 +204,7 @@ async fn confirm_revoke(user: SignedIn, Path(id): Path<String>) -> PageResult {
 
 #[handler]
 async fn revoke_key(
+    req: &Request,
     user: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<CsrfOnly>,
@@ -191,5 +218,13 @@ async fn revoke_key(
     if !revoked {
         return Err(DashError::NotFound);
     }
-    Ok(see_other(&format!("{}?done=revoked", keys_url())))
+    if user.key_id.as_deref() != Some(id.as_str()) {
+        return Ok(see_other(&format!("{}?done=revoked", keys_url())));
+    }
+    // This session went with its key: straight to the sign-in page, which says why.
+    Ok(web::signed_out(
+        req,
+        &user.state,
+        &format!("{PREFIX}/login?done=key-revoked"),
+    ))
 }

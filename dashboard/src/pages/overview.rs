@@ -291,7 +291,10 @@ fn card(category: &Category, this_month: &BTreeMap<String, i64>) -> Markup {
     let color = color_hex(category.color);
     let link = format!("{PREFIX}/categories/{}", category.name);
     html! {
-        article.card.category style={ "border-top: 4px solid " (color) } {
+        article.card.category {
+            // The category's colour along the card's top edge.
+            svg.stripe viewBox="0 0 1 1" preserveAspectRatio="none" aria-hidden="true"
+                focusable="false" { rect width="1" height="1" fill=(color) {} }
             h2 {
                 span.emoji aria-hidden="true" { (category.emoji.as_deref().unwrap_or("🔔")) }
                 " "
@@ -299,7 +302,7 @@ fn card(category: &Category, this_month: &BTreeMap<String, i64>) -> Markup {
             }
             dl.facts {
                 dt { "Colour" }
-                dd { span.swatch style={ "background:" (color) } {} " " code { (color.to_uppercase()) } }
+                dd { (layout::swatch(&color, None)) " " code { (color.to_uppercase()) } }
                 dt { "Created" }
                 dd { (layout::time(category.created_at)) }
                 dt { "Last event" }
@@ -383,7 +386,7 @@ fn create_form(user: &SignedIn, form: &CreateForm, full: Option<u64>) -> Markup 
                     label.choice {
                         input type="radio" name="color" value=(hex)
                             checked[typed_color.is_empty() && form.color.eq_ignore_ascii_case(hex)];
-                        span.swatch style={ "background:" (hex) } {}
+                        (layout::swatch(hex, None))
                         " " (colour_name)
                     }
                 }

@@ -3,15 +3,14 @@
 use maud::{Markup, html};
 use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
 use poem::http::{StatusCode, header};
-use poem::web::{Form, Path};
+use poem::web::{Form, Path, Query};
 use poem::{IntoResponse, Request, Response, Route, get, handler, post};
 use serde::Deserialize;
 
 use crate::PREFIX;
 use crate::layout::{self, NoticeKind};
 use crate::web::{
-    self, CsrfOnly, PageResult, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, app_state, same_token,
-    see_other,
+    self, CsrfOnly, Done, PageResult, SIGNIN_COOKIE, SignedIn, app_state, same_token, see_other,
 };
 
 /// How long the sign-in form's own token lives (it only guards that one form).
@@ -22,6 +21,7 @@ pub fn routes(route: Route) -> Route {
         .at("/login", get(sign_in_page).post(sign_in))
         .at("/login/:token", get(link_page).post(sign_in_with_link))
         .at("/logout", post(sign_out))
+        .at("/logout/everywhere", post(sign_out_everywhere))
 }
 
 #[derive(Deserialize)]
@@ -65,10 +65,16 @@ fn guarded_form_ok(req: &Request, submitted: &str) -> bool {
 const FORM_EXPIRED: &str = "This sign-in form has expired or your browser did not keep its \
     cookie. The form has been renewed: try again (cookies must be allowed for this site).";
 
-fn sign_in_form(req: &Request, status: StatusCode, problem: Option<&str>) -> Response {
+fn sign_in_form(
+    req: &Request,
+    status: StatusCode,
+    problem: Option<&str>,
+    done: Option<&str>,
+) -> Response {
     guarded_page(req, status, "Sign in", |token| {
         html! {
             h1 { "Sign in" }
+            @if let Some(done) = done { (layout::notice(NoticeKind::Done, done)) }
             @if let Some(problem) = problem { (layout::notice(NoticeKind::Problem, problem)) }
             form.card method="post" action={ (PREFIX) "/login" } {
                 input type="hidden" name="csrf" value=(token);
@@ -106,23 +112,39 @@ fn link_page(req: &Request, Path(link): Path<String>) -> Response {
 }
 
 #[handler]
-fn sign_in_page(req: &Request) -> Response {
-    sign_in_form(req, StatusCode::OK, None)
+fn sign_in_page(req: &Request, Query(query): Query<Done>) -> Response {
+    let notice = match query.done.as_deref() {
+        Some("everywhere") => Some(SIGNED_OUT_EVERYWHERE),
+        Some("key-revoked") => Some(KEY_REVOKED),
+        _ => None,
+    };
+    sign_in_form(req, StatusCode::OK, None, notice)
 }
+
+const SIGNED_OUT_EVERYWHERE: &str =
+    "You are signed out everywhere: every session of the account has ended, this one included.";
+const KEY_REVOKED: &str =
+    "You are signed out: the API key you signed in with is revoked. Sign in with another key.";
 
 #[handler]
 async fn sign_in(req: &Request, Form(form): Form<SignInForm>) -> PageResult {
     if !guarded_form_ok(req, &form.csrf) {
-        return Ok(sign_in_form(req, StatusCode::FORBIDDEN, Some(FORM_EXPIRED)));
+        return Ok(sign_in_form(
+            req,
+            StatusCode::FORBIDDEN,
+            Some(FORM_EXPIRED),
+            None,
+        ));
     }
     let state = app_state(req);
+    let store = state.store()?;
     let key = form.api_key.trim();
-    let account = if key.is_empty() {
+    let found = if key.is_empty() {
         None
     } else {
-        state.account_for_key(key).await?
+        store.authenticate(&hash_api_key(key)).await?
     };
-    let Some(account) = account else {
+    let Some(found) = found else {
         return Ok(sign_in_form(
             req,
             StatusCode::UNAUTHORIZED,
@@ -130,9 +152,13 @@ async fn sign_in(req: &Request, Form(form): Form<SignInForm>) -> PageResult {
                 "That API key is not valid: it is mistyped, or it was revoked. Keys start with \
                  pk_.",
             ),
+            None,
         ));
     };
-    let cookie = web::start_session(req, &state, &account.id).await?;
+    // A sign-in is rare: each one counts as a use of the key.
+    store.touch_key(&found.key_id, now_millis()).await?;
+    // The session keeps the key's id, so that revoking the key ends the session.
+    let cookie = web::start_session(req, &state, &found.account.id, Some(&found.key_id)).await?;
     Ok(signed_in(cookie, req, &state))
 }
 
@@ -182,9 +208,11 @@ async fn sign_in_with_link(
                 "This sign-in link has expired or was used already; each link works once. Ask \
                  for a new one, or sign in with an API key.",
             ),
+            None,
         ));
     };
-    let cookie = web::start_session(req, &state, &account_id).await?;
+    // No key: no revocation ends this session, only signing out or its expiry.
+    let cookie = web::start_session(req, &state, &account_id, None).await?;
     Ok(signed_in(cookie, req, &state))
 }
 
@@ -192,10 +220,25 @@ async fn sign_in_with_link(
 async fn sign_out(req: &Request, user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
     user.check_csrf(&form.csrf)?;
     user.sign_out().await?;
-    let mut response = see_other(&format!("{PREFIX}/login"));
-    let cookie = web::set_cookie(SESSION_COOKIE, "", 0, web::over_https(req, &user.state));
-    if let Ok(value) = cookie.parse() {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    Ok(response)
+    Ok(web::signed_out(
+        req,
+        &user.state,
+        &format!("{PREFIX}/login"),
+    ))
+}
+
+/// Ends every session of the account, on every device, this one included.
+#[handler]
+async fn sign_out_everywhere(
+    req: &Request,
+    user: SignedIn,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    user.sign_out_everywhere().await?;
+    Ok(web::signed_out(
+        req,
+        &user.state,
+        &format!("{PREFIX}/login?done=everywhere"),
+    ))
 }

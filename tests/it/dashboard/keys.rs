@@ -21,7 +21,7 @@ async fn key_works(relay: &Relay, key: &str) -> StatusCode {
         .0
 }
 
-async fn key_id(relay: &Relay, key: &str, prefix: &str) -> String {
+pub(super) async fn key_id(relay: &Relay, key: &str, prefix: &str) -> String {
     let (_, keys) = relay
         .call(Method::GET, "/api/v1/account/api-keys", Some(key), None)
         .await;
@@ -55,7 +55,7 @@ async fn a_new_key_is_shown_once_then_listed_by_its_prefix() {
         &format!("<code>{}…</code>", &key[..10]),
         "Last used",
         "Create a key",
-        "revoking the key you signed in with keeps you signed in here",
+        "Revoking a key also ends every dashboard session signed in with it.",
     ]);
     assert!(!page.body.contains(&key), "only the prefix is shown");
 
@@ -74,8 +74,9 @@ async fn a_new_key_is_shown_once_then_listed_by_its_prefix() {
         r#"<label for="new-key">New API key</label>"#,
         "readonly",
         r#"<button id="copy-key" type="button" hidden>Copy</button>"#,
-        "navigator.clipboard",
+        r#"<script src="/dashboard/assets/copy-key.js"></script>"#,
     ]);
+    assert!(!created.body.contains("<script>"), "no inline script");
     let (_, keys) = relay
         .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
         .await;
@@ -159,15 +160,19 @@ async fn revoking_asks_first_then_the_key_stops_working() {
     );
     assert_eq!(key_works(&relay, &other_key).await, StatusCode::OK);
 
-    // Revoking the key this session signed in with keeps the session.
+    // Revoking the key this session signed in with ends the session.
     let own_id = key_id(&relay, &key, &key[..10]).await;
     let own = browser
         .post(&format!("/dashboard/keys/{own_id}/revoke"), &[])
         .await;
     assert_eq!(own.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        own.location.as_deref(),
+        Some("/dashboard/login?done=key-revoked")
+    );
     assert_eq!(key_works(&relay, &key).await, StatusCode::UNAUTHORIZED);
-    let still = browser.get("/dashboard/keys").await;
-    assert_eq!(still.status, StatusCode::OK);
-    still.assert_contains(&["This account has no API key"]);
+    let gone = browser.get("/dashboard/keys").await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER);
+    assert_eq!(gone.location.as_deref(), Some("/dashboard/login"));
     relay.stop().await;
 }

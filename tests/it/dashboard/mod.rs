@@ -3,8 +3,10 @@
 
 mod category;
 mod event;
+mod headers;
 mod keys;
 mod overview;
+mod sessions;
 mod settings;
 mod signin;
 mod usage;
@@ -12,7 +14,7 @@ mod usage;
 use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
-use reqwest::header::{LOCATION, SET_COOKIE};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
 use crate::helpers::Relay;
 
@@ -23,6 +25,7 @@ pub struct Page {
     /// Where a redirect points.
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
+    pub headers: HeaderMap,
     pub body: String,
 }
 
@@ -131,7 +134,14 @@ impl<'r> Browser<'r> {
         for line in &set_cookies {
             self.keep_cookie(line);
         }
+        let headers = response.headers().clone();
         let body = response.text().await.expect("body");
+        // The content security policy runs no inline script or style, so no page may hold one
+        // (text is escaped, so these appear only as markup).
+        assert!(
+            !body.contains(" style=\"") && !body.contains("<script>"),
+            "inline style or script, which the content security policy blocks:\n{body}"
+        );
         if let Some(token) = csrf_in(&body) {
             self.csrf = Some(token);
         }
@@ -139,6 +149,7 @@ impl<'r> Browser<'r> {
             status,
             location,
             set_cookies,
+            headers,
             body,
         }
     }

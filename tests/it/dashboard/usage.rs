@@ -35,9 +35,9 @@ async fn usage_shows_events_and_categories_against_the_plan() {
         "<h1>Usage</h1>",
         r#"Plan: <strong class="plan">free</strong>"#,
         "<strong>3</strong> of 100 events used",
-        r#"<span style="width: 3%">"#,
+        r#"<rect width="3" height="1">"#,
         "<strong>1</strong> of 3 categories used",
-        r#"<span style="width: 33%">"#,
+        r#"<rect width="33" height="1">"#,
         &format!("{reset_day} 00:00 UTC"),
         r#"aria-current="page">Usage</a>"#,
     ]);
@@ -56,6 +56,6 @@ async fn unlimited_plans_have_no_bars() {
         "<strong>0</strong> events · No limit",
         "<strong>0</strong> categories · No limit",
     ]);
-    assert!(!page.body.contains(r#"class="bar""#));
+    assert!(!page.body.contains(r#"class="meter""#));
     relay.stop().await;
 }
