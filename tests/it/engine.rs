@@ -729,6 +729,105 @@ async fn two_processes_on_one_database_never_send_a_delivery_twice() {
     database.remove().await;
 }
 
+/// A stand-in for Discord messages that takes `delay` to answer each, as a real API does.
+#[derive(Clone)]
+struct Slow(Recorder, Duration);
+
+impl wiremock::Respond for Slow {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        self.0.respond(request).set_delay(self.1)
+    }
+}
+
+/// One account floods a provider that answers in 40 ms to 4 sends at a time (a hundred
+/// deliveries a second); another account's single event must not wait behind the backlog.
+/// With `processes` relays on one database, the flood and the quiet event enter through
+/// different ones.
+async fn a_quiet_account_is_not_starved(processes: usize) {
+    let discord = MockServer::start().await;
+    mount_dm_channel(&discord).await;
+    let recorder = Recorder::new(json!({"id": "1"}));
+    Mock::given(method("POST"))
+        .and(path(format!("/channels/{DM_CHANNEL}/messages")))
+        .respond_with(Slow(recorder.clone(), Duration::from_millis(40)))
+        .mount(&discord)
+        .await;
+    let dir = tempfile::TempDir::new().expect("dir");
+    let database = TestDatabase::create(dir.path()).await;
+    let providers = format!(
+        "[providers.discord]\nbot_token = \"{DISCORD_TOKEN}\"\napi_base = \"{}\"\nrequests_per_second = 1000\n",
+        discord.uri()
+    );
+    let config = dir.path().join("pingpilot.toml");
+    std::fs::write(
+        &config,
+        config_toml(&database.url, "concurrency = 4", &providers),
+    )
+    .expect("config");
+    let mut relays = Vec::new();
+    for _ in 0..processes {
+        relays.push(RelayProcess::spawn(&config).await);
+    }
+    let flood_key = process_account(&relays[0].base, &config).await;
+    let quiet_key = process_account(&relays[0].base, &config).await;
+    let accepted: Accepted = Arc::default();
+    send_through(
+        vec![relays[0].base.clone()],
+        flood_key,
+        "flood",
+        1200,
+        accepted.clone(),
+    )
+    .await;
+    assert_eq!(accepted.lock().expect("set").len(), 1200);
+    let quiet_base = &relays[processes - 1].base;
+    let sent_at = Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{quiet_base}/api/v1/event"))
+        .header("Authorization", format!("Bearer {quiet_key}"))
+        .json(&json!({"category": "job", "description": "quiet"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    let deadline = sent_at + Duration::from_secs(20);
+    let (arrived, flood_before) = loop {
+        let requests = recorder.requests();
+        let quiet = requests
+            .iter()
+            .position(|(_, body)| body["embeds"][0]["description"] == "quiet");
+        if let Some(position) = quiet {
+            break (requests[position].0, position);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the quiet event was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let waited = arrived.saturating_duration_since(sent_at);
+    assert!(
+        waited < Duration::from_secs(3),
+        "the quiet event waited {waited:?} behind {flood_before} of the flood's deliveries"
+    );
+    assert!(
+        flood_before < 1000,
+        "the flood had {flood_before} deliveries out first: its backlog was gone anyway"
+    );
+    drop(relays);
+    database.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quiet_accounts_event_goes_out_within_seconds_whatever_another_accounts_backlog() {
+    a_quiet_account_is_not_starved(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_are_served_fairly_across_several_processes() {
+    a_quiet_account_is_not_starved(2).await;
+}
+
 /// Sends `count` events named `{prefix} {n}` through the given relays, round robin, from
 /// several clients at once, noting in `accepted` each description answered 200. A client moves
 /// on past connection errors (a relay that was killed).

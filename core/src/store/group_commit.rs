@@ -109,6 +109,14 @@ pub trait IntakeLookups: Send {
     ) -> Result<Option<(String, String)>>;
     /// Events counted for the account in `month` so far (never below zero).
     async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64>;
+    /// Where `provider`'s fair queue stands for `account_id`: the lowest `fair_key` pending on
+    /// the provider (its front) and the highest of the account's pending deliveries there (the
+    /// end of its lane), each `None` when there is none.
+    async fn queue_ends(
+        &mut self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>)>;
     /// Records an `Idempotency-Key`'s first use.
     async fn remember_key(
         &mut self,
@@ -120,11 +128,61 @@ pub trait IntakeLookups: Send {
 }
 
 /// What a batch's intake comes to: each job's result, the events to insert with their new ids,
-/// and how many events to count per (account, month), sorted.
+/// their deliveries, and how many events to count per (account, month), sorted.
 pub struct IntakePlan<'j> {
     pub results: Vec<IntakeResult>,
     pub accepted: Vec<(&'j IntakeJob, String)>,
+    pub deliveries: Vec<QueuedDelivery<'j>>,
     pub counts: Vec<((&'j str, String), i64)>,
+}
+
+/// A delivery a batch queues, with its place in its provider's queue.
+pub struct QueuedDelivery<'j> {
+    pub event_id: String,
+    pub account_id: &'j str,
+    pub provider: &'static str,
+    pub queued_at: Millis,
+    pub fair_key: i64,
+}
+
+/// How much of a provider's queue a claim looks through for due deliveries in queue order.
+/// The front holds each account's next deliveries, so a quiet account's is among the first;
+/// deliveries that are not due (retries, waiting channels) can fill it for a while.
+pub const FAIR_WINDOW: i64 = 1000;
+
+/// Places new deliveries in their provider's fair queue: each goes behind its account's other
+/// pending deliveries there, and never before the front of the queue. A quiet account's
+/// delivery lands at the front; a busy account's go one after another behind its own, so
+/// claims in key order take the accounts in turn (start-time fair queuing; the keys are the
+/// rounds). Each lane is read once per batch.
+#[derive(Default)]
+struct FairQueue<'j> {
+    /// `(provider, account)` → the key its next delivery gets.
+    next: HashMap<(&'static str, &'j str), i64>,
+}
+
+impl<'j> FairQueue<'j> {
+    async fn place(
+        &mut self,
+        db: &mut impl IntakeLookups,
+        provider: &'static str,
+        account_id: &'j str,
+    ) -> Result<i64> {
+        let key = match self.next.get(&(provider, account_id)) {
+            Some(key) => *key,
+            None => {
+                let (front, lane_end) = db.queue_ends(provider, account_id).await?;
+                next_fair_key(front, lane_end)
+            }
+        };
+        self.next.insert((provider, account_id), key + 1);
+        Ok(key)
+    }
+}
+
+/// The key of a delivery queued behind `lane_end` with the queue's front at `front`.
+pub fn next_fair_key(front: Option<i64>, lane_end: Option<i64>) -> i64 {
+    front.unwrap_or(0).max(lane_end.map_or(0, |end| end + 1))
 }
 
 /// The API keys a batch's intake was checked against, sorted, once each.
@@ -156,6 +214,8 @@ pub async fn plan_intake<'j>(
     let mut counted: HashMap<(&str, String), i64> = HashMap::new();
     let mut added: HashMap<(&str, String), i64> = HashMap::new();
     let mut accepted = Vec::with_capacity(jobs.len());
+    let mut deliveries = Vec::with_capacity(jobs.len());
+    let mut queue = FairQueue::default();
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         if let Some((key_hash, version)) = &job.verify
@@ -193,6 +253,15 @@ pub async fn plan_intake<'j>(
         if let Some((key, hash)) = &job.idempotency {
             db.remember_key(job, key, hash, &event_id).await?;
         }
+        for provider in &job.providers {
+            deliveries.push(QueuedDelivery {
+                event_id: event_id.clone(),
+                account_id: &job.account_id,
+                provider,
+                queued_at: job.now,
+                fair_key: queue.place(db, provider, &job.account_id).await?,
+            });
+        }
         accepted.push((job, event_id.clone()));
         results.push(IntakeResult::Accepted { event_id });
     }
@@ -201,6 +270,7 @@ pub async fn plan_intake<'j>(
     Ok(IntakePlan {
         results,
         accepted,
+        deliveries,
         counts,
     })
 }
@@ -456,6 +526,17 @@ fn answer_all<T>(replies: Vec<oneshot::Sender<Result<T>>>, results: Vec<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_goes_behind_its_account_and_never_before_the_front() {
+        // An empty queue, then an account's first delivery at the front of a busy queue.
+        assert_eq!(next_fair_key(None, None), 0);
+        assert_eq!(next_fair_key(Some(700), None), 700);
+        // A busy account: behind its own.
+        assert_eq!(next_fair_key(Some(700), Some(5_000)), 5_001);
+        // An account whose last key the front has passed: at the front again.
+        assert_eq!(next_fair_key(Some(700), Some(10)), 700);
+    }
 
     fn finish(delivery_id: i64, owner: &str) -> FinishJob {
         FinishJob {

@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, QueryBuilder, Row};
 
-use super::group_commit::{ClaimJob, GroupCommit};
+use super::group_commit::{ClaimJob, FAIR_WINDOW, GroupCommit};
 use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
 use crate::model::*;
@@ -62,6 +62,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../migrations/postgres/0009_session_keys.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_fair_queue.sql"),
     ),
 ];
 
@@ -976,11 +980,17 @@ async fn lock_account(
 /// skipped, not waited for; a row updated meanwhile is re-checked against the conditions once
 /// locked.
 pub(super) async fn lease_due(conn: &mut PgConnection, claim: &ClaimJob) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "WITH due AS ( \
-           SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
-           AND next_attempt_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
-           ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+    // In queue order among the front of the queue (see the 0010 migration), then, for the
+    // slots left, the longest due anywhere: a front of deliveries not due yet must not stall.
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "WITH front AS ( \
+           SELECT id, fair_key FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
+           ORDER BY fair_key LIMIT $6), \
+         due AS ( \
+           SELECT d.id FROM front f JOIN deliveries d ON d.id = f.id \
+           WHERE d.status = 'PENDING' AND d.next_attempt_at <= $3 \
+           AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $3) \
+           ORDER BY f.fair_key LIMIT $4 FOR UPDATE OF d SKIP LOCKED) \
          UPDATE deliveries d SET lease_owner = $1, lease_expires_at = $2 FROM due \
          WHERE d.id = due.id RETURNING d.id",
     )
@@ -989,8 +999,31 @@ pub(super) async fn lease_due(conn: &mut PgConnection, claim: &ClaimJob) -> Resu
     .bind(claim.now)
     .bind(i64::from(claim.limit))
     .bind(&claim.provider)
-    .fetch_all(conn)
-    .await?)
+    .bind(FAIR_WINDOW)
+    .fetch_all(&mut *conn)
+    .await?;
+    let left = i64::from(claim.limit) - ids.len() as i64;
+    if left > 0 {
+        ids.extend(
+            sqlx::query_scalar::<_, i64>(
+                "WITH due AS ( \
+                   SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
+                   AND next_attempt_at <= $3 \
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+                   ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 UPDATE deliveries d SET lease_owner = $1, lease_expires_at = $2 FROM due \
+                 WHERE d.id = due.id RETURNING d.id",
+            )
+            .bind(&claim.owner)
+            .bind(claim.lease_until)
+            .bind(claim.now)
+            .bind(left)
+            .bind(&claim.provider)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
+    Ok(ids)
 }
 
 /// Events counted for the account in `month` so far (never below zero).

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::group_commit::{
-    BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, Written, held_results, plan_intake,
+    BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, QueuedDelivery, Written,
+    held_results, plan_intake,
 };
 use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent, lease_due, stored_count};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
@@ -54,9 +55,8 @@ async fn write_intake(conn: &mut PgConnection, jobs: &[IntakeJob]) -> Result<Vec
     }
     lock_accounts(conn, jobs).await?;
     let plan = plan_intake(&mut Lookups(&mut *conn), jobs).await?;
-    let accepted = plan.accepted;
-    insert_events(conn, &accepted).await?;
-    insert_deliveries(conn, &accepted).await?;
+    insert_events(conn, &plan.accepted).await?;
+    insert_deliveries(conn, &plan.deliveries).await?;
     if let Some(oldest) = jobs
         .iter()
         .filter(|job| job.idempotency.is_some())
@@ -141,6 +141,22 @@ impl IntakeLookups for Lookups<'_> {
         stored_count(&mut *self.0, account_id, month).await
     }
 
+    async fn queue_ends(
+        &mut self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>)> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT fair_key FROM deliveries WHERE provider = $1 AND status = 'PENDING' \
+             ORDER BY fair_key LIMIT 1), (SELECT fair_key FROM deliveries WHERE provider = $1 \
+             AND account_id = $2 AND status = 'PENDING' ORDER BY fair_key DESC LIMIT 1)",
+        )
+        .bind(provider)
+        .bind(account_id)
+        .fetch_one(&mut *self.0)
+        .await?)
+    }
+
     async fn remember_key(
         &mut self,
         job: &IntakeJob,
@@ -212,33 +228,27 @@ async fn insert_events(conn: &mut PgConnection, accepted: &[(&IntakeJob, String)
 
 async fn insert_deliveries(
     conn: &mut PgConnection,
-    accepted: &[(&IntakeJob, String)],
+    deliveries: &[QueuedDelivery<'_>],
 ) -> Result<()> {
-    let mut event_ids = Vec::new();
-    let mut account_ids = Vec::new();
-    let mut providers = Vec::new();
-    let mut queued = Vec::new();
-    for (job, event_id) in accepted {
-        for provider in &job.providers {
-            event_ids.push(event_id.as_str());
-            account_ids.push(job.account_id.as_str());
-            providers.push(*provider);
-            queued.push(job.now);
-        }
-    }
-    if event_ids.is_empty() {
+    if deliveries.is_empty() {
         return Ok(());
     }
+    let event_ids: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
+    let account_ids: Vec<&str> = deliveries.iter().map(|d| d.account_id).collect();
+    let providers: Vec<&str> = deliveries.iter().map(|d| d.provider).collect();
+    let queued: Vec<i64> = deliveries.iter().map(|d| d.queued_at).collect();
+    let keys: Vec<i64> = deliveries.iter().map(|d| d.fair_key).collect();
     sqlx::query(
         "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
-         next_attempt_at) SELECT event_id, account_id, provider, 'PENDING', queued_at, queued_at \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
-         AS r(event_id, account_id, provider, queued_at)",
+         next_attempt_at, fair_key) SELECT event_id, account_id, provider, 'PENDING', queued_at, \
+         queued_at, fair_key FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], \
+         $5::bigint[]) AS r(event_id, account_id, provider, queued_at, fair_key)",
     )
     .bind(&event_ids)
     .bind(&account_ids)
     .bind(&providers)
     .bind(&queued)
+    .bind(&keys)
     .execute(conn)
     .await?;
     Ok(())
@@ -340,18 +350,33 @@ async fn insert_attempts(conn: &mut PgConnection, held: &[&FinishJob]) -> Result
     Ok(())
 }
 
+/// A delivery tried again later joins its queue again like a new one: behind its account's
+/// other deliveries, never before the front (see [`QueuedDelivery`]). A macro, to be part of
+/// constant statements.
+macro_rules! requeue {
+    () => {
+        "fair_key = GREATEST(\
+         COALESCE((SELECT o.fair_key FROM deliveries o WHERE o.provider = deliveries.provider \
+           AND o.status = 'PENDING' ORDER BY o.fair_key LIMIT 1), 0), \
+         COALESCE((SELECT o.fair_key + 1 FROM deliveries o WHERE o.provider = deliveries.provider \
+           AND o.account_id = deliveries.account_id AND o.status = 'PENDING' \
+           AND o.id <> deliveries.id ORDER BY o.fair_key DESC LIMIT 1), 0))"
+    };
+}
+
 /// Any outcome but delivered: one statement each (they are the rare ones). Every outcome gives
 /// the lease back. The event id when the job still held its lease.
 async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Option<String>> {
     // The last two parameters of each are the delivery id and the owner it must be leased to.
     let query = match &job.update {
         DeliveryUpdate::Delivered => return Ok(None),
-        DeliveryUpdate::Retry { at, counted, error } => sqlx::query(
+        DeliveryUpdate::Retry { at, counted, error } => sqlx::query(concat!(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              next_attempt_at = $1, attempts = attempts + $2, last_error = $3, \
-             waiting_reason = NULL \
-             WHERE id = $4 AND status = 'PENDING' AND lease_owner = $5 RETURNING event_id",
-        )
+             waiting_reason = NULL, ",
+            requeue!(),
+            " WHERE id = $4 AND status = 'PENDING' AND lease_owner = $5 RETURNING event_id"
+        ))
         .bind(*at)
         .bind(i64::from(*counted))
         .bind(error),
@@ -363,17 +388,19 @@ async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Opt
         )
         .bind(error)
         .bind(i64::from(job.attempt.is_some())),
-        DeliveryUpdate::Deferred { at } => sqlx::query(
+        DeliveryUpdate::Deferred { at } => sqlx::query(concat!(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-             next_attempt_at = $1, waiting_reason = NULL \
-             WHERE id = $2 AND status = 'PENDING' AND lease_owner = $3 RETURNING event_id",
-        )
+             next_attempt_at = $1, waiting_reason = NULL, ",
+            requeue!(),
+            " WHERE id = $2 AND status = 'PENDING' AND lease_owner = $3 RETURNING event_id"
+        ))
         .bind(*at),
-        DeliveryUpdate::Waiting { at, reason } => sqlx::query(
+        DeliveryUpdate::Waiting { at, reason } => sqlx::query(concat!(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-             next_attempt_at = $1, waiting_reason = $2 \
-             WHERE id = $3 AND status = 'PENDING' AND lease_owner = $4 RETURNING event_id",
-        )
+             next_attempt_at = $1, waiting_reason = $2, ",
+            requeue!(),
+            " WHERE id = $3 AND status = 'PENDING' AND lease_owner = $4 RETURNING event_id"
+        ))
         .bind(*at)
         .bind(reason),
     };

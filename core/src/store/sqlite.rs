@@ -51,6 +51,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_session_keys.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_fair_queue.sql"),
+    ),
 ];
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \

@@ -18,7 +18,8 @@ use sqlx::SqliteConnection;
 use tokio::sync::Mutex;
 
 use super::group_commit::{
-    BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, Written, held_results, plan_intake,
+    BatchWriter, ClaimJob, FAIR_WINDOW, FinishJob, IntakeJob, IntakeLookups, QueuedDelivery,
+    Written, held_results, plan_intake,
 };
 use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
 use super::sqlite_checkpoint::Checkpointer;
@@ -170,6 +171,7 @@ async fn write_transaction(
     let leased = leased_deliveries(conn, finishes)?;
     let plan = plan_intake(&mut Lookups { conn }, intake).await?;
     insert_events(conn, &plan.accepted)?;
+    insert_deliveries(conn, &plan.deliveries)?;
     add_quota_counts(conn, &plan.counts)?;
     expire_idempotency_keys(conn, intake)?;
     let (finish_results, held, events) = held_results(finishes, leased);
@@ -262,6 +264,23 @@ impl IntakeLookups for Lookups<'_> {
         Ok(stored.unwrap_or(0).max(0))
     }
 
+    async fn queue_ends(
+        &mut self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>)> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT fair_key FROM deliveries WHERE provider = ?1 AND status = 'PENDING' \
+                 ORDER BY fair_key LIMIT 1), (SELECT fair_key FROM deliveries WHERE provider = ?1 \
+                 AND account_id = ?2 AND status = 'PENDING' ORDER BY fair_key DESC LIMIT 1)",
+            )?
+            .query_row(params![provider, account_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?)
+    }
+
     async fn remember_key(
         &mut self,
         job: &IntakeJob,
@@ -281,16 +300,12 @@ impl IntakeLookups for Lookups<'_> {
     }
 }
 
-/// Each accepted event with one delivery per provider.
+/// Each accepted event.
 fn insert_events(conn: &Connection, accepted: &[(&IntakeJob, String)]) -> Result<()> {
     let mut event = conn.prepare_cached(
         "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
          category_emoji, description, fields, delivery_status, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', ?9)",
-    )?;
-    let mut delivery = conn.prepare_cached(
-        "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
-         next_attempt_at) VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4)",
     )?;
     for (job, event_id) in accepted {
         let category = &job.category;
@@ -305,9 +320,24 @@ fn insert_events(conn: &Connection, accepted: &[(&IntakeJob, String)]) -> Result
             job.fields,
             job.now,
         ])?;
-        for provider in &job.providers {
-            delivery.execute(params![event_id, job.account_id, provider, job.now])?;
-        }
+    }
+    Ok(())
+}
+
+/// The accepted events' deliveries, each at its place in its provider's queue.
+fn insert_deliveries(conn: &Connection, deliveries: &[QueuedDelivery<'_>]) -> Result<()> {
+    let mut delivery = conn.prepare_cached(
+        "INSERT INTO deliveries (event_id, account_id, provider, status, queued_at, \
+         next_attempt_at, fair_key) VALUES (?1, ?2, ?3, 'PENDING', ?4, ?4, ?5)",
+    )?;
+    for queued in deliveries {
+        delivery.execute(params![
+            queued.event_id,
+            queued.account_id,
+            queued.provider,
+            queued.queued_at,
+            queued.fair_key,
+        ])?;
     }
     Ok(())
 }
@@ -337,6 +367,20 @@ fn expire_idempotency_keys(conn: &Connection, jobs: &[IntakeJob]) -> Result<()> 
     Ok(())
 }
 
+/// A delivery tried again later joins its queue again like a new one: behind its account's
+/// other deliveries, never before the front (see [`QueuedDelivery`]). A macro, to be part of
+/// constant statements.
+macro_rules! requeue {
+    () => {
+        "fair_key = max(\
+         coalesce((SELECT o.fair_key FROM deliveries o WHERE o.provider = deliveries.provider \
+           AND o.status = 'PENDING' ORDER BY o.fair_key LIMIT 1), 0), \
+         coalesce((SELECT o.fair_key + 1 FROM deliveries o WHERE o.provider = deliveries.provider \
+           AND o.account_id = deliveries.account_id AND o.status = 'PENDING' \
+           AND o.id <> deliveries.id ORDER BY o.fair_key DESC LIMIT 1), 0))"
+    };
+}
+
 /// A delivery's attempt, if one was made, and its new state. Every outcome gives the lease
 /// back.
 fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> {
@@ -363,11 +407,13 @@ fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> 
             )?
             .execute(params![now, id]),
         DeliveryUpdate::Retry { at, counted, error } => conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
                  next_attempt_at = ?1, attempts = attempts + ?2, last_error = ?3, \
-                 waiting_reason = NULL WHERE id = ?4",
-            )?
+                 waiting_reason = NULL, ",
+                requeue!(),
+                " WHERE id = ?4"
+            ))?
             .execute(params![at, i64::from(*counted), error, id]),
         DeliveryUpdate::Failed { error } => conn
             .prepare_cached(
@@ -377,40 +423,80 @@ fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> 
             )?
             .execute(params![error, i64::from(job.attempt.is_some()), id]),
         DeliveryUpdate::Deferred { at } => conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-                 next_attempt_at = ?1, waiting_reason = NULL WHERE id = ?2",
-            )?
+                 next_attempt_at = ?1, waiting_reason = NULL, ",
+                requeue!(),
+                " WHERE id = ?2"
+            ))?
             .execute(params![at, id]),
         DeliveryUpdate::Waiting { at, reason } => conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
-                 next_attempt_at = ?1, waiting_reason = ?2 WHERE id = ?3",
-            )?
+                 next_attempt_at = ?1, waiting_reason = ?2, ",
+                requeue!(),
+                " WHERE id = ?3"
+            ))?
             .execute(params![at, reason, id]),
     }?;
     Ok(())
 }
 
-/// Leases up to the claim's limit of its provider's due deliveries: their ids.
+/// Leases up to the claim's limit of its provider's due deliveries: in queue order among the
+/// first [`FAIR_WINDOW`] of the queue, then, for the slots left, the longest due anywhere (a
+/// queue whose front holds only deliveries that are not due yet must not stall). Their ids.
 fn lease_due(conn: &Connection, claim: &ClaimJob) -> Result<Vec<i64>> {
-    let mut statement = conn.prepare_cached(
+    let mut ids = lease(
+        conn,
         "UPDATE deliveries SET lease_owner = ?1, lease_expires_at = ?2 WHERE id IN (\
-         SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = ?3 \
-         AND next_attempt_at <= ?4 AND (lease_expires_at IS NULL OR lease_expires_at <= ?4) \
-         ORDER BY next_attempt_at LIMIT ?5) RETURNING id",
+         SELECT id FROM (SELECT id, fair_key, next_attempt_at, lease_expires_at FROM deliveries \
+           WHERE status = 'PENDING' AND provider = ?3 ORDER BY fair_key LIMIT ?6) \
+         WHERE next_attempt_at <= ?4 AND (lease_expires_at IS NULL OR lease_expires_at <= ?4) \
+         ORDER BY fair_key LIMIT ?5) RETURNING id",
+        claim,
+        claim.limit,
+        Some(FAIR_WINDOW),
     )?;
+    let left = claim.limit.saturating_sub(ids.len() as u32);
+    if left > 0 {
+        ids.extend(lease(
+            conn,
+            "UPDATE deliveries SET lease_owner = ?1, lease_expires_at = ?2 WHERE id IN (\
+             SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = ?3 \
+             AND next_attempt_at <= ?4 AND (lease_expires_at IS NULL OR lease_expires_at <= ?4) \
+             ORDER BY next_attempt_at LIMIT ?5) RETURNING id",
+            claim,
+            left,
+            None,
+        )?);
+    }
+    Ok(ids)
+}
+
+/// Runs a claim's statement: `?1` owner, `?2` lease end, `?3` provider, `?4` now, `?5` how
+/// many, and `?6` the window when there is one.
+fn lease(
+    conn: &Connection,
+    sql: &str,
+    claim: &ClaimJob,
+    limit: u32,
+    window: Option<i64>,
+) -> Result<Vec<i64>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let limit = i64::from(limit);
+    let mut params = params![
+        claim.owner,
+        claim.lease_until,
+        claim.provider,
+        claim.now,
+        limit
+    ]
+    .to_vec();
+    if let Some(window) = &window {
+        params.push(window);
+    }
     let ids = statement
-        .query_map(
-            params![
-                claim.owner,
-                claim.lease_until,
-                claim.provider,
-                claim.now,
-                i64::from(claim.limit)
-            ],
-            |row| row.get(0),
-        )?
+        .query_map(params.as_slice(), |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<i64>>>()?;
     Ok(ids)
 }
@@ -503,6 +589,98 @@ mod tests {
             lease_until: now + 30_000,
             limit,
         }
+    }
+
+    /// The account owning each of these deliveries, in the order given.
+    async fn owners(setup: &Setup, ids: &[i64]) -> Vec<String> {
+        let mut owners = Vec::new();
+        for id in ids {
+            owners.push(
+                sqlx::query_scalar("SELECT account_id FROM deliveries WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&setup.store.readers)
+                    .await
+                    .expect("owner"),
+            );
+        }
+        owners
+    }
+
+    #[tokio::test]
+    async fn claims_take_accounts_in_turn_and_a_retry_goes_behind_its_account() {
+        let setup = setup().await;
+        let (other, _) = setup
+            .store
+            .create_account("Quiet", None, "free", &BTreeMap::new())
+            .await
+            .expect("account");
+        let now = now_millis();
+        // A backlog of 10, then another account's 2, queued later.
+        let busy: Vec<_> = (0..10)
+            .map(|_| intake(&setup.account_id, &setup.category, now))
+            .collect();
+        setup
+            .writer
+            .write_batch(&busy, &[], &[])
+            .await
+            .expect("busy");
+        let quiet: Vec<_> = (0..2)
+            .map(|_| intake(&other.id, &setup.category, now))
+            .collect();
+        setup
+            .writer
+            .write_batch(&quiet, &[], &[])
+            .await
+            .expect("quiet");
+        let written = setup
+            .writer
+            .write_batch(&[], &[], &[claim("w1", now, 4)])
+            .await
+            .expect("claim");
+        let mut claimed = written.claims[0].clone();
+        claimed.sort_unstable();
+        let busy_id = setup.account_id.clone();
+        assert_eq!(
+            owners(&setup, &claimed).await,
+            [
+                busy_id.clone(),
+                busy_id.clone(),
+                other.id.clone(),
+                other.id.clone()
+            ],
+            "both of the quiet account's deliveries among the first four"
+        );
+        // The busy account's first delivery fails and is retried: it goes behind its own.
+        let retried = claimed[0];
+        let finish = FinishJob {
+            delivery_id: retried,
+            owner: "w1".into(),
+            attempt: None,
+            update: DeliveryUpdate::Retry {
+                at: now,
+                counted: true,
+                error: "boom".into(),
+            },
+        };
+        setup
+            .writer
+            .write_batch(&[], &[finish], &[])
+            .await
+            .expect("retry");
+        let written = setup
+            .writer
+            .write_batch(&[], &[], &[claim("w2", now, 20)])
+            .await
+            .expect("claim the rest");
+        assert_eq!(written.claims[0].len(), 9);
+        let last: i64 = sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE status = 'PENDING' ORDER BY fair_key DESC, id DESC \
+             LIMIT 1",
+        )
+        .fetch_one(&setup.store.readers)
+        .await
+        .expect("last in the queue");
+        assert_eq!(last, retried);
     }
 
     #[tokio::test]
