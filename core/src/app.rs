@@ -17,7 +17,7 @@ use crate::provider::{
     self, ChannelContext, ChannelStatus, HostError, LinkOutcome, LinkRequest, Provider,
     ProviderHost, ProviderRegistration, ProviderSetup,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Authenticated, Store, StoreError};
 use crate::throttled::Throttled;
 
 pub const PROJECT_URL: &str = "https://github.com/pingpilot/pingpilot";
@@ -150,8 +150,9 @@ impl AppState {
         self.providers.iter().find(|p| p.registration.id == id)
     }
 
-    /// Resolves an API key to its account; `None` when unknown or revoked.
-    pub async fn account_for_key(&self, key: &str) -> Result<Option<Account>, StoreError> {
+    /// Resolves an API key to its account and key id, noting (at most once a minute) that the
+    /// key was used; `None` when unknown or revoked.
+    pub async fn authenticate_key(&self, key: &str) -> Result<Option<Authenticated>, StoreError> {
         let store = self.store()?;
         let Some(found) = store.authenticate(&hash_api_key(key)).await? else {
             return Ok(None);
@@ -163,7 +164,7 @@ impl AppState {
         {
             store.touch_key(&found.key_id, now).await?;
         }
-        Ok(Some(found.account))
+        Ok(Some(found))
     }
 
     /// A channel's status for an account: the provider's view plus its account fields.

@@ -311,7 +311,8 @@ async fn authenticate(
 ) -> Result<crate::model::Account, ApiError> {
     let key = presented_key(auth)?;
     state
-        .account_for_key(key)
+        .authenticate_key(key)
         .await?
+        .map(|found| found.account)
         .ok_or_else(|| ApiError::unauthorized(INVALID_KEY))
 }

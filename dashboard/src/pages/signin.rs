@@ -137,12 +137,11 @@ async fn sign_in(req: &Request, Form(form): Form<SignInForm>) -> PageResult {
         ));
     }
     let state = app_state(req);
-    let store = state.store()?;
     let key = form.api_key.trim();
     let found = if key.is_empty() {
         None
     } else {
-        store.authenticate(&hash_api_key(key)).await?
+        state.authenticate_key(key).await?
     };
     let Some(found) = found else {
         return Ok(sign_in_form(
@@ -155,8 +154,6 @@ async fn sign_in(req: &Request, Form(form): Form<SignInForm>) -> PageResult {
             None,
         ));
     };
-    // A sign-in is rare: each one counts as a use of the key.
-    store.touch_key(&found.key_id, now_millis()).await?;
     // The session keeps the key's id, so that revoking the key ends the session.
     let cookie = web::start_session(req, &state, &found.account.id, Some(&found.key_id)).await?;
     Ok(signed_in(cookie, req, &state))
