@@ -91,16 +91,7 @@ impl SqliteRelay {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("request");
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().expect("ascii").to_string());
-        (
-            response.status(),
-            retry_after,
-            response.text().await.expect("body"),
-        )
+        with_retry_after(request.send().await.expect("request")).await
     }
 
     async fn send(

@@ -467,6 +467,19 @@ pub fn discord_dm_refused() -> ResponseTemplate {
         .set_body_json(json!({"code": 50007, "message": "Cannot send messages to this user"}))
 }
 
+/// A response's status, `Retry-After` header and body text.
+pub async fn with_retry_after(response: reqwest::Response) -> (StatusCode, Option<String>, String) {
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (
+        response.status(),
+        retry_after,
+        response.text().await.expect("body"),
+    )
+}
+
 pub fn parse_body(text: &str) -> Value {
     if text.is_empty() {
         Value::Null

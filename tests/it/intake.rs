@@ -498,15 +498,7 @@ async fn send_timed(relay: &Relay, key: &str) -> (StatusCode, Option<String>, St
         .send()
         .await
         .expect("request");
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().expect("ascii").to_string());
-    (
-        response.status(),
-        retry_after,
-        response.text().await.expect("body"),
-    )
+    with_retry_after(response).await
 }
 
 #[tokio::test]

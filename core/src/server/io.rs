@@ -127,31 +127,39 @@ impl<T> GuardedIo<T> {
 impl<T: AsyncWrite + Unpin> GuardedIo<T> {
     /// Writes what is left of a rewritten answer.
     fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some((bytes, written)) = &mut self.replacement {
-            if *written == bytes.len() {
-                self.replacement = None;
+        while let Some((bytes, written)) = self.replacement.take() {
+            if written == bytes.len() {
                 break;
             }
-            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, &bytes[written..]);
+            match self.watched(cx, polled) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Ok(n)) => self.replacement = Some((bytes, written + n)),
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => return self.stalled(cx),
+                Poll::Pending => {
+                    self.replacement = Some((bytes, written));
+                    return Poll::Pending;
+                }
             }
         }
         Poll::Ready(Ok(()))
     }
 
-    /// A write that cannot go on yet: pending, or failed once the client has stalled too long.
-    fn stalled<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+    /// A write's outcome, watched for a client that takes nothing: a write that goes on ends
+    /// the wait, one that cannot goes on waiting, and fails once it has waited too long.
+    fn watched<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.write_timer = None;
+            return polled;
+        }
         match self.poll_write_stall(cx) {
             Poll::Ready(err) => Poll::Ready(Err(err)),
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    fn progressed(&mut self) {
-        self.write_timer = None;
     }
 }
 
@@ -196,34 +204,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
             let _ = this.poll_replacement(cx)?;
             return Poll::Ready(Ok(buf.len()));
         }
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.stalled(cx),
-        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watched(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         ready!(this.poll_replacement(cx))?;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(result) => {
-                this.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.stalled(cx),
-        }
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watched(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         ready!(this.poll_replacement(cx))?;
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => this.stalled(cx),
-        }
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watched(cx, polled)
     }
 }
 

@@ -1,5 +1,33 @@
 //! Storage: one contract ([`Storage`]) and its backends.
 
+/// The `SET` term that sends a delivery tried again later to the back of its account's lane
+/// (see `QueuedDelivery`): behind the account's other pending deliveries on its provider, never
+/// before the front. One text for both backends but for the name of `GREATEST` (`max` in
+/// SQLite); a macro, to be part of constant statements.
+macro_rules! requeue_fair_key {
+    ($greatest:literal) => {
+        concat!(
+            "fair_key = ",
+            $greatest,
+            "(COALESCE((SELECT o.fair_key FROM deliveries o \
+             WHERE o.provider = deliveries.provider AND o.status = 'PENDING' \
+             ORDER BY o.fair_key LIMIT 1), 0), \
+             COALESCE((SELECT o.fair_key + 1 FROM deliveries o \
+             WHERE o.provider = deliveries.provider AND o.account_id = deliveries.account_id \
+             AND o.status = 'PENDING' AND o.id <> deliveries.id \
+             ORDER BY o.fair_key DESC LIMIT 1), 0))"
+        )
+    };
+}
+
+/// Where a provider's queue stands for an account: the lowest `fair_key` pending on the
+/// provider `$1` and the highest of account `$2`'s pending deliveries there. The same text on
+/// both backends (SQLite numbers `$1` and `$2` as the first and second parameter).
+const QUEUE_ENDS: &str = "SELECT (SELECT fair_key FROM deliveries WHERE provider = $1 \
+     AND status = 'PENDING' ORDER BY fair_key LIMIT 1), (SELECT fair_key FROM deliveries \
+     WHERE provider = $1 AND account_id = $2 AND status = 'PENDING' \
+     ORDER BY fair_key DESC LIMIT 1)";
+
 mod dashboard;
 mod group_commit;
 mod health;

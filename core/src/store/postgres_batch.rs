@@ -16,7 +16,7 @@ use super::group_commit::{
     held_results, plan_intake,
 };
 use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent, lease_due, stored_count};
-use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, Result};
+use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, QUEUE_ENDS, Result};
 use crate::model::{Millis, now_millis};
 
 pub struct PgBatchWriter {
@@ -146,15 +146,11 @@ impl IntakeLookups for Lookups<'_> {
         provider: &str,
         account_id: &str,
     ) -> Result<(Option<i64>, Option<i64>)> {
-        Ok(sqlx::query_as(
-            "SELECT (SELECT fair_key FROM deliveries WHERE provider = $1 AND status = 'PENDING' \
-             ORDER BY fair_key LIMIT 1), (SELECT fair_key FROM deliveries WHERE provider = $1 \
-             AND account_id = $2 AND status = 'PENDING' ORDER BY fair_key DESC LIMIT 1)",
-        )
-        .bind(provider)
-        .bind(account_id)
-        .fetch_one(&mut *self.0)
-        .await?)
+        Ok(sqlx::query_as(QUEUE_ENDS)
+            .bind(provider)
+            .bind(account_id)
+            .fetch_one(&mut *self.0)
+            .await?)
     }
 
     async fn remember_key(
@@ -350,20 +346,6 @@ async fn insert_attempts(conn: &mut PgConnection, held: &[&FinishJob]) -> Result
     Ok(())
 }
 
-/// A delivery tried again later joins its queue again like a new one: behind its account's
-/// other deliveries, never before the front (see [`QueuedDelivery`]). A macro, to be part of
-/// constant statements.
-macro_rules! requeue {
-    () => {
-        "fair_key = GREATEST(\
-         COALESCE((SELECT o.fair_key FROM deliveries o WHERE o.provider = deliveries.provider \
-           AND o.status = 'PENDING' ORDER BY o.fair_key LIMIT 1), 0), \
-         COALESCE((SELECT o.fair_key + 1 FROM deliveries o WHERE o.provider = deliveries.provider \
-           AND o.account_id = deliveries.account_id AND o.status = 'PENDING' \
-           AND o.id <> deliveries.id ORDER BY o.fair_key DESC LIMIT 1), 0))"
-    };
-}
-
 /// Any outcome but delivered: one statement each (they are the rare ones). Every outcome gives
 /// the lease back. The event id when the job still held its lease.
 async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Option<String>> {
@@ -374,7 +356,7 @@ async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Opt
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              next_attempt_at = $1, attempts = attempts + $2, last_error = $3, \
              waiting_reason = NULL, ",
-            requeue!(),
+            requeue_fair_key!("GREATEST"),
             " WHERE id = $4 AND status = 'PENDING' AND lease_owner = $5 RETURNING event_id"
         ))
         .bind(*at)
@@ -391,14 +373,14 @@ async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Opt
         DeliveryUpdate::Deferred { at } => sqlx::query(concat!(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              next_attempt_at = $1, waiting_reason = NULL, ",
-            requeue!(),
+            requeue_fair_key!("GREATEST"),
             " WHERE id = $2 AND status = 'PENDING' AND lease_owner = $3 RETURNING event_id"
         ))
         .bind(*at),
         DeliveryUpdate::Waiting { at, reason } => sqlx::query(concat!(
             "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
              next_attempt_at = $1, waiting_reason = $2, ",
-            requeue!(),
+            requeue_fair_key!("GREATEST"),
             " WHERE id = $3 AND status = 'PENDING' AND lease_owner = $4 RETURNING event_id"
         ))
         .bind(*at)

@@ -23,7 +23,7 @@ use super::group_commit::{
 };
 use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
 use super::sqlite_checkpoint::Checkpointer;
-use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, Result, StoreOptions};
+use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, QUEUE_ENDS, Result, StoreOptions};
 use crate::model::{Millis, now_millis};
 
 /// Event `?1`'s status from its deliveries: PENDING while any is not final, DELIVERED when all
@@ -271,11 +271,7 @@ impl IntakeLookups for Lookups<'_> {
     ) -> Result<(Option<i64>, Option<i64>)> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT (SELECT fair_key FROM deliveries WHERE provider = ?1 AND status = 'PENDING' \
-                 ORDER BY fair_key LIMIT 1), (SELECT fair_key FROM deliveries WHERE provider = ?1 \
-                 AND account_id = ?2 AND status = 'PENDING' ORDER BY fair_key DESC LIMIT 1)",
-            )?
+            .prepare_cached(QUEUE_ENDS)?
             .query_row(params![provider, account_id], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?)
@@ -367,20 +363,6 @@ fn expire_idempotency_keys(conn: &Connection, jobs: &[IntakeJob]) -> Result<()> 
     Ok(())
 }
 
-/// A delivery tried again later joins its queue again like a new one: behind its account's
-/// other deliveries, never before the front (see [`QueuedDelivery`]). A macro, to be part of
-/// constant statements.
-macro_rules! requeue {
-    () => {
-        "fair_key = max(\
-         coalesce((SELECT o.fair_key FROM deliveries o WHERE o.provider = deliveries.provider \
-           AND o.status = 'PENDING' ORDER BY o.fair_key LIMIT 1), 0), \
-         coalesce((SELECT o.fair_key + 1 FROM deliveries o WHERE o.provider = deliveries.provider \
-           AND o.account_id = deliveries.account_id AND o.status = 'PENDING' \
-           AND o.id <> deliveries.id ORDER BY o.fair_key DESC LIMIT 1), 0))"
-    };
-}
-
 /// A delivery's attempt, if one was made, and its new state. Every outcome gives the lease
 /// back.
 fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> {
@@ -411,7 +393,7 @@ fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> 
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
                  next_attempt_at = ?1, attempts = attempts + ?2, last_error = ?3, \
                  waiting_reason = NULL, ",
-                requeue!(),
+                requeue_fair_key!("max"),
                 " WHERE id = ?4"
             ))?
             .execute(params![at, i64::from(*counted), error, id]),
@@ -426,7 +408,7 @@ fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> 
             .prepare_cached(concat!(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
                  next_attempt_at = ?1, waiting_reason = NULL, ",
-                requeue!(),
+                requeue_fair_key!("max"),
                 " WHERE id = ?2"
             ))?
             .execute(params![at, id]),
@@ -434,7 +416,7 @@ fn record_result(conn: &Connection, job: &FinishJob, now: Millis) -> Result<()> 
             .prepare_cached(concat!(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, \
                  next_attempt_at = ?1, waiting_reason = ?2, ",
-                requeue!(),
+                requeue_fair_key!("max"),
                 " WHERE id = ?3"
             ))?
             .execute(params![at, reason, id]),
