@@ -388,3 +388,42 @@ async fn secrets_in_paths_never_reach_the_log() {
     drop(relay);
     database.remove().await;
 }
+
+#[tokio::test]
+async fn no_body_is_read_past_64_kib_wherever_it_goes() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    // A chunked event body (no length declared) and a dashboard form declaring 10 MB: each is
+    // answered once 64 KiB have come, long before the rest would.
+    let chunk = format!("10000\r\n{}\r\n", "a".repeat(0x10000));
+    let cases = [
+        (
+            format!(
+                "POST /api/v1/event HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {key}\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{chunk}{chunk}"
+            ),
+            413,
+        ),
+        (
+            format!(
+                "POST /dashboard/login HTTP/1.1\r\nHost: relay\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 10000000\r\n\r\napi_key={}",
+                "a".repeat(100 * 1024)
+            ),
+            400,
+        ),
+    ];
+    for (request, expected) in cases {
+        let mut stream = connect(&relay).await;
+        let _ = stream.write_all(request.as_bytes()).await;
+        let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert!(
+            closed.is_some(),
+            "answered and closed without the rest: {text:?}"
+        );
+        let status: u16 = text[9..12].parse().expect("status");
+        assert_eq!(status, expected, "{text}");
+    }
+    relay.stop().await;
+}

@@ -3,7 +3,8 @@
 
 use std::marker::PhantomData;
 
-use poem::error::ReadBodyError;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use poem::{Request, RequestBody};
 use poem_openapi::registry::{
     MetaMediaType, MetaRequest, MetaSchemaRef, MetaSecurityScheme, Registry,
@@ -13,10 +14,11 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde_json::Value;
 
 use super::error::{ApiError, INVALID_JSON};
+use crate::server::BodyFailure;
 
 pub const SECURITY_SCHEME: &str = "bearerAuth";
 /// Largest request body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub const BODY_LIMIT: usize = crate::server::MAX_BODY_BYTES;
 
 /// What the `Authorization` header held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,8 @@ impl<'a> ApiExtractor<'a> for Bearer {
 pub struct JsonBody<T> {
     /// The content type, when it is not JSON.
     unsupported: Option<String>,
+    /// The `Content-Length`, when given.
+    declared: Option<u64>,
     body: Option<poem::Body>,
     _documented_as: PhantomData<fn() -> T>,
 }
@@ -128,21 +132,33 @@ impl<T> JsonBody<T> {
         if let Some(content_type) = self.unsupported {
             return Err(BodyError::UnsupportedMediaType(content_type));
         }
-        let bytes = self
-            .body
-            .ok_or(BodyError::Unreadable)?
-            .into_bytes_limit(BODY_LIMIT)
-            .await
-            .map_err(|err| match err {
-                ReadBodyError::PayloadTooLarge => BodyError::TooLarge,
-                ReadBodyError::Io(err) if crate::server::is_body_timeout(&err) => {
-                    BodyError::TimedOut
-                }
-                _ => BodyError::Unreadable,
+        // A body declared too large is refused unread; one declared in size is read into a
+        // buffer of that size, at most the limit (the server cuts off any byte beyond it).
+        let declared = self.declared.unwrap_or(0);
+        if declared > BODY_LIMIT as u64 {
+            return Err(BodyError::TooLarge);
+        }
+        let mut body = BoxBody::from(self.body.ok_or(BodyError::Unreadable)?);
+        let mut bytes = BytesMut::with_capacity(declared as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| match crate::server::body_failure(&err) {
+                Some(BodyFailure::TooLarge) => BodyError::TooLarge,
+                Some(BodyFailure::TimedOut) => BodyError::TimedOut,
+                None => BodyError::Unreadable,
             })?;
+            if let Some(data) = frame.data_ref() {
+                if bytes.len() + data.len() > BODY_LIMIT {
+                    return Err(BodyError::TooLarge);
+                }
+                bytes.extend_from_slice(data);
+            }
+        }
         serde_json::from_slice(&bytes).map_err(|_| BodyError::NotJson)
     }
 }
+
+/// The body type poem's requests carry.
+type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
 
 /// The 415 message for a body sent as `content_type`.
 pub fn unsupported_media_type_message(content_type: &str) -> String {
@@ -196,8 +212,13 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
             .content_type()
             .filter(|content_type| !is_json_content_type(content_type))
             .map(str::to_string);
+        let declared = request
+            .headers()
+            .get(poem::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse().ok());
         Ok(Self {
             unsupported,
+            declared,
             body: body.take().ok(),
             _documented_as: PhantomData,
         })

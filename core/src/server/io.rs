@@ -43,7 +43,7 @@ enum Reading {
     Idle,
     /// A request has begun: its headers must be complete by the deadline.
     Head,
-    /// A request is being answered: its body has a deadline of its own (`TimedBody`), and a
+    /// A request is being answered: its body has a deadline of its own (`GuardedBody`), and a
     /// slow handler is not the client's fault.
     Serving,
 }
@@ -234,7 +234,7 @@ const HYPER_ANSWERS: [(&str, &str); 3] = [
     ("414", "URI too long"),
     (
         "431",
-        "Request header fields too large: at most 64 KiB of headers and 100 header fields",
+        "Request header fields too large: at most 16 KiB of headers and 100 header fields",
     ),
 ];
 

@@ -24,8 +24,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use body::TimedBody;
-pub use body::is_body_timeout;
+use body::GuardedBody;
+pub use body::{BodyFailure, MAX_BODY_BYTES, body_failure};
 use io::{GuardedIo, Progress, Timeouts};
 
 use crate::throttled::Throttled;
@@ -37,7 +37,8 @@ type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error
 pub type App = Arc<BoxEndpoint<'static, Response>>;
 
 /// Largest request head (request line and headers) read into memory; larger ones get 431.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Node's limit too; ours are a few hundred bytes.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Connections the default limit never goes past, whatever the open-file limit.
 const MAX_DEFAULT_CONNECTIONS: usize = 4096;
 /// Open files kept for everything but client connections beyond the database and deliveries:
@@ -351,7 +352,7 @@ impl Connection {
         let body = if body.is_end_stream() {
             body
         } else {
-            BoxBody::new(TimedBody::new(body, deadline))
+            BoxBody::new(GuardedBody::new(body, deadline))
         };
         request.set_body(poem::Body::from(body));
         self.app.get_response(request).await.into()
