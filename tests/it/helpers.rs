@@ -139,6 +139,22 @@ impl TestDatabase {
     }
 }
 
+/// Runs `sql` on the database at `url` as another program would, and returns the first column
+/// of its first row as text, if any.
+pub async fn database_query(url: &str, sql: &str) -> Option<String> {
+    use sqlx::{Connection, Row};
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.expect("open");
+        let rows = sqlx::raw_sql(sql).fetch_all(&mut connection).await;
+        rows.expect("query").first().and_then(|row| row.get(0))
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+        let rows = sqlx::raw_sql(sql).fetch_all(&mut connection).await;
+        rows.expect("query").first().and_then(|row| row.get(0))
+    }
+}
+
 impl Relay {
     /// A relay whose stand-ins accept everything.
     pub async fn start() -> Self {
@@ -235,6 +251,11 @@ impl Relay {
         if let Some(database) = self.database.take() {
             database.remove().await;
         }
+    }
+
+    /// The URL of the relay's database (SQLite or PostgreSQL).
+    pub fn database_url(&self) -> &str {
+        self.database.as_ref().map_or("", |database| &database.url)
     }
 
     /// Runs the `pingpilot` binary with this relay's configuration, off the test's thread so

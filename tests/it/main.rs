@@ -11,5 +11,6 @@ mod faults;
 mod helpers;
 mod intake;
 mod openapi;
+mod schema;
 mod server;
 mod telegram_link;

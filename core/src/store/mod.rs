@@ -28,11 +28,12 @@ const QUEUE_ENDS: &str = "SELECT (SELECT fair_key FROM deliveries WHERE provider
      WHERE provider = $1 AND account_id = $2 AND status = 'PENDING' \
      ORDER BY fair_key DESC LIMIT 1)";
 
+#[cfg(test)]
+mod contract;
 mod dashboard;
 mod group_commit;
 mod health;
-#[cfg(test)]
-mod link_tests;
+mod migrations;
 mod postgres;
 mod postgres_batch;
 mod postgres_dashboard;
@@ -76,6 +77,9 @@ pub enum StoreError {
     /// A batched write that failed for another reason, as told to each of its callers.
     #[error("database write failed: {0}")]
     WriteFailed(String),
+    /// The database's schema is not one this binary can use (see `migrations.rs`).
+    #[error("{0}")]
+    Schema(String),
 }
 
 impl StoreError {
@@ -88,7 +92,9 @@ impl StoreError {
             Self::Sqlite(err) => err
                 .sqlite_error()
                 .is_some_and(|err| sqlite_code_unavailable(err.extended_code)),
-            Self::Corrupt(_) | Self::ThreadStart(_) | Self::WriteFailed(_) => false,
+            Self::Corrupt(_) | Self::ThreadStart(_) | Self::WriteFailed(_) | Self::Schema(_) => {
+                false
+            }
         }
     }
 

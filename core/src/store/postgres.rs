@@ -22,52 +22,23 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, QueryBuilder, Row};
 
 use super::group_commit::{ClaimJob, FAIR_WINDOW, GroupCommit};
+use super::migrations::{self, Applied, Migration, migrations};
 use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
 use crate::model::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        include_str!("../../migrations/postgres/0001_initial.sql"),
-    ),
-    (
-        2,
-        include_str!("../../migrations/postgres/0002_idempotency.sql"),
-    ),
-    (
-        3,
-        include_str!("../../migrations/postgres/0003_processes.sql"),
-    ),
-    (
-        4,
-        include_str!("../../migrations/postgres/0004_account_versions.sql"),
-    ),
-    (
-        5,
-        include_str!("../../migrations/postgres/0005_delivery_queue.sql"),
-    ),
-    (
-        6,
-        include_str!("../../migrations/postgres/0006_dashboard.sql"),
-    ),
-    (
-        7,
-        include_str!("../../migrations/postgres/0007_events_fillfactor.sql"),
-    ),
-    (
-        8,
-        include_str!("../../migrations/postgres/0008_used_link_tokens.sql"),
-    ),
-    (
-        9,
-        include_str!("../../migrations/postgres/0009_session_keys.sql"),
-    ),
-    (
-        10,
-        include_str!("../../migrations/postgres/0010_fair_queue.sql"),
-    ),
-];
+pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
+    "0001_initial",
+    "0002_idempotency",
+    "0003_processes",
+    "0004_account_versions",
+    "0005_delivery_queue",
+    "0006_dashboard",
+    "0007_events_fillfactor",
+    "0008_used_link_tokens",
+    "0009_session_keys",
+    "0010_fair_queue",
+);
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed
 // deliveries, delivered ones, event statuses) are sent with `.persistent(false)`, planned for each
@@ -156,8 +127,9 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Applies the migrations not applied yet, all in one transaction under an advisory lock:
-    /// processes starting together wait for the first one and then find nothing left to do.
+    /// Applies the migrations not applied yet, all in one transaction under an advisory lock,
+    /// once those already applied check out (see `migrations.rs`): processes starting together
+    /// wait for the first one and then find nothing left to do.
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         // Another process's migrations may take longer than a request's lock wait.
@@ -168,26 +140,40 @@ impl PgStore {
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_migrations \
-             (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+             (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
+             ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum TEXT; \
+             ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS applied_by TEXT",
         )
         .execute(&mut *tx)
         .await?;
-        for (version, sql) in MIGRATIONS {
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if applied.is_none() {
-                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                    .bind(version)
-                    .bind(now_millis())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        let applied: Vec<Applied> = sqlx::query_as(migrations::READ_APPLIED)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(version, checksum, applied_by)| Applied {
+                version,
+                checksum,
+                applied_by,
+            })
+            .collect();
+        for migration in migrations::to_apply(MIGRATIONS, &applied)? {
+            sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
+            sqlx::query(migrations::RECORD)
+                .bind(migration.version())
+                .bind(now_millis())
+                .bind(migration.checksum())
+                .bind(migrations::APPLIED_BY)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (checksum, version) in migrations::unrecorded_checksums(MIGRATIONS, &applied) {
+            sqlx::query(migrations::RECORD_CHECKSUM)
+                .bind(checksum)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1169,11 +1155,7 @@ fn claimed_from_row(row: &PgRow) -> Result<ClaimedDelivery> {
 /// A PostgreSQL database of a test's own, on the server `PINGPILOT_TEST_POSTGRES_URL` names.
 #[cfg(test)]
 pub(super) mod testing {
-    use std::sync::Arc;
-
     use sqlx::{AssertSqlSafe, Connection, PgConnection};
-
-    use super::PgStore;
 
     pub const URL_VAR: &str = "PINGPILOT_TEST_POSTGRES_URL";
 
@@ -1222,10 +1204,6 @@ pub(super) mod testing {
                 url,
             })
         }
-
-        pub async fn open(&self) -> Arc<PgStore> {
-            Arc::new(PgStore::open(&self.url, 16).await.expect("open"))
-        }
     }
 
     impl Drop for TestDb {
@@ -1249,65 +1227,14 @@ pub(super) mod testing {
     }
 }
 
-/// These run against a real server only when `PINGPILOT_TEST_POSTGRES_URL` is set (e.g.
-/// `postgres://postgres@127.0.0.1:5432/test`); each test creates and drops its own database.
+/// What only PostgreSQL has: processes migrating at once, a server without the database. These
+/// run only when `PINGPILOT_TEST_POSTGRES_URL` is set; the contract's tests, on both backends,
+/// are in `contract/`.
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-    use std::sync::Arc;
-
-    use serde_json::json;
-
     use super::*;
 
     use super::testing::{TestDb, URL_VAR, with_database};
-
-    async fn account(store: &PgStore) -> Account {
-        store
-            .create_account("Test", None, "free", &BTreeMap::new())
-            .await
-            .expect("account")
-            .0
-    }
-
-    async fn category(store: &PgStore, account_id: &str, name: &str) -> Category {
-        match store
-            .create_category(account_id, name, 0x00ff00, Some("🔔"), None)
-            .await
-            .expect("category")
-        {
-            CategoryCreate::Created(category) => category,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn new_event<'a>(
-        account_id: &'a str,
-        category: &'a Category,
-        fields: &'a Map<String, Value>,
-        providers: &'a [&'static str],
-        limit: Option<u64>,
-        idempotency: Option<IdempotencyKey<'a>>,
-    ) -> NewEvent<'a> {
-        NewEvent {
-            account_id,
-            category,
-            description: "something happened",
-            fields,
-            providers,
-            events_limit: limit,
-            now: now_millis(),
-            idempotency,
-            decided_from: None,
-        }
-    }
-
-    async fn accept(store: &PgStore, event: &NewEvent<'_>) -> String {
-        match store.insert_event(event).await.expect("insert") {
-            IntakeResult::Accepted { event_id } => event_id,
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres_migrations_are_idempotent_and_safe_concurrently() {
@@ -1333,7 +1260,7 @@ mod tests {
                 .fetch_all(&store.pool)
                 .await
                 .expect("versions");
-        let expected: Vec<i64> = MIGRATIONS.iter().map(|(version, _)| *version).collect();
+        let expected: Vec<i64> = MIGRATIONS.iter().map(Migration::version).collect();
         assert_eq!(versions, expected);
         store.pool.close().await;
     }
@@ -1351,876 +1278,6 @@ mod tests {
         };
         assert!(err.contains("does not exist"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_accounts_and_keys() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let store = db.open().await;
-        let fields = BTreeMap::from([("discordId".to_string(), "12345678901234567".to_string())]);
-        let (account, key) = store
-            .create_account("Ada", Some("ada@example.com"), "pro", &fields)
-            .await
-            .expect("create");
-        assert!(key.starts_with("pk_"));
-        let auth = store
-            .authenticate(&hash_api_key(&key))
-            .await
-            .expect("auth")
-            .expect("known key");
-        assert_eq!(auth.account.id, account.id);
-        assert_eq!(auth.account.fields, fields);
-        assert_eq!(auth.account.email.as_deref(), Some("ada@example.com"));
-        assert_eq!(auth.key_last_used_at, None);
-        store.touch_key(&auth.key_id, 42).await.expect("touch");
-        let auth = store
-            .authenticate(&hash_api_key(&key))
-            .await
-            .expect("auth")
-            .expect("known key");
-        assert_eq!(auth.key_last_used_at, Some(42));
-        assert!(store.authenticate("nope").await.expect("auth").is_none());
-
-        let (info, second) = store
-            .create_key(&account.id)
-            .await
-            .expect("create key")
-            .expect("account exists");
-        assert!(
-            store
-                .create_key("acc_missing")
-                .await
-                .expect("key")
-                .is_none()
-        );
-        assert_eq!(store.list_keys(&account.id).await.expect("list").len(), 2);
-        assert!(
-            !store
-                .revoke_key(&info.id, Some("acc_other"))
-                .await
-                .expect("revoke")
-        );
-        assert!(
-            store
-                .revoke_key(&info.id, Some(&account.id))
-                .await
-                .expect("revoke")
-        );
-        assert!(!store.revoke_key(&info.id, None).await.expect("revoke"));
-        assert!(
-            store
-                .authenticate(&hash_api_key(&second))
-                .await
-                .expect("auth")
-                .is_none()
-        );
-        assert!(store.revoke_key(&auth.key_id, None).await.expect("revoke"));
-        assert!(store.list_keys(&account.id).await.expect("list").is_empty());
-
-        let changes = AccountChanges {
-            fields: BTreeMap::from([
-                ("discordId".to_string(), None),
-                ("telegramUsername".to_string(), Some("ada_l".to_string())),
-            ]),
-            channels: BTreeMap::from([("discord".to_string(), false)]),
-            name: Some("Ada L".into()),
-            email: Some(None),
-        };
-        let updated = store
-            .update_account(&account.id, &changes)
-            .await
-            .expect("update")
-            .expect("exists");
-        assert_eq!(updated.name, "Ada L");
-        assert_eq!(updated.email, None);
-        assert!(!updated.channel_enabled("discord"));
-        let stored = store
-            .account(&account.id)
-            .await
-            .expect("read")
-            .expect("exists");
-        assert_eq!(
-            stored.fields.get("telegramUsername").map(String::as_str),
-            Some("ada_l")
-        );
-        assert!(!stored.fields.contains_key("discordId"));
-        assert!(
-            store
-                .update_account("acc_missing", &changes)
-                .await
-                .expect("update")
-                .is_none()
-        );
-        assert!(
-            store
-                .set_plan(&account.id, "enterprise")
-                .await
-                .expect("plan")
-        );
-        assert!(!store.set_plan("acc_missing", "free").await.expect("plan"));
-        let all = store.list_accounts().await.expect("list");
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].plan, "enterprise");
-
-        let (token, state) = store
-            .link_token(&account.id, "telegram")
-            .await
-            .expect("token");
-        assert!(state.is_none());
-        assert_eq!(
-            store
-                .link_token(&account.id, "telegram")
-                .await
-                .expect("token")
-                .0,
-            token
-        );
-        let request = |link_token| LinkRequest {
-            link_token,
-            state: json!({"chatId": 7}),
-            must_match: None,
-        };
-        assert_eq!(
-            store
-                .link_account("telegram", &request(&token))
-                .await
-                .expect("link"),
-            LinkOutcome::Linked {
-                account_name: "Ada L".into(),
-                previous_state: None
-            }
-        );
-        assert_eq!(
-            store
-                .link_account("telegram", &request("bad"))
-                .await
-                .expect("link"),
-            LinkOutcome::UnknownToken
-        );
-        let (replaced, state) = store
-            .link_token(&account.id, "telegram")
-            .await
-            .expect("token");
-        assert_eq!(state, Some(json!({"chatId": 7})));
-        assert_ne!(replaced, token, "a token links once");
-        store
-            .set_provider_value("telegram", "offset", "1")
-            .await
-            .expect("set");
-        store
-            .set_provider_value("telegram", "offset", "2")
-            .await
-            .expect("set");
-        assert_eq!(
-            store
-                .provider_value("telegram", "offset")
-                .await
-                .expect("get")
-                .as_deref(),
-            Some("2")
-        );
-        assert!(
-            store
-                .provider_value("telegram", "x")
-                .await
-                .expect("get")
-                .is_none()
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_categories_with_limit_and_duplicates() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let store = db.open().await;
-        let account = account(&store).await;
-        let id = account.id.as_str();
-        let created = |result: CategoryCreate| matches!(result, CategoryCreate::Created(_));
-        assert!(created(
-            store
-                .create_category(id, "sale", 1, None, Some(2))
-                .await
-                .expect("c")
-        ));
-        assert!(matches!(
-            store
-                .create_category(id, "sale", 1, None, Some(2))
-                .await
-                .expect("c"),
-            CategoryCreate::Duplicate
-        ));
-        assert!(created(
-            store
-                .create_category(id, "signup", 2, Some("🎉"), Some(2))
-                .await
-                .expect("c")
-        ));
-        assert!(matches!(
-            store
-                .create_category(id, "churn", 3, None, Some(2))
-                .await
-                .expect("c"),
-            CategoryCreate::LimitReached
-        ));
-        assert_eq!(store.count_categories(id).await.expect("count"), 2);
-        let found = store
-            .category(id, "SALE")
-            .await
-            .expect("get")
-            .expect("found");
-        assert_eq!(
-            (found.name.as_str(), found.events_count, found.last_ping),
-            ("sale", 0, None)
-        );
-        assert!(matches!(
-            store
-                .update_category(
-                    id,
-                    "Signup",
-                    &CategoryChanges {
-                        name: Some("sale".into()),
-                        ..Default::default()
-                    }
-                )
-                .await
-                .expect("update"),
-            CategoryUpdate::Duplicate
-        ));
-        let changes = CategoryChanges {
-            name: Some("signups".into()),
-            color: Some(0xabcdef),
-            emoji: Some(None),
-        };
-        match store
-            .update_category(id, "signup", &changes)
-            .await
-            .expect("update")
-        {
-            CategoryUpdate::Updated(category) => {
-                assert_eq!(category.name, "signups");
-                assert_eq!(category.color, 0xabcdef);
-                assert_eq!(category.emoji, None);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            store
-                .update_category(id, "nope", &changes)
-                .await
-                .expect("update"),
-            CategoryUpdate::NotFound
-        ));
-        let names: Vec<String> = store
-            .categories(id)
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        assert_eq!(names, ["sale", "signups"]);
-        assert!(store.delete_category(id, "Signups").await.expect("delete"));
-        assert!(!store.delete_category(id, "signups").await.expect("delete"));
-
-        // Concurrent creations never exceed the limit, and one name is created once.
-        let other = self::account(&store).await;
-        let mut tasks = Vec::new();
-        for i in 0..12 {
-            let store = store.clone();
-            let account_id = other.id.clone();
-            tasks.push(tokio::spawn(async move {
-                let name = format!("cat-{}", i % 6);
-                store
-                    .create_category(&account_id, &name, 0, None, Some(4))
-                    .await
-            }));
-        }
-        let mut outcome = (0, 0, 0);
-        for task in tasks {
-            match task.await.expect("join").expect("create") {
-                CategoryCreate::Created(_) => outcome.0 += 1,
-                CategoryCreate::Duplicate => outcome.1 += 1,
-                CategoryCreate::LimitReached => outcome.2 += 1,
-            }
-        }
-        assert_eq!(outcome.0, 4, "{outcome:?}");
-        assert_eq!(store.count_categories(&other.id).await.expect("count"), 4);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-    async fn postgres_quota_holds_under_concurrent_intake() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let store = db.open().await;
-        let account = account(&store).await;
-        let category = Arc::new(category(&store, &account.id, "sale").await);
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
-            let store = store.clone();
-            let account_id = account.id.clone();
-            let category = category.clone();
-            tasks.push(tokio::spawn(async move {
-                let fields = Map::new();
-                let providers = ["discord", "telegram"];
-                let event = new_event(&account_id, &category, &fields, &providers, Some(7), None);
-                store.insert_event(&event).await
-            }));
-        }
-        let mut accepted = 0;
-        for task in tasks {
-            match task.await.expect("join").expect("insert") {
-                IntakeResult::Accepted { .. } => accepted += 1,
-                IntakeResult::QuotaExceeded => {}
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(accepted, 7);
-        assert_eq!(
-            store
-                .events_used(&account.id, now_millis())
-                .await
-                .expect("used"),
-            7
-        );
-        let deliveries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
-            .fetch_one(&store.pool)
-            .await
-            .expect("count");
-        assert_eq!(deliveries, 14);
-        let found = store
-            .category(&account.id, "sale")
-            .await
-            .expect("get")
-            .expect("found");
-        assert_eq!(found.events_count, 7);
-        assert!(found.last_ping.is_some());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-    async fn postgres_idempotency_key_accepts_once_under_concurrency() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let store = db.open().await;
-        let account = account(&store).await;
-        let category = Arc::new(category(&store, &account.id, "sale").await);
-        let mut tasks = Vec::new();
-        for _ in 0..12 {
-            let store = store.clone();
-            let account_id = account.id.clone();
-            let category = category.clone();
-            tasks.push(tokio::spawn(async move {
-                let fields = Map::new();
-                let key = IdempotencyKey {
-                    key: "order-1",
-                    request_hash: "h1",
-                };
-                let event = new_event(
-                    &account_id,
-                    &category,
-                    &fields,
-                    &["discord"],
-                    Some(100),
-                    Some(key),
-                );
-                store.insert_event(&event).await
-            }));
-        }
-        let mut accepted = Vec::new();
-        let mut replayed = Vec::new();
-        for task in tasks {
-            match task.await.expect("join").expect("insert") {
-                IntakeResult::Accepted { event_id } => accepted.push(event_id),
-                IntakeResult::Replayed { event_id } => replayed.push(event_id),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(accepted.len(), 1);
-        assert_eq!(replayed.len(), 11);
-        assert!(replayed.iter().all(|id| *id == accepted[0]));
-        assert_eq!(
-            store
-                .events_used(&account.id, now_millis())
-                .await
-                .expect("used"),
-            1
-        );
-        let (hash, event_id) = store
-            .idempotent_event(&account.id, "order-1", now_millis())
-            .await
-            .expect("lookup")
-            .expect("found");
-        assert_eq!((hash.as_str(), &event_id), ("h1", &accepted[0]));
-        let fields = Map::new();
-        let conflict = IdempotencyKey {
-            key: "order-1",
-            request_hash: "h2",
-        };
-        let event = new_event(
-            &account.id,
-            &category,
-            &fields,
-            &["discord"],
-            None,
-            Some(conflict),
-        );
-        assert_eq!(
-            store.insert_event(&event).await.expect("insert"),
-            IntakeResult::KeyConflict
-        );
-        // Past the window the key is free again.
-        let mut later = new_event(
-            &account.id,
-            &category,
-            &fields,
-            &["discord"],
-            None,
-            Some(conflict),
-        );
-        later.now += IDEMPOTENCY_WINDOW_MS + 1;
-        let fresh = accept(&store, &later).await;
-        assert_ne!(fresh, accepted[0]);
-        assert!(
-            store
-                .idempotent_event(&account.id, "order-1", now_millis())
-                .await
-                .expect("lookup")
-                .is_some()
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-    async fn postgres_concurrent_claims_never_share_a_delivery() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let store = db.open().await;
-        let account = account(&store).await;
-        let category = category(&store, &account.id, "sale").await;
-        let fields = Map::new();
-        for _ in 0..40 {
-            let event = new_event(
-                &account.id,
-                &category,
-                &fields,
-                &["discord", "telegram"],
-                None,
-                None,
-            );
-            accept(&store, &event).await;
-        }
-        let now = now_millis() + 1;
-        let mut tasks = Vec::new();
-        for owner in ["worker-a", "worker-b", "worker-c"] {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let claimed = store
-                        .claim_due(owner, "discord", now, now + 30_000, 3)
-                        .await
-                        .expect("claim");
-                    if claimed.is_empty() {
-                        // Empty can mean "all locked right now": look once more.
-                        let again = store
-                            .claim_due(owner, "discord", now, now + 30_000, 3)
-                            .await
-                            .expect("claim");
-                        if again.is_empty() {
-                            break;
-                        }
-                        mine.extend(again);
-                        continue;
-                    }
-                    mine.extend(claimed);
-                }
-                mine
-            }));
-        }
-        let mut seen = HashSet::new();
-        let mut per_owner = Vec::new();
-        for task in tasks {
-            let claimed = task.await.expect("join");
-            per_owner.push(claimed.len());
-            for delivery in claimed {
-                assert_eq!(delivery.provider, "discord");
-                assert_eq!(delivery.category, "sale");
-                assert_eq!(delivery.color, 0x00ff00);
-                assert!(
-                    seen.insert(delivery.id),
-                    "delivery {} claimed twice",
-                    delivery.id
-                );
-            }
-        }
-        assert_eq!(seen.len(), 40, "{per_owner:?}");
-        // Leased: nothing due until the leases expire, then everything again.
-        assert!(
-            store
-                .claim_due("x", "discord", now, now + 1, 100)
-                .await
-                .expect("claim")
-                .is_empty()
-        );
-        assert_eq!(
-            store
-                .claim_due("x", "discord", now + 30_000, now + 60_000, 100)
-                .await
-                .expect("claim")
-                .len(),
-            40
-        );
-        let stats = store.queue_stats(now + 30_001).await.expect("stats");
-        assert_eq!(
-            stats.by_state,
-            vec![("due".to_string(), 40), ("leased".to_string(), 40)]
-        );
-        assert!(stats.oldest_pending.is_some());
-        assert_eq!(
-            store
-                .extend_leases("x", now + 90_000)
-                .await
-                .expect("extend"),
-            40
-        );
-        assert_eq!(
-            store.next_due().await.expect("next").map(|t| t <= now),
-            Some(true)
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-    async fn postgres_finish_delivery_updates_event_status() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let store = db.open().await;
-        let account = account(&store).await;
-        let category = category(&store, &account.id, "sale").await;
-        let fields: Map<String, Value> = json!({"plan": "pro", "amount": 99.99})
-            .as_object()
-            .cloned()
-            .expect("object");
-        let event = new_event(
-            &account.id,
-            &category,
-            &fields,
-            &["discord", "telegram"],
-            None,
-            None,
-        );
-        let event_id = accept(&store, &event).await;
-        let now = now_millis() + 1;
-        let discord = store
-            .claim_due("w1", "discord", now, now + 30_000, 10)
-            .await
-            .expect("claim");
-        let telegram = store
-            .claim_due("w1", "telegram", now, now + 30_000, 10)
-            .await
-            .expect("claim");
-        assert_eq!((discord.len(), telegram.len()), (1, 1));
-        assert_eq!(discord[0].fields, fields);
-        assert_eq!(discord[0].event_id, event_id);
-        let attempt = AttemptLog {
-            started_at: now,
-            duration_ms: 12,
-            http_status: Some(200),
-            error: None,
-        };
-        // Another owner's finish is ignored.
-        assert!(
-            !store
-                .finish_delivery(
-                    discord[0].id,
-                    "w2",
-                    Some(&attempt),
-                    &DeliveryUpdate::Delivered
-                )
-                .await
-                .expect("finish")
-        );
-        assert!(
-            store
-                .finish_delivery(
-                    discord[0].id,
-                    "w1",
-                    Some(&attempt),
-                    &DeliveryUpdate::Delivered
-                )
-                .await
-                .expect("finish")
-        );
-        assert_eq!(
-            store
-                .event_status(&event_id)
-                .await
-                .expect("status")
-                .as_deref(),
-            Some("PENDING")
-        );
-        let failed = AttemptLog {
-            http_status: Some(403),
-            error: Some("blocked".into()),
-            ..attempt.clone()
-        };
-        let update = DeliveryUpdate::Failed {
-            error: "blocked".into(),
-        };
-        assert!(
-            store
-                .finish_delivery(telegram[0].id, "w1", Some(&failed), &update)
-                .await
-                .expect("finish")
-        );
-        assert_eq!(
-            store
-                .event_status(&event_id)
-                .await
-                .expect("status")
-                .as_deref(),
-            Some("FAILED")
-        );
-        let (record, deliveries) = store
-            .event(&account.id, &event_id)
-            .await
-            .expect("event")
-            .expect("found");
-        assert_eq!(record.fields, fields);
-        assert_eq!(deliveries.len(), 2);
-        assert_eq!(deliveries[0].status, "DELIVERED");
-        assert_eq!(deliveries[0].attempts[0].http_status, Some(200));
-        assert_eq!(deliveries[1].last_error.as_deref(), Some("blocked"));
-        assert_eq!(deliveries[1].next_attempt_at, None);
-        assert!(
-            store
-                .event("acc_other", &event_id)
-                .await
-                .expect("event")
-                .is_none()
-        );
-
-        assert_eq!(
-            store
-                .retry_event(&account.id, &event_id)
-                .await
-                .expect("retry"),
-            Some(1)
-        );
-        assert_eq!(
-            store
-                .retry_event(&account.id, "evt_x")
-                .await
-                .expect("retry"),
-            None
-        );
-        assert_eq!(
-            store
-                .event_status(&event_id)
-                .await
-                .expect("status")
-                .as_deref(),
-            Some("PENDING")
-        );
-
-        // Waiting, then woken by an account change.
-        let now = now_millis() + 1;
-        let again = store
-            .claim_due("w1", "telegram", now, now + 30_000, 10)
-            .await
-            .expect("claim");
-        let waiting = DeliveryUpdate::Waiting {
-            at: now + 3_600_000,
-            reason: "not linked".into(),
-        };
-        assert!(
-            store
-                .finish_delivery(again[0].id, "w1", None, &waiting)
-                .await
-                .expect("finish")
-        );
-        let stats = store.queue_stats(now).await.expect("stats");
-        assert!(
-            stats.by_state.contains(&("waiting".to_string(), 1)),
-            "{:?}",
-            stats.by_state
-        );
-        store
-            .update_account(&account.id, &AccountChanges::default())
-            .await
-            .expect("update");
-        let woken = store
-            .claim_due("w1", "telegram", now_millis() + 1, now + 30_000, 10)
-            .await
-            .expect("claim");
-        assert_eq!(woken.len(), 1);
-        store.release(woken[0].id, "w1").await.expect("release");
-        assert_eq!(
-            store
-                .claim_due("w2", "telegram", now_millis() + 1, now + 30_000, 10)
-                .await
-                .expect("claim")
-                .len(),
-            1
-        );
-
-        // Two deliveries of one event finishing at the same time: the event ends DELIVERED.
-        for _ in 0..15 {
-            let event = new_event(
-                &account.id,
-                &category,
-                &fields,
-                &["discord", "telegram"],
-                None,
-                None,
-            );
-            let event_id = accept(&store, &event).await;
-            let now = now_millis() + 1;
-            let mut claimed = store
-                .claim_due("w3", "discord", now, now + 30_000, 10)
-                .await
-                .expect("claim");
-            claimed.extend(
-                store
-                    .claim_due("w3", "telegram", now, now + 30_000, 10)
-                    .await
-                    .expect("claim"),
-            );
-            let mut tasks = Vec::new();
-            for delivery in claimed.into_iter().filter(|d| d.event_id == event_id) {
-                let store = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    store
-                        .finish_delivery(delivery.id, "w3", None, &DeliveryUpdate::Delivered)
-                        .await
-                }));
-            }
-            assert_eq!(tasks.len(), 2);
-            for task in tasks {
-                assert!(task.await.expect("join").expect("finish"));
-            }
-            assert_eq!(
-                store
-                    .event_status(&event_id)
-                    .await
-                    .expect("status")
-                    .as_deref(),
-                Some("DELIVERED")
-            );
-        }
-
-        // The event list: newest first, filters, cursor.
-        let all = store
-            .events(
-                &account.id,
-                &EventFilter {
-                    limit: 100,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("events");
-        assert_eq!(all.len(), 16);
-        assert!(all.windows(2).all(|w| w[0].id > w[1].id));
-        let page = store
-            .events(
-                &account.id,
-                &EventFilter {
-                    limit: 5,
-                    before_id: Some(all[4].id.clone()),
-                    category: Some("SALE".into()),
-                    status: Some(DeliveryStatus::Delivered),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("events");
-        assert_eq!(page.len(), 5);
-        assert_eq!(page[0].id, all[5].id);
-        let pending = store
-            .events(
-                &account.id,
-                &EventFilter {
-                    limit: 100,
-                    status: Some(DeliveryStatus::Pending),
-                    since: Some(0),
-                    until: Some(now_millis() + 1000),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("events");
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].id, event_id);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_leases_and_heartbeats() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let store = db.open().await;
-        assert!(
-            store
-                .acquire_lease("poll", "a", 1_000, 2_000)
-                .await
-                .expect("lease")
-        );
-        assert!(
-            !store
-                .acquire_lease("poll", "b", 1_500, 2_500)
-                .await
-                .expect("lease")
-        );
-        assert!(
-            store
-                .acquire_lease("poll", "a", 1_900, 3_000)
-                .await
-                .expect("renew")
-        );
-        assert!(
-            !store
-                .acquire_lease("poll", "b", 2_999, 4_000)
-                .await
-                .expect("lease")
-        );
-        assert!(
-            store
-                .acquire_lease("poll", "b", 3_000, 4_000)
-                .await
-                .expect("expired")
-        );
-        assert!(
-            !store
-                .acquire_lease("poll", "a", 3_100, 5_000)
-                .await
-                .expect("lost")
-        );
-        // Many contenders at once: exactly one holds it.
-        let mut tasks = Vec::new();
-        for i in 0..10 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                store.acquire_lease("fresh", &format!("p{i}"), 10, 20).await
-            }));
-        }
-        let mut holders = 0;
-        for task in tasks {
-            holders += usize::from(task.await.expect("join").expect("lease"));
-        }
-        assert_eq!(holders, 1);
-
-        assert_eq!(store.heartbeat("p1", 10_000, 5_000).await.expect("beat"), 1);
-        assert_eq!(store.heartbeat("p2", 11_000, 5_000).await.expect("beat"), 2);
-        assert_eq!(store.heartbeat("p1", 12_000, 5_000).await.expect("beat"), 2);
-        // p2 silent for longer than the window is forgotten.
-        assert_eq!(store.heartbeat("p1", 16_500, 5_000).await.expect("beat"), 1);
-        assert_eq!(store.heartbeat("p3", 16_600, 5_000).await.expect("beat"), 2);
-        store.forget_process("p3").await.expect("forget");
-        assert_eq!(store.heartbeat("p1", 16_700, 5_000).await.expect("beat"), 1);
     }
 
     #[test]

@@ -17,45 +17,22 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 
 use super::group_commit::GroupCommit;
+use super::migrations::{self, Applied, Migration, migrations};
 use super::sqlite_batch::{SqliteBatchWriter, refresh_event_status};
 use super::*;
 use crate::model::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
-    (
-        2,
-        include_str!("../../migrations/sqlite/0002_idempotency.sql"),
-    ),
-    (
-        3,
-        include_str!("../../migrations/sqlite/0003_processes.sql"),
-    ),
-    (
-        4,
-        include_str!("../../migrations/sqlite/0004_account_versions.sql"),
-    ),
-    (
-        5,
-        include_str!("../../migrations/sqlite/0005_delivery_queue.sql"),
-    ),
-    (
-        6,
-        include_str!("../../migrations/sqlite/0006_dashboard.sql"),
-    ),
-    (
-        7,
-        include_str!("../../migrations/sqlite/0007_used_link_tokens.sql"),
-    ),
-    (
-        8,
-        include_str!("../../migrations/sqlite/0008_session_keys.sql"),
-    ),
-    (
-        9,
-        include_str!("../../migrations/sqlite/0009_fair_queue.sql"),
-    ),
-];
+pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
+    "0001_initial",
+    "0002_idempotency",
+    "0003_processes",
+    "0004_account_versions",
+    "0005_delivery_queue",
+    "0006_dashboard",
+    "0007_used_link_tokens",
+    "0008_session_keys",
+    "0009_fair_queue",
+);
 
 const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
         (SELECT COUNT(*) FROM events e WHERE e.category_id = c.id) AS events_count, \
@@ -976,28 +953,59 @@ fn file_identity(_path: &Path) -> Option<(u64, u64)> {
     None
 }
 
-/// Brings the schema up to date, one migration per transaction.
+/// Brings the schema up to date in one `BEGIN IMMEDIATE` transaction, once the migrations
+/// already applied check out (see `migrations.rs`): processes that open the file together take
+/// turns, and the later ones find nothing left to do.
 async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .execute(&mut *connection)
-        .await?;
-    for (version, sql) in MIGRATIONS {
-        let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if applied.is_none() {
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
-                .bind(version)
-                .bind(now_millis())
-                .execute(&mut *tx)
-                .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, \
+         applied_at INTEGER NOT NULL, checksum TEXT, applied_by TEXT)",
+    )
+    .execute(&mut *connection)
+    .await?;
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+    // Tables made before checksums were recorded.
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('schema_migrations')")
+            .fetch_all(&mut *tx)
+            .await?;
+    for column in ["checksum", "applied_by"] {
+        if !columns.iter().any(|name| name == column) {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "ALTER TABLE schema_migrations ADD COLUMN {column} TEXT"
+            )))
+            .execute(&mut *tx)
+            .await?;
         }
-        tx.commit().await?;
     }
+    let applied: Vec<Applied> = sqlx::query_as(migrations::READ_APPLIED)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(version, checksum, applied_by)| Applied {
+            version,
+            checksum,
+            applied_by,
+        })
+        .collect();
+    for migration in migrations::to_apply(MIGRATIONS, &applied)? {
+        sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
+        sqlx::query(migrations::RECORD)
+            .bind(migration.version())
+            .bind(now_millis())
+            .bind(migration.checksum())
+            .bind(migrations::APPLIED_BY)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (checksum, version) in migrations::unrecorded_checksums(MIGRATIONS, &applied) {
+        sqlx::query(migrations::RECORD_CHECKSUM)
+            .bind(checksum)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

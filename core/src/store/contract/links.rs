@@ -3,14 +3,18 @@
 //! the upgrade replaces the tokens of chats linked before.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
 
-use super::postgres::testing::TestDb;
-use super::{SqliteStore, Storage};
+use super::{Backend, on_both_backends};
 use crate::provider::{FieldMatch, LinkOutcome, LinkRequest};
+use crate::store::Storage;
+
+on_both_backends!(
+    links_once_and_checks_the_field,
+    concurrent_uses_of_one_token_link_once,
+    the_upgrade_replaces_used_tokens_only,
+);
 
 const PROVIDER: &str = "telegram";
 const FIELD: &str = "telegramUsername";
@@ -44,7 +48,8 @@ async fn link(store: &dyn Storage, account_id: &str) -> (String, Option<Value>) 
     store.link_token(account_id, PROVIDER).await.expect("token")
 }
 
-async fn links_once_and_checks_the_field(store: Arc<dyn Storage>) {
+async fn links_once_and_checks_the_field(backend: &Backend) {
+    let store = backend.store();
     let store = &*store;
     let ann = account(store, Some("Ann_T")).await;
     let (first, state) = link(store, &ann).await;
@@ -122,7 +127,8 @@ async fn links_once_and_checks_the_field(store: Arc<dyn Storage>) {
     ));
 }
 
-async fn concurrent_uses_of_one_token_link_once(store: Arc<dyn Storage>) {
+async fn concurrent_uses_of_one_token_link_once(backend: &Backend) {
+    let store = backend.store();
     let ann = account(&*store, Some("ann_t")).await;
     let (token, _) = link(&*store, &ann).await;
     let tries = (1..=8).map(|chat| {
@@ -151,23 +157,24 @@ async fn concurrent_uses_of_one_token_link_once(store: Arc<dyn Storage>) {
     assert_eq!(state, Some(json!({ "chatId": linked[0] })));
 }
 
-/// The upgrade's migration (`run_sql` runs SQL on the backend; `migration` is its text) on a
-/// chat linked before tokens were replaced on use, and on an account never linked.
-async fn the_upgrade_replaces_used_tokens_only(
-    store: Arc<dyn Storage>,
-    run_sql: impl AsyncFn(String),
-    migration: &str,
-) {
+/// The upgrade's migration on a chat linked before tokens were replaced on use, and on an
+/// account never linked.
+async fn the_upgrade_replaces_used_tokens_only(backend: &Backend) {
+    let store = backend.store();
     let linked = account(&*store, Some("ann_t")).await;
     let unlinked = account(&*store, Some("bob_t")).await;
     let (used, _) = link(&*store, &linked).await;
     let (fresh, _) = link(&*store, &unlinked).await;
     // What linking stored before: the state, and the token left as it was.
-    run_sql(format!(
-        "UPDATE channel_links SET state = '{{\"chatId\": 1}}' WHERE link_token = '{used}'"
-    ))
-    .await;
-    run_sql(migration.to_string()).await;
+    backend
+        .execute(
+            "UPDATE channel_links SET state = '{\"chatId\": 1}' WHERE link_token = $1",
+            &[&used],
+        )
+        .await;
+    backend
+        .run_script(backend.migration("used_link_tokens"))
+        .await;
 
     let (replaced, state) = link(&*store, &linked).await;
     assert_ne!(replaced, used);
@@ -184,78 +191,4 @@ async fn the_upgrade_replaces_used_tokens_only(
             .expect("link"),
         LinkOutcome::UnknownToken
     );
-}
-
-async fn sqlite() -> (tempfile::TempDir, Arc<dyn Storage>) {
-    let dir = tempfile::TempDir::new().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("pingpilot.db").display());
-    let store = SqliteStore::open(&url, 4).await.expect("open");
-    (dir, Arc::new(store))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_links_once_and_checks_the_field() {
-    let (_dir, store) = sqlite().await;
-    links_once_and_checks_the_field(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_uses_of_one_token_link_once() {
-    let (_dir, store) = sqlite().await;
-    concurrent_uses_of_one_token_link_once(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_links_once_and_checks_the_field() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    links_once_and_checks_the_field(db.open().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_uses_of_one_token_link_once() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    concurrent_uses_of_one_token_link_once(db.open().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_the_upgrade_replaces_used_tokens_only() {
-    let dir = tempfile::TempDir::new().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("pingpilot.db").display());
-    let store = SqliteStore::open(&url, 4).await.expect("open");
-    let run_sql = async |sql: String| {
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut *store.writer.lock().await.expect("writer"))
-            .await
-            .expect("sql");
-    };
-    the_upgrade_replaces_used_tokens_only(
-        Arc::new(store.clone()),
-        run_sql,
-        include_str!("../../migrations/sqlite/0007_used_link_tokens.sql"),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_the_upgrade_replaces_used_tokens_only() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let store = db.open().await;
-    let run_sql = async |sql: String| {
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&store.pool)
-            .await
-            .expect("sql");
-    };
-    the_upgrade_replaces_used_tokens_only(
-        store.clone(),
-        run_sql,
-        include_str!("../../migrations/postgres/0008_used_link_tokens.sql"),
-    )
-    .await;
 }
