@@ -28,5 +28,5 @@ pub async fn serve(
     let mounts = pingpilot_dashboard::mount(state.clone())
         .into_iter()
         .collect();
-    pingpilot_core::app::serve(state, mounts, listener, shutdown).await
+    pingpilot_core::relay::serve(state, mounts, listener, shutdown).await
 }

@@ -7,9 +7,11 @@ pub mod delivery;
 pub mod metrics;
 pub mod model;
 pub mod provider;
+pub mod relay;
 #[cfg(feature = "samples")]
 pub mod samples;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod throttled;
 

@@ -11,7 +11,8 @@ mod web;
 
 use std::sync::Arc;
 
-use pingpilot_core::app::{AppState, Mount};
+use pingpilot_core::api::Mount;
+use pingpilot_core::app::AppState;
 use pingpilot_core::config::Settings;
 use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
 use pingpilot_core::store::{Store, StoreError};

@@ -18,8 +18,9 @@ use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::{Account, ApiKeyInfo, format_time};
-use crate::provider::{self, AccountField, ChannelStatus, ProviderRegistration};
-use crate::store::{AccountChanges, StoreError};
+use crate::provider::{self, AccountField};
+use crate::service::accounts::{ChannelState, apply_account_update, channel_states};
+use crate::store::AccountChanges;
 
 /// A JSON object whose schema is assembled at run time (it holds provider-declared fields).
 pub struct DynamicObject<const KIND: u8>(pub Map<String, Value>);
@@ -513,61 +514,6 @@ impl From<&ApiKeyInfo> for ApiKeySummary {
 }
 
 pub struct AccountApi(pub Arc<AppState>);
-
-/// One channel of an account: the `channels` entries of `GET /account`, and the dashboard's
-/// settings page.
-pub struct ChannelState {
-    pub registration: &'static ProviderRegistration,
-    /// Whether events are delivered through it (channels are on unless switched off).
-    pub enabled: bool,
-    /// Account fields it still needs.
-    pub missing: Vec<&'static AccountField>,
-    /// The provider's view: why it waits, and state it adds (Telegram: `linked`, `linkUrl`).
-    pub status: ChannelStatus,
-}
-
-impl ChannelState {
-    /// Enabled, with every account field it needs, and not waiting.
-    pub fn ready(&self) -> bool {
-        self.enabled && self.missing.is_empty() && self.status.waiting.is_none()
-    }
-}
-
-/// Every channel of `account`, in provider order.
-pub async fn channel_states(
-    state: &AppState,
-    account: &Account,
-) -> Result<Vec<ChannelState>, StoreError> {
-    let mut channels = Vec::with_capacity(state.providers.len());
-    for entry in &state.providers {
-        let registration = entry.registration;
-        channels.push(ChannelState {
-            registration,
-            enabled: account.channel_enabled(registration.id),
-            missing: registration
-                .account_fields
-                .iter()
-                .filter(|f| !account.fields.contains_key(f.name))
-                .collect(),
-            status: state.channel_status(entry, account).await?,
-        });
-    }
-    Ok(channels)
-}
-
-/// Applies validated changes (from [`parse_account_update`]) and wakes the delivery workers, so
-/// deliveries waiting for these settings are looked at again; the account as it is afterwards.
-pub async fn apply_account_update(
-    state: &AppState,
-    account_id: &str,
-    changes: &AccountChanges,
-) -> Result<Option<Account>, StoreError> {
-    let updated = state.store()?.update_account(account_id, changes).await?;
-    if updated.is_some() {
-        state.work_ready.notify_one();
-    }
-    Ok(updated)
-}
 
 /// The account as the API shows it.
 pub async fn account_view(state: &AppState, account: &Account) -> Result<AccountView, ApiError> {

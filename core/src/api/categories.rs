@@ -12,8 +12,9 @@ use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
 use crate::app::AppState;
-use crate::model::{Account, Category};
-use crate::store::{CategoryChanges, CategoryCreate, CategoryUpdate};
+use crate::model::Category;
+use crate::service::categories::{self as service, create_category, duplicate_message};
+use crate::store::{CategoryChanges, CategoryUpdate};
 
 const MAX_EMOJI_CHARS: usize = 16;
 
@@ -301,7 +302,7 @@ fn unknown_keys(object: &serde_json::Map<String, Value>, errors: &mut Vec<FieldE
 }
 
 /// A new category's name (lower-cased), colour and emoji, or every rule the body breaks.
-pub fn parse_new_category(body: &Value) -> Result<(String, u32, Option<String>), Vec<FieldError>> {
+pub fn parse_new_category(body: &Value) -> Result<service::NewCategory, Vec<FieldError>> {
     let Some(object) = body.as_object() else {
         return Err(vec![field_error("", "the body must be a JSON object")]);
     };
@@ -326,7 +327,9 @@ pub fn parse_new_category(body: &Value) -> Result<(String, u32, Option<String>),
         .map(|value| parse_emoji(value, &mut errors))
         .unwrap_or(Some(None));
     match (name, color, emoji) {
-        (Some(name), Some(color), Some(emoji)) if errors.is_empty() => Ok((name, color, emoji)),
+        (Some(name), Some(color), Some(emoji)) if errors.is_empty() => {
+            Ok(service::NewCategory { name, color, emoji })
+        }
         _ => Err(errors),
     }
 }
@@ -358,34 +361,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 fn duplicate(name: &str) -> ApiError {
-    ApiError::conflict(format!("A category named \"{name}\" already exists"))
-}
-
-/// What refusing one more category past the plan's limit says.
-pub fn category_limit_message(limit: u64) -> String {
-    format!("You have reached the maximum number of event categories ({limit}) for your plan.")
-}
-
-/// Creates a category from a `NewCategory` body within the account's plan limit: the one rule
-/// the API and the dashboard share. Refusals are the API's answers (422, 409, 403).
-pub async fn create_category(
-    state: &AppState,
-    account: &Account,
-    body: &Value,
-) -> Result<Category, ApiError> {
-    let (name, color, emoji) = parse_new_category(body).map_err(ApiError::unprocessable)?;
-    let limit = state.plan(&account.plan).categories;
-    let created = state
-        .store()?
-        .create_category(&account.id, &name, color, emoji.as_deref(), limit)
-        .await?;
-    match created {
-        CategoryCreate::Created(category) => Ok(category),
-        CategoryCreate::Duplicate => Err(duplicate(&name)),
-        CategoryCreate::LimitReached => Err(ApiError::forbidden(category_limit_message(
-            limit.unwrap_or_default(),
-        ))),
-    }
+    ApiError::conflict(duplicate_message(name))
 }
 
 pub struct CategoriesApi(pub Arc<AppState>);
@@ -424,7 +400,8 @@ impl CategoriesApi {
         body: JsonBody<NewCategory>,
     ) -> Result<CreateCategoryResponse, Errors<CreateCategoryErrors>> {
         let account = authenticate(&self.0, &auth).await?;
-        let category = create_category(&self.0, &account, &body.value().await?).await?;
+        let new = parse_new_category(&body.value().await?).map_err(ApiError::unprocessable)?;
+        let category = create_category(&self.0, &account, &new).await?;
         Ok(CreateCategoryResponse::Created(Json((&category).into())))
     }
 
@@ -532,7 +509,11 @@ mod tests {
     fn new_category_rules() {
         assert_eq!(
             parse_new_category(&json!({"name": "Sale", "color": "#00ff00"})).unwrap(),
-            ("sale".to_string(), 0x00FF00, None)
+            service::NewCategory {
+                name: "sale".into(),
+                color: 0x00FF00,
+                emoji: None
+            }
         );
         let errors =
             parse_new_category(&json!({"name": "no way", "color": "red", "x": 1})).unwrap_err();

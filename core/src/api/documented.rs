@@ -24,6 +24,7 @@ use super::error::{
     ApiError, BODY_TIMEOUT, ErrorMessage, INTERNAL_ERROR, INVALID_JSON, UNAVAILABLE,
     ValidationFailure,
 };
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 /// The documented media type of every JSON body (answers carry `; charset=utf-8`).
@@ -137,7 +138,7 @@ impl ErrorDoc {
         Self::new(
             413,
             "The body is larger than 64 KiB.",
-            &super::extract::too_large_message(),
+            &super::error::too_large_message(),
         )
     }
 
@@ -147,7 +148,7 @@ impl ErrorDoc {
             415,
             "The body is sent with a `Content-Type` other than `application/json` (no \
              `Content-Type` at all is read as JSON).",
-            &super::extract::unsupported_media_type_message("text/plain"),
+            &super::error::unsupported_media_type_message("text/plain"),
         )
     }
 
@@ -187,6 +188,12 @@ impl<O> From<ApiError> for Errors<O> {
 
 impl<O> From<StoreError> for Errors<O> {
     fn from(error: StoreError) -> Self {
+        Self(error.into(), PhantomData)
+    }
+}
+
+impl<O> From<ServiceError> for Errors<O> {
+    fn from(error: ServiceError) -> Self {
         Self(error.into(), PhantomData)
     }
 }

@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::service::ServiceError;
 use crate::store::StoreError;
 use crate::throttled::Throttled;
 
@@ -20,6 +21,19 @@ pub const UNAVAILABLE: &str = "Service unavailable, please retry";
 pub const BODY_TIMEOUT: &str = "Request body not received in time";
 /// What a 503 tells the client to wait before retrying, in seconds.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+/// The 415 message for a body sent as `content_type`.
+pub fn unsupported_media_type_message(content_type: &str) -> String {
+    format!("Unsupported content type {content_type:?}: send the body as application/json")
+}
+
+/// The 413 message.
+pub fn too_large_message() -> String {
+    format!(
+        "Request body too large: at most {} KiB",
+        crate::server::MAX_BODY_BYTES / 1024
+    )
+}
 
 /// Every error answer but 422: what went wrong, for people.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -240,6 +254,18 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %err, repeats, "storage failure while answering a request");
             }
             Self::internal()
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    /// The service's refusals as the API documents them: 409 for a duplicate, 403 past the
+    /// plan's limit.
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Duplicate(message) => Self::conflict(message),
+            ServiceError::LimitReached(message) => Self::forbidden(message),
+            ServiceError::Store(err) => err.into(),
         }
     }
 }

@@ -1,65 +1,32 @@
 //! Reading events back, re-queueing failed deliveries, and the quota.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use serde_json::{Value, json};
+use poem_openapi::types::{Example, Type};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::json;
 
 use super::documented::{
     ErrorDoc, Errors, Json, Nullable, OperationErrors, Param, ParamSchema, RawHeader, Timestamp,
 };
 use super::error::ApiError;
+use super::event_types::{DeliveryState, EventFields};
 use super::extract::{Bearer, JsonBody};
 use super::intake::{
     EventRequest, IdempotencyKeyParam, IntakeApi, SendEventErrors, SendEventResponse, WaitParam,
 };
 use super::{Tag, authenticate};
 use crate::app::AppState;
-use crate::model::{
-    Account, DeliveryRecord, DeliveryStatus, EventRecord, Millis, next_month_start, now_millis,
-    to_datetime,
-};
-use crate::store::{EventFilter, StoreError};
+use crate::model::{DeliveryRecord, DeliveryStatus, EventRecord, Millis, now_millis, to_datetime};
+use crate::service::deliveries::{quota, retry_failed_deliveries};
+use crate::store::EventFilter;
 
 const DEFAULT_PAGE: u32 = 30;
 const MAX_PAGE: u32 = 100;
 const EXAMPLE_EVENT_ID: &str = "evt_01JJ5Q8Z4W7S3K2M9N6B1V0C8X";
-
-/// Where an event or one of its deliveries stands. `PENDING`: not final yet (queued, being
-/// sent, retrying or waiting); `DELIVERED`: delivered (an event: every delivery); `FAILED`:
-/// failed for good (an event: every delivery is final and one failed).
-// Properties of this type carry no doc comment: a described reference becomes `allOf`, which
-// client generators (openapi-python-client) reject for enumerations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "DeliveryStatus", rename_all = "UPPERCASE")]
-pub enum DeliveryState {
-    /// Not final yet: queued, being sent, retrying or waiting.
-    Pending,
-    /// Delivered (for an event: every delivery).
-    Delivered,
-    /// Failed for good (for an event: every delivery is final and one failed).
-    Failed,
-}
-
-impl DeliveryState {
-    /// The state stored as `text`.
-    fn stored(text: &str) -> Result<Self, ApiError> {
-        match DeliveryStatus::parse(text) {
-            Some(DeliveryStatus::Pending) => Ok(Self::Pending),
-            Some(DeliveryStatus::Delivered) => Ok(Self::Delivered),
-            Some(DeliveryStatus::Failed) => Ok(Self::Failed),
-            None => {
-                tracing::error!(status = text, "unknown delivery status in the database");
-                Err(ApiError::internal())
-            }
-        }
-    }
-}
 
 /// An event as listed.
 #[derive(Debug, Object)]
@@ -261,119 +228,6 @@ impl Example for QuotaView {
     }
 }
 
-/// A field value: text (up to 1024 characters), a number or a boolean.
-pub struct FieldValue;
-
-impl Type for FieldValue {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "FieldValue".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Reference(Self::name().into_owned())
-    }
-
-    fn register(registry: &mut Registry) {
-        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| MetaSchema {
-            description: Some(
-                "A field value: text (up to 1024 characters), a number or a boolean.",
-            ),
-            one_of: vec![
-                MetaSchemaRef::Inline(Box::new(MetaSchema {
-                    max_length: Some(1024),
-                    ..MetaSchema::new("string")
-                })),
-                MetaSchemaRef::Inline(Box::new(MetaSchema::new("number"))),
-                MetaSchemaRef::Inline(Box::new(MetaSchema::new("boolean"))),
-            ],
-            example: Some(json!("pro")),
-            ..MetaSchema::ANY
-        });
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
-
-/// An event's fields: a JSON object that keeps the order in which they were sent.
-#[derive(Debug, Clone, Default)]
-pub struct EventFields(pub serde_json::Map<String, Value>);
-
-impl Example for EventFields {
-    fn example() -> Self {
-        Self(
-            json!({"plan": "pro", "amount": 99.99, "recurring": true})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        )
-    }
-}
-
-impl Type for EventFields {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "EventFields".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            description: Some(
-                "Key/value pairs in the order sent: at most 25, keys 1–256 characters, values \
-                 text (up to 1024 characters), numbers or booleans.",
-            ),
-            additional_properties: Some(Box::new(FieldValue::schema_ref())),
-            max_properties: Some(25),
-            example: Self::example().to_json(),
-            ..MetaSchema::new("object")
-        }))
-    }
-
-    fn register(registry: &mut Registry) {
-        FieldValue::register(registry);
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
-
-impl ToJSON for EventFields {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::Object(self.0.clone()))
-    }
-}
-
-impl ParseFromJSON for EventFields {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            Some(Value::Object(map)) => Ok(Self(map)),
-            None | Some(Value::Null) => Ok(Self(Default::default())),
-            Some(other) => Err(ParseError::expected_type(other)),
-        }
-    }
-}
-
 /// `?limit=`: 1–100.
 pub struct LimitParam;
 
@@ -570,49 +424,6 @@ fn range_start(range: &str, now: Millis) -> Result<Millis, ApiError> {
         }
     };
     Ok(start.timestamp_millis())
-}
-
-/// Puts an event's failed deliveries back in the queue with a fresh attempt budget and wakes
-/// the workers; how many were requeued, or `None` when the account has no such event.
-pub async fn retry_failed_deliveries(
-    state: &AppState,
-    account_id: &str,
-    event_id: &str,
-) -> Result<Option<u64>, StoreError> {
-    let requeued = state.store()?.retry_event(account_id, event_id).await?;
-    if requeued.is_some() {
-        state.work_ready.notify_one();
-    }
-    Ok(requeued)
-}
-
-/// An account's plan limits and what is used of them (`GET /quota`, the dashboard's usage page).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quota {
-    pub plan: String,
-    /// Events accepted this calendar month (UTC).
-    pub events_used: u64,
-    /// `None`: the plan has no limit.
-    pub events_limit: Option<u64>,
-    pub categories_used: u64,
-    /// `None`: the plan has no limit.
-    pub categories_limit: Option<u64>,
-    /// When the monthly count starts again: the first of next month, 00:00 UTC.
-    pub resets_at: DateTime<Utc>,
-}
-
-/// The quota of `account` at `now`.
-pub async fn quota(state: &AppState, account: &Account, now: Millis) -> Result<Quota, StoreError> {
-    let store = state.store()?;
-    let limits = state.plan(&account.plan);
-    Ok(Quota {
-        plan: account.plan.clone(),
-        events_used: store.events_used(&account.id, now).await?,
-        events_limit: limits.events_per_month,
-        categories_used: store.count_categories(&account.id).await?.max(0) as u64,
-        categories_limit: limits.categories,
-        resets_at: next_month_start(now),
-    })
 }
 
 pub struct EventsApi(pub Arc<AppState>);

@@ -13,7 +13,7 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde_json::Value;
 
-use super::error::{ApiError, INVALID_JSON};
+use super::error::{ApiError, INVALID_JSON, too_large_message, unsupported_media_type_message};
 use crate::server::BodyFailure;
 
 pub const SECURITY_SCHEME: &str = "bearerAuth";
@@ -159,16 +159,6 @@ impl<T> JsonBody<T> {
 
 /// The body type poem's requests carry.
 type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
-
-/// The 415 message for a body sent as `content_type`.
-pub fn unsupported_media_type_message(content_type: &str) -> String {
-    format!("Unsupported content type {content_type:?}: send the body as application/json")
-}
-
-/// The 413 message.
-pub fn too_large_message() -> String {
-    format!("Request body too large: at most {} KiB", BODY_LIMIT / 1024)
-}
 
 fn is_json_content_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();

@@ -12,13 +12,13 @@ use serde_json::{Map, Value, json};
 
 use super::documented::{self, ErrorDoc, Errors, OperationErrors, Param, ParamSchema, RawHeader};
 use super::error::{ApiError, ErrorMessage, FieldError};
-use super::events::{DeliveryState, EventFields};
+use super::event_types::{DeliveryState, EventFields};
 use super::extract::{Bearer, JsonBody};
-use super::intake_cache::IntakeContext;
-use super::intake_rate::Rate;
 use super::{Tag, presented_key};
 use crate::app::{AppState, KEY_TOUCH_INTERVAL_MS};
 use crate::model::{Account, Category, hash_api_key, now_millis};
+use crate::service::intake_cache::IntakeContext;
+use crate::service::intake_rate::Rate;
 use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent};
 
 pub const NO_CHANNEL_MESSAGE: &str =

@@ -4,11 +4,10 @@ mod account;
 mod categories;
 mod documented;
 mod error;
+mod event_types;
 mod events;
 mod extract;
 mod intake;
-mod intake_cache;
-mod intake_rate;
 mod ops;
 
 use std::sync::Arc;
@@ -17,15 +16,23 @@ use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
-pub use account::{ChannelState, apply_account_update, channel_states, parse_account_update};
-pub use categories::{category_limit_message, create_category, parse_new_category};
+pub use account::parse_account_update;
+pub use categories::parse_new_category;
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
-pub use events::{Quota, quota, retry_failed_deliveries};
 pub use intake::{ValidEvent, validate_event};
-pub(crate) use intake_cache::IntakeCache;
-pub(crate) use intake_rate::IntakeRate;
 
 use crate::app::AppState;
+
+/// A web surface served beside the API under its own path prefix (the dashboard). Its answers
+/// pass through as they are: its error pages are not turned into JSON.
+pub struct Mount {
+    /// E.g. `/dashboard`, without a trailing slash.
+    pub prefix: &'static str,
+    /// Paths under the prefix whose rest is a secret (e.g. `/login/` for one-time sign-in
+    /// links): logged without it.
+    pub secret_paths: &'static [&'static str],
+    pub endpoint: poem::endpoint::BoxEndpoint<'static>,
+}
 
 pub const API_TITLE: &str = "PingPilot";
 const API_PREFIX: &str = "/api/v1";
@@ -92,10 +99,7 @@ pub fn openapi_yaml() -> String {
 }
 
 /// Every route the server answers.
-pub fn routes(
-    state: Arc<AppState>,
-    mounts: Vec<crate::app::Mount>,
-) -> impl Endpoint<Output = Response> {
+pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output = Response> {
     let api = service(state.clone());
     let spec_json = openapi_json();
     let spec_yaml = openapi_yaml();

@@ -1,9 +1,9 @@
 //! One event: its fields, each delivery with every attempt made, and a retry of the failed ones.
 
 use maud::{Markup, html};
-use pingpilot_core::api::retry_failed_deliveries;
 use pingpilot_core::model::{AttemptRecord, DeliveryRecord, EventRecord, Millis, to_datetime};
 use pingpilot_core::provider::EventMessage;
+use pingpilot_core::service::deliveries::retry_failed_deliveries;
 use poem::web::{Form, Path, Query};
 use poem::{Route, get, handler, post};
 

@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 
 use maud::{Markup, html};
-use pingpilot_core::api::{ApiError, category_limit_message, create_category};
+use pingpilot_core::api::{ValidationFailure, parse_new_category};
 use pingpilot_core::model::{Category, now_millis};
+use pingpilot_core::service::ServiceError;
+use pingpilot_core::service::categories::{category_limit_message, create_category};
 use poem::http::StatusCode;
 use poem::web::{Form, Path, Query};
 use poem::{Route, get, handler, post};
@@ -131,21 +133,55 @@ async fn overview(user: SignedIn, Query(outcome): Query<Outcome>) -> PageResult 
 #[handler]
 async fn create(user: SignedIn, Form(form): Form<CreateForm>) -> PageResult {
     user.check_csrf(&form.csrf)?;
-    match create_category(&user.state, &user.account, &form.body()).await {
+    match create_from(&user, &form.body()).await? {
         Ok(category) => Ok(see_other(&format!(
             "{PREFIX}?done=created&name={}",
             category.name
         ))),
         Err(refusal) => {
             let notice = layout::notice(NoticeKind::Problem, refusal.message());
-            render(&user, refusal_status(&refusal), vec![notice], &form).await
+            render(&user, refusal.status(), vec![notice], &form).await
         }
     }
 }
 
-/// The API's status for a refusal: 422 invalid, 409 duplicate, 403 over the plan's limit.
-fn refusal_status(refusal: &ApiError) -> StatusCode {
-    StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+/// Why a category was not created, as the page says it.
+enum NotCreated {
+    Invalid(ValidationFailure),
+    Duplicate(String),
+    LimitReached(String),
+}
+
+impl NotCreated {
+    /// The API's status for the same refusal: 422 invalid, 409 duplicate, 403 over the limit.
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Duplicate(_) => StatusCode::CONFLICT,
+            Self::LimitReached(_) => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Self::Invalid(failure) => &failure.message,
+            Self::Duplicate(message) | Self::LimitReached(message) => message,
+        }
+    }
+}
+
+/// Creates a category from the API's `NewCategory` body; a storage failure is the page's error.
+async fn create_from(user: &SignedIn, body: &Value) -> PageResult<Result<Category, NotCreated>> {
+    let new = match parse_new_category(body) {
+        Ok(new) => new,
+        Err(errors) => return Ok(Err(NotCreated::Invalid(ValidationFailure::new(errors)))),
+    };
+    match create_category(&user.state, &user.account, &new).await {
+        Ok(category) => Ok(Ok(category)),
+        Err(ServiceError::Duplicate(message)) => Ok(Err(NotCreated::Duplicate(message))),
+        Err(ServiceError::LimitReached(message)) => Ok(Err(NotCreated::LimitReached(message))),
+        Err(ServiceError::Store(err)) => Err(err.into()),
+    }
 }
 
 #[handler]
@@ -160,19 +196,13 @@ async fn quick_start(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
             continue;
         }
         let body = json!({ "name": name, "color": color, "emoji": emoji });
-        match create_category(&user.state, &user.account, &body).await {
+        match create_from(&user, &body).await? {
             Ok(_) => created.push(name),
-            Err(ApiError::Conflict(_)) => existing.push(name),
-            Err(ApiError::Forbidden(_)) => refused.push(name),
+            Err(NotCreated::Duplicate(_)) => existing.push(name),
+            Err(NotCreated::LimitReached(_)) => refused.push(name),
             Err(other) => {
                 let notice = layout::notice(NoticeKind::Problem, other.message());
-                return render(
-                    &user,
-                    refusal_status(&other),
-                    vec![notice],
-                    &CreateForm::blank(),
-                )
-                .await;
+                return render(&user, other.status(), vec![notice], &CreateForm::blank()).await;
             }
         }
     }

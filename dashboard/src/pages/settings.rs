@@ -5,12 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use maud::{Markup, html};
-use pingpilot_core::api::{
-    ChannelState, FieldError, apply_account_update, channel_states, parse_account_update,
-};
+use pingpilot_core::api::{FieldError, parse_account_update};
 use pingpilot_core::delivery::send_test_notification;
 use pingpilot_core::model::Account;
 use pingpilot_core::provider::{AccountField, DeliveryOutcome};
+use pingpilot_core::service::accounts::{ChannelState, apply_account_update, channel_states};
 use poem::http::StatusCode;
 use poem::web::{Form, Query};
 use poem::{IntoResponse, Response, Route, get, handler, post};

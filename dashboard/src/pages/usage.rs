@@ -2,8 +2,8 @@
 //! count starts again; the same numbers as `GET /api/v1/quota`.
 
 use maud::{Markup, html};
-use pingpilot_core::api::quota;
 use pingpilot_core::model::now_millis;
+use pingpilot_core::service::deliveries::quota;
 use poem::{Route, get, handler};
 
 use crate::PREFIX;

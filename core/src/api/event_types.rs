@@ -1,0 +1,155 @@
+//! The types an event is shown with, both where it is sent (intake) and read back (events).
+
+use std::borrow::Cow;
+
+use poem_openapi::Enum;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use crate::model::DeliveryStatus;
+
+/// Where an event or one of its deliveries stands. `PENDING`: not final yet (queued, being
+/// sent, retrying or waiting); `DELIVERED`: delivered (an event: every delivery); `FAILED`:
+/// failed for good (an event: every delivery is final and one failed).
+// Properties of this type carry no doc comment: a described reference becomes `allOf`, which
+// client generators (openapi-python-client) reject for enumerations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "DeliveryStatus", rename_all = "UPPERCASE")]
+pub enum DeliveryState {
+    /// Not final yet: queued, being sent, retrying or waiting.
+    Pending,
+    /// Delivered (for an event: every delivery).
+    Delivered,
+    /// Failed for good (for an event: every delivery is final and one failed).
+    Failed,
+}
+
+impl DeliveryState {
+    /// The state stored as `text`.
+    pub(super) fn stored(text: &str) -> Result<Self, ApiError> {
+        match DeliveryStatus::parse(text) {
+            Some(DeliveryStatus::Pending) => Ok(Self::Pending),
+            Some(DeliveryStatus::Delivered) => Ok(Self::Delivered),
+            Some(DeliveryStatus::Failed) => Ok(Self::Failed),
+            None => {
+                tracing::error!(status = text, "unknown delivery status in the database");
+                Err(ApiError::internal())
+            }
+        }
+    }
+}
+
+/// An event's fields: a JSON object that keeps the order in which they were sent.
+#[derive(Debug, Clone, Default)]
+pub struct EventFields(pub serde_json::Map<String, Value>);
+
+impl Example for EventFields {
+    fn example() -> Self {
+        Self(
+            json!({"plan": "pro", "amount": 99.99, "recurring": true})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Type for EventFields {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "EventFields".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some(
+                "Key/value pairs in the order sent: at most 25, keys 1–256 characters, values \
+                 text (up to 1024 characters), numbers or booleans.",
+            ),
+            additional_properties: Some(Box::new(FieldValue::schema_ref())),
+            max_properties: Some(25),
+            example: Self::example().to_json(),
+            ..MetaSchema::new("object")
+        }))
+    }
+
+    fn register(registry: &mut Registry) {
+        FieldValue::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ToJSON for EventFields {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::Object(self.0.clone()))
+    }
+}
+
+impl ParseFromJSON for EventFields {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::Object(map)) => Ok(Self(map)),
+            None | Some(Value::Null) => Ok(Self(Default::default())),
+            Some(other) => Err(ParseError::expected_type(other)),
+        }
+    }
+}
+
+/// A field value: text (up to 1024 characters), a number or a boolean.
+pub struct FieldValue;
+
+impl Type for FieldValue {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "FieldValue".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference(Self::name().into_owned())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| MetaSchema {
+            description: Some(
+                "A field value: text (up to 1024 characters), a number or a boolean.",
+            ),
+            one_of: vec![
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    max_length: Some(1024),
+                    ..MetaSchema::new("string")
+                })),
+                MetaSchemaRef::Inline(Box::new(MetaSchema::new("number"))),
+                MetaSchemaRef::Inline(Box::new(MetaSchema::new("boolean"))),
+            ],
+            example: Some(json!("pro")),
+            ..MetaSchema::ANY
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}

@@ -1,0 +1,61 @@
+//! An account's settings and channels, as the API and the dashboard both show and change them.
+
+use crate::app::AppState;
+use crate::model::Account;
+use crate::provider::{AccountField, ChannelStatus, ProviderRegistration};
+use crate::store::{AccountChanges, StoreError};
+
+/// One channel of an account: the `channels` entries of `GET /account`, and the dashboard's
+/// settings page.
+pub struct ChannelState {
+    pub registration: &'static ProviderRegistration,
+    /// Whether events are delivered through it (channels are on unless switched off).
+    pub enabled: bool,
+    /// Account fields it still needs.
+    pub missing: Vec<&'static AccountField>,
+    /// The provider's view: why it waits, and state it adds (Telegram: `linked`, `linkUrl`).
+    pub status: ChannelStatus,
+}
+
+impl ChannelState {
+    /// Enabled, with every account field it needs, and not waiting.
+    pub fn ready(&self) -> bool {
+        self.enabled && self.missing.is_empty() && self.status.waiting.is_none()
+    }
+}
+
+/// Every channel of `account`, in provider order.
+pub async fn channel_states(
+    state: &AppState,
+    account: &Account,
+) -> Result<Vec<ChannelState>, StoreError> {
+    let mut channels = Vec::with_capacity(state.providers.len());
+    for entry in &state.providers {
+        let registration = entry.registration;
+        channels.push(ChannelState {
+            registration,
+            enabled: account.channel_enabled(registration.id),
+            missing: registration
+                .account_fields
+                .iter()
+                .filter(|f| !account.fields.contains_key(f.name))
+                .collect(),
+            status: state.channel_status(entry, account).await?,
+        });
+    }
+    Ok(channels)
+}
+
+/// Applies validated changes (from [`parse_account_update`]) and wakes the delivery workers, so
+/// deliveries waiting for these settings are looked at again; the account as it is afterwards.
+pub async fn apply_account_update(
+    state: &AppState,
+    account_id: &str,
+    changes: &AccountChanges,
+) -> Result<Option<Account>, StoreError> {
+    let updated = state.store()?.update_account(account_id, changes).await?;
+    if updated.is_some() {
+        state.work_ready.notify_one();
+    }
+    Ok(updated)
+}
