@@ -1,5 +1,5 @@
-//! What the dashboard needs from storage beyond the API's queries: sign-in sessions, one-time
-//! sign-in links, and reads that summarise a category's events.
+//! What the dashboard reads beyond the API's queries: summaries of a category's events, and
+//! the state of many events' deliveries at once. One text for both backends (see `sql.rs`).
 
 use std::collections::BTreeMap;
 
@@ -8,18 +8,6 @@ use serde_json::{Map, Value};
 
 use super::Result;
 use crate::model::Millis;
-
-/// A signed-in dashboard session, found by the hash of its cookie value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    pub account_id: String,
-    /// Every form of this session carries it; a post without it is refused.
-    pub csrf_token: String,
-    pub expires_at: Millis,
-    /// The API key it was signed in with: the session ends when the key is revoked. `None` for a
-    /// one-time link, which no key revocation ends.
-    pub key_id: Option<String>,
-}
 
 /// One event of a category, as the category page's totals and chart need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,39 +29,6 @@ pub struct DeliveryBadge {
 
 #[async_trait]
 pub trait DashboardStorage: Send + Sync {
-    /// Stores a new session (by the hash of its id) and forgets every expired one.
-    async fn create_session(
-        &self,
-        id_hash: &str,
-        session: &SessionRecord,
-        now: Millis,
-    ) -> Result<()>;
-
-    /// The session with this id hash, unless it has expired, the key it was signed in with is
-    /// revoked, or its account is gone.
-    async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<SessionRecord>>;
-
-    /// Signs a session out; nothing happens when it is unknown.
-    async fn delete_session(&self, id_hash: &str) -> Result<()>;
-
-    /// Signs out every session of an account ("sign out everywhere"); how many of them were
-    /// still open at `now`.
-    async fn delete_account_sessions(&self, account_id: &str, now: Millis) -> Result<u64>;
-
-    /// Stores a one-time sign-in link for an account (by the hash of its token) and forgets every
-    /// expired one.
-    async fn create_login_link(
-        &self,
-        token_hash: &str,
-        account_id: &str,
-        now: Millis,
-        expires_at: Millis,
-    ) -> Result<()>;
-
-    /// Uses up a sign-in link: its account when the link exists, has not expired and was not used
-    /// before; a second call with the same token gives `None`, even when both race.
-    async fn redeem_login_link(&self, token_hash: &str, now: Millis) -> Result<Option<String>>;
-
     /// The events of an account's category created in `[from, to)`, oldest first.
     async fn category_samples(
         &self,
@@ -98,3 +53,103 @@ pub trait DashboardStorage: Send + Sync {
         event_ids: &[String],
     ) -> Result<BTreeMap<String, Vec<DeliveryBadge>>>;
 }
+
+/// [`DashboardStorage`] for a store. A list of event ids is bound as one value: `$ids_in` is
+/// the test of `d.event_id` against parameter `$2`, and `$bind_ids` makes that value from the
+/// ids (a JSON array read by `json_each` on SQLite; an array on PostgreSQL).
+macro_rules! dashboard_for {
+    ($store:ty, ids_in = $ids_in:literal, bind_ids = $bind_ids:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::dashboard::DashboardStorage for $store {
+            async fn category_samples(
+                &self,
+                account_id: &str,
+                category: &str,
+                from: $crate::model::Millis,
+                to: $crate::model::Millis,
+            ) -> $crate::store::Result<Vec<$crate::store::EventSample>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT e.created_at, e.fields FROM categories c \
+                     JOIN events e ON e.category_id = c.id \
+                     WHERE c.account_id = $1 AND c.name = lower($2) \
+                     AND e.created_at >= $3 AND e.created_at < $4 \
+                     ORDER BY e.created_at, e.id",
+                )
+                .bind(account_id)
+                .bind(category)
+                .bind(from)
+                .bind(to)
+                .fetch_all(self.reads())
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::store::EventSample {
+                            created_at: row.try_get("created_at")?,
+                            fields: $crate::store::parse_json(row.try_get("fields")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn category_counts_since(
+                &self,
+                account_id: &str,
+                since: $crate::model::Millis,
+            ) -> $crate::store::Result<std::collections::BTreeMap<String, i64>> {
+                let counts: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT c.name, COUNT(*) FROM categories c \
+                     JOIN events e ON e.category_id = c.id \
+                     WHERE c.account_id = $1 AND e.created_at >= $2 \
+                     GROUP BY c.name",
+                )
+                .bind(account_id)
+                .bind(since)
+                .fetch_all(self.reads())
+                .await?;
+                Ok(counts.into_iter().collect())
+            }
+
+            async fn delivery_badges(
+                &self,
+                account_id: &str,
+                event_ids: &[String],
+            ) -> $crate::store::Result<
+                std::collections::BTreeMap<String, Vec<$crate::store::DeliveryBadge>>,
+            > {
+                let mut badges: std::collections::BTreeMap<
+                    String,
+                    Vec<$crate::store::DeliveryBadge>,
+                > = std::collections::BTreeMap::new();
+                if event_ids.is_empty() {
+                    return Ok(badges);
+                }
+                let rows: Vec<(String, String, String, bool, bool)> = sqlx::query_as(concat!(
+                    "SELECT d.event_id, d.provider, d.status, d.waiting_reason IS NOT NULL, \
+                     d.last_error IS NOT NULL FROM deliveries d \
+                     JOIN events e ON e.id = d.event_id \
+                     WHERE e.account_id = $1 AND d.event_id ",
+                    $ids_in,
+                    " ORDER BY d.id"
+                ))
+                .bind(account_id)
+                .bind($bind_ids(event_ids))
+                .fetch_all(self.reads())
+                .await?;
+                for (event_id, provider, status, waiting, had_error) in rows {
+                    badges
+                        .entry(event_id)
+                        .or_default()
+                        .push($crate::store::DeliveryBadge {
+                            provider,
+                            status,
+                            waiting,
+                            had_error,
+                        });
+                }
+                Ok(badges)
+            }
+        }
+    };
+}
+pub(super) use dashboard_for;

@@ -28,25 +28,38 @@ const QUEUE_ENDS: &str = "SELECT (SELECT fair_key FROM deliveries WHERE provider
      WHERE provider = $1 AND account_id = $2 AND status = 'PENDING' \
      ORDER BY fair_key DESC LIMIT 1)";
 
+mod accounts;
+mod categories;
+mod cluster;
 #[cfg(test)]
 mod contract;
 mod dashboard;
 mod group_commit;
 mod health;
+mod keys;
+mod links;
 mod migrations;
 mod postgres;
 mod postgres_batch;
-mod postgres_dashboard;
+mod provider_values;
+mod sessions;
+mod sql;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_checkpoint;
-mod sqlite_dashboard;
 
 use std::sync::Arc;
 
-pub use dashboard::{DashboardStorage, DeliveryBadge, EventSample, SessionRecord};
+pub use accounts::Accounts;
+pub use categories::Categories;
+pub use cluster::Cluster;
+pub use dashboard::{DashboardStorage, DeliveryBadge, EventSample};
 pub use health::Health;
+pub use keys::Keys;
+pub use links::Links;
 pub use postgres::PgStore;
+pub use provider_values::ProviderValues;
+pub use sessions::{SessionRecord, Sessions};
 pub use sqlite::SqliteStore;
 
 use std::collections::BTreeMap;
@@ -234,6 +247,25 @@ pub struct AccountChanges {
     pub email: Option<Option<String>>,
 }
 
+impl AccountChanges {
+    /// The changes made to `account`.
+    pub fn apply_to(&self, account: &mut Account) {
+        for (field, value) in &self.fields {
+            match value {
+                Some(value) => account.fields.insert(field.clone(), value.clone()),
+                None => account.fields.remove(field),
+            };
+        }
+        account.channels.extend(self.channels.clone());
+        if let Some(name) = &self.name {
+            account.name = name.clone();
+        }
+        if let Some(email) = &self.email {
+            account.email = email.clone();
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct EventFilter {
     pub category: Option<String>,
@@ -296,7 +328,7 @@ pub struct AttemptLog {
     pub error: Option<String>,
 }
 
-pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
 }
 
@@ -365,122 +397,18 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
 
 /// The storage contract: every query the relay makes, for each backend.
 #[async_trait]
-pub trait Storage: DashboardStorage + Send + Sync {
-    /// Whether writes are refused or failing, kept up to date by the writes themselves.
-    fn health(&self) -> &Health;
-
-    /// Notes that relay process `process_id` is alive at `now`, forgets processes silent for
-    /// longer than `window_ms`, and returns how many are alive (this one included). A write
-    /// every few seconds, which keeps [`Storage::health`] current when nothing else writes.
-    async fn heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
-        let alive = self.write_heartbeat(process_id, now, window_ms).await;
-        self.health().note(&alive);
-        alive
-    }
-
-    /// The heartbeat's write (see [`Storage::heartbeat`]).
-    async fn write_heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32>;
-
-    /// Removes a stopping process from the live ones.
-    async fn forget_process(&self, process_id: &str) -> Result<()>;
-
-    /// Takes the lease `name` for `owner` until `until` when it is free, expired or already
-    /// `owner`'s (renewing it); returns whether `owner` holds it now.
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        now: Millis,
-        until: Millis,
-    ) -> Result<bool>;
-
-    /// Ready: writes are neither refused nor failing, and the database answers a query.
-    async fn ping(&self) -> Result<()> {
-        if let Some(problem) = self.health().problem() {
-            return Err(StoreError::Unavailable(problem));
-        }
-        self.query_one().await
-    }
-
-    /// A trivial query, answered by the database.
-    async fn query_one(&self) -> Result<()>;
-
-    /// Creates an account with one API key; returns the account and the key in clear (the only
-    /// time it exists outside the caller).
-    async fn create_account(
-        &self,
-        name: &str,
-        email: Option<&str>,
-        plan: &str,
-        fields: &BTreeMap<String, String>,
-    ) -> Result<(Account, String)>;
-
-    async fn list_accounts(&self) -> Result<Vec<Account>>;
-
-    async fn account(&self, id: &str) -> Result<Option<Account>>;
-
-    async fn set_plan(&self, account_id: &str, plan: &str) -> Result<bool>;
-
-    /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
-    /// this account are looked at again right away.
-    async fn update_account(&self, id: &str, changes: &AccountChanges) -> Result<Option<Account>>;
-
-    async fn authenticate(&self, key_hash: &str) -> Result<Option<Authenticated>>;
-
-    async fn touch_key(&self, key_id: &str, at: Millis) -> Result<()>;
-
-    /// Creates a key; `None` when the account does not exist.
-    async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>>;
-
-    async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>>;
-
-    /// Revokes a key, limited to one account's keys when `account_id` is given, and ends the
-    /// dashboard sessions signed in with it. Returns whether a live key was revoked.
-    async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool>;
-
-    /// The account's link token for a provider, created on first use.
-    async fn link_token(&self, account_id: &str, provider: &str)
-    -> Result<(String, Option<Value>)>;
-
-    /// Links the account holding `request.link_token`, in one transaction: refuses when the
-    /// account does not pass `request.must_match`; otherwise stores the provider state, replaces
-    /// the token with a fresh one and wakes the account's waiting deliveries on that provider.
-    /// Of two calls with one token, only the first links; the other finds no such token.
-    async fn link_account(&self, provider: &str, request: &LinkRequest<'_>) -> Result<LinkOutcome>;
-
-    async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>>;
-
-    async fn set_provider_value(&self, provider: &str, key: &str, value: &str) -> Result<()>;
-
-    async fn categories(&self, account_id: &str) -> Result<Vec<Category>>;
-
-    /// The category of that name (case-insensitive) without its statistics: what intake
-    /// needs, cheap however many events the category has.
-    async fn category_for_intake(&self, account_id: &str, name: &str) -> Result<Option<Category>>;
-
-    /// The category of that name, matched case-insensitively.
-    async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>>;
-
-    async fn count_categories(&self, account_id: &str) -> Result<i64>;
-
-    async fn create_category(
-        &self,
-        account_id: &str,
-        name: &str,
-        color: u32,
-        emoji: Option<&str>,
-        limit: Option<u64>,
-    ) -> Result<CategoryCreate>;
-
-    async fn update_category(
-        &self,
-        account_id: &str,
-        name: &str,
-        changes: &CategoryChanges,
-    ) -> Result<CategoryUpdate>;
-
-    async fn delete_category(&self, account_id: &str, name: &str) -> Result<bool>;
-
+pub trait Storage:
+    Accounts
+    + Keys
+    + Categories
+    + Links
+    + Cluster
+    + ProviderValues
+    + Sessions
+    + DashboardStorage
+    + Send
+    + Sync
+{
     async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64>;
 
     /// Commits the event, one delivery per provider and the quota count together, unless the

@@ -2,14 +2,12 @@
 //! such as quotas hold under concurrency; intake, delivery results and claims are committed in
 //! groups on it), a pool of readers, WAL journal.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingpilot_config::SqliteSynchronous as Synchronous;
-use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -20,6 +18,7 @@ use super::group_commit::GroupCommit;
 use super::migrations::{self, Applied, Migration, migrations};
 use super::sqlite_batch::{SqliteBatchWriter, refresh_event_status};
 use super::*;
+use super::{accounts, categories, cluster, dashboard, keys, links, provider_values, sessions};
 use crate::model::*;
 
 pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
@@ -33,11 +32,6 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0008_session_keys",
     "0009_fair_queue",
 );
-
-const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
-        (SELECT COUNT(*) FROM events e WHERE e.category_id = c.id) AS events_count, \
-        (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
-        FROM categories c";
 
 /// The writer connection, behind a lock rather than in a pool of one: a pool hands a
 /// connection back through a spawned task that pings it first, two more waits on other threads
@@ -129,521 +123,15 @@ impl SqliteStore {
             health,
         })
     }
-
-    async fn find_link(
-        &self,
-        account_id: &str,
-        provider: &str,
-    ) -> Result<Option<(String, Option<Value>)>> {
-        let row = sqlx::query(
-            "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
-        )
-        .bind(account_id)
-        .bind(provider)
-        .fetch_optional(&self.readers)
-        .await?;
-        row.as_ref().map(link_from_row).transpose()
-    }
 }
 
 #[async_trait]
 impl Storage for SqliteStore {
-    fn health(&self) -> &Health {
-        &self.health
-    }
-
-    async fn write_heartbeat(&self, process_id: &str, now: Millis, window_ms: i64) -> Result<u32> {
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO processes (id, last_seen) VALUES (?1, ?2) \
-             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
-        )
-        .bind(process_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM processes WHERE last_seen < ?")
-            .bind(now - window_ms)
-            .execute(&mut *tx)
-            .await?;
-        let alive: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processes")
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(alive.max(1) as u32)
-    }
-
-    async fn forget_process(&self, process_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM processes WHERE id = ?")
-            .bind(process_id)
-            .execute(&mut *self.writer.lock().await?)
-            .await?;
-        Ok(())
-    }
-
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        now: Millis,
-        until: Millis,
-    ) -> Result<bool> {
-        let held = sqlx::query(
-            "INSERT INTO leases (name, owner, expires_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE leases.owner = excluded.owner OR leases.expires_at <= ?4",
-        )
-        .bind(name)
-        .bind(owner)
-        .bind(until)
-        .bind(now)
-        .execute(&mut *self.writer.lock().await?)
-        .await?;
-        Ok(held.rows_affected() > 0)
-    }
-
-    async fn query_one(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
-        Ok(())
-    }
-
     // ----- accounts and keys -----
-
-    /// Creates an account with one API key; returns the account and the key in clear (the only
-    /// time it exists outside the caller).
-    async fn create_account(
-        &self,
-        name: &str,
-        email: Option<&str>,
-        plan: &str,
-        fields: &BTreeMap<String, String>,
-    ) -> Result<(Account, String)> {
-        let account = Account {
-            id: new_account_id(),
-            name: name.to_string(),
-            email: email.map(str::to_string),
-            plan: plan.to_string(),
-            fields: fields.clone(),
-            channels: BTreeMap::new(),
-            created_at: now_millis(),
-        };
-        let key = new_api_key();
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT INTO accounts (id, name, email, plan, fields, channels, created_at) VALUES (?, ?, ?, ?, ?, '{}', ?)")
-            .bind(&account.id)
-            .bind(&account.name)
-            .bind(&account.email)
-            .bind(&account.plan)
-            .bind(json_text(&account.fields))
-            .bind(account.created_at)
-            .execute(&mut *tx)
-            .await?;
-        insert_key(&mut tx, &account.id, &key, account.created_at).await?;
-        tx.commit().await?;
-        Ok((account, key))
-    }
-
-    async fn list_accounts(&self) -> Result<Vec<Account>> {
-        let rows = sqlx::query("SELECT * FROM accounts ORDER BY created_at, id")
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter().map(account_from_row).collect()
-    }
-
-    async fn account(&self, id: &str) -> Result<Option<Account>> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
-    }
-
-    async fn set_plan(&self, account_id: &str, plan: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE accounts SET plan = ? WHERE id = ?")
-            .bind(plan)
-            .bind(account_id)
-            .execute(&mut *self.writer.lock().await?)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
-    /// this account are looked at again right away.
-    async fn update_account(&self, id: &str, changes: &AccountChanges) -> Result<Option<Account>> {
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(mut account) = row.as_ref().map(account_from_row).transpose()? else {
-            return Ok(None);
-        };
-        for (field, value) in &changes.fields {
-            match value {
-                Some(value) => account.fields.insert(field.clone(), value.clone()),
-                None => account.fields.remove(field),
-            };
-        }
-        account.channels.extend(changes.channels.clone());
-        if let Some(name) = &changes.name {
-            account.name = name.clone();
-        }
-        if let Some(email) = &changes.email {
-            account.email = email.clone();
-        }
-        sqlx::query(
-            "UPDATE accounts SET name = ?, email = ?, fields = ?, channels = ? WHERE id = ?",
-        )
-        .bind(&account.name)
-        .bind(&account.email)
-        .bind(json_text(&account.fields))
-        .bind(json_text(&account.channels))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        wake_waiting(&mut tx, id, None).await?;
-        tx.commit().await?;
-        Ok(Some(account))
-    }
-
-    async fn authenticate(&self, key_hash: &str) -> Result<Option<Authenticated>> {
-        let row = sqlx::query(
-            "SELECT a.*, k.id AS key_id, k.last_used_at AS key_last_used_at FROM api_keys k \
-             JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ? AND k.revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.readers)
-        .await?;
-        row.map(|row| {
-            Ok(Authenticated {
-                account: account_from_row(&row)?,
-                key_id: row.try_get("key_id")?,
-                key_last_used_at: row.try_get("key_last_used_at")?,
-                account_version: row.try_get("version")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn touch_key(&self, key_id: &str, at: Millis) -> Result<()> {
-        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
-            .bind(at)
-            .bind(key_id)
-            .execute(&mut *self.writer.lock().await?)
-            .await?;
-        Ok(())
-    }
-
-    /// Creates a key; `None` when the account does not exist.
-    async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>> {
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
-            .bind(account_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let key = new_api_key();
-        let info = insert_key(&mut tx, account_id, &key, now_millis()).await?;
-        tx.commit().await?;
-        Ok(Some((info, key)))
-    }
-
-    async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>> {
-        let rows = sqlx::query(
-            "SELECT id, prefix, created_at, last_used_at FROM api_keys \
-             WHERE account_id = ? AND revoked_at IS NULL ORDER BY created_at, id",
-        )
-        .bind(account_id)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyInfo {
-                    id: row.try_get("id")?,
-                    prefix: row.try_get("prefix")?,
-                    created_at: row.try_get("created_at")?,
-                    last_used_at: row.try_get("last_used_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Revokes a key, limited to one account's keys when `account_id` is given. Returns whether a
-    /// live key was revoked.
-    async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool> {
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
-             AND (?3 IS NULL OR account_id = ?3)",
-        )
-        .bind(now_millis())
-        .bind(key_id)
-        .bind(account_id)
-        .execute(&mut *tx)
-        .await?;
-        let revoked = done.rows_affected() > 0;
-        if revoked {
-            // Its dashboard sessions end with it (the session lookup would refuse them anyway;
-            // this frees their rows at once).
-            sqlx::query("DELETE FROM dashboard_sessions WHERE key_id = ?")
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(revoked)
-    }
 
     // ----- channel links -----
 
-    /// The account's link token for a provider, created on first use.
-    async fn link_token(
-        &self,
-        account_id: &str,
-        provider: &str,
-    ) -> Result<(String, Option<Value>)> {
-        if let Some(found) = self.find_link(account_id, provider).await? {
-            return Ok(found);
-        }
-        let mut writer = self.writer.lock().await?;
-        sqlx::query("INSERT OR IGNORE INTO channel_links (account_id, provider, link_token) VALUES (?, ?, ?)")
-            .bind(account_id)
-            .bind(provider)
-            .bind(new_link_token())
-            .execute(&mut *writer)
-            .await?;
-        let row = sqlx::query(
-            "SELECT link_token, state FROM channel_links WHERE account_id = ? AND provider = ?",
-        )
-        .bind(account_id)
-        .bind(provider)
-        .fetch_one(&mut *writer)
-        .await?;
-        link_from_row(&row)
-    }
-
-    /// Links the account holding the token: checked, stored and the token replaced under
-    /// `BEGIN IMMEDIATE`, so a second use of the token waits and then finds none.
-    async fn link_account(&self, provider: &str, request: &LinkRequest<'_>) -> Result<LinkOutcome> {
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(
-            "SELECT a.id, a.name, a.fields, l.state FROM channel_links l \
-             JOIN accounts a ON a.id = l.account_id WHERE l.provider = ? AND l.link_token = ?",
-        )
-        .bind(provider)
-        .bind(request.link_token)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // Nothing changes unless linked; the rollbacks free the lock at once.
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(LinkOutcome::UnknownToken);
-        };
-        let account_id: String = row.try_get("id")?;
-        let fields: BTreeMap<String, String> = parse_json(row.try_get("fields")?)?;
-        if let Some(refusal) = link_refusal(&fields, request) {
-            tx.rollback().await?;
-            return Ok(refusal);
-        }
-        let previous: Option<String> = row.try_get("state")?;
-        sqlx::query(
-            "UPDATE channel_links SET state = ?, link_token = ? \
-             WHERE account_id = ? AND provider = ?",
-        )
-        .bind(json_text(&request.state))
-        .bind(new_link_token())
-        .bind(&account_id)
-        .bind(provider)
-        .execute(&mut *tx)
-        .await?;
-        wake_waiting(&mut tx, &account_id, Some(provider)).await?;
-        tx.commit().await?;
-        Ok(LinkOutcome::Linked {
-            account_name: row.try_get("name")?,
-            previous_state: previous.as_deref().map(parse_json).transpose()?,
-        })
-    }
-
-    async fn provider_value(&self, provider: &str, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM provider_values WHERE provider = ? AND key = ?")
-                .bind(provider)
-                .bind(key)
-                .fetch_optional(&self.readers)
-                .await?,
-        )
-    }
-
-    async fn set_provider_value(&self, provider: &str, key: &str, value: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO provider_values (provider, key, value) VALUES (?, ?, ?) \
-             ON CONFLICT (provider, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(provider)
-        .bind(key)
-        .bind(value)
-        .execute(&mut *self.writer.lock().await?)
-        .await?;
-        Ok(())
-    }
-
     // ----- categories -----
-
-    async fn categories(&self, account_id: &str) -> Result<Vec<Category>> {
-        let sql = format!(
-            "{} WHERE c.account_id = ? ORDER BY c.created_at, c.id",
-            CATEGORY_SELECT
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(account_id)
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter().map(category_from_row).collect()
-    }
-
-    /// The category of that name, matched case-insensitively.
-    async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
-        let sql = format!(
-            "{} WHERE c.account_id = ? AND c.name = lower(?)",
-            CATEGORY_SELECT
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(account_id)
-            .bind(name)
-            .fetch_optional(&self.readers)
-            .await?;
-        row.as_ref().map(category_from_row).transpose()
-    }
-
-    async fn category_for_intake(&self, account_id: &str, name: &str) -> Result<Option<Category>> {
-        let row = sqlx::query(
-            "SELECT c.id, c.name, c.color, c.emoji, c.created_at, 0 AS events_count, NULL AS last_ping \
-             FROM categories c WHERE c.account_id = ? AND c.name = lower(?)",
-        )
-        .bind(account_id)
-        .bind(name)
-        .fetch_optional(&self.readers)
-        .await?;
-        row.as_ref().map(category_from_row).transpose()
-    }
-
-    async fn count_categories(&self, account_id: &str) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
-                .bind(account_id)
-                .fetch_one(&self.readers)
-                .await?,
-        )
-    }
-
-    async fn create_category(
-        &self,
-        account_id: &str,
-        name: &str,
-        color: u32,
-        emoji: Option<&str>,
-        limit: Option<u64>,
-    ) -> Result<CategoryCreate> {
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let existing: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = ?")
-                .bind(account_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let taken: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM categories WHERE account_id = ? AND name = ?")
-                .bind(account_id)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if taken.is_some() {
-            return Ok(CategoryCreate::Duplicate);
-        }
-        if limit.is_some_and(|limit| existing as u64 >= limit) {
-            return Ok(CategoryCreate::LimitReached);
-        }
-        let created_at = now_millis();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO categories (account_id, name, color, emoji, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(account_id)
-        .bind(name)
-        .bind(color as i64)
-        .bind(emoji)
-        .bind(created_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(CategoryCreate::Created(Category {
-            id,
-            name: name.to_string(),
-            color,
-            emoji: emoji.map(str::to_string),
-            created_at,
-            events_count: 0,
-            last_ping: None,
-        }))
-    }
-
-    async fn update_category(
-        &self,
-        account_id: &str,
-        name: &str,
-        changes: &CategoryChanges,
-    ) -> Result<CategoryUpdate> {
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM categories WHERE account_id = ? AND name = lower(?)",
-        )
-        .bind(account_id)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            return Ok(CategoryUpdate::NotFound);
-        };
-        let mut update = QueryBuilder::<Sqlite>::new("UPDATE categories SET id = id");
-        if let Some(new_name) = &changes.name {
-            update.push(", name = ").push_bind(new_name.clone());
-        }
-        if let Some(color) = changes.color {
-            update.push(", color = ").push_bind(color as i64);
-        }
-        if let Some(emoji) = &changes.emoji {
-            update.push(", emoji = ").push_bind(emoji.clone());
-        }
-        update.push(" WHERE id = ").push_bind(id);
-        match update.build().execute(&mut *tx).await {
-            Err(err) if is_unique_violation(&err) => return Ok(CategoryUpdate::Duplicate),
-            other => other?,
-        };
-        tx.commit().await?;
-        let sql = format!("{} WHERE c.id = ?", CATEGORY_SELECT);
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_one(&mut *writer)
-            .await?;
-        Ok(CategoryUpdate::Updated(category_from_row(&row)?))
-    }
-
-    async fn delete_category(&self, account_id: &str, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM categories WHERE account_id = ? AND name = lower(?)")
-            .bind(account_id)
-            .bind(name)
-            .execute(&mut *self.writer.lock().await?)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
 
     // ----- events -----
 
@@ -898,6 +386,19 @@ impl Storage for SqliteStore {
     }
 }
 
+accounts::accounts_for!(SqliteStore, lock_row = "");
+keys::keys_for!(SqliteStore);
+categories::categories_for!(SqliteStore, lock_row = "");
+links::links_for!(SqliteStore, lock_row = "");
+cluster::cluster_for!(SqliteStore, skip_locked = "");
+provider_values::provider_values_for!(SqliteStore);
+sessions::sessions_for!(SqliteStore);
+dashboard::dashboard_for!(
+    SqliteStore,
+    ids_in = "IN (SELECT value FROM json_each($2))",
+    bind_ids = super::json_text::<[String]>
+);
+
 /// How often the database file is looked for at its path.
 const FILE_CHECK: Duration = Duration::from_secs(2);
 
@@ -1045,71 +546,6 @@ pub(super) async fn find_idempotent(
         .await?)
 }
 
-async fn insert_key(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    account_id: &str,
-    key: &str,
-    now: Millis,
-) -> Result<ApiKeyInfo> {
-    let info = ApiKeyInfo {
-        id: new_key_id(),
-        prefix: key_prefix(key),
-        created_at: now,
-        last_used_at: None,
-    };
-    sqlx::query("INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(&info.id)
-        .bind(account_id)
-        .bind(hash_api_key(key))
-        .bind(&info.prefix)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(info)
-}
-
-/// Makes deliveries waiting for a channel of the account due now.
-async fn wake_waiting(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    account_id: &str,
-    provider: Option<&str>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE deliveries SET next_attempt_at = ?1 WHERE account_id = ?2 AND status = 'PENDING' \
-         AND waiting_reason IS NOT NULL AND (?3 IS NULL OR provider = ?3)",
-    )
-    .bind(now_millis())
-    .bind(account_id)
-    .bind(provider)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-fn account_from_row(row: &SqliteRow) -> Result<Account> {
-    Ok(Account {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
-        plan: row.try_get("plan")?,
-        fields: parse_json(row.try_get("fields")?)?,
-        channels: parse_json(row.try_get("channels")?)?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn category_from_row(row: &SqliteRow) -> Result<Category> {
-    Ok(Category {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        color: row.try_get::<i64, _>("color")? as u32,
-        emoji: row.try_get("emoji")?,
-        created_at: row.try_get("created_at")?,
-        events_count: row.try_get("events_count")?,
-        last_ping: row.try_get("last_ping")?,
-    })
-}
-
 fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
     Ok(EventRecord {
         id: row.try_get("id")?,
@@ -1119,14 +555,6 @@ fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
         delivery_status: row.try_get("delivery_status")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-fn link_from_row(row: &SqliteRow) -> Result<(String, Option<Value>)> {
-    let state: Option<String> = row.try_get("state")?;
-    Ok((
-        row.try_get("link_token")?,
-        state.as_deref().map(parse_json).transpose()?,
-    ))
 }
 
 fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedDelivery> {

@@ -503,7 +503,7 @@ mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
     use crate::store::sqlite_checkpoint::{CHECKPOINT_FRAMES, RESTART_FRAMES};
-    use crate::store::{CategoryCreate, IntakeResult, Storage};
+    use crate::store::{Accounts, Categories, CategoryCreate, IntakeResult};
 
     fn settings() -> ConnectionSettings {
         (&StoreOptions::with_connections(2)).into()
