@@ -34,6 +34,7 @@ mod cluster;
 #[cfg(test)]
 mod contract;
 mod dashboard;
+mod events;
 mod group_commit;
 mod health;
 mod keys;
@@ -42,6 +43,7 @@ mod migrations;
 mod postgres;
 mod postgres_batch;
 mod provider_values;
+mod queue;
 mod sessions;
 mod sql;
 mod sqlite;
@@ -54,17 +56,18 @@ pub use accounts::Accounts;
 pub use categories::Categories;
 pub use cluster::Cluster;
 pub use dashboard::{DashboardStorage, DeliveryBadge, EventSample};
+pub use events::Events;
 pub use health::Health;
 pub use keys::Keys;
 pub use links::Links;
 pub use postgres::PgStore;
 pub use provider_values::ProviderValues;
+pub use queue::DeliveryQueue;
 pub use sessions::{SessionRecord, Sessions};
 pub use sqlite::SqliteStore;
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::model::*;
@@ -395,13 +398,15 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
     Ok(Arc::new(SqliteStore::open_with(url, options).await?))
 }
 
-/// The storage contract: every query the relay makes, for each backend.
-#[async_trait]
+/// The storage contract: every query the relay makes, for each backend, as the sum of its
+/// roles (each in a module of its own, written once for both backends).
 pub trait Storage:
     Accounts
     + Keys
     + Categories
     + Links
+    + Events
+    + DeliveryQueue
     + Cluster
     + ProviderValues
     + Sessions
@@ -409,67 +414,22 @@ pub trait Storage:
     + Send
     + Sync
 {
-    async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64>;
+}
 
-    /// Commits the event, one delivery per provider and the quota count together, unless the
-    /// quota is used up.
-    async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult>;
-
-    /// The event an `Idempotency-Key` was first used for within the window, with its request
-    /// hash.
-    async fn idempotent_event(
-        &self,
-        account_id: &str,
-        key: &str,
-        now: Millis,
-    ) -> Result<Option<(String, String)>>;
-
-    /// The event's delivery status, `None` when there is no such event.
-    async fn event_status(&self, event_id: &str) -> Result<Option<String>>;
-
-    async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>>;
-
-    async fn event(
-        &self,
-        account_id: &str,
-        event_id: &str,
-    ) -> Result<Option<(EventRecord, Vec<DeliveryRecord>)>>;
-
-    /// Re-queues the event's failed deliveries; `None` when there is no such event.
-    async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>>;
-
-    /// Leases up to `limit` due deliveries to `owner` until `lease_until`.
-    async fn claim_due(
-        &self,
-        owner: &str,
-        provider: &str,
-        now: Millis,
-        lease_until: Millis,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>>;
-
-    /// Records one attempt (when something was sent) and the delivery's new state, then the
-    /// event's status. Ignored when the lease was lost to another worker.
-    async fn finish_delivery(
-        &self,
-        delivery_id: i64,
-        owner: &str,
-        attempt: Option<&AttemptLog>,
-        update: &DeliveryUpdate,
-    ) -> Result<bool>;
-
-    /// Extends the leases of every delivery `owner` is still working on.
-    async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64>;
-
-    /// Deliveries by state: `leased` (being sent), `waiting` (channel not ready), `due`,
-    /// `scheduled` (retry later), `delivered`, `failed`.
-    async fn queue_stats(&self, now: Millis) -> Result<QueueStats>;
-
-    /// Gives a claimed delivery back untouched (shutdown).
-    async fn release(&self, delivery_id: i64, owner: &str) -> Result<()>;
-
-    /// When the next delivery falls due (for the worker's sleep).
-    async fn next_due(&self) -> Result<Option<Millis>>;
+impl<T> Storage for T where
+    T: Accounts
+        + Keys
+        + Categories
+        + Links
+        + Events
+        + DeliveryQueue
+        + Cluster
+        + ProviderValues
+        + Sessions
+        + DashboardStorage
+        + Send
+        + Sync
+{
 }
 
 #[cfg(test)]

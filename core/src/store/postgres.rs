@@ -16,9 +16,8 @@
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres};
 
 use super::group_commit::{ClaimJob, FAIR_WINDOW, GroupCommit};
 use super::migrations::{self, Applied, Migration, migrations};
@@ -174,171 +173,10 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl Storage for PgStore {
-    // ----- accounts and keys -----
-
-    // ----- channel links -----
-
-    // ----- categories -----
-
-    // ----- events -----
-
-    async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
-        Ok(stored_count(&self.pool, account_id, &month_key(now)).await? as u64)
-    }
-
-    async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
-        self.writes.insert(event).await
-    }
-
-    async fn idempotent_event(
-        &self,
-        account_id: &str,
-        key: &str,
-        now: Millis,
-    ) -> Result<Option<(String, String)>> {
-        let mut conn = self.pool.acquire().await?;
-        find_idempotent(&mut conn, account_id, key, now).await
-    }
-
-    async fn event_status(&self, event_id: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = $1")
-                .bind(event_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>> {
-        let mut query = QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE account_id = ");
-        query.push_bind(account_id.to_string());
-        if let Some(category) = &filter.category {
-            query
-                .push(" AND category_name = lower(")
-                .push_bind(category.clone())
-                .push(")");
-        }
-        if let Some(status) = filter.status {
-            query
-                .push(" AND delivery_status = ")
-                .push_bind(status.as_str());
-        }
-        if let Some(since) = filter.since {
-            query.push(" AND created_at >= ").push_bind(since);
-        }
-        if let Some(until) = filter.until {
-            query.push(" AND created_at < ").push_bind(until);
-        }
-        if let Some(before) = &filter.before_id {
-            query.push(" AND id < ").push_bind(before.clone());
-        }
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(filter.limit as i64);
-        let rows = query.build().fetch_all(&self.pool).await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    async fn event(
-        &self,
-        account_id: &str,
-        event_id: &str,
-    ) -> Result<Option<(EventRecord, Vec<DeliveryRecord>)>> {
-        let row = sqlx::query("SELECT * FROM events WHERE id = $1 AND account_id = $2")
-            .bind(event_id)
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let event = event_from_row(&row)?;
-        let delivery_rows = sqlx::query("SELECT * FROM deliveries WHERE event_id = $1 ORDER BY id")
-            .bind(event_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let attempt_rows = sqlx::query(
-            "SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
-             WHERE d.event_id = $1 ORDER BY a.id",
-        )
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut deliveries = Vec::new();
-        for row in &delivery_rows {
-            let id: i64 = row.try_get("id")?;
-            let mut attempts = Vec::new();
-            for attempt in &attempt_rows {
-                if attempt.try_get::<i64, _>("delivery_id")? == id {
-                    attempts.push(AttemptRecord {
-                        started_at: attempt.try_get("started_at")?,
-                        duration_ms: attempt.try_get("duration_ms")?,
-                        http_status: attempt.try_get("http_status")?,
-                        error: attempt.try_get("error")?,
-                    });
-                }
-            }
-            let status: String = row.try_get("status")?;
-            deliveries.push(DeliveryRecord {
-                provider: row.try_get("provider")?,
-                next_attempt_at: (status == "PENDING")
-                    .then(|| row.try_get("next_attempt_at"))
-                    .transpose()?,
-                status,
-                attempts,
-                last_error: row.try_get("last_error")?,
-                waiting_reason: row.try_get("waiting_reason")?,
-                delivered_at: row.try_get("delivered_at")?,
-            });
-        }
-        Ok(Some((event, deliveries)))
-    }
-
-    async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
-        let now = now_millis();
-        let mut tx = self.pool.begin().await?;
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM events WHERE id = $1 AND account_id = $2")
-                .bind(event_id)
-                .bind(account_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
-            return Ok(None);
-        }
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'PENDING', attempts = 0, queued_at = $1, \
-             next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE event_id = $2 AND status = 'FAILED'",
-        )
-        .bind(now)
-        .bind(event_id)
-        .execute(&mut *tx)
-        .await?;
-        refresh_event_statuses(&mut tx, &[event_id.to_string()]).await?;
-        tx.commit().await?;
-        Ok(Some(done.rows_affected()))
-    }
-
-    // ----- delivery queue -----
-
-    async fn claim_due(
-        &self,
-        owner: &str,
-        provider: &str,
-        now: Millis,
-        lease_until: Millis,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>> {
-        let ids = self
-            .writes
-            .claim(owner, provider, now, lease_until, limit)
-            .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
+/// What `events.rs` and `queue.rs` leave to this backend.
+impl PgStore {
+    /// The claimed deliveries' rows.
+    async fn read_claimed(&self, ids: &[i64]) -> Result<Vec<ClaimedDelivery>> {
         let rows = sqlx::query(
             "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, \
              a.fields AS account_fields, l.link_token, l.state AS link_state, e.id AS event_id, \
@@ -351,79 +189,28 @@ impl Storage for PgStore {
         )
         // See UNPREPARED.
         .persistent(false)
-        .bind(&ids)
+        .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(claimed_from_row).collect()
+        rows.iter().map(queue::claimed_from_row).collect()
     }
 
-    async fn finish_delivery(
-        &self,
-        delivery_id: i64,
-        owner: &str,
-        attempt: Option<&AttemptLog>,
-        update: &DeliveryUpdate,
-    ) -> Result<bool> {
-        self.writes
-            .finish(delivery_id, owner, attempt, update)
-            .await
+    async fn stored_count(pool: &PgPool, account_id: &str, month: &str) -> Result<i64> {
+        stored_count(pool, account_id, month).await
     }
 
-    async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET lease_expires_at = $1 WHERE lease_owner = $2 AND status = 'PENDING'",
-        )
-        .bind(until)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+    async fn find_idempotent(
+        conn: &mut PgConnection,
+        account_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> Result<Option<(String, String)>> {
+        find_idempotent(conn, account_id, key, now).await
     }
 
-    async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT CASE \
-               WHEN status <> 'PENDING' THEN lower(status) \
-               WHEN lease_expires_at > $1 THEN 'leased' \
-               WHEN waiting_reason IS NOT NULL THEN 'waiting' \
-               WHEN next_attempt_at <= $1 THEN 'due' \
-               ELSE 'scheduled' END AS state, COUNT(*) FROM deliveries GROUP BY 1 ORDER BY 1",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        let oldest_pending: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(queued_at) FROM deliveries WHERE status = 'PENDING'")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(QueueStats {
-            by_state: rows,
-            oldest_pending,
-        })
-    }
-
-    async fn release(&self, delivery_id: i64, owner: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(delivery_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn next_due(&self) -> Result<Option<Millis>> {
-        // Leased deliveries are left out: their lease outlives the wait (which is at most
-        // delivery.poll_interval) unless their worker died.
-        Ok(sqlx::query_scalar(
-            "SELECT next_attempt_at FROM deliveries WHERE status = 'PENDING' \
-             AND (lease_expires_at IS NULL OR lease_expires_at <= $1) ORDER BY next_attempt_at LIMIT 1",
-        )
-        .bind(now_millis())
-        .fetch_optional(&self.pool)
-        .await?)
+    /// Recomputes the events' delivery statuses (see `postgres_batch.rs`).
+    async fn refresh_event_statuses(conn: &mut PgConnection, event_ids: &[String]) -> Result<()> {
+        refresh_event_statuses(conn, event_ids).await
     }
 }
 
@@ -434,6 +221,8 @@ links::links_for!(PgStore, lock_row = " FOR UPDATE OF l");
 cluster::cluster_for!(PgStore, skip_locked = " FOR UPDATE SKIP LOCKED");
 provider_values::provider_values_for!(PgStore);
 sessions::sessions_for!(PgStore);
+events::events_for!(PgStore);
+queue::queue_for!(PgStore);
 dashboard::dashboard_for!(PgStore, ids_in = "= ANY($2)", bind_ids = <[String]>::to_vec);
 
 /// Leases a claim's due deliveries: their ids. Rows another worker is claiming or finishing are
@@ -516,38 +305,6 @@ pub(super) async fn find_idempotent(
     .bind(now - IDEMPOTENCY_WINDOW_MS)
     .fetch_optional(conn)
     .await?)
-}
-
-fn event_from_row(row: &PgRow) -> Result<EventRecord> {
-    Ok(EventRecord {
-        id: row.try_get("id")?,
-        category: row.try_get("category_name")?,
-        description: row.try_get("description")?,
-        fields: parse_json(row.try_get("fields")?)?,
-        delivery_status: row.try_get("delivery_status")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn claimed_from_row(row: &PgRow) -> Result<ClaimedDelivery> {
-    let link_state: Option<String> = row.try_get("link_state")?;
-    Ok(ClaimedDelivery {
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-        queued_at: row.try_get("queued_at")?,
-        account_id: row.try_get("account_id")?,
-        account_fields: parse_json(row.try_get("account_fields")?)?,
-        link_token: row.try_get("link_token")?,
-        link_state: link_state.as_deref().map(parse_json).transpose()?,
-        event_id: row.try_get("event_id")?,
-        category: row.try_get("category_name")?,
-        color: row.try_get::<i64, _>("category_color")? as u32,
-        emoji: row.try_get("category_emoji")?,
-        description: row.try_get("description")?,
-        fields: parse_json(row.try_get("fields")?)?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 /// A PostgreSQL database of a test's own, on the server `PINGPILOT_TEST_POSTGRES_URL` names.

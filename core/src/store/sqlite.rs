@@ -6,13 +6,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pingpilot_config::SqliteSynchronous as Synchronous;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Sqlite};
 
 use super::group_commit::GroupCommit;
 use super::migrations::{self, Applied, Migration, migrations};
@@ -125,181 +124,12 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Storage for SqliteStore {
-    // ----- accounts and keys -----
-
-    // ----- channel links -----
-
-    // ----- categories -----
-
-    // ----- events -----
-
-    async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64> {
-        Ok(stored_count(&self.readers, account_id, &month_key(now)).await? as u64)
-    }
-
-    /// Commits the event, one delivery per provider and the quota count together, unless the
-    /// quota is used up.
-    async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult> {
-        self.writes.insert(event).await
-    }
-
-    /// The event an `Idempotency-Key` was first used for within the window, with its request
-    /// hash.
-    async fn idempotent_event(
-        &self,
-        account_id: &str,
-        key: &str,
-        now: Millis,
-    ) -> Result<Option<(String, String)>> {
-        let mut conn = self.readers.acquire().await?;
-        find_idempotent(&mut conn, account_id, key, now).await
-    }
-
-    /// The event's delivery status, `None` when there is no such event.
-    async fn event_status(&self, event_id: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = ?")
-                .bind(event_id)
-                .fetch_optional(&self.readers)
-                .await?,
-        )
-    }
-
-    async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>> {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE account_id = ");
-        query.push_bind(account_id.to_string());
-        if let Some(category) = &filter.category {
-            query
-                .push(" AND category_name = lower(")
-                .push_bind(category.clone())
-                .push(")");
-        }
-        if let Some(status) = filter.status {
-            query
-                .push(" AND delivery_status = ")
-                .push_bind(status.as_str());
-        }
-        if let Some(since) = filter.since {
-            query.push(" AND created_at >= ").push_bind(since);
-        }
-        if let Some(until) = filter.until {
-            query.push(" AND created_at < ").push_bind(until);
-        }
-        if let Some(before) = &filter.before_id {
-            query.push(" AND id < ").push_bind(before.clone());
-        }
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(filter.limit as i64);
-        let rows = query.build().fetch_all(&self.readers).await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    async fn event(
-        &self,
-        account_id: &str,
-        event_id: &str,
-    ) -> Result<Option<(EventRecord, Vec<DeliveryRecord>)>> {
-        let row = sqlx::query("SELECT * FROM events WHERE id = ? AND account_id = ?")
-            .bind(event_id)
-            .bind(account_id)
-            .fetch_optional(&self.readers)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let event = event_from_row(&row)?;
-        let delivery_rows = sqlx::query("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id")
-            .bind(event_id)
-            .fetch_all(&self.readers)
-            .await?;
-        let attempt_rows = sqlx::query(
-            "SELECT a.* FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
-             WHERE d.event_id = ? ORDER BY a.id",
-        )
-        .bind(event_id)
-        .fetch_all(&self.readers)
-        .await?;
-        let mut deliveries = Vec::new();
-        for row in &delivery_rows {
-            let id: i64 = row.try_get("id")?;
-            let mut attempts = Vec::new();
-            for attempt in &attempt_rows {
-                if attempt.try_get::<i64, _>("delivery_id")? == id {
-                    attempts.push(AttemptRecord {
-                        started_at: attempt.try_get("started_at")?,
-                        duration_ms: attempt.try_get("duration_ms")?,
-                        http_status: attempt.try_get("http_status")?,
-                        error: attempt.try_get("error")?,
-                    });
-                }
-            }
-            let status: String = row.try_get("status")?;
-            deliveries.push(DeliveryRecord {
-                provider: row.try_get("provider")?,
-                next_attempt_at: (status == "PENDING")
-                    .then(|| row.try_get("next_attempt_at"))
-                    .transpose()?,
-                status,
-                attempts,
-                last_error: row.try_get("last_error")?,
-                waiting_reason: row.try_get("waiting_reason")?,
-                delivered_at: row.try_get("delivered_at")?,
-            });
-        }
-        Ok(Some((event, deliveries)))
-    }
-
-    /// Re-queues the event's failed deliveries; `None` when there is no such event.
-    async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>> {
-        let now = now_millis();
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM events WHERE id = ? AND account_id = ?")
-                .bind(event_id)
-                .bind(account_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
-            return Ok(None);
-        }
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'PENDING', attempts = 0, queued_at = ?1, next_attempt_at = ?1, \
-             lease_owner = NULL, lease_expires_at = NULL WHERE event_id = ?2 AND status = 'FAILED'",
-        )
-        .bind(now)
-        .bind(event_id)
-        .execute(&mut *tx)
-        .await?;
-        refresh_event_status(&mut tx, event_id).await?;
-        tx.commit().await?;
-        Ok(Some(done.rows_affected()))
-    }
-
-    // ----- delivery queue -----
-
-    /// Leases up to `limit` due deliveries to `owner` until `lease_until`, in the next batch
-    /// on the writer; their rows are then read on a reader, away from the writer.
-    async fn claim_due(
-        &self,
-        owner: &str,
-        provider: &str,
-        now: Millis,
-        lease_until: Millis,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>> {
-        let ids = self
-            .writes
-            .claim(owner, provider, now, lease_until, limit)
-            .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The ids go in as one JSON array: one statement for any number of them, rather than a
-        // variant per count in every reader's statement cache.
+/// What `events.rs` and `queue.rs` leave to this backend.
+impl SqliteStore {
+    /// The claimed deliveries' rows, read on a reader, away from the writer. The ids go in as
+    /// one JSON array: one statement for any number of them, rather than a variant per count
+    /// in every reader's statement cache.
+    async fn read_claimed(&self, ids: &[i64]) -> Result<Vec<ClaimedDelivery>> {
         let rows = sqlx::query(
             "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, a.fields AS account_fields, \
              l.link_token, l.state AS link_state, e.id AS event_id, e.category_name, e.category_color, \
@@ -311,78 +141,31 @@ impl Storage for SqliteStore {
         .bind(json_text(&ids))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter().map(claimed_from_row).collect()
+        rows.iter().map(queue::claimed_from_row).collect()
     }
 
-    /// Records one attempt (when something was sent) and the delivery's new state, then the
-    /// event's status. Ignored when the lease was lost to another worker.
-    async fn finish_delivery(
-        &self,
-        delivery_id: i64,
-        owner: &str,
-        attempt: Option<&AttemptLog>,
-        update: &DeliveryUpdate,
-    ) -> Result<bool> {
-        self.writes
-            .finish(delivery_id, owner, attempt, update)
-            .await
+    async fn stored_count(pool: &SqlitePool, account_id: &str, month: &str) -> Result<i64> {
+        stored_count(pool, account_id, month).await
     }
 
-    /// Extends the leases of every delivery `owner` is still working on.
-    async fn extend_leases(&self, owner: &str, until: Millis) -> Result<u64> {
-        let done = sqlx::query("UPDATE deliveries SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'PENDING'")
-            .bind(until)
-            .bind(owner)
-            .execute(&mut *self.writer.lock().await?)
-            .await?;
-        Ok(done.rows_affected())
+    async fn find_idempotent(
+        conn: &mut SqliteConnection,
+        account_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> Result<Option<(String, String)>> {
+        find_idempotent(conn, account_id, key, now).await
     }
 
-    /// Deliveries by state: `leased` (being sent), `waiting` (channel not ready), `due`,
-    /// `scheduled` (retry later), `delivered`, `failed`.
-    async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT CASE \
-               WHEN status <> 'PENDING' THEN lower(status) \
-               WHEN lease_expires_at > ?1 THEN 'leased' \
-               WHEN waiting_reason IS NOT NULL THEN 'waiting' \
-               WHEN next_attempt_at <= ?1 THEN 'due' \
-               ELSE 'scheduled' END AS state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state",
-        )
-        .bind(now)
-        .fetch_all(&self.readers)
-        .await?;
-        let oldest_pending: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(queued_at) FROM deliveries WHERE status = 'PENDING'")
-                .fetch_one(&self.readers)
-                .await?;
-        Ok(QueueStats {
-            by_state: rows,
-            oldest_pending,
-        })
-    }
-
-    /// Gives a claimed delivery back untouched (shutdown).
-    async fn release(&self, delivery_id: i64, owner: &str) -> Result<()> {
-        sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?")
-            .bind(delivery_id)
-            .bind(owner)
-            .execute(&mut *self.writer.lock().await?)
-            .await?;
+    /// Recomputes the events' delivery statuses (see `sqlite_batch.rs`).
+    async fn refresh_event_statuses(
+        conn: &mut SqliteConnection,
+        event_ids: &[String],
+    ) -> Result<()> {
+        for event_id in event_ids {
+            refresh_event_status(conn, event_id).await?;
+        }
         Ok(())
-    }
-
-    /// When the next delivery falls due (for the worker's sleep).
-    async fn next_due(&self) -> Result<Option<Millis>> {
-        // Leased deliveries are left out: their lease outlives the wait (which is at most
-        // delivery.poll_interval) unless their worker died.
-        Ok(sqlx::query_scalar(
-            "SELECT next_attempt_at FROM deliveries WHERE status = 'PENDING' \
-             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY next_attempt_at LIMIT 1",
-        )
-        .bind(now_millis())
-        .fetch_optional(&self.readers)
-        .await?)
     }
 }
 
@@ -393,6 +176,8 @@ links::links_for!(SqliteStore, lock_row = "");
 cluster::cluster_for!(SqliteStore, skip_locked = "");
 provider_values::provider_values_for!(SqliteStore);
 sessions::sessions_for!(SqliteStore);
+events::events_for!(SqliteStore);
+queue::queue_for!(SqliteStore);
 dashboard::dashboard_for!(
     SqliteStore,
     ids_in = "IN (SELECT value FROM json_each($2))",
@@ -544,36 +329,4 @@ pub(super) async fn find_idempotent(
         .bind(now - IDEMPOTENCY_WINDOW_MS)
         .fetch_optional(conn)
         .await?)
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
-    Ok(EventRecord {
-        id: row.try_get("id")?,
-        category: row.try_get("category_name")?,
-        description: row.try_get("description")?,
-        fields: parse_json(row.try_get("fields")?)?,
-        delivery_status: row.try_get("delivery_status")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedDelivery> {
-    let link_state: Option<String> = row.try_get("link_state")?;
-    Ok(ClaimedDelivery {
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-        queued_at: row.try_get("queued_at")?,
-        account_id: row.try_get("account_id")?,
-        account_fields: parse_json(row.try_get("account_fields")?)?,
-        link_token: row.try_get("link_token")?,
-        link_state: link_state.as_deref().map(parse_json).transpose()?,
-        event_id: row.try_get("event_id")?,
-        category: row.try_get("category_name")?,
-        color: row.try_get::<i64, _>("category_color")? as u32,
-        emoji: row.try_get("category_emoji")?,
-        description: row.try_get("description")?,
-        fields: parse_json(row.try_get("fields")?)?,
-        created_at: row.try_get("created_at")?,
-    })
 }

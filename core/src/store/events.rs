@@ -1,0 +1,240 @@
+//! Events: taking one in (through the backend's group commit), reading them back, and putting
+//! an event's failed deliveries back in the queue. One text for both backends (see `sql.rs`).
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{EventFilter, IntakeResult, NewEvent, Result};
+use crate::model::{DeliveryRecord, EventRecord, Millis};
+
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Events counted for the account in `now`'s month.
+    async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64>;
+
+    /// Commits the event, one delivery per provider and the quota count together, unless the
+    /// quota is used up.
+    async fn insert_event(&self, event: &NewEvent<'_>) -> Result<IntakeResult>;
+
+    /// The event an `Idempotency-Key` was first used for within the window, with its request
+    /// hash.
+    async fn idempotent_event(
+        &self,
+        account_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> Result<Option<(String, String)>>;
+
+    /// The event's delivery status, `None` when there is no such event.
+    async fn event_status(&self, event_id: &str) -> Result<Option<String>>;
+
+    async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>>;
+
+    async fn event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+    ) -> Result<Option<(EventRecord, Vec<DeliveryRecord>)>>;
+
+    /// Re-queues the event's failed deliveries; `None` when there is no such event.
+    async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>>;
+}
+
+/// An `events` row, on either backend.
+pub(super) fn event_from_row<R>(row: &R) -> Result<EventRecord>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        category: row.try_get("category_name")?,
+        description: row.try_get("description")?,
+        fields: super::parse_json(row.try_get("fields")?)?,
+        delivery_status: row.try_get("delivery_status")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// [`Events`] for a store. Each backend gives `Self::stored_count`, `Self::find_idempotent` and
+/// `Self::refresh_event_statuses` (its batch writer's own statements) and `self.writes`, its
+/// group commit.
+macro_rules! events_for {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::events::Events for $store {
+            async fn events_used(
+                &self,
+                account_id: &str,
+                now: $crate::model::Millis,
+            ) -> $crate::store::Result<u64> {
+                let month = $crate::model::month_key(now);
+                Ok(Self::stored_count(self.reads(), account_id, &month).await? as u64)
+            }
+
+            async fn insert_event(
+                &self,
+                event: &$crate::store::NewEvent<'_>,
+            ) -> $crate::store::Result<$crate::store::IntakeResult> {
+                self.writes.insert(event).await
+            }
+
+            async fn idempotent_event(
+                &self,
+                account_id: &str,
+                key: &str,
+                now: $crate::model::Millis,
+            ) -> $crate::store::Result<Option<(String, String)>> {
+                let mut conn = self.reads().acquire().await?;
+                Self::find_idempotent(&mut conn, account_id, key, now).await
+            }
+
+            async fn event_status(&self, event_id: &str) -> $crate::store::Result<Option<String>> {
+                Ok(
+                    sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = $1")
+                        .bind(event_id)
+                        .fetch_optional(self.reads())
+                        .await?,
+                )
+            }
+
+            async fn events(
+                &self,
+                account_id: &str,
+                filter: &$crate::store::EventFilter,
+            ) -> $crate::store::Result<Vec<$crate::model::EventRecord>> {
+                let mut query =
+                    sqlx::QueryBuilder::<<Self as $crate::store::sql::Backend>::Database>::new(
+                        "SELECT * FROM events WHERE account_id = ",
+                    );
+                query.push_bind(account_id.to_string());
+                if let Some(category) = &filter.category {
+                    query
+                        .push(" AND category_name = lower(")
+                        .push_bind(category.clone())
+                        .push(")");
+                }
+                if let Some(status) = filter.status {
+                    query
+                        .push(" AND delivery_status = ")
+                        .push_bind(status.as_str());
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND created_at >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until {
+                    query.push(" AND created_at < ").push_bind(until);
+                }
+                if let Some(before) = &filter.before_id {
+                    query.push(" AND id < ").push_bind(before.clone());
+                }
+                query
+                    .push(" ORDER BY id DESC LIMIT ")
+                    .push_bind(filter.limit as i64);
+                let rows = query.build().fetch_all(self.reads()).await?;
+                rows.iter()
+                    .map($crate::store::events::event_from_row)
+                    .collect()
+            }
+
+            async fn event(
+                &self,
+                account_id: &str,
+                event_id: &str,
+            ) -> $crate::store::Result<
+                Option<(
+                    $crate::model::EventRecord,
+                    Vec<$crate::model::DeliveryRecord>,
+                )>,
+            > {
+                use sqlx::Row as _;
+                let row = sqlx::query("SELECT * FROM events WHERE id = $1 AND account_id = $2")
+                    .bind(event_id)
+                    .bind(account_id)
+                    .fetch_optional(self.reads())
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let event = $crate::store::events::event_from_row(&row)?;
+                let delivery_rows =
+                    sqlx::query("SELECT * FROM deliveries WHERE event_id = $1 ORDER BY id")
+                        .bind(event_id)
+                        .fetch_all(self.reads())
+                        .await?;
+                let attempt_rows = sqlx::query(
+                    "SELECT a.* FROM delivery_attempts a \
+                     JOIN deliveries d ON d.id = a.delivery_id \
+                     WHERE d.event_id = $1 ORDER BY a.id",
+                )
+                .bind(event_id)
+                .fetch_all(self.reads())
+                .await?;
+                let mut deliveries = Vec::new();
+                for row in &delivery_rows {
+                    let id: i64 = row.try_get("id")?;
+                    let mut attempts = Vec::new();
+                    for attempt in &attempt_rows {
+                        if attempt.try_get::<i64, _>("delivery_id")? == id {
+                            attempts.push($crate::model::AttemptRecord {
+                                started_at: attempt.try_get("started_at")?,
+                                duration_ms: attempt.try_get("duration_ms")?,
+                                http_status: attempt.try_get("http_status")?,
+                                error: attempt.try_get("error")?,
+                            });
+                        }
+                    }
+                    let status: String = row.try_get("status")?;
+                    deliveries.push($crate::model::DeliveryRecord {
+                        provider: row.try_get("provider")?,
+                        next_attempt_at: (status == "PENDING")
+                            .then(|| row.try_get("next_attempt_at"))
+                            .transpose()?,
+                        status,
+                        attempts,
+                        last_error: row.try_get("last_error")?,
+                        waiting_reason: row.try_get("waiting_reason")?,
+                        delivered_at: row.try_get("delivered_at")?,
+                    });
+                }
+                Ok(Some((event, deliveries)))
+            }
+
+            async fn retry_event(
+                &self,
+                account_id: &str,
+                event_id: &str,
+            ) -> $crate::store::Result<Option<u64>> {
+                use $crate::store::sql::BeginWrite as _;
+                let now = $crate::model::now_millis();
+                let mut conn = self.write_conn().await?;
+                let mut tx = conn.begin_write().await?;
+                let found: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM events WHERE id = $1 AND account_id = $2")
+                        .bind(event_id)
+                        .bind(account_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if found.is_none() {
+                    return Ok(None);
+                }
+                let done = sqlx::query(
+                    "UPDATE deliveries SET status = 'PENDING', attempts = 0, queued_at = $1, \
+                     next_attempt_at = $1, lease_owner = NULL, lease_expires_at = NULL \
+                     WHERE event_id = $2 AND status = 'FAILED'",
+                )
+                .bind(now)
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+                Self::refresh_event_statuses(&mut tx, &[event_id.to_string()]).await?;
+                tx.commit().await?;
+                Ok(Some(done.rows_affected()))
+            }
+        }
+    };
+}
+pub(super) use events_for;
