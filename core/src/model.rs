@@ -118,10 +118,20 @@ pub struct Category {
     pub last_ping: Option<Millis>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an event or one of its deliveries stands. `PENDING`: not final yet (queued, being
+/// sent, retrying or waiting); `DELIVERED`: delivered (an event: every delivery); `FAILED`:
+/// failed for good (an event: every delivery is final and one failed).
+// One type from the database to the API: it is the OpenAPI document's `DeliveryStatus`.
+// Properties of this type carry no doc comment: a described reference becomes `allOf`, which
+// client generators (openapi-python-client) reject for enumerations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename = "DeliveryStatus", rename_all = "UPPERCASE")]
 pub enum DeliveryStatus {
+    /// Not final yet: queued, being sent, retrying or waiting.
     Pending,
+    /// Delivered (for an event: every delivery).
     Delivered,
+    /// Failed for good (for an event: every delivery is final and one failed).
     Failed,
 }
 
@@ -150,7 +160,7 @@ pub struct EventRecord {
     pub category: String,
     pub description: String,
     pub fields: Map<String, Value>,
-    pub delivery_status: String,
+    pub delivery_status: DeliveryStatus,
     pub created_at: Millis,
 }
 
@@ -165,7 +175,7 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {
     pub provider: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: Vec<AttemptRecord>,
     pub last_error: Option<String>,
     pub waiting_reason: Option<String>,

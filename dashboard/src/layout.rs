@@ -1,7 +1,7 @@
 //! The page shell (head, navigation, sign-out) and small pieces every page uses.
 
 use maud::{DOCTYPE, Markup, html};
-use pingpilot_core::model::{Millis, to_datetime};
+use pingpilot_core::model::{DeliveryStatus, Millis, to_datetime};
 use poem::web::Html;
 use poem::{IntoResponse, Response};
 
@@ -123,10 +123,15 @@ pub fn time(millis: Millis) -> Markup {
 
 /// A delivery status as a badge, `channel` before it when given: waiting (for the channel) and
 /// retrying (after a failed attempt) are kinds of pending worth telling apart.
-pub fn status_badge(channel: Option<&str>, status: &str, waiting: bool, had_error: bool) -> Markup {
+pub fn status_badge(
+    channel: Option<&str>,
+    status: DeliveryStatus,
+    waiting: bool,
+    had_error: bool,
+) -> Markup {
     let (class, label) = match status {
-        "DELIVERED" => ("delivered", "Delivered"),
-        "FAILED" => ("failed", "Failed"),
+        DeliveryStatus::Delivered => ("delivered", "Delivered"),
+        DeliveryStatus::Failed => ("failed", "Failed"),
         _ if waiting => ("waiting", "Waiting"),
         _ if had_error => ("retrying", "Retrying"),
         _ => ("pending", "Pending"),
@@ -163,13 +168,13 @@ mod tests {
     fn pending_badges_tell_waiting_and_retrying_apart() {
         let badge =
             |status, waiting, error| status_badge(None, status, waiting, error).into_string();
-        assert!(badge("DELIVERED", false, true).contains("Delivered"));
-        assert!(badge("FAILED", false, true).contains("badge failed"));
-        assert!(badge("PENDING", true, true).contains("Waiting"));
-        assert!(badge("PENDING", false, true).contains("Retrying"));
-        assert!(badge("PENDING", false, false).contains("Pending"));
+        assert!(badge(DeliveryStatus::Delivered, false, true).contains("Delivered"));
+        assert!(badge(DeliveryStatus::Failed, false, true).contains("badge failed"));
+        assert!(badge(DeliveryStatus::Pending, true, true).contains("Waiting"));
+        assert!(badge(DeliveryStatus::Pending, false, true).contains("Retrying"));
+        assert!(badge(DeliveryStatus::Pending, false, false).contains("Pending"));
         assert_eq!(
-            status_badge(Some("Discord"), "DELIVERED", false, false).into_string(),
+            status_badge(Some("Discord"), DeliveryStatus::Delivered, false, false).into_string(),
             r#"<span class="badge delivered">Discord: Delivered</span>"#
         );
     }

@@ -2,44 +2,9 @@
 
 use std::borrow::Cow;
 
-use poem_openapi::Enum;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::{Value, json};
-
-use super::error::ApiError;
-use crate::model::DeliveryStatus;
-
-/// Where an event or one of its deliveries stands. `PENDING`: not final yet (queued, being
-/// sent, retrying or waiting); `DELIVERED`: delivered (an event: every delivery); `FAILED`:
-/// failed for good (an event: every delivery is final and one failed).
-// Properties of this type carry no doc comment: a described reference becomes `allOf`, which
-// client generators (openapi-python-client) reject for enumerations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "DeliveryStatus", rename_all = "UPPERCASE")]
-pub enum DeliveryState {
-    /// Not final yet: queued, being sent, retrying or waiting.
-    Pending,
-    /// Delivered (for an event: every delivery).
-    Delivered,
-    /// Failed for good (for an event: every delivery is final and one failed).
-    Failed,
-}
-
-impl DeliveryState {
-    /// The state stored as `text`.
-    pub(super) fn stored(text: &str) -> Result<Self, ApiError> {
-        match DeliveryStatus::parse(text) {
-            Some(DeliveryStatus::Pending) => Ok(Self::Pending),
-            Some(DeliveryStatus::Delivered) => Ok(Self::Delivered),
-            Some(DeliveryStatus::Failed) => Ok(Self::Failed),
-            None => {
-                tracing::error!(status = text, "unknown delivery status in the database");
-                Err(ApiError::internal())
-            }
-        }
-    }
-}
 
 /// An event's fields: a JSON object that keeps the order in which they were sent.
 #[derive(Debug, Clone, Default)]

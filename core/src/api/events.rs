@@ -13,7 +13,7 @@ use super::documented::{
     ErrorDoc, Errors, Json, Nullable, OperationErrors, Param, ParamSchema, RawHeader, Timestamp,
 };
 use super::error::ApiError;
-use super::event_types::{DeliveryState, EventFields};
+use super::event_types::EventFields;
 use super::extract::{Bearer, JsonBody};
 use super::intake::{
     EventRequest, IdempotencyKeyParam, IntakeApi, SendEventErrors, SendEventResponse, WaitParam,
@@ -42,7 +42,7 @@ pub struct EventSummary {
     pub fields: EventFields,
     // `PENDING` while any delivery is not final, `DELIVERED` when all are delivered, `FAILED`
     // when all are final and one failed.
-    pub delivery_status: DeliveryState,
+    pub delivery_status: DeliveryStatus,
     /// When the event was accepted.
     pub created_at: Timestamp,
 }
@@ -54,7 +54,7 @@ impl Example for EventSummary {
             category: "sale".into(),
             description: "New purchase completed".into(),
             fields: EventFields::example(),
-            delivery_status: DeliveryState::Delivered,
+            delivery_status: DeliveryStatus::Delivered,
             created_at: super::documented::example_time(),
         }
     }
@@ -111,7 +111,7 @@ pub struct DeliveryView {
     /// Provider id (`discord`, `telegram`, …).
     pub provider: String,
     // `PENDING` until delivered or failed for good.
-    pub status: DeliveryState,
+    pub status: DeliveryStatus,
     /// Every try, oldest first.
     pub attempts: Vec<AttemptView>,
     /// The latest error; `null` when there was none.
@@ -129,7 +129,7 @@ impl Example for DeliveryView {
     fn example() -> Self {
         Self {
             provider: "discord".into(),
-            status: DeliveryState::Delivered,
+            status: DeliveryStatus::Delivered,
             attempts: vec![AttemptView::example()],
             last_error: Nullable(None),
             waiting_reason: Nullable(None),
@@ -153,7 +153,7 @@ pub struct EventDetail {
     pub fields: EventFields,
     // `PENDING` while any delivery is not final, `DELIVERED` when all are delivered, `FAILED`
     // when all are final and one failed.
-    pub delivery_status: DeliveryState,
+    pub delivery_status: DeliveryStatus,
     /// When the event was accepted.
     pub created_at: Timestamp,
     /// One delivery per channel that was enabled when the event was accepted.
@@ -247,11 +247,11 @@ pub struct StatusParam;
 
 impl ParamSchema for StatusParam {
     fn schema_ref() -> MetaSchemaRef {
-        DeliveryState::schema_ref()
+        DeliveryStatus::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
-        DeliveryState::register(registry);
+        DeliveryStatus::register(registry);
     }
 }
 
@@ -367,7 +367,7 @@ fn summary(event: EventRecord) -> Result<EventSummary, ApiError> {
         category: event.category,
         description: event.description,
         fields: EventFields(event.fields),
-        delivery_status: DeliveryState::stored(&event.delivery_status)?,
+        delivery_status: event.delivery_status,
         created_at: Timestamp::from_millis(event.created_at),
     })
 }
@@ -375,7 +375,7 @@ fn summary(event: EventRecord) -> Result<EventSummary, ApiError> {
 fn delivery_view(delivery: DeliveryRecord) -> Result<DeliveryView, ApiError> {
     Ok(DeliveryView {
         provider: delivery.provider,
-        status: DeliveryState::stored(&delivery.status)?,
+        status: delivery.status,
         attempts: delivery
             .attempts
             .into_iter()

@@ -12,11 +12,11 @@ use serde_json::{Map, Value, json};
 
 use super::documented::{self, ErrorDoc, Errors, OperationErrors, Param, ParamSchema, RawHeader};
 use super::error::{ApiError, ErrorMessage, FieldError};
-use super::event_types::{DeliveryState, EventFields};
+use super::event_types::EventFields;
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, presented_key};
 use crate::app::{AppState, KEY_TOUCH_INTERVAL_MS};
-use crate::model::{Account, Category, hash_api_key, now_millis};
+use crate::model::{Account, Category, DeliveryStatus, hash_api_key, now_millis};
 use crate::service::intake_cache::IntakeContext;
 use crate::service::intake_rate::Rate;
 use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent};
@@ -79,7 +79,7 @@ pub struct EventAccepted {
     pub event_id: String,
     // `PENDING` while deliveries are queued; `DELIVERED` when `?wait=` saw every delivery
     // go out.
-    pub delivery_status: DeliveryState,
+    pub delivery_status: DeliveryStatus,
 }
 
 impl poem_openapi::types::Example for EventAccepted {
@@ -87,7 +87,7 @@ impl poem_openapi::types::Example for EventAccepted {
         Self {
             message: ACCEPTED_MESSAGE.into(),
             event_id: "evt_01JJ5Q8Z4W7S3K2M9N6B1V0C8X".into(),
-            delivery_status: DeliveryState::Pending,
+            delivery_status: DeliveryStatus::Pending,
         }
     }
 }
@@ -388,13 +388,13 @@ fn request_hash(body: &Value) -> String {
 }
 
 /// The 200 answer; any status but `DELIVERED` (the time is up) answers `PENDING`.
-fn accepted(event_id: String, delivery_status: &str) -> Json<EventAccepted> {
+fn accepted(event_id: String, delivery_status: DeliveryStatus) -> Json<EventAccepted> {
     Json(EventAccepted {
         message: ACCEPTED_MESSAGE.into(),
         event_id,
         delivery_status: match delivery_status {
-            "DELIVERED" => DeliveryState::Delivered,
-            _ => DeliveryState::Pending,
+            DeliveryStatus::Delivered => DeliveryStatus::Delivered,
+            _ => DeliveryStatus::Pending,
         },
     })
 }
@@ -628,11 +628,11 @@ impl IntakeApi {
     ) -> Result<Json<EventAccepted>, ApiError> {
         self.touch_key(context).await;
         let Some(wait) = wait else {
-            return Ok(accepted(event_id, "PENDING"));
+            return Ok(accepted(event_id, DeliveryStatus::Pending));
         };
         let status = self.wait_for_final(&event_id, wait).await?;
-        match status.as_str() {
-            "FAILED" => Err(ApiError::Internal(Json(ErrorMessage {
+        match status {
+            DeliveryStatus::Failed => Err(ApiError::Internal(Json(ErrorMessage {
                 message: DELIVERY_FAILED_MESSAGE.into(),
                 event_id: Some(event_id),
             }))),
@@ -656,7 +656,11 @@ impl IntakeApi {
         }
     }
 
-    async fn wait_for_final(&self, event_id: &str, wait: Duration) -> Result<String, ApiError> {
+    async fn wait_for_final(
+        &self,
+        event_id: &str,
+        wait: Duration,
+    ) -> Result<DeliveryStatus, ApiError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut results = self.0.delivery_results.subscribe();
         let store = self.0.store()?;
@@ -665,8 +669,8 @@ impl IntakeApi {
             let status = store
                 .event_status(event_id)
                 .await?
-                .unwrap_or_else(|| "PENDING".into());
-            if status != "PENDING" || tokio::time::Instant::now() >= deadline {
+                .unwrap_or(DeliveryStatus::Pending);
+            if status != DeliveryStatus::Pending || tokio::time::Instant::now() >= deadline {
                 return Ok(status);
             }
             // Results recorded by this process wake us at once; other processes' results are

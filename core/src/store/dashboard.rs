@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::Result;
-use crate::model::Millis;
+use crate::model::{DeliveryStatus, Millis};
 
 /// One event of a category, as the category page's totals and chart need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +20,7 @@ pub struct EventSample {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryBadge {
     pub provider: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Pending because the channel is not ready (a waiting reason is set).
     pub waiting: bool,
     /// An attempt failed (the last error is set).
@@ -142,7 +142,7 @@ macro_rules! dashboard_for {
                         .or_default()
                         .push($crate::store::DeliveryBadge {
                             provider,
-                            status,
+                            status: $crate::store::stored_status(&status)?,
                             waiting,
                             had_error,
                         });

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{EventFilter, IntakeResult, NewEvent, Result};
-use crate::model::{DeliveryRecord, EventRecord, Millis};
+use crate::model::{DeliveryRecord, DeliveryStatus, EventRecord, Millis};
 
 #[async_trait]
 pub trait Events: Send + Sync {
@@ -26,7 +26,7 @@ pub trait Events: Send + Sync {
     ) -> Result<Option<(String, String)>>;
 
     /// The event's delivery status, `None` when there is no such event.
-    async fn event_status(&self, event_id: &str) -> Result<Option<String>>;
+    async fn event_status(&self, event_id: &str) -> Result<Option<DeliveryStatus>>;
 
     async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>>;
 
@@ -54,7 +54,7 @@ where
         category: row.try_get("category_name")?,
         description: row.try_get("description")?,
         fields: super::parse_json(row.try_get("fields")?)?,
-        delivery_status: row.try_get("delivery_status")?,
+        delivery_status: super::stored_status(row.try_get("delivery_status")?)?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -92,13 +92,19 @@ macro_rules! events_for {
                 Self::find_idempotent(&mut conn, account_id, key, now).await
             }
 
-            async fn event_status(&self, event_id: &str) -> $crate::store::Result<Option<String>> {
-                Ok(
+            async fn event_status(
+                &self,
+                event_id: &str,
+            ) -> $crate::store::Result<Option<$crate::model::DeliveryStatus>> {
+                let stored: Option<String> =
                     sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = $1")
                         .bind(event_id)
                         .fetch_optional(self.reads())
-                        .await?,
-                )
+                        .await?;
+                stored
+                    .as_deref()
+                    .map($crate::store::stored_status)
+                    .transpose()
             }
 
             async fn events(
@@ -187,10 +193,10 @@ macro_rules! events_for {
                             });
                         }
                     }
-                    let status: String = row.try_get("status")?;
+                    let status = $crate::store::stored_status(row.try_get("status")?)?;
                     deliveries.push($crate::model::DeliveryRecord {
                         provider: row.try_get("provider")?,
-                        next_attempt_at: (status == "PENDING")
+                        next_attempt_at: (status == $crate::model::DeliveryStatus::Pending)
                             .then(|| row.try_get("next_attempt_at"))
                             .transpose()?,
                         status,

@@ -331,6 +331,12 @@ pub struct AttemptLog {
     pub error: Option<String>,
 }
 
+/// A delivery status as stored.
+pub(crate) fn stored_status(text: &str) -> Result<DeliveryStatus> {
+    DeliveryStatus::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery status {text:?}")))
+}
+
 pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
 }

@@ -17,7 +17,7 @@ use super::group_commit::{
 };
 use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent, lease_due, stored_count};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, QUEUE_ENDS, Result};
-use crate::model::{Millis, now_millis};
+use crate::model::{DeliveryStatus, Millis, now_millis};
 
 pub struct PgBatchWriter {
     pub pool: PgPool,
@@ -432,11 +432,12 @@ pub(super) async fn refresh_event_statuses(
     for row in rows {
         let (pending, failed): (bool, bool) = (row.try_get(1)?, row.try_get(2)?);
         ids.push(row.try_get::<String, _>(0)?);
-        statuses.push(match (pending, failed) {
-            (true, _) => "PENDING",
-            (false, true) => "FAILED",
-            (false, false) => "DELIVERED",
-        });
+        let status = match (pending, failed) {
+            (true, _) => DeliveryStatus::Pending,
+            (false, true) => DeliveryStatus::Failed,
+            (false, false) => DeliveryStatus::Delivered,
+        };
+        statuses.push(status.as_str());
     }
     // Not kept prepared: see `UNPREPARED` in postgres.rs.
     sqlx::query(

@@ -359,12 +359,7 @@ fn delivery_badge(user: &SignedIn, badge: &DeliveryBadge) -> Markup {
         .map_or(badge.provider.as_str(), |entry| {
             entry.registration.display_name
         });
-    layout::status_badge(
-        Some(provider),
-        &badge.status,
-        badge.waiting,
-        badge.had_error,
-    )
+    layout::status_badge(Some(provider), badge.status, badge.waiting, badge.had_error)
 }
 
 /// When an event came, to the second: several often arrive within a minute.
@@ -462,7 +457,7 @@ mod tests {
             category: "sale".into(),
             description: String::new(),
             fields: fields.as_object().cloned().unwrap_or_default(),
-            delivery_status: "PENDING".into(),
+            delivery_status: pingpilot_core::model::DeliveryStatus::Pending,
             created_at: 0,
         };
         let columns = field_columns(&[

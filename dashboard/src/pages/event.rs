@@ -1,7 +1,9 @@
 //! One event: its fields, each delivery with every attempt made, and a retry of the failed ones.
 
 use maud::{Markup, html};
-use pingpilot_core::model::{AttemptRecord, DeliveryRecord, EventRecord, Millis, to_datetime};
+use pingpilot_core::model::{
+    AttemptRecord, DeliveryRecord, DeliveryStatus, EventRecord, Millis, to_datetime,
+};
 use pingpilot_core::provider::EventMessage;
 use pingpilot_core::service::deliveries::retry_failed_deliveries;
 use poem::web::{Form, Path, Query};
@@ -81,8 +83,10 @@ fn deliveries_section(
     event: &EventRecord,
     deliveries: &[DeliveryRecord],
 ) -> Markup {
-    let pending = event.delivery_status == "PENDING";
-    let any_failed = deliveries.iter().any(|d| d.status == "FAILED");
+    let pending = event.delivery_status == DeliveryStatus::Pending;
+    let any_failed = deliveries
+        .iter()
+        .any(|d| d.status == DeliveryStatus::Failed);
     let url = event_url(&event.id);
     html! {
         section #deliveries
@@ -90,7 +94,7 @@ fn deliveries_section(
             hx-trigger=[pending.then_some("every 3s")]
             hx-select=[pending.then_some("#deliveries")]
             hx-swap=[pending.then_some("outerHTML")] {
-            h2 { "Deliveries " (layout::status_badge(None, &event.delivery_status, false, false)) }
+            h2 { "Deliveries " (layout::status_badge(None, event.delivery_status, false, false)) }
             @if pending {
                 p.hint { "Not every delivery is final yet; this part of the page updates by itself." }
             }
@@ -124,7 +128,7 @@ fn delivery_card(user: &SignedIn, delivery: &DeliveryRecord) -> Markup {
                 (name) " "
                 (layout::status_badge(
                     None,
-                    &delivery.status,
+                    delivery.status,
                     delivery.waiting_reason.is_some(),
                     delivery.last_error.is_some(),
                 ))

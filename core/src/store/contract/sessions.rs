@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::{Backend, on_both_backends};
-use crate::model::{Account, Category, Millis, hash_api_key, now_millis};
+use crate::model::{Account, Category, DeliveryStatus, Millis, hash_api_key, now_millis};
 use crate::store::*;
 
 on_both_backends!(
@@ -464,7 +464,7 @@ async fn summaries(backend: &Backend) {
         .expect("badges");
     let badge = |provider: &str, status: &str| DeliveryBadge {
         provider: provider.to_string(),
-        status: status.to_string(),
+        status: DeliveryStatus::parse(status).expect("a status"),
         waiting: false,
         had_error: false,
     };

@@ -642,12 +642,8 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
             .expect("finish")
     );
     assert_eq!(
-        store
-            .event_status(&event_id)
-            .await
-            .expect("status")
-            .as_deref(),
-        Some("PENDING")
+        store.event_status(&event_id).await.expect("status"),
+        Some(DeliveryStatus::Pending)
     );
     let failed = AttemptLog {
         http_status: Some(403),
@@ -664,12 +660,8 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
             .expect("finish")
     );
     assert_eq!(
-        store
-            .event_status(&event_id)
-            .await
-            .expect("status")
-            .as_deref(),
-        Some("FAILED")
+        store.event_status(&event_id).await.expect("status"),
+        Some(DeliveryStatus::Failed)
     );
     let (record, deliveries) = store
         .event(&account.id, &event_id)
@@ -678,7 +670,7 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
         .expect("found");
     assert_eq!(record.fields, fields);
     assert_eq!(deliveries.len(), 2);
-    assert_eq!(deliveries[0].status, "DELIVERED");
+    assert_eq!(deliveries[0].status, DeliveryStatus::Delivered);
     assert_eq!(deliveries[0].attempts[0].http_status, Some(200));
     assert_eq!(deliveries[1].last_error.as_deref(), Some("blocked"));
     assert_eq!(deliveries[1].next_attempt_at, None);
@@ -705,12 +697,8 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
         None
     );
     assert_eq!(
-        store
-            .event_status(&event_id)
-            .await
-            .expect("status")
-            .as_deref(),
-        Some("PENDING")
+        store.event_status(&event_id).await.expect("status"),
+        Some(DeliveryStatus::Pending)
     );
 
     // Waiting, then woken by an account change.
@@ -790,12 +778,8 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
             assert!(task.await.expect("join").expect("finish"));
         }
         assert_eq!(
-            store
-                .event_status(&event_id)
-                .await
-                .expect("status")
-                .as_deref(),
-            Some("DELIVERED")
+            store.event_status(&event_id).await.expect("status"),
+            Some(DeliveryStatus::Delivered)
         );
     }
 
