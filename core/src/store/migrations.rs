@@ -30,6 +30,47 @@ macro_rules! migrations {
 }
 pub(super) use migrations;
 
+/// In an open transaction `$tx`, checks the migrations the database has applied against
+/// `$known` (see [`to_apply`]), applies and records the rest, and records the checksums of
+/// those applied before checksums were: the same statements on both backends, compiled for
+/// each (see `sql.rs`). Returns from the enclosing function on an error.
+macro_rules! apply_pending {
+    ($tx:ident, $known:expr) => {
+        let applied: Vec<$crate::store::migrations::Applied> =
+            sqlx::query_as($crate::store::migrations::READ_APPLIED)
+                .fetch_all(&mut *$tx)
+                .await?
+                .into_iter()
+                .map(
+                    |(version, checksum, applied_by)| $crate::store::migrations::Applied {
+                        version,
+                        checksum,
+                        applied_by,
+                    },
+                )
+                .collect();
+        for migration in $crate::store::migrations::to_apply($known, &applied)? {
+            sqlx::raw_sql(migration.sql).execute(&mut *$tx).await?;
+            sqlx::query($crate::store::migrations::RECORD)
+                .bind(migration.version())
+                .bind($crate::model::now_millis())
+                .bind(migration.checksum())
+                .bind($crate::store::migrations::APPLIED_BY)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        for (checksum, version) in $crate::store::migrations::unrecorded_checksums($known, &applied)
+        {
+            sqlx::query($crate::store::migrations::RECORD_CHECKSUM)
+                .bind(checksum)
+                .bind(version)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+pub(super) use apply_pending;
+
 impl Migration {
     /// The number its file name starts with.
     pub fn version(&self) -> i64 {

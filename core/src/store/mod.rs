@@ -422,21 +422,8 @@ pub trait Storage:
 {
 }
 
-impl<T> Storage for T where
-    T: Accounts
-        + Keys
-        + Categories
-        + Links
-        + Events
-        + DeliveryQueue
-        + Cluster
-        + ProviderValues
-        + Sessions
-        + DashboardStorage
-        + Send
-        + Sync
-{
-}
+impl Storage for SqliteStore {}
+impl Storage for PgStore {}
 
 #[cfg(test)]
 mod tests {

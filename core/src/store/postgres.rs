@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres};
 
 use super::group_commit::{ClaimJob, FAIR_WINDOW, GroupCommit};
-use super::migrations::{self, Applied, Migration, migrations};
+use super::migrations::{self, Migration, migrations};
 use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
 use super::{accounts, categories, cluster, dashboard, keys, links, provider_values, sessions};
@@ -141,33 +141,7 @@ impl PgStore {
         )
         .execute(&mut *tx)
         .await?;
-        let applied: Vec<Applied> = sqlx::query_as(migrations::READ_APPLIED)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|(version, checksum, applied_by)| Applied {
-                version,
-                checksum,
-                applied_by,
-            })
-            .collect();
-        for migration in migrations::to_apply(MIGRATIONS, &applied)? {
-            sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
-            sqlx::query(migrations::RECORD)
-                .bind(migration.version())
-                .bind(now_millis())
-                .bind(migration.checksum())
-                .bind(migrations::APPLIED_BY)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (checksum, version) in migrations::unrecorded_checksums(MIGRATIONS, &applied) {
-            sqlx::query(migrations::RECORD_CHECKSUM)
-                .bind(checksum)
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-        }
+        migrations::apply_pending!(tx, MIGRATIONS);
         tx.commit().await?;
         Ok(())
     }
