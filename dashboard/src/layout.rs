@@ -6,7 +6,6 @@ use poem::web::Html;
 use poem::{IntoResponse, Response};
 
 use crate::PREFIX;
-use crate::web::{SignedIn, csrf_field};
 
 /// The navigation entries; the current one is marked for screen readers and styled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +62,19 @@ pub fn bare(title: &str, body: Markup) -> Html<String> {
     )
 }
 
+/// Who a signed-in page is for: the account its header names, and the token its forms carry.
+pub trait Viewer {
+    fn account_name(&self) -> &str;
+    fn csrf(&self) -> &str;
+}
+
+/// The hidden field every form of a signed-in page carries.
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
 /// A signed-in page: navigation, the account's name, sign-out, then `body`.
-pub fn page(user: &SignedIn, active: Option<Nav>, title: &str, body: Markup) -> Response {
+pub fn page(user: &impl Viewer, active: Option<Nav>, title: &str, body: Markup) -> Response {
     document(
         title,
         html! {
@@ -85,8 +95,8 @@ pub fn page(user: &SignedIn, active: Option<Nav>, title: &str, body: Markup) -> 
                     }
                 }
                 form.signout method="post" action={ (PREFIX) "/logout" } {
-                    (csrf_field(&user.csrf))
-                    span.who { (user.account.name) }
+                    (csrf_field(user.csrf()))
+                    span.who { (user.account_name()) }
                     button type="submit" { "Sign out" }
                 }
             }

@@ -11,6 +11,7 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Response};
 
 use crate::layout;
+pub use crate::layout::csrf_field;
 
 pub const SESSION_COOKIE: &str = "pp_session";
 /// Double-submit token of the sign-in form, which has no session yet.
@@ -272,9 +273,14 @@ pub struct Done {
     pub done: Option<String>,
 }
 
-/// The hidden field every form of a signed-in page carries.
-pub fn csrf_field(token: &str) -> maud::Markup {
-    html! { input type="hidden" name="csrf" value=(token); }
+impl layout::Viewer for SignedIn {
+    fn account_name(&self) -> &str {
+        &self.account.name
+    }
+
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[cfg(test)]

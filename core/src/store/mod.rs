@@ -49,6 +49,8 @@ mod sql;
 mod sqlite;
 mod sqlite_batch;
 mod sqlite_checkpoint;
+mod sqlite_connection;
+mod sqlite_writer;
 
 use std::sync::Arc;
 

@@ -9,13 +9,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 
 use super::group_commit::{
-    BatchWriter, ClaimJob, FinishJob, IntakeJob, IntakeLookups, QueuedDelivery, Written,
-    held_results, plan_intake,
+    BatchWriter, ClaimJob, FAIR_WINDOW, FinishJob, IntakeJob, IntakeLookups, QueuedDelivery,
+    Written, held_results, plan_intake,
 };
-use super::postgres::{INTAKE_LOCK_CLASS, find_idempotent, lease_due, stored_count};
 use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, QUEUE_ENDS, Result};
 use crate::model::{DeliveryStatus, Millis, now_millis};
 
@@ -450,4 +449,90 @@ pub(super) async fn refresh_event_statuses(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// First key of the two-key advisory locks taken per account (the second is a hash of the id).
+/// The two-key form never collides with the one-key migration lock (`postgres.rs`).
+pub(super) const INTAKE_LOCK_CLASS: i32 = 0x5050_0001;
+
+/// Leases a claim's due deliveries: their ids. Rows another worker is claiming or finishing are
+/// skipped, not waited for; a row updated meanwhile is re-checked against the conditions once
+/// locked.
+pub(super) async fn lease_due(conn: &mut PgConnection, claim: &ClaimJob) -> Result<Vec<i64>> {
+    // In queue order among the front of the queue (see the 0010 migration), then, for the
+    // slots left, the longest due anywhere: a front of deliveries not due yet must not stall.
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "WITH front AS ( \
+           SELECT id, fair_key FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
+           ORDER BY fair_key LIMIT $6), \
+         due AS ( \
+           SELECT d.id FROM front f JOIN deliveries d ON d.id = f.id \
+           WHERE d.status = 'PENDING' AND d.next_attempt_at <= $3 \
+           AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $3) \
+           ORDER BY f.fair_key LIMIT $4 FOR UPDATE OF d SKIP LOCKED) \
+         UPDATE deliveries d SET lease_owner = $1, lease_expires_at = $2 FROM due \
+         WHERE d.id = due.id RETURNING d.id",
+    )
+    .bind(&claim.owner)
+    .bind(claim.lease_until)
+    .bind(claim.now)
+    .bind(i64::from(claim.limit))
+    .bind(&claim.provider)
+    .bind(FAIR_WINDOW)
+    .fetch_all(&mut *conn)
+    .await?;
+    let left = i64::from(claim.limit) - ids.len() as i64;
+    if left > 0 {
+        ids.extend(
+            sqlx::query_scalar::<_, i64>(
+                "WITH due AS ( \
+                   SELECT id FROM deliveries WHERE status = 'PENDING' AND provider = $5 \
+                   AND next_attempt_at <= $3 \
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+                   ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 UPDATE deliveries d SET lease_owner = $1, lease_expires_at = $2 FROM due \
+                 WHERE d.id = due.id RETURNING d.id",
+            )
+            .bind(&claim.owner)
+            .bind(claim.lease_until)
+            .bind(claim.now)
+            .bind(left)
+            .bind(&claim.provider)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
+    Ok(ids)
+}
+
+/// Events counted for the account in `month` so far (never below zero).
+pub(super) async fn stored_count<'c>(
+    conn: impl sqlx::Executor<'c, Database = Postgres>,
+    account_id: &str,
+    month: &str,
+) -> Result<i64> {
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2")
+            .bind(account_id)
+            .bind(month)
+            .fetch_optional(conn)
+            .await?;
+    Ok(stored.unwrap_or(0).max(0))
+}
+
+pub(super) async fn find_idempotent(
+    conn: &mut PgConnection,
+    account_id: &str,
+    key: &str,
+    now: Millis,
+) -> Result<Option<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT request_hash, event_id FROM idempotency_keys \
+         WHERE account_id = $1 AND key = $2 AND created_at >= $3",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(now - IDEMPOTENCY_WINDOW_MS)
+    .fetch_optional(conn)
+    .await?)
 }

@@ -70,7 +70,7 @@ pub(super) enum AccountLock {
 
 impl AccountLock {
     /// The lock's class, the first key of PostgreSQL's two-key advisory locks (the second is a
-    /// hash of the account id); apart from `postgres.rs`'s `INTAKE_LOCK_CLASS`.
+    /// hash of the account id); apart from `postgres_batch.rs`'s `INTAKE_LOCK_CLASS`.
     fn class(self) -> i32 {
         match self {
             Self::Categories => 0x5050_0002,

@@ -11,11 +11,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Sqlite};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use super::group_commit::GroupCommit;
 use super::migrations::{self, Migration, migrations};
-use super::sqlite_batch::{SqliteBatchWriter, refresh_event_status};
+use super::sqlite_batch::{SqliteBatchWriter, find_idempotent, refresh_event_status, stored_count};
+use super::sqlite_writer::Writer;
 use super::*;
 use super::{accounts, categories, cluster, dashboard, keys, links, provider_values, sessions};
 use crate::model::*;
@@ -31,42 +32,6 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0008_session_keys",
     "0009_fair_queue",
 );
-
-/// The writer connection, behind a lock rather than in a pool of one: a pool hands a
-/// connection back through a spawned task that pings it first, two more waits on other threads
-/// for every write, and the next writer waits for both. Group-committed batches write on a
-/// connection of their own (`SqliteBatchWriter`) while holding this lock, so SQLite still sees
-/// one writer at a time.
-#[derive(Clone)]
-pub(super) struct Writer {
-    conn: Arc<tokio::sync::Mutex<SqliteConnection>>,
-    /// To open a new connection in place of one a failure left inside a transaction.
-    options: Arc<SqliteConnectOptions>,
-    health: Arc<Health>,
-}
-
-impl Writer {
-    /// The writer connection, once writes are allowed, and never one left inside a
-    /// transaction: when a statement or COMMIT fails (a full disk, a lock held too long)
-    /// SQLite may end the transaction itself, sqlx's rollback then fails and sqlx counts the
-    /// transaction as open for good ("begin_with at non-zero transaction depth"). Such a
-    /// connection is replaced, so writes recover by themselves once the cause is gone.
-    pub(super) async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, SqliteConnection>> {
-        self.health.writable()?;
-        let mut conn = self.conn.lock().await;
-        if conn.is_in_transaction() {
-            // A dropped transaction's rollback is queued on the connection: let it run first.
-            let _ = conn.ping().await;
-        }
-        if conn.is_in_transaction() {
-            tracing::warn!(
-                "the database writer was left inside a failed transaction: reopening it"
-            );
-            *conn = self.options.connect().await?;
-        }
-        Ok(conn)
-    }
-}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -267,40 +232,4 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
     migrations::apply_pending!(tx, MIGRATIONS);
     tx.commit().await?;
     Ok(())
-}
-
-/// `(account id, month)` → events counted.
-pub(super) const STORED_COUNT: &str =
-    "SELECT events FROM quota_usage WHERE account_id = ?1 AND month = ?2";
-
-/// `(account id, key, oldest time in the window)` → request hash and event id.
-pub(super) const FIND_IDEMPOTENT: &str = "SELECT request_hash, event_id FROM idempotency_keys \
-     WHERE account_id = ?1 AND key = ?2 AND created_at >= ?3";
-
-/// Events counted for the account in `month` so far (never below zero).
-pub(super) async fn stored_count<'c>(
-    conn: impl sqlx::Executor<'c, Database = Sqlite>,
-    account_id: &str,
-    month: &str,
-) -> Result<i64> {
-    let stored: Option<i64> = sqlx::query_scalar(STORED_COUNT)
-        .bind(account_id)
-        .bind(month)
-        .fetch_optional(conn)
-        .await?;
-    Ok(stored.unwrap_or(0).max(0))
-}
-
-pub(super) async fn find_idempotent(
-    conn: &mut sqlx::SqliteConnection,
-    account_id: &str,
-    key: &str,
-    now: Millis,
-) -> Result<Option<(String, String)>> {
-    Ok(sqlx::query_as(FIND_IDEMPOTENT)
-        .bind(account_id)
-        .bind(key)
-        .bind(now - IDEMPOTENCY_WINDOW_MS)
-        .fetch_optional(conn)
-        .await?)
 }

@@ -8,12 +8,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use pingpilot_config::SqliteSynchronous as Synchronous;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sqlx::SqliteConnection;
 use tokio::sync::Mutex;
 
@@ -21,9 +18,10 @@ use super::group_commit::{
     BatchWriter, ClaimJob, FAIR_WINDOW, FinishJob, IntakeJob, IntakeLookups, QueuedDelivery,
     Written, held_results, plan_intake,
 };
-use super::sqlite::{FIND_IDEMPOTENT, STORED_COUNT, Writer};
 use super::sqlite_checkpoint::Checkpointer;
-use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, QUEUE_ENDS, Result, StoreOptions};
+use super::sqlite_connection::{ConnectionSettings, open_connection};
+use super::sqlite_writer::Writer;
+use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, QUEUE_ENDS, Result};
 use crate::model::{Millis, now_millis};
 
 /// Event `?1`'s status from its deliveries: PENDING while any is not final, DELIVERED when all
@@ -49,22 +47,6 @@ pub struct SqliteBatchWriter {
     /// Checkpoints the WAL that `conn`'s commits grow. Declared after `conn`, so dropped after
     /// it, as [`Checkpointer::watch`] requires.
     checkpointer: Checkpointer,
-}
-
-/// What every rusqlite connection of the store is opened with (the `database` settings).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ConnectionSettings {
-    pub busy_timeout: Duration,
-    pub synchronous: Synchronous,
-}
-
-impl From<&StoreOptions> for ConnectionSettings {
-    fn from(options: &StoreOptions) -> Self {
-        Self {
-            busy_timeout: options.busy_timeout,
-            synchronous: options.synchronous,
-        }
-    }
 }
 
 impl SqliteBatchWriter {
@@ -119,24 +101,6 @@ impl SqliteBatchWriter {
             Err(err) => tracing::error!(error = %err, "could not reopen the batch connection"),
         }
     }
-}
-
-/// A rusqlite connection to the database file at `path`, with the store's settings, for the one
-/// thread that uses it.
-pub(super) fn open_connection(path: &Path, settings: ConnectionSettings) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(settings.busy_timeout)?;
-    let synchronous = match settings.synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
-    ))?;
-    Ok(conn)
 }
 
 #[async_trait]
@@ -499,3 +463,39 @@ pub(super) async fn refresh_event_status(
 #[cfg(test)]
 #[path = "sqlite_batch_tests.rs"]
 mod tests;
+
+/// `(account id, month)` → events counted.
+pub(super) const STORED_COUNT: &str =
+    "SELECT events FROM quota_usage WHERE account_id = ?1 AND month = ?2";
+
+/// `(account id, key, oldest time in the window)` → request hash and event id.
+pub(super) const FIND_IDEMPOTENT: &str = "SELECT request_hash, event_id FROM idempotency_keys \
+     WHERE account_id = ?1 AND key = ?2 AND created_at >= ?3";
+
+/// Events counted for the account in `month` so far (never below zero).
+pub(super) async fn stored_count<'c>(
+    conn: impl sqlx::Executor<'c, Database = sqlx::Sqlite>,
+    account_id: &str,
+    month: &str,
+) -> Result<i64> {
+    let stored: Option<i64> = sqlx::query_scalar(STORED_COUNT)
+        .bind(account_id)
+        .bind(month)
+        .fetch_optional(conn)
+        .await?;
+    Ok(stored.unwrap_or(0).max(0))
+}
+
+pub(super) async fn find_idempotent(
+    conn: &mut sqlx::SqliteConnection,
+    account_id: &str,
+    key: &str,
+    now: Millis,
+) -> Result<Option<(String, String)>> {
+    Ok(sqlx::query_as(FIND_IDEMPOTENT)
+        .bind(account_id)
+        .bind(key)
+        .bind(now - IDEMPOTENCY_WINDOW_MS)
+        .fetch_optional(conn)
+        .await?)
+}

@@ -1,11 +1,14 @@
 //! The SQLite batch writer's tests (a sibling of `sqlite_batch.rs`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use pingpilot_config::SqliteSynchronous as Synchronous;
 
 use super::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite_checkpoint::{CHECKPOINT_FRAMES, RESTART_FRAMES};
-use crate::store::{Accounts, Categories, CategoryCreate, IntakeResult};
+use crate::store::{Accounts, Categories, CategoryCreate, IntakeResult, StoreOptions};
 
 fn settings() -> ConnectionSettings {
     (&StoreOptions::with_connections(2)).into()

@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use rusqlite::{Connection, ffi};
 
 use super::Result;
-use super::sqlite_batch::ConnectionSettings;
+use super::sqlite_connection::ConnectionSettings;
 use crate::lock;
 
 /// WAL frames not yet checkpointed that ask for a checkpoint: SQLite's own default.
@@ -65,7 +65,7 @@ impl Signal {
 impl Checkpointer {
     /// Starts the thread, with a connection of its own to the database file at `path`.
     pub(super) fn start(path: &Path, settings: ConnectionSettings) -> Result<Self> {
-        let conn = super::sqlite_batch::open_connection(path, settings)?;
+        let conn = super::sqlite_connection::open_connection(path, settings)?;
         let signal = Arc::new(Signal::default());
         let thread_signal = signal.clone();
         std::thread::Builder::new()
