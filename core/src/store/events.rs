@@ -59,9 +59,8 @@ where
     })
 }
 
-/// [`Events`] for a store. Each backend gives `Self::stored_count`, `Self::find_idempotent` and
-/// `Self::refresh_event_statuses` (its batch writer's own statements) and `self.writes`, its
-/// group commit.
+/// [`Events`] for a store. Each backend gives `Self::refresh_event_statuses` (its batch
+/// writer's own statement) and `self.writes`, its group commit.
 macro_rules! events_for {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -71,8 +70,12 @@ macro_rules! events_for {
                 account_id: &str,
                 now: $crate::model::Millis,
             ) -> $crate::store::Result<u64> {
-                let month = $crate::model::month_key(now);
-                Ok(Self::stored_count(self.reads(), account_id, &month).await? as u64)
+                let stored: Option<i64> = sqlx::query_scalar($crate::store::STORED_COUNT)
+                    .bind(account_id)
+                    .bind($crate::model::month_key(now))
+                    .fetch_optional(self.reads())
+                    .await?;
+                Ok($crate::store::events_counted(stored) as u64)
             }
 
             async fn insert_event(
@@ -88,8 +91,12 @@ macro_rules! events_for {
                 key: &str,
                 now: $crate::model::Millis,
             ) -> $crate::store::Result<Option<(String, String)>> {
-                let mut conn = self.reads().acquire().await?;
-                Self::find_idempotent(&mut conn, account_id, key, now).await
+                Ok(sqlx::query_as($crate::store::FIND_IDEMPOTENT)
+                    .bind(account_id)
+                    .bind(key)
+                    .bind(now - $crate::store::IDEMPOTENCY_WINDOW_MS)
+                    .fetch_optional(self.reads())
+                    .await?)
             }
 
             async fn event_status(

@@ -28,6 +28,20 @@ const QUEUE_ENDS: &str = "SELECT (SELECT fair_key FROM deliveries WHERE provider
      WHERE provider = $1 AND account_id = $2 AND status = 'PENDING' \
      ORDER BY fair_key DESC LIMIT 1)";
 
+/// The events counted for account `$1` in month `$2` (see [`events_counted`]). The same text
+/// on both backends, for intake's batches and for reads.
+const STORED_COUNT: &str = "SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2";
+
+/// The request hash and event of account `$1`'s `Idempotency-Key` `$2` used at or after `$3`.
+/// The same text on both backends.
+const FIND_IDEMPOTENT: &str = "SELECT request_hash, event_id FROM idempotency_keys \
+     WHERE account_id = $1 AND key = $2 AND created_at >= $3";
+
+/// A month's count as [`STORED_COUNT`] read it: none is zero, and it never reads below zero.
+fn events_counted(stored: Option<i64>) -> i64 {
+    stored.unwrap_or(0).max(0)
+}
+
 mod accounts;
 mod categories;
 mod cluster;

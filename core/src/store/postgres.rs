@@ -21,10 +21,9 @@ use sqlx::{Connection, PgConnection};
 
 use super::group_commit::GroupCommit;
 use super::migrations::{self, Migration, migrations};
-use super::postgres_batch::{PgBatchWriter, find_idempotent, refresh_event_statuses, stored_count};
+use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
 use super::{accounts, categories, cluster, dashboard, keys, links, provider_values, sessions};
-use crate::model::*;
 
 pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0001_initial",
@@ -163,19 +162,6 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(queue::claimed_from_row).collect()
-    }
-
-    async fn stored_count(pool: &PgPool, account_id: &str, month: &str) -> Result<i64> {
-        stored_count(pool, account_id, month).await
-    }
-
-    async fn find_idempotent(
-        conn: &mut PgConnection,
-        account_id: &str,
-        key: &str,
-        now: Millis,
-    ) -> Result<Option<(String, String)>> {
-        find_idempotent(conn, account_id, key, now).await
     }
 
     /// Recomputes the events' delivery statuses (see `postgres_batch.rs`).

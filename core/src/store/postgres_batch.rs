@@ -9,13 +9,16 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, PgPool, Postgres, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use super::group_commit::{
     BatchWriter, ClaimJob, FAIR_WINDOW, FinishJob, IntakeJob, IntakeLookups, QueuedDelivery,
     Written, held_results, plan_intake,
 };
-use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, IntakeResult, QUEUE_ENDS, Result};
+use super::{
+    DeliveryUpdate, FIND_IDEMPOTENT, IDEMPOTENCY_WINDOW_MS, IntakeResult, QUEUE_ENDS, Result,
+    STORED_COUNT, events_counted,
+};
 use crate::model::{DeliveryStatus, Millis, now_millis};
 
 pub struct PgBatchWriter {
@@ -133,11 +136,21 @@ impl IntakeLookups for Lookups<'_> {
         key: &str,
         now: Millis,
     ) -> Result<Option<(String, String)>> {
-        find_idempotent(self.0, account_id, key, now).await
+        Ok(sqlx::query_as(FIND_IDEMPOTENT)
+            .bind(account_id)
+            .bind(key)
+            .bind(now - IDEMPOTENCY_WINDOW_MS)
+            .fetch_optional(&mut *self.0)
+            .await?)
     }
 
     async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64> {
-        stored_count(&mut *self.0, account_id, month).await
+        let stored: Option<i64> = sqlx::query_scalar(STORED_COUNT)
+            .bind(account_id)
+            .bind(month)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        Ok(events_counted(stored))
     }
 
     async fn queue_ends(
@@ -503,36 +516,4 @@ pub(super) async fn lease_due(conn: &mut PgConnection, claim: &ClaimJob) -> Resu
         );
     }
     Ok(ids)
-}
-
-/// Events counted for the account in `month` so far (never below zero).
-pub(super) async fn stored_count<'c>(
-    conn: impl sqlx::Executor<'c, Database = Postgres>,
-    account_id: &str,
-    month: &str,
-) -> Result<i64> {
-    let stored: Option<i64> =
-        sqlx::query_scalar("SELECT events FROM quota_usage WHERE account_id = $1 AND month = $2")
-            .bind(account_id)
-            .bind(month)
-            .fetch_optional(conn)
-            .await?;
-    Ok(stored.unwrap_or(0).max(0))
-}
-
-pub(super) async fn find_idempotent(
-    conn: &mut PgConnection,
-    account_id: &str,
-    key: &str,
-    now: Millis,
-) -> Result<Option<(String, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT request_hash, event_id FROM idempotency_keys \
-         WHERE account_id = $1 AND key = $2 AND created_at >= $3",
-    )
-    .bind(account_id)
-    .bind(key)
-    .bind(now - IDEMPOTENCY_WINDOW_MS)
-    .fetch_optional(conn)
-    .await?)
 }

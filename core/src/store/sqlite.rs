@@ -15,11 +15,10 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use super::group_commit::GroupCommit;
 use super::migrations::{self, Migration, migrations};
-use super::sqlite_batch::{SqliteBatchWriter, find_idempotent, refresh_event_status, stored_count};
+use super::sqlite_batch::{SqliteBatchWriter, refresh_event_status};
 use super::sqlite_writer::Writer;
 use super::*;
 use super::{accounts, categories, cluster, dashboard, keys, links, provider_values, sessions};
-use crate::model::*;
 
 pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0001_initial",
@@ -107,19 +106,6 @@ impl SqliteStore {
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(queue::claimed_from_row).collect()
-    }
-
-    async fn stored_count(pool: &SqlitePool, account_id: &str, month: &str) -> Result<i64> {
-        stored_count(pool, account_id, month).await
-    }
-
-    async fn find_idempotent(
-        conn: &mut SqliteConnection,
-        account_id: &str,
-        key: &str,
-        now: Millis,
-    ) -> Result<Option<(String, String)>> {
-        find_idempotent(conn, account_id, key, now).await
     }
 
     /// Recomputes the events' delivery statuses (see `sqlite_batch.rs`).

@@ -21,7 +21,10 @@ use super::group_commit::{
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_connection::{ConnectionSettings, open_connection};
 use super::sqlite_writer::Writer;
-use super::{DeliveryUpdate, IDEMPOTENCY_WINDOW_MS, QUEUE_ENDS, Result};
+use super::{
+    DeliveryUpdate, FIND_IDEMPOTENT, IDEMPOTENCY_WINDOW_MS, QUEUE_ENDS, Result, STORED_COUNT,
+    events_counted,
+};
 use crate::model::{Millis, now_millis};
 
 /// Event `?1`'s status from its deliveries: PENDING while any is not final, DELIVERED when all
@@ -225,7 +228,7 @@ impl IntakeLookups for Lookups<'_> {
             .prepare_cached(STORED_COUNT)?
             .query_row(params![account_id, month], |row| row.get(0))
             .optional()?;
-        Ok(stored.unwrap_or(0).max(0))
+        Ok(events_counted(stored))
     }
 
     async fn queue_ends(
@@ -463,39 +466,3 @@ pub(super) async fn refresh_event_status(
 #[cfg(test)]
 #[path = "sqlite_batch_tests.rs"]
 mod tests;
-
-/// `(account id, month)` → events counted.
-pub(super) const STORED_COUNT: &str =
-    "SELECT events FROM quota_usage WHERE account_id = ?1 AND month = ?2";
-
-/// `(account id, key, oldest time in the window)` → request hash and event id.
-pub(super) const FIND_IDEMPOTENT: &str = "SELECT request_hash, event_id FROM idempotency_keys \
-     WHERE account_id = ?1 AND key = ?2 AND created_at >= ?3";
-
-/// Events counted for the account in `month` so far (never below zero).
-pub(super) async fn stored_count<'c>(
-    conn: impl sqlx::Executor<'c, Database = sqlx::Sqlite>,
-    account_id: &str,
-    month: &str,
-) -> Result<i64> {
-    let stored: Option<i64> = sqlx::query_scalar(STORED_COUNT)
-        .bind(account_id)
-        .bind(month)
-        .fetch_optional(conn)
-        .await?;
-    Ok(stored.unwrap_or(0).max(0))
-}
-
-pub(super) async fn find_idempotent(
-    conn: &mut sqlx::SqliteConnection,
-    account_id: &str,
-    key: &str,
-    now: Millis,
-) -> Result<Option<(String, String)>> {
-    Ok(sqlx::query_as(FIND_IDEMPOTENT)
-        .bind(account_id)
-        .bind(key)
-        .bind(now - IDEMPOTENCY_WINDOW_MS)
-        .fetch_optional(conn)
-        .await?)
-}
