@@ -1,7 +1,6 @@
 //! `POST /api/v1/event`: the documented intake, checks in the documented order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use poem_openapi::param::Query;
@@ -15,14 +14,11 @@ use super::error::{ApiError, ErrorMessage, FieldError};
 use super::event_types::EventFields;
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, presented_key};
-use crate::app::{AppState, KEY_TOUCH_INTERVAL_MS};
-use crate::model::{Account, Category, DeliveryStatus, hash_api_key, now_millis};
-use crate::service::intake_cache::IntakeContext;
-use crate::service::intake_rate::Rate;
-use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent};
+use crate::app::AppState;
+use crate::model::{DeliveryStatus, hash_api_key};
+use crate::service::intake::NO_CHANNEL_MESSAGE;
+use crate::service::intake::{self, IntakeError, Submission, ValidEvent};
 
-pub const NO_CHANNEL_MESSAGE: &str =
-    "No notification channel is enabled. Enable at least one channel in your account settings";
 pub const QUOTA_MESSAGE: &str = "Monthly quota reached. Please upgrade your plan for more events";
 pub const RATE_MESSAGE: &str =
     "Too many requests: slow down and retry after the number of seconds in Retry-After";
@@ -208,14 +204,6 @@ impl OperationErrors for SendEventErrors {
     }
 }
 
-/// A body that passed validation.
-#[derive(Debug, PartialEq)]
-pub struct ValidEvent {
-    pub category: String,
-    pub description: String,
-    pub fields: Map<String, Value>,
-}
-
 fn is_category_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-'
 }
@@ -324,36 +312,12 @@ fn validate_fields(fields: &Map<String, Value>, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// 403 when an enabled channel lacks a field it needs, or no channel is enabled. Returns the
-/// enabled providers, in provider order.
-fn enabled_channels(state: &AppState, account: &Account) -> Result<Vec<&'static str>, ApiError> {
-    let mut enabled = Vec::new();
-    for entry in &state.providers {
-        let registration = entry.registration;
-        if !account.channel_enabled(registration.id) {
-            continue;
-        }
-        if let Some(field) = registration
-            .account_fields
-            .iter()
-            .find(|field| !account.fields.contains_key(field.name))
-        {
-            return Err(ApiError::forbidden(field.missing_message));
-        }
-        enabled.push(registration.id);
-    }
-    if enabled.is_empty() {
-        return Err(ApiError::forbidden(NO_CHANNEL_MESSAGE));
-    }
-    Ok(enabled)
-}
-
 pub const DELIVERY_FAILED_MESSAGE: &str = "Error processing event";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const MAX_WAIT_SECS: f64 = 30.0;
 
 /// The `Idempotency-Key` header: 1–255 visible ASCII characters.
-fn parse_idempotency_key(header: Option<&str>) -> Result<Option<&str>, ApiError> {
+fn parse_idempotency_key(header: Option<String>) -> Result<Option<String>, ApiError> {
     match header {
         None => Ok(None),
         Some(key)
@@ -387,18 +351,6 @@ fn request_hash(body: &Value) -> String {
     crate::model::hash_api_key(&body.to_string())
 }
 
-/// The 200 answer; any status but `DELIVERED` (the time is up) answers `PENDING`.
-fn accepted(event_id: String, delivery_status: DeliveryStatus) -> Json<EventAccepted> {
-    Json(EventAccepted {
-        message: ACCEPTED_MESSAGE.into(),
-        event_id,
-        delivery_status: match delivery_status {
-            DeliveryStatus::Delivered => DeliveryStatus::Delivered,
-            _ => DeliveryStatus::Pending,
-        },
-    })
-}
-
 pub struct IntakeApi(pub Arc<AppState>);
 
 impl IntakeApi {
@@ -414,7 +366,7 @@ impl IntakeApi {
         let idempotency_key = idempotency_key.0;
         let wait = wait.map(Param::into_inner);
         match self.accept(auth, idempotency_key, wait, body).await {
-            Ok(Json(accepted)) => Ok(SendEventResponse::Accepted(documented::Json(accepted))),
+            Ok(accepted) => Ok(SendEventResponse::Accepted(documented::Json(accepted))),
             Err(error) => Err(error.into()),
         }
     }
@@ -425,7 +377,7 @@ impl IntakeApi {
         idempotency_key: Option<String>,
         wait: Option<String>,
         body: JsonBody<EventRequest>,
-    ) -> Result<Json<EventAccepted>, ApiError> {
+    ) -> Result<EventAccepted, ApiError> {
         let result = self.checked_accept(auth, idempotency_key, wait, body).await;
         let status = result.as_ref().map_or_else(ApiError::status, |_| 200);
         self.0.metrics.intake(status);
@@ -438,295 +390,61 @@ impl IntakeApi {
         idempotency_key: Option<String>,
         wait: Option<String>,
         body: JsonBody<EventRequest>,
-    ) -> Result<Json<EventAccepted>, ApiError> {
+    ) -> Result<EventAccepted, ApiError> {
         let state = &self.0;
         let key_hash = hash_api_key(presented_key(&auth)?);
         // The key is checked before any of the body is read: a request with a bad key is
         // answered from its headers alone, whatever body it declares.
-        let cached = state.intake_cache.get(&key_hash);
-        let mut fresh = match cached {
-            Some(_) => None,
-            None => Some(self.load_context(&key_hash).await?),
-        };
-        let submission = Submission {
-            idempotency_key,
-            wait,
-            body: body.value().await,
-            took_rate_token: AtomicBool::new(false),
-        };
-        // Most requests: decided from the cached account, confirmed by the commit. Any refusal
-        // is checked again from the database, which also replaces the cached copy.
-        if let Some(context) = cached
-            && let Ok(decided) = self
-                .decide(&context, &key_hash, &submission, Source::Cache)
-                .await
-        {
-            return self.respond(&context, decided).await;
-        }
-        for _ in 0..FRESH_ATTEMPTS {
-            let context = match fresh.take() {
-                Some(context) => context,
-                None => self.load_context(&key_hash).await?,
-            };
-            match self
-                .decide(&context, &key_hash, &submission, Source::Database)
-                .await
-            {
-                Ok(decided) => return self.respond(&context, decided).await,
-                Err(Refusal::Answer(error)) => return Err(error),
-                // The account changed between the read and the commit: read it again.
-                Err(Refusal::Stale) => {}
-            }
-        }
-        tracing::error!("the account kept changing during intake; nothing was written");
-        Err(ApiError::internal())
-    }
-
-    /// The account behind a key hash, read from the database and cached (replacing any older
-    /// copy); the documented 401 when the key is unknown or revoked.
-    async fn load_context(&self, key_hash: &str) -> Result<Arc<IntakeContext>, ApiError> {
-        let state = &self.0;
-        let Some(found) = state.store()?.authenticate(key_hash).await? else {
-            // A revoked key's copy must not send the next request through a commit again.
-            state.intake_cache.forget(key_hash);
-            return Err(ApiError::unauthorized(super::INVALID_KEY));
-        };
-        let context = Arc::new(IntakeContext::new(found));
-        state.intake_cache.remember(key_hash, context.clone());
-        Ok(context)
-    }
-
-    /// Runs the documented checks against `context` and commits the event. From a cached
-    /// context every refusal is only a reason to look again (the caller does).
-    async fn decide(
-        &self,
-        context: &IntakeContext,
-        key_hash: &str,
-        submission: &Submission,
-        source: Source,
-    ) -> Result<Decided, Refusal> {
-        let state = &self.0;
-        let store = state.store()?;
-        let account = &context.account;
-        let now = now_millis();
-        let idempotency_key = parse_idempotency_key(submission.idempotency_key.as_deref())?;
-        let request_hash = match (&idempotency_key, &submission.body) {
-            (Some(_), Ok(body)) => Some(request_hash(body)),
+        let authorized = intake::authorize(state, key_hash).await?;
+        let body = body.value().await;
+        let idempotency_key = parse_idempotency_key(idempotency_key);
+        let request_hash = match (&idempotency_key, &body) {
+            (Ok(Some(_)), Ok(body)) => Some(request_hash(body)),
             _ => None,
         };
-        // A repeat of an accepted request answers like the first one, whatever changed since
-        // but the key: a cached copy may predate its revocation, so a repeat is answered only
-        // from a key just read from the database.
-        if let (Some(key), Some(hash)) = (&idempotency_key, &request_hash)
-            && let Some((first_hash, event_id)) =
-                store.idempotent_event(&account.id, key, now).await?
-        {
-            if source == Source::Cache {
-                return Err(Refusal::Stale);
-            }
-            self.within_rate(account, submission)?;
-            if first_hash != *hash {
-                return Err(idempotency_conflict().into());
-            }
-            let wait = parse_wait(submission.wait.as_deref())?;
-            return Ok(Decided { event_id, wait });
-        }
-        let providers = enabled_channels(state, account)?;
-        self.within_rate(account, submission)?;
-        let limit = state.plan(&account.plan).events_per_month;
-        // The commit checks the quota too; from a cache only a success is answered, so the
-        // read is left to the commit.
-        if source == Source::Database
-            && let Some(limit) = limit
-            && store.events_used(&account.id, now).await? >= limit
-        {
-            return Err(ApiError::too_many_requests(QUOTA_MESSAGE).into());
-        }
-        let wait = parse_wait(submission.wait.as_deref())?;
-        let body = submission.body.as_ref().map_err(ApiError::clone)?;
-        let event = validate_event(body).map_err(ApiError::unprocessable)?;
-        let category = self.category(context, &event.category).await?;
-        let idempotency = idempotency_key
-            .zip(request_hash.as_deref())
-            .map(|(key, request_hash)| IdempotencyKey { key, request_hash });
-        let result = store
-            .insert_event(&NewEvent {
-                account_id: &account.id,
-                category: &category,
-                description: &event.description,
-                fields: &event.fields,
-                providers: &providers,
-                events_limit: limit,
-                now,
-                idempotency,
-                decided_from: Some(DecidedFrom {
-                    key_hash,
-                    account_version: context.version,
-                }),
-            })
-            .await?;
-        match result {
-            IntakeResult::QuotaExceeded => Err(ApiError::too_many_requests(QUOTA_MESSAGE).into()),
-            IntakeResult::KeyConflict => Err(idempotency_conflict().into()),
-            IntakeResult::Stale => Err(Refusal::Stale),
-            IntakeResult::Replayed { event_id } => Ok(Decided { event_id, wait }),
-            IntakeResult::Accepted { event_id } => {
-                state.work_ready.notify_one();
-                Ok(Decided { event_id, wait })
-            }
-        }
+        let event = body.and_then(|body| validate_event(&body).map_err(ApiError::unprocessable));
+        let submission = Submission::new(
+            idempotency_key,
+            request_hash,
+            parse_wait(wait.as_deref()),
+            event,
+        );
+        let accepted = intake::accept(state, authorized, submission).await?;
+        Ok(EventAccepted {
+            message: ACCEPTED_MESSAGE.into(),
+            event_id: accepted.event_id,
+            delivery_status: accepted.status,
+        })
     }
+}
 
-    /// Takes one of the account's intake tokens, or the documented 429 with `Retry-After`.
-    /// Once per request: a request checked again from fresher data has its token.
-    fn within_rate(&self, account: &Account, submission: &Submission) -> Result<(), ApiError> {
-        if submission.took_rate_token.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let state = &self.0;
-        let Some(plan) = state.settings.plans.get(&account.plan) else {
-            return Ok(());
-        };
-        let Some(rate) = Rate::of_plan(plan.events_per_second, plan.burst) else {
-            return Ok(());
-        };
-        let processes = state.process_count.load(Ordering::Relaxed);
-        state
-            .intake_rate
-            .take(&account.id, rate, processes)
-            .map_err(|wait_secs| ApiError::slow_down(RATE_MESSAGE, wait_secs))?;
-        submission.took_rate_token.store(true, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// The named category (case-insensitive), from the context or else the database; the
-    /// documented 404 when the account has none of that name.
-    async fn category(&self, context: &IntakeContext, name: &str) -> Result<Category, ApiError> {
-        if let Some(category) = context.category(name) {
-            return Ok(category);
-        }
-        let found = self
-            .0
-            .store()?
-            .category_for_intake(&context.account.id, name)
-            .await?;
-        let Some(category) = found else {
-            return Err(ApiError::not_found(format!(
-                "You dont have a category named \"{name}\""
-            )));
-        };
-        context.remember_category(&category);
-        Ok(category)
-    }
-
-    /// The answer for an accepted event: at once, or once every delivery is final or `wait`
-    /// is up.
-    async fn respond(
-        &self,
-        context: &IntakeContext,
-        Decided { event_id, wait }: Decided,
-    ) -> Result<Json<EventAccepted>, ApiError> {
-        self.touch_key(context).await;
-        let Some(wait) = wait else {
-            return Ok(accepted(event_id, DeliveryStatus::Pending));
-        };
-        let status = self.wait_for_final(&event_id, wait).await?;
-        match status {
-            DeliveryStatus::Failed => Err(ApiError::Internal(Json(ErrorMessage {
+impl From<IntakeError<ApiError>> for ApiError {
+    /// Intake's refusals as documented for `POST /event`.
+    fn from(err: IntakeError<ApiError>) -> Self {
+        match err {
+            IntakeError::UnknownKey => Self::unauthorized(super::INVALID_KEY),
+            IntakeError::Request(answer) => answer,
+            IntakeError::ChannelNotReady(message) => Self::forbidden(message),
+            IntakeError::RateLimited { retry_after_secs } => {
+                Self::slow_down(RATE_MESSAGE, retry_after_secs)
+            }
+            IntakeError::QuotaReached => Self::too_many_requests(QUOTA_MESSAGE),
+            IntakeError::UnknownCategory(name) => {
+                Self::not_found(format!("You dont have a category named \"{name}\""))
+            }
+            IntakeError::IdempotencyConflict => Self::conflict(IDEMPOTENCY_CONFLICT_MESSAGE),
+            IntakeError::DeliveryFailed { event_id } => Self::Internal(Json(ErrorMessage {
                 message: DELIVERY_FAILED_MESSAGE.into(),
                 event_id: Some(event_id),
-            }))),
-            status => Ok(accepted(event_id, status)),
+            })),
+            IntakeError::AccountKeptChanging => Self::internal(),
+            IntakeError::Store(err) => err.into(),
         }
-    }
-
-    /// Keeps the key's `lastUsedAt` roughly current (it is shown in key listings).
-    async fn touch_key(&self, context: &IntakeContext) {
-        let now = now_millis();
-        if !context.key_touch_due(now, KEY_TOUCH_INTERVAL_MS) {
-            return;
-        }
-        let touched = match self.0.store() {
-            Ok(store) => store.touch_key(&context.key_id, now).await,
-            Err(err) => Err(err),
-        };
-        // The event is committed by now: a failure here must not turn its answer into an error.
-        if let Err(err) = touched {
-            tracing::warn!(error = %err, "could not record when the API key was used");
-        }
-    }
-
-    async fn wait_for_final(
-        &self,
-        event_id: &str,
-        wait: Duration,
-    ) -> Result<DeliveryStatus, ApiError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut results = self.0.delivery_results.subscribe();
-        let store = self.0.store()?;
-        loop {
-            results.mark_unchanged();
-            let status = store
-                .event_status(event_id)
-                .await?
-                .unwrap_or(DeliveryStatus::Pending);
-            if status != DeliveryStatus::Pending || tokio::time::Instant::now() >= deadline {
-                return Ok(status);
-            }
-            // Results recorded by this process wake us at once; other processes' results are
-            // seen by the periodic look.
-            tokio::select! {
-                _ = results.changed() => {}
-                _ = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + WAIT_POLL)) => {}
-            }
-        }
-    }
-}
-
-const WAIT_POLL: Duration = Duration::from_millis(250);
-/// Fresh reads of an account that keeps changing under intake before it gives up.
-const FRESH_ATTEMPTS: usize = 3;
-
-/// What a request brought, kept so it can be checked again against fresher data.
-struct Submission {
-    idempotency_key: Option<String>,
-    wait: Option<String>,
-    body: Result<Value, ApiError>,
-    /// The request has used one of its account's intake tokens.
-    took_rate_token: AtomicBool,
-}
-
-/// Where the account a request is checked against came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Cache,
-    Database,
-}
-
-/// A committed (or replayed) event and how long its answer may wait for its deliveries.
-struct Decided {
-    event_id: String,
-    wait: Option<Duration>,
-}
-
-/// Why a request was not accepted: an answer, or a copy of the account that turned out stale.
-enum Refusal {
-    Answer(ApiError),
-    Stale,
-}
-
-impl<E: Into<ApiError>> From<E> for Refusal {
-    fn from(error: E) -> Self {
-        Self::Answer(error.into())
     }
 }
 
 const IDEMPOTENCY_CONFLICT_MESSAGE: &str =
     "This Idempotency-Key was already used with a different request";
-
-fn idempotency_conflict() -> ApiError {
-    ApiError::conflict(IDEMPOTENCY_CONFLICT_MESSAGE)
-}
 
 #[OpenApi(tag = "Tag::Events")]
 impl IntakeApi {

@@ -16,10 +16,11 @@ use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
+pub use crate::service::intake::ValidEvent;
 pub use account::parse_account_update;
 pub use categories::parse_new_category;
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
-pub use intake::{ValidEvent, validate_event};
+pub use intake::validate_event;
 
 use crate::app::AppState;
 
