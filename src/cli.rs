@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use pingpilot_core::api;
-use pingpilot_core::app::{AppState, open_store};
+use pingpilot_core::app::{offline_providers, open_store};
 use pingpilot_core::config::{Config, Settings};
 use pingpilot_core::model::format_time;
 use pingpilot_core::provider;
@@ -220,9 +220,8 @@ async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
         Command::Config(ConfigCommand::Check) => {
             let config = Config::load(config_path)?;
             // Building the providers validates their sections too.
-            let state = AppState::without_database(&config)?;
-            let waiting: Vec<Value> = state
-                .providers
+            let providers = offline_providers(&config)?;
+            let waiting: Vec<Value> = providers
                 .iter()
                 .filter_map(|entry| {
                     entry.provider.not_configured().map(|reason| {

@@ -41,8 +41,7 @@ pub struct ProviderEntry {
 
 pub struct AppState {
     pub settings: Settings,
-    /// `None` only in the state used to render the OpenAPI document.
-    store: Option<Store>,
+    store: Store,
     pub providers: Vec<ProviderEntry>,
     /// Wakes the delivery workers when new work is committed.
     pub work_ready: Arc<Notify>,
@@ -62,6 +61,12 @@ pub struct AppState {
 /// What a request authenticated as.
 pub struct Caller {
     pub account: Account,
+}
+
+/// The linked providers built from the configuration, without a database (`config check`):
+/// building them validates their settings.
+pub fn offline_providers(config: &Config) -> Result<Vec<ProviderEntry>, AppError> {
+    build_providers(config, Arc::new(NoHost))
 }
 
 impl AppState {
@@ -84,7 +89,7 @@ impl AppState {
         let providers = build_providers(config, host.clone())?;
         let state = Arc::new(Self {
             settings: config.settings.clone(),
-            store: Some(store),
+            store,
             providers,
             work_ready,
             process_id,
@@ -97,43 +102,8 @@ impl AppState {
         Ok(state)
     }
 
-    /// Providers built from the configuration, without opening the database (`config check`).
-    pub fn without_database(config: &Config) -> Result<Self, AppError> {
-        let host: Arc<dyn ProviderHost> = Arc::new(NoHost);
-        Ok(Self {
-            settings: config.settings.clone(),
-            store: None,
-            providers: build_providers(config, host)?,
-            work_ready: Arc::new(Notify::new()),
-            process_id: String::new(),
-            process_count: Arc::new(AtomicU32::new(1)),
-            delivery_results: watch::Sender::new(0),
-            metrics: Metrics::default(),
-            intake_cache: IntakeCache::default(),
-            intake_rate: IntakeRate::default(),
-        })
-    }
-
-    /// A state with no database, enough to render the OpenAPI document.
-    pub(crate) fn for_documentation() -> Self {
-        Self {
-            settings: Settings::default(),
-            store: None,
-            providers: Vec::new(),
-            work_ready: Arc::new(Notify::new()),
-            process_id: String::new(),
-            process_count: Arc::new(AtomicU32::new(1)),
-            delivery_results: watch::Sender::new(0),
-            metrics: Metrics::default(),
-            intake_cache: IntakeCache::default(),
-            intake_rate: IntakeRate::default(),
-        }
-    }
-
-    pub fn store(&self) -> Result<&Store, StoreError> {
-        self.store
-            .as_ref()
-            .ok_or_else(|| StoreError::Corrupt("no database in this context".into()))
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn plan(&self, name: &str) -> PlanLimits {
@@ -151,7 +121,7 @@ impl AppState {
     /// Resolves an API key to its account and key id, noting (at most once a minute) that the
     /// key was used; `None` when unknown or revoked.
     pub async fn authenticate_key(&self, key: &str) -> Result<Option<Authenticated>, StoreError> {
-        let store = self.store()?;
+        let store = self.store();
         let Some(found) = store.authenticate(&hash_api_key(key)).await? else {
             return Ok(None);
         };
@@ -186,7 +156,7 @@ impl AppState {
             return Ok(ChannelLink::default());
         }
         let (token, state) = self
-            .store()?
+            .store()
             .link_token(&account.id, entry.registration.id)
             .await?;
         Ok(ChannelLink {

@@ -226,9 +226,7 @@ fn lower_this_threads_priority(_priority: DeliveryPriority) {}
 /// Claims and sends deliveries until `shutdown` turns true, then lets in-flight sends finish
 /// within the grace period (or gives their leases back).
 async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
-    let Ok(store) = state.store().cloned() else {
-        return;
-    };
+    let store = state.store().clone();
     let settings = &state.settings.delivery;
     let owner = format!("worker-{}", ulid::Ulid::new());
     let policy = RetryPolicy::from_settings(settings);
@@ -540,9 +538,7 @@ async fn finish(
     attempt: Option<&AttemptLog>,
     update: &DeliveryUpdate,
 ) {
-    let Ok(store) = state.store() else {
-        return;
-    };
+    let store = state.store();
     match store
         .finish_delivery(delivery.id, owner, attempt, update)
         .await

@@ -67,9 +67,7 @@ const HEARTBEAT_WINDOW_MS: i64 = 6_000;
 
 /// Keeps this process registered among the live ones, so per-bot rate budgets are shared.
 async fn heartbeat(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
-    let Ok(store) = state.store().cloned() else {
-        return;
-    };
+    let store = state.store().clone();
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     let failures = Throttled::every(std::time::Duration::from_secs(10));
     loop {

@@ -182,7 +182,7 @@ pub async fn start_session(
         key_id: key_id.map(str::to_string),
     };
     state
-        .store()?
+        .store()
         .create_session(&hash_api_key(&id), &record, now)
         .await?;
     Ok(set_cookie(
@@ -215,13 +215,13 @@ impl SignedIn {
 
     /// Ends this session.
     pub async fn sign_out(&self) -> Result<(), StoreError> {
-        self.state.store()?.delete_session(&self.session_hash).await
+        self.state.store().delete_session(&self.session_hash).await
     }
 
     /// Ends every session of the account, this one included; how many there were.
     pub async fn sign_out_everywhere(&self) -> Result<u64, StoreError> {
         self.state
-            .store()?
+            .store()
             .delete_account_sessions(&self.account.id, now_millis())
             .await
     }
@@ -234,7 +234,7 @@ impl<'a> FromRequest<'a> for SignedIn {
             return Err(DashError::SignInNeeded.into());
         };
         let session_hash = hash_api_key(id);
-        let store = state.store().map_err(DashError::from)?;
+        let store = state.store();
         let Some(session) = store
             .session(&session_hash, now_millis())
             .await

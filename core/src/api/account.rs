@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{Example, ToJSON, Type};
@@ -513,7 +514,7 @@ impl From<&ApiKeyInfo> for ApiKeySummary {
     }
 }
 
-pub struct AccountApi(pub Arc<AppState>);
+pub struct AccountApi;
 
 /// The account as the API shows it.
 pub async fn account_view(state: &AppState, account: &Account) -> Result<AccountView, ApiError> {
@@ -654,11 +655,12 @@ impl AccountApi {
     #[oai(path = "/account", method = "get", operation_id = "get_account")]
     async fn get_account(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
     ) -> Result<AccountResponse, Errors<super::events::KeyOnlyErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
+        let account = authenticate(state.0, &auth).await?;
         Ok(AccountResponse::Account(Json(
-            account_view(&self.0, &account).await?,
+            account_view(state.0, &account).await?,
         )))
     }
 
@@ -670,18 +672,19 @@ impl AccountApi {
     #[oai(path = "/account", method = "patch", operation_id = "update_account")]
     async fn update_account(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The changes.
         body: JsonBody<AccountUpdate>,
     ) -> Result<AccountResponse, Errors<UpdateAccountErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
+        let account = authenticate(state.0, &auth).await?;
         let changes =
-            parse_account_update(&self.0, &body.value().await?).map_err(ApiError::unprocessable)?;
-        let updated = apply_account_update(&self.0, &account.id, &changes)
+            parse_account_update(state.0, &body.value().await?).map_err(ApiError::unprocessable)?;
+        let updated = apply_account_update(state.0, &account.id, &changes)
             .await?
             .ok_or_else(ApiError::internal)?;
         Ok(AccountResponse::Account(Json(
-            account_view(&self.0, &updated).await?,
+            account_view(state.0, &updated).await?,
         )))
     }
 
@@ -695,10 +698,11 @@ impl AccountApi {
     )]
     async fn list_api_keys(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
     ) -> Result<ListKeysResponse, Errors<super::events::KeyOnlyErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        let keys = self.0.store()?.list_keys(&account.id).await?;
+        let account = authenticate(state.0, &auth).await?;
+        let keys = state.store().list_keys(&account.id).await?;
         Ok(ListKeysResponse::Keys(Json(
             keys.iter().map(ApiKeySummary::from).collect(),
         )))
@@ -715,12 +719,12 @@ impl AccountApi {
     )]
     async fn create_api_key(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
     ) -> Result<KeyCreatedResponse, Errors<super::events::KeyOnlyErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        let (info, key) = self
-            .0
-            .store()?
+        let account = authenticate(state.0, &auth).await?;
+        let (info, key) = state
+            .store()
             .create_key(&account.id)
             .await?
             .ok_or_else(ApiError::internal)?;
@@ -742,12 +746,13 @@ impl AccountApi {
     )]
     async fn revoke_api_key(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The key id (from `GET /account/api-keys`), not the key.
         id: Path<String>,
     ) -> Result<KeyRevokedResponse, Errors<RevokeKeyErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        if self.0.store()?.revoke_key(&id.0, Some(&account.id)).await? {
+        let account = authenticate(state.0, &auth).await?;
+        if state.store().revoke_key(&id.0, Some(&account.id)).await? {
             Ok(KeyRevokedResponse::Revoked)
         } else {
             Err(ApiError::not_found(KEY_NOT_FOUND).into())

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -364,7 +365,7 @@ fn duplicate(name: &str) -> ApiError {
     ApiError::conflict(duplicate_message(name))
 }
 
-pub struct CategoriesApi(pub Arc<AppState>);
+pub struct CategoriesApi;
 
 #[OpenApi(tag = "Tag::Categories")]
 impl CategoriesApi {
@@ -374,10 +375,11 @@ impl CategoriesApi {
     #[oai(path = "/categories", method = "get", operation_id = "list_categories")]
     async fn list_categories(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
     ) -> Result<ListCategoriesResponse, Errors<super::events::KeyOnlyErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        let categories = self.0.store()?.categories(&account.id).await?;
+        let account = authenticate(state.0, &auth).await?;
+        let categories = state.store().categories(&account.id).await?;
         Ok(ListCategoriesResponse::Categories(Json(
             categories.iter().map(CategoryView::from).collect(),
         )))
@@ -395,13 +397,14 @@ impl CategoriesApi {
     )]
     async fn create_category(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The category.
         body: JsonBody<NewCategory>,
     ) -> Result<CreateCategoryResponse, Errors<CreateCategoryErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
+        let account = authenticate(state.0, &auth).await?;
         let new = parse_new_category(&body.value().await?).map_err(ApiError::unprocessable)?;
-        let category = create_category(&self.0, &account, &new).await?;
+        let category = create_category(state.0, &account, &new).await?;
         Ok(CreateCategoryResponse::Created(Json((&category).into())))
     }
 
@@ -415,12 +418,13 @@ impl CategoriesApi {
     )]
     async fn get_category(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The category name, matched case-insensitively.
         name: Path<String>,
     ) -> Result<CategoryResponse, Errors<CategoryErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        match self.0.store()?.category(&account.id, &name.0).await? {
+        let account = authenticate(state.0, &auth).await?;
+        match state.store().category(&account.id, &name.0).await? {
             Some(category) => Ok(CategoryResponse::Category(Json((&category).into()))),
             None => Err(not_found(&name.0).into()),
         }
@@ -437,18 +441,18 @@ impl CategoriesApi {
     )]
     async fn update_category(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The category name, matched case-insensitively.
         name: Path<String>,
         /// The changes.
         body: JsonBody<CategoryPatch>,
     ) -> Result<CategoryResponse, Errors<UpdateCategoryErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
+        let account = authenticate(state.0, &auth).await?;
         let changes =
             parse_category_patch(&body.value().await?).map_err(ApiError::unprocessable)?;
-        match self
-            .0
-            .store()?
+        match state
+            .store()
             .update_category(&account.id, &name.0, &changes)
             .await?
         {
@@ -473,17 +477,13 @@ impl CategoriesApi {
     )]
     async fn delete_category(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The category name, matched case-insensitively.
         name: Path<String>,
     ) -> Result<DeleteCategoryResponse, Errors<CategoryErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        if self
-            .0
-            .store()?
-            .delete_category(&account.id, &name.0)
-            .await?
-        {
+        let account = authenticate(state.0, &auth).await?;
+        if state.store().delete_category(&account.id, &name.0).await? {
             Ok(DeleteCategoryResponse::Deleted)
         } else {
             Err(not_found(&name.0).into())

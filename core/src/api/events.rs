@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{Example, Type};
@@ -16,7 +17,7 @@ use super::error::ApiError;
 use super::event_types::EventFields;
 use super::extract::{Bearer, JsonBody};
 use super::intake::{
-    EventRequest, IdempotencyKeyParam, IntakeApi, SendEventErrors, SendEventResponse, WaitParam,
+    EventRequest, IdempotencyKeyParam, SendEventErrors, SendEventResponse, WaitParam,
 };
 use super::{Tag, authenticate};
 use crate::app::AppState;
@@ -426,7 +427,7 @@ fn range_start(range: &str, now: Millis) -> Result<Millis, ApiError> {
     Ok(start.timestamp_millis())
 }
 
-pub struct EventsApi(pub Arc<AppState>);
+pub struct EventsApi;
 
 #[OpenApi(tag = "Tag::Events")]
 impl EventsApi {
@@ -438,6 +439,7 @@ impl EventsApi {
     #[allow(clippy::too_many_arguments)]
     async fn list_events(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// Only events of this category (by name, case-insensitively).
         category: Query<Option<String>>,
@@ -455,7 +457,7 @@ impl EventsApi {
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<ListEventsResponse, Errors<ListEventsErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
+        let account = authenticate(state.0, &auth).await?;
         let limit = match limit.0.map(Param::into_inner) {
             None => DEFAULT_PAGE,
             Some(text) => text
@@ -496,7 +498,7 @@ impl EventsApi {
             before_id: cursor.0,
             limit: limit + 1,
         };
-        let mut events = self.0.store()?.events(&account.id, &filter).await?;
+        let mut events = state.store().events(&account.id, &filter).await?;
         let next_cursor = if events.len() > limit as usize {
             events.truncate(limit as usize);
             events.last().map(|e| e.id.clone())
@@ -516,6 +518,7 @@ impl EventsApi {
     #[oai(path = "/events", method = "post", operation_id = "send_event_alias")]
     async fn send_event_alias(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// As for `POST /event`.
         #[oai(name = "Idempotency-Key")]
@@ -525,9 +528,7 @@ impl EventsApi {
         /// The event.
         body: JsonBody<EventRequest>,
     ) -> Result<SendEventResponse, Errors<SendEventErrors>> {
-        IntakeApi(self.0.clone())
-            .documented_accept(auth, idempotency_key, wait.0, body)
-            .await
+        super::intake::documented_accept(state.0, auth, idempotency_key, wait.0, body).await
     }
 
     /// Read an event
@@ -537,12 +538,13 @@ impl EventsApi {
     #[oai(path = "/events/:id", method = "get", operation_id = "get_event")]
     async fn get_event(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The event id (`evt_…`).
         id: Path<String>,
     ) -> Result<GetEventResponse, Errors<EventErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        let Some((event, deliveries)) = self.0.store()?.event(&account.id, &id.0).await? else {
+        let account = authenticate(state.0, &auth).await?;
+        let Some((event, deliveries)) = state.store().event(&account.id, &id.0).await? else {
             return Err(ApiError::not_found(EVENT_NOT_FOUND).into());
         };
         let EventSummary {
@@ -578,12 +580,13 @@ impl EventsApi {
     )]
     async fn retry_event(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// The event id (`evt_…`).
         id: Path<String>,
     ) -> Result<RetryEventResponse, Errors<EventErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        let Some(requeued) = retry_failed_deliveries(&self.0, &account.id, &id.0).await? else {
+        let account = authenticate(state.0, &auth).await?;
+        let Some(requeued) = retry_failed_deliveries(state.0, &account.id, &id.0).await? else {
             return Err(ApiError::not_found(EVENT_NOT_FOUND).into());
         };
         Ok(RetryEventResponse::Requeued(Json(RetryResult {
@@ -598,9 +601,13 @@ impl EventsApi {
     /// The plan, its monthly event and category limits, what is used of them, and when the
     /// monthly count starts again.
     #[oai(path = "/quota", method = "get", operation_id = "get_quota")]
-    async fn get_quota(&self, auth: Bearer) -> Result<GetQuotaResponse, Errors<KeyOnlyErrors>> {
-        let account = authenticate(&self.0, &auth).await?;
-        let quota = quota(&self.0, &account, now_millis()).await?;
+    async fn get_quota(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Bearer,
+    ) -> Result<GetQuotaResponse, Errors<KeyOnlyErrors>> {
+        let account = authenticate(state.0, &auth).await?;
+        let quota = quota(state.0, &account, now_millis()).await?;
         Ok(GetQuotaResponse::Quota(Json(QuotaView {
             events_used: quota.events_used,
             events_limit: quota.events_limit.into(),

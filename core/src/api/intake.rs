@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
@@ -351,71 +352,68 @@ fn request_hash(body: &Value) -> String {
     crate::model::hash_api_key(&body.to_string())
 }
 
-pub struct IntakeApi(pub Arc<AppState>);
+pub struct IntakeApi;
 
-impl IntakeApi {
-    /// [`IntakeApi::accept`] with its answers as documented; also serves the `POST /events`
-    /// alias (in `events.rs`: one path must be documented by one API impl).
-    pub(super) async fn documented_accept(
-        &self,
-        auth: Bearer,
-        idempotency_key: RawHeader<IdempotencyKeyParam>,
-        wait: Option<Param<WaitParam>>,
-        body: JsonBody<EventRequest>,
-    ) -> Result<SendEventResponse, Errors<SendEventErrors>> {
-        let idempotency_key = idempotency_key.0;
-        let wait = wait.map(Param::into_inner);
-        match self.accept(auth, idempotency_key, wait, body).await {
-            Ok(accepted) => Ok(SendEventResponse::Accepted(documented::Json(accepted))),
-            Err(error) => Err(error.into()),
-        }
+/// [`accept`] with its answers as documented; also serves the `POST /events` alias (in
+/// `events.rs`: one path must be documented by one API impl).
+pub(super) async fn documented_accept(
+    state: &AppState,
+    auth: Bearer,
+    idempotency_key: RawHeader<IdempotencyKeyParam>,
+    wait: Option<Param<WaitParam>>,
+    body: JsonBody<EventRequest>,
+) -> Result<SendEventResponse, Errors<SendEventErrors>> {
+    let idempotency_key = idempotency_key.0;
+    let wait = wait.map(Param::into_inner);
+    match accept(state, auth, idempotency_key, wait, body).await {
+        Ok(accepted) => Ok(SendEventResponse::Accepted(documented::Json(accepted))),
+        Err(error) => Err(error.into()),
     }
+}
 
-    async fn accept(
-        &self,
-        auth: Bearer,
-        idempotency_key: Option<String>,
-        wait: Option<String>,
-        body: JsonBody<EventRequest>,
-    ) -> Result<EventAccepted, ApiError> {
-        let result = self.checked_accept(auth, idempotency_key, wait, body).await;
-        let status = result.as_ref().map_or_else(ApiError::status, |_| 200);
-        self.0.metrics.intake(status);
-        result
-    }
+async fn accept(
+    state: &AppState,
+    auth: Bearer,
+    idempotency_key: Option<String>,
+    wait: Option<String>,
+    body: JsonBody<EventRequest>,
+) -> Result<EventAccepted, ApiError> {
+    let result = checked_accept(state, auth, idempotency_key, wait, body).await;
+    let status = result.as_ref().map_or_else(ApiError::status, |_| 200);
+    state.metrics.intake(status);
+    result
+}
 
-    async fn checked_accept(
-        &self,
-        auth: Bearer,
-        idempotency_key: Option<String>,
-        wait: Option<String>,
-        body: JsonBody<EventRequest>,
-    ) -> Result<EventAccepted, ApiError> {
-        let state = &self.0;
-        let key_hash = hash_api_key(presented_key(&auth)?);
-        // The key is checked before any of the body is read: a request with a bad key is
-        // answered from its headers alone, whatever body it declares.
-        let authorized = intake::authorize(state, key_hash).await?;
-        let body = body.value().await;
-        let idempotency_key = parse_idempotency_key(idempotency_key);
-        let request_hash = match (&idempotency_key, &body) {
-            (Ok(Some(_)), Ok(body)) => Some(request_hash(body)),
-            _ => None,
-        };
-        let event = body.and_then(|body| validate_event(&body).map_err(ApiError::unprocessable));
-        let submission = Submission::new(
-            idempotency_key,
-            request_hash,
-            parse_wait(wait.as_deref()),
-            event,
-        );
-        let accepted = intake::accept(state, authorized, submission).await?;
-        Ok(EventAccepted {
-            message: ACCEPTED_MESSAGE.into(),
-            event_id: accepted.event_id,
-            delivery_status: accepted.status,
-        })
-    }
+async fn checked_accept(
+    state: &AppState,
+    auth: Bearer,
+    idempotency_key: Option<String>,
+    wait: Option<String>,
+    body: JsonBody<EventRequest>,
+) -> Result<EventAccepted, ApiError> {
+    let key_hash = hash_api_key(presented_key(&auth)?);
+    // The key is checked before any of the body is read: a request with a bad key is
+    // answered from its headers alone, whatever body it declares.
+    let authorized = intake::authorize(state, key_hash).await?;
+    let body = body.value().await;
+    let idempotency_key = parse_idempotency_key(idempotency_key);
+    let request_hash = match (&idempotency_key, &body) {
+        (Ok(Some(_)), Ok(body)) => Some(request_hash(body)),
+        _ => None,
+    };
+    let event = body.and_then(|body| validate_event(&body).map_err(ApiError::unprocessable));
+    let submission = Submission::new(
+        idempotency_key,
+        request_hash,
+        parse_wait(wait.as_deref()),
+        event,
+    );
+    let accepted = intake::accept(state, authorized, submission).await?;
+    Ok(EventAccepted {
+        message: ACCEPTED_MESSAGE.into(),
+        event_id: accepted.event_id,
+        delivery_status: accepted.status,
+    })
 }
 
 impl From<IntakeError<ApiError>> for ApiError {
@@ -463,6 +461,7 @@ impl IntakeApi {
     #[oai(path = "/event", method = "post", operation_id = "send_event")]
     async fn send_event(
         &self,
+        state: Data<&Arc<AppState>>,
         auth: Bearer,
         /// Makes retries safe: a repeat of an accepted request with the same key within 24 hours
         /// answers with the first answer (same `eventId`) and changes nothing; the same key with
@@ -475,8 +474,7 @@ impl IntakeApi {
         /// The event.
         body: JsonBody<EventRequest>,
     ) -> Result<SendEventResponse, Errors<SendEventErrors>> {
-        self.documented_accept(auth, idempotency_key, wait.0, body)
-            .await
+        documented_accept(state.0, auth, idempotency_key, wait.0, body).await
     }
 }
 

@@ -38,9 +38,9 @@ pub struct Mount {
 pub const API_TITLE: &str = "PingPilot";
 const API_PREFIX: &str = "/api/v1";
 
-fn service(
-    state: Arc<AppState>,
-) -> OpenApiService<
+/// The documented API. Its operations take the relay's state from the request (`Data`), so the
+/// document itself is built without one.
+fn service() -> OpenApiService<
     (
         intake::IntakeApi,
         account::AccountApi,
@@ -51,10 +51,10 @@ fn service(
 > {
     OpenApiService::new(
         (
-            intake::IntakeApi(state.clone()),
-            account::AccountApi(state.clone()),
-            categories::CategoriesApi(state.clone()),
-            events::EventsApi(state),
+            intake::IntakeApi,
+            account::AccountApi,
+            categories::CategoriesApi,
+            events::EventsApi,
         ),
         API_TITLE,
         env!("CARGO_PKG_VERSION"),
@@ -91,19 +91,19 @@ pub fn metrics_routes(state: Arc<AppState>) -> impl Endpoint<Output = Response> 
 
 /// The OpenAPI document as JSON, exactly as the server serves it.
 pub fn openapi_json() -> String {
-    service(Arc::new(AppState::for_documentation())).spec()
+    service().spec()
 }
 
 /// The OpenAPI document as YAML.
 pub fn openapi_yaml() -> String {
-    service(Arc::new(AppState::for_documentation())).spec_yaml()
+    service().spec_yaml()
 }
 
 /// Every route the server answers.
 pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output = Response> {
-    let api = service(state.clone());
-    let spec_json = openapi_json();
-    let spec_yaml = openapi_yaml();
+    let api = service();
+    let spec_json = api.spec();
+    let spec_yaml = api.spec_yaml();
     let swagger = api.swagger_ui();
     let allowed = Arc::new(AllowedMethods::new(&spec_json));
     let mounted: Arc<[(&'static str, &'static [&'static str])]> =
@@ -131,7 +131,7 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output 
         )
         .nest("/docs", swagger)
         .at("/api/v1/:provider/webhook", ops::webhook(state.clone()))
-        .nest(API_PREFIX, api)
+        .nest(API_PREFIX, api.data(state.clone()))
         .nest("/", ops::routes(state))
         .around(move |next, req| {
             let allowed = allowed.clone();

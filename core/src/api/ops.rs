@@ -77,10 +77,7 @@ fn scraper_allowed(state: &AppState, request: &poem::Request) -> bool {
 /// Prometheus text: this process's counters and the database's queue (as of the last few
 /// seconds: every scrape shares one reading).
 async fn metrics(state: &AppState) -> Response {
-    let queue = match state.store() {
-        Ok(store) => state.metrics.queue(store, now_millis()).await,
-        Err(err) => Err(err),
-    };
+    let queue = state.metrics.queue(state.store(), now_millis()).await;
     match queue {
         Ok(queue) => state
             .metrics
@@ -105,10 +102,7 @@ static UNREADY_LOG: LazyLock<Throttled> =
 
 /// Ready when the database takes writes and answers.
 async fn readiness(state: &AppState) -> Response {
-    let database = match state.store() {
-        Ok(store) => store.ping().await,
-        Err(err) => Err(err),
-    };
+    let database = state.store().ping().await;
     match database {
         Ok(()) => json_response(
             StatusCode::OK,

@@ -53,7 +53,7 @@ pub async fn apply_account_update(
     account_id: &str,
     changes: &AccountChanges,
 ) -> Result<Option<Account>, StoreError> {
-    let updated = state.store()?.update_account(account_id, changes).await?;
+    let updated = state.store().update_account(account_id, changes).await?;
     if updated.is_some() {
         state.work_ready.notify_one();
     }

@@ -32,7 +32,7 @@ pub async fn create_category(
 ) -> Result<Category, ServiceError> {
     let limit = state.plan(&account.plan).categories;
     let created = state
-        .store()?
+        .store()
         .create_category(
             &account.id,
             &new.name,

@@ -13,7 +13,7 @@ pub async fn retry_failed_deliveries(
     account_id: &str,
     event_id: &str,
 ) -> Result<Option<u64>, StoreError> {
-    let requeued = state.store()?.retry_event(account_id, event_id).await?;
+    let requeued = state.store().retry_event(account_id, event_id).await?;
     if requeued.is_some() {
         state.work_ready.notify_one();
     }
@@ -37,7 +37,7 @@ pub struct Quota {
 
 /// The quota of `account` at `now`.
 pub async fn quota(state: &AppState, account: &Account, now: Millis) -> Result<Quota, StoreError> {
-    let store = state.store()?;
+    let store = state.store();
     let limits = state.plan(&account.plan);
     Ok(Quota {
         plan: account.plan.clone(),

@@ -171,7 +171,7 @@ async fn load_context<R>(
     state: &AppState,
     key_hash: &str,
 ) -> Result<Arc<IntakeContext>, IntakeError<R>> {
-    let Some(found) = state.store()?.authenticate(key_hash).await? else {
+    let Some(found) = state.store().authenticate(key_hash).await? else {
         // A revoked key's copy must not send the next request through a commit again.
         state.intake_cache.forget(key_hash);
         return Err(IntakeError::UnknownKey);
@@ -227,7 +227,7 @@ async fn decide<R: Clone>(
     submission: &Submission<R>,
     source: Source,
 ) -> Result<Decided, Refusal<R>> {
-    let store = state.store()?;
+    let store = state.store();
     let account = &context.account;
     let now = now_millis();
     let idempotency_key = part(&submission.idempotency_key)?.as_deref();
@@ -354,7 +354,7 @@ async fn category<R>(
         return Ok(category);
     }
     let found = state
-        .store()?
+        .store()
         .category_for_intake(&context.account.id, name)
         .await?;
     let Some(category) = found else {
@@ -392,10 +392,7 @@ async fn touch_key(state: &AppState, context: &IntakeContext) {
     if !context.key_touch_due(now, KEY_TOUCH_INTERVAL_MS) {
         return;
     }
-    let touched = match state.store() {
-        Ok(store) => store.touch_key(&context.key_id, now).await,
-        Err(err) => Err(err),
-    };
+    let touched = state.store().touch_key(&context.key_id, now).await;
     // The event is committed by now: a failure here must not turn its answer into an error.
     if let Err(err) = touched {
         tracing::warn!(error = %err, "could not record when the API key was used");
@@ -409,7 +406,7 @@ async fn wait_for_final(
 ) -> Result<DeliveryStatus, StoreError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut results = state.delivery_results.subscribe();
-    let store = state.store()?;
+    let store = state.store();
     loop {
         results.mark_unchanged();
         let status = store

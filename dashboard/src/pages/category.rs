@@ -112,7 +112,7 @@ async fn summarise(
     range: Range,
     before: Option<String>,
 ) -> PageResult<Summary> {
-    let store = user.state.store()?;
+    let store = user.state.store();
     let account = &user.account.id;
     let category = store
         .category(account, name)

@@ -37,7 +37,7 @@ async fn event_page(
     Path(id): Path<String>,
     Query(query): Query<Done>,
 ) -> PageResult {
-    let store = user.state.store()?;
+    let store = user.state.store();
     let Some((event, deliveries)) = store.event(&user.account.id, &id).await? else {
         return Err(DashError::NotFound);
     };

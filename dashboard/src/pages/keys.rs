@@ -23,7 +23,7 @@ fn keys_url() -> String {
 
 #[handler]
 async fn keys_page(user: SignedIn, Query(query): Query<Done>) -> PageResult {
-    let keys = user.state.store()?.list_keys(&user.account.id).await?;
+    let keys = user.state.store().list_keys(&user.account.id).await?;
     let notice = match query.done.as_deref() {
         Some("revoked") => Some(layout::notice(
             NoticeKind::Done,
@@ -124,7 +124,7 @@ fn signed_in_with(user: &SignedIn, key: &ApiKeyInfo) -> bool {
 #[handler]
 async fn create_key(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
     user.check_csrf(&form.csrf)?;
-    let store = user.state.store()?;
+    let store = user.state.store();
     let (info, key) = store
         .create_key(&user.account.id)
         .await?
@@ -158,7 +158,7 @@ async fn create_key(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
 }
 
 async fn own_key(user: &SignedIn, id: &str) -> PageResult<ApiKeyInfo> {
-    let keys = user.state.store()?.list_keys(&user.account.id).await?;
+    let keys = user.state.store().list_keys(&user.account.id).await?;
     keys.into_iter()
         .find(|key| key.id == id)
         .ok_or(DashError::NotFound)
@@ -212,7 +212,7 @@ async fn revoke_key(
     user.check_csrf(&form.csrf)?;
     let revoked = user
         .state
-        .store()?
+        .store()
         .revoke_key(&id, Some(&user.account.id))
         .await?;
     if !revoked {

@@ -218,7 +218,7 @@ async fn quick_start(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
 async fn confirm_delete(user: SignedIn, Path(name): Path<String>) -> PageResult {
     let category = user
         .state
-        .store()?
+        .store()
         .category(&user.account.id, &name)
         .await?
         .ok_or(DashError::NotFound)?;
@@ -262,7 +262,7 @@ async fn delete(
     user.check_csrf(&form.csrf)?;
     let deleted = user
         .state
-        .store()?
+        .store()
         .delete_category(&user.account.id, &name)
         .await?;
     if !deleted {
@@ -281,7 +281,7 @@ async fn render(
     notices: Vec<Markup>,
     form: &CreateForm,
 ) -> PageResult {
-    let store = user.state.store()?;
+    let store = user.state.store();
     let categories = store.categories(&user.account.id).await?;
     let this_month = store
         .category_counts_since(&user.account.id, Range::Month.start_around(now_millis()))

@@ -194,7 +194,7 @@ async fn sign_in_with_link(
     }
     let state = app_state(req);
     let redeemed = state
-        .store()?
+        .store()
         .redeem_login_link(&hash_api_key(&token), now_millis())
         .await?;
     let Some(account_id) = redeemed else {
