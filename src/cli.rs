@@ -9,7 +9,7 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, 
 use pingpilot_core::api;
 use pingpilot_core::app::{offline_providers, open_store};
 use pingpilot_core::config::{Config, Settings};
-use pingpilot_core::model::format_time;
+use pingpilot_core::model::{AccountId, KeyId, format_time};
 use pingpilot_core::provider;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -388,9 +388,10 @@ async fn account_command(
         }
         AccountCommand::LoginLink { account } => {
             let store = open_store(config).await?;
-            let Some(url) = pingpilot_dashboard::login_link(&store, settings, &account).await?
+            let account_id = account_id(&account)?;
+            let Some(url) = pingpilot_dashboard::login_link(&store, settings, &account_id).await?
             else {
-                return Err(CliError::Usage(format!("no account with id {account:?}")));
+                return Err(no_account(&account));
             };
             println!("{url}");
             eprintln!("Works once, within {}.", settings.dashboard.login_link_ttl);
@@ -398,16 +399,17 @@ async fn account_command(
         AccountCommand::SetPlan { account, plan } => {
             check_plan(settings, &plan)?;
             let store = open_store(config).await?;
-            if !store.set_plan(&account, &plan).await? {
-                return Err(CliError::Usage(format!("no account with id {account:?}")));
+            if !store.set_plan(&account_id(&account)?, &plan).await? {
+                return Err(no_account(&account));
             }
             print_json(&json!({"accountId": account, "plan": plan}));
         }
         AccountCommand::SignOut { account } => {
             let store = open_store(config).await?;
-            let Some(ended) = pingpilot_dashboard::sign_out_everywhere(&store, &account).await?
+            let account_id = account_id(&account)?;
+            let Some(ended) = pingpilot_dashboard::sign_out_everywhere(&store, &account_id).await?
             else {
-                return Err(CliError::Usage(format!("no account with id {account:?}")));
+                return Err(no_account(&account));
             };
             print_json(&json!({"accountId": account, "sessionsEnded": ended}));
         }
@@ -419,13 +421,17 @@ async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliErro
     let store = open_store(config).await?;
     match command {
         KeyCommand::Create { account } => {
-            let Some((info, key)) = store.create_key(&account).await? else {
-                return Err(CliError::Usage(format!("no account with id {account:?}")));
+            let Some((info, key)) = store.create_key(&account_id(&account)?).await? else {
+                return Err(no_account(&account));
             };
             print_json(&json!({"keyId": info.id, "apiKey": key, "prefix": info.prefix}));
         }
         KeyCommand::Revoke { key_id } => {
-            if !store.revoke_key(&key_id, None).await? {
+            let revoked = match KeyId::parse(&key_id) {
+                Some(id) => store.revoke_key(&id, None).await?,
+                None => false,
+            };
+            if !revoked {
                 return Err(CliError::Usage(format!(
                     "no live API key with id {key_id:?}"
                 )));
@@ -434,6 +440,15 @@ async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliErro
         }
     }
     Ok(())
+}
+
+/// An `--account` argument; an id without the `acc_` prefix names no account.
+fn account_id(text: &str) -> Result<AccountId, CliError> {
+    AccountId::parse(text).ok_or_else(|| no_account(text))
+}
+
+fn no_account(text: &str) -> CliError {
+    CliError::Usage(format!("no account with id {text:?}"))
 }
 
 fn providers_description() -> Value {

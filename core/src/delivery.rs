@@ -409,7 +409,7 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
         return;
     };
     let message = EventMessage {
-        event_id: delivery.event_id.clone(),
+        event_id: delivery.event_id.to_string(),
         category: delivery.category.clone(),
         emoji: delivery.emoji.clone(),
         color: delivery.color,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::model::AccountId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -186,7 +187,7 @@ pub enum LinkOutcome {
 
 /// The per-account view a provider gets of its channel.
 pub struct ChannelContext<'a> {
-    pub account_id: &'a str,
+    pub account_id: &'a AccountId,
     /// Values of every account field (by JSON name) that is set.
     pub fields: &'a BTreeMap<String, String>,
     /// The link token, when the provider uses one.
@@ -207,6 +208,7 @@ pub struct ChannelStatus {
 /// One event rendered for delivery.
 #[derive(Debug, Clone)]
 pub struct EventMessage {
+    /// The event's id (a test message's: `test_` + ULID).
     pub event_id: String,
     pub category: String,
     pub emoji: Option<String>,

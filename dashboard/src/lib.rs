@@ -14,7 +14,7 @@ use std::sync::Arc;
 use pingpilot_core::api::Mount;
 use pingpilot_core::app::AppState;
 use pingpilot_core::config::Settings;
-use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
+use pingpilot_core::model::{AccountId, hash_api_key, new_secret, now_millis};
 use pingpilot_core::store::{Store, StoreError};
 use poem::http::{HeaderName, HeaderValue, header};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler};
@@ -76,7 +76,7 @@ async fn secured<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Respon
 /// open; `None` when there is no such account.
 pub async fn sign_out_everywhere(
     store: &Store,
-    account_id: &str,
+    account_id: &AccountId,
 ) -> Result<Option<u64>, StoreError> {
     if store.account(account_id).await?.is_none() {
         return Ok(None);
@@ -93,7 +93,7 @@ pub async fn sign_out_everywhere(
 pub async fn login_link(
     store: &Store,
     settings: &Settings,
-    account_id: &str,
+    account_id: &AccountId,
 ) -> Result<Option<String>, StoreError> {
     if store.account(account_id).await?.is_none() {
         return Ok(None);

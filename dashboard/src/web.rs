@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use maud::html;
 use pingpilot_core::app::AppState;
-use pingpilot_core::model::{Account, Millis, hash_api_key, new_secret, now_millis};
+use pingpilot_core::model::{
+    Account, AccountId, KeyId, Millis, hash_api_key, new_secret, now_millis,
+};
 use pingpilot_core::store::{SessionRecord, StoreError};
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Response};
@@ -169,17 +171,17 @@ pub fn expires_after(now: Millis, ttl: std::time::Duration) -> Millis {
 pub async fn start_session(
     req: &Request,
     state: &AppState,
-    account_id: &str,
-    key_id: Option<&str>,
+    account_id: &AccountId,
+    key_id: Option<&KeyId>,
 ) -> Result<String, StoreError> {
     let id = new_secret();
     let now = now_millis();
     let ttl = state.settings.dashboard.session_ttl.get();
     let record = SessionRecord {
-        account_id: account_id.to_string(),
+        account_id: account_id.clone(),
         csrf_token: new_secret(),
         expires_at: expires_after(now, ttl),
-        key_id: key_id.map(str::to_string),
+        key_id: key_id.cloned(),
     };
     state
         .store()
@@ -199,7 +201,7 @@ pub struct SignedIn {
     pub account: Account,
     pub csrf: String,
     /// The API key this session was signed in with (`None`: a one-time link).
-    pub key_id: Option<String>,
+    pub key_id: Option<KeyId>,
     session_hash: String,
 }
 

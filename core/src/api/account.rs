@@ -18,7 +18,7 @@ use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
 use super::{Tag, authenticate};
 use crate::app::AppState;
-use crate::model::{Account, ApiKeyInfo, format_time};
+use crate::model::{Account, ApiKeyInfo, KeyId, format_time};
 use crate::provider::{self, AccountField};
 use crate::service::accounts::{ChannelState, apply_account_update, channel_states};
 use crate::store::AccountChanges;
@@ -506,7 +506,7 @@ const KEY_NOT_FOUND: &str = "API key not found";
 impl From<&ApiKeyInfo> for ApiKeySummary {
     fn from(key: &ApiKeyInfo) -> Self {
         Self {
-            id: key.id.clone(),
+            id: key.id.to_string(),
             prefix: key.prefix.clone(),
             created_at: Timestamp::from_millis(key.created_at),
             last_used_at: key.last_used_at.map(Timestamp::from_millis).into(),
@@ -729,7 +729,7 @@ impl AccountApi {
             .await?
             .ok_or_else(ApiError::internal)?;
         Ok(KeyCreatedResponse::Created(Json(ApiKeyCreated {
-            id: info.id,
+            id: info.id.into(),
             api_key: key,
             prefix: info.prefix,
             created_at: Timestamp::from_millis(info.created_at),
@@ -752,7 +752,11 @@ impl AccountApi {
         id: Path<String>,
     ) -> Result<KeyRevokedResponse, Errors<RevokeKeyErrors>> {
         let account = authenticate(state.0, &auth).await?;
-        if state.store().revoke_key(&id.0, Some(&account.id)).await? {
+        let revoked = match KeyId::parse(&id.0) {
+            Some(key_id) => state.store().revoke_key(&key_id, Some(&account.id)).await?,
+            None => false,
+        };
+        if revoked {
             Ok(KeyRevokedResponse::Revoked)
         } else {
             Err(ApiError::not_found(KEY_NOT_FOUND).into())

@@ -21,7 +21,9 @@ use super::intake::{
 };
 use super::{Tag, authenticate};
 use crate::app::AppState;
-use crate::model::{DeliveryRecord, DeliveryStatus, EventRecord, Millis, now_millis, to_datetime};
+use crate::model::{
+    DeliveryRecord, DeliveryStatus, EventId, EventRecord, Millis, now_millis, to_datetime,
+};
 use crate::service::deliveries::{quota, retry_failed_deliveries};
 use crate::store::EventFilter;
 
@@ -364,7 +366,7 @@ impl OperationErrors for KeyOnlyErrors {
 
 fn summary(event: EventRecord) -> Result<EventSummary, ApiError> {
     Ok(EventSummary {
-        id: event.id,
+        id: event.id.into(),
         category: event.category,
         description: event.description,
         fields: EventFields(event.fields),
@@ -507,7 +509,7 @@ impl EventsApi {
         };
         Ok(ListEventsResponse::Page(Json(EventPage {
             events: events.into_iter().map(summary).collect::<Result<_, _>>()?,
-            next_cursor: next_cursor.into(),
+            next_cursor: next_cursor.map(String::from).into(),
         })))
     }
 
@@ -544,7 +546,11 @@ impl EventsApi {
         id: Path<String>,
     ) -> Result<GetEventResponse, Errors<EventErrors>> {
         let account = authenticate(state.0, &auth).await?;
-        let Some((event, deliveries)) = state.store().event(&account.id, &id.0).await? else {
+        let found = match EventId::parse(&id.0) {
+            Some(event_id) => state.store().event(&account.id, &event_id).await?,
+            None => None,
+        };
+        let Some((event, deliveries)) = found else {
             return Err(ApiError::not_found(EVENT_NOT_FOUND).into());
         };
         let EventSummary {
@@ -586,7 +592,11 @@ impl EventsApi {
         id: Path<String>,
     ) -> Result<RetryEventResponse, Errors<EventErrors>> {
         let account = authenticate(state.0, &auth).await?;
-        let Some(requeued) = retry_failed_deliveries(state.0, &account.id, &id.0).await? else {
+        let requeued = match EventId::parse(&id.0) {
+            Some(event_id) => retry_failed_deliveries(state.0, &account.id, &event_id).await?,
+            None => None,
+        };
+        let Some(requeued) = requeued else {
             return Err(ApiError::not_found(EVENT_NOT_FOUND).into());
         };
         Ok(RetryEventResponse::Requeued(Json(RetryResult {

@@ -411,7 +411,7 @@ async fn checked_accept(
     let accepted = intake::accept(state, authorized, submission).await?;
     Ok(EventAccepted {
         message: ACCEPTED_MESSAGE.into(),
-        event_id: accepted.event_id,
+        event_id: accepted.event_id.into(),
         delivery_status: accepted.status,
     })
 }
@@ -433,7 +433,7 @@ impl From<IntakeError<ApiError>> for ApiError {
             IntakeError::IdempotencyConflict => Self::conflict(IDEMPOTENCY_CONFLICT_MESSAGE),
             IntakeError::DeliveryFailed { event_id } => Self::Internal(Json(ErrorMessage {
                 message: DELIVERY_FAILED_MESSAGE.into(),
-                event_id: Some(event_id),
+                event_id: Some(event_id.into()),
             })),
             IntakeError::AccountKeptChanging => Self::internal(),
             IntakeError::Store(err) => err.into(),

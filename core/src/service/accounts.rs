@@ -1,7 +1,7 @@
 //! An account's settings and channels, as the API and the dashboard both show and change them.
 
 use crate::app::AppState;
-use crate::model::Account;
+use crate::model::{Account, AccountId};
 use crate::provider::{AccountField, ChannelStatus, ProviderRegistration};
 use crate::store::{AccountChanges, StoreError};
 
@@ -50,7 +50,7 @@ pub async fn channel_states(
 /// deliveries waiting for these settings are looked at again; the account as it is afterwards.
 pub async fn apply_account_update(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     changes: &AccountChanges,
 ) -> Result<Option<Account>, StoreError> {
     let updated = state.store().update_account(account_id, changes).await?;

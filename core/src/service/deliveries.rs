@@ -3,15 +3,15 @@
 use chrono::{DateTime, Utc};
 
 use crate::app::AppState;
-use crate::model::{Account, Millis, next_month_start};
+use crate::model::{Account, AccountId, EventId, Millis, next_month_start};
 use crate::store::StoreError;
 
 /// Puts an event's failed deliveries back in the queue with a fresh attempt budget and wakes
 /// the workers; how many were requeued, or `None` when the account has no such event.
 pub async fn retry_failed_deliveries(
     state: &AppState,
-    account_id: &str,
-    event_id: &str,
+    account_id: &AccountId,
+    event_id: &EventId,
 ) -> Result<Option<u64>, StoreError> {
     let requeued = state.store().retry_event(account_id, event_id).await?;
     if requeued.is_some() {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::intake_cache::IntakeContext;
 use super::intake_rate::Rate;
 use crate::app::{AppState, KEY_TOUCH_INTERVAL_MS};
-use crate::model::{Account, Category, DeliveryStatus, now_millis};
+use crate::model::{Account, Category, DeliveryStatus, EventId, now_millis};
 use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent, StoreError};
 
 /// The 403 when an account has no channel switched on.
@@ -85,7 +85,7 @@ pub enum IntakeError<R> {
     IdempotencyConflict,
     /// With a wait: a delivery of the accepted event failed.
     DeliveryFailed {
-        event_id: String,
+        event_id: EventId,
     },
     /// The account changed under every attempt; nothing was written.
     AccountKeptChanging,
@@ -102,7 +102,7 @@ impl<R> From<StoreError> for IntakeError<R> {
 /// go out.
 #[derive(Debug)]
 pub struct Accepted {
-    pub event_id: String,
+    pub event_id: EventId,
     pub status: DeliveryStatus,
 }
 
@@ -190,7 +190,7 @@ enum Source {
 
 /// A committed (or replayed) event and how long its answer may wait for its deliveries.
 struct Decided {
-    event_id: String,
+    event_id: EventId,
     wait: Option<Duration>,
 }
 
@@ -401,7 +401,7 @@ async fn touch_key(state: &AppState, context: &IntakeContext) {
 
 async fn wait_for_final(
     state: &AppState,
-    event_id: &str,
+    event_id: &EventId,
     wait: Duration,
 ) -> Result<DeliveryStatus, StoreError> {
     let deadline = tokio::time::Instant::now() + wait;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::lock;
-use crate::model::{Account, Category, Millis};
+use crate::model::{Account, Category, KeyId, Millis};
 use crate::store::Authenticated;
 
 /// Keys remembered at most; past that the cache starts over rather than grow without bound.
@@ -18,7 +18,7 @@ const MAX_KEYS: usize = 10_000;
 /// An account as seen through one of its API keys.
 pub struct IntakeContext {
     pub account: Account,
-    pub key_id: String,
+    pub key_id: KeyId,
     pub version: i64,
     /// When the key's `lastUsedAt` was last written (as far as this process knows).
     key_touched_at: AtomicI64,

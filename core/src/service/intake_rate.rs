@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::lock;
+use crate::model::AccountId;
 
 /// A plan's intake rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,20 +78,20 @@ pub struct IntakeRate {
 impl IntakeRate {
     /// Takes one of the account's tokens, or says in how many whole seconds (at least one) the
     /// next is there.
-    pub fn take(&self, account_id: &str, rate: Rate, processes: u32) -> Result<(), u64> {
+    pub fn take(&self, account_id: &AccountId, rate: Rate, processes: u32) -> Result<(), u64> {
         self.take_at(account_id, rate, processes, Instant::now())
     }
 
     fn take_at(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         rate: Rate,
         processes: u32,
         now: Instant,
     ) -> Result<(), u64> {
         let rate = rate.share(processes);
         let mut buckets = lock(&self.buckets);
-        if buckets.len() >= SWEEP_ABOVE && !buckets.contains_key(account_id) {
+        if buckets.len() >= SWEEP_ABOVE && !buckets.contains_key(account_id.as_str()) {
             buckets.retain(|_, (bucket, rate)| !bucket.full_by(*rate, now));
         }
         let (bucket, kept_rate) = buckets.entry(account_id.to_string()).or_insert((
@@ -122,15 +123,15 @@ mod tests {
         let limits = IntakeRate::default();
         let start = Instant::now();
         for _ in 0..200 {
-            assert_eq!(limits.take_at("acc", FREE, 1, start), Ok(()));
+            assert_eq!(limits.take_at(&"acc".into(), FREE, 1, start), Ok(()));
         }
-        assert_eq!(limits.take_at("acc", FREE, 1, start), Err(1));
+        assert_eq!(limits.take_at(&"acc".into(), FREE, 1, start), Err(1));
         // A tenth of a second gives one more.
         let later = start + Duration::from_millis(100);
-        assert_eq!(limits.take_at("acc", FREE, 1, later), Ok(()));
-        assert_eq!(limits.take_at("acc", FREE, 1, later), Err(1));
+        assert_eq!(limits.take_at(&"acc".into(), FREE, 1, later), Ok(()));
+        assert_eq!(limits.take_at(&"acc".into(), FREE, 1, later), Err(1));
         // Another account has its own bucket.
-        assert_eq!(limits.take_at("other", FREE, 1, later), Ok(()));
+        assert_eq!(limits.take_at(&"other".into(), FREE, 1, later), Ok(()));
     }
 
     #[test]
@@ -141,10 +142,10 @@ mod tests {
         };
         let limits = IntakeRate::default();
         let start = Instant::now();
-        assert_eq!(limits.take_at("acc", slow, 1, start), Ok(()));
-        assert_eq!(limits.take_at("acc", slow, 1, start), Err(4));
+        assert_eq!(limits.take_at(&"acc".into(), slow, 1, start), Ok(()));
+        assert_eq!(limits.take_at(&"acc".into(), slow, 1, start), Err(4));
         let later = start + Duration::from_millis(2500);
-        assert_eq!(limits.take_at("acc", slow, 1, later), Err(2));
+        assert_eq!(limits.take_at(&"acc".into(), slow, 1, later), Err(2));
     }
 
     #[test]
@@ -152,9 +153,9 @@ mod tests {
         let limits = IntakeRate::default();
         let start = Instant::now();
         for _ in 0..100 {
-            assert_eq!(limits.take_at("acc", FREE, 2, start), Ok(()));
+            assert_eq!(limits.take_at(&"acc".into(), FREE, 2, start), Ok(()));
         }
-        assert_eq!(limits.take_at("acc", FREE, 2, start), Err(1));
+        assert_eq!(limits.take_at(&"acc".into(), FREE, 2, start), Err(1));
     }
 
     #[test]
@@ -174,11 +175,11 @@ mod tests {
         let limits = IntakeRate::default();
         let start = Instant::now();
         for i in 0..SWEEP_ABOVE {
-            let _ = limits.take_at(&format!("acc{i}"), FREE, 1, start);
+            let _ = limits.take_at(&format!("acc{i}").as_str().into(), FREE, 1, start);
         }
         // Each bucket used one token; a tenth of a second later all are full again.
         let later = start + Duration::from_millis(100);
-        let _ = limits.take_at("new", FREE, 1, later);
+        let _ = limits.take_at(&"new".into(), FREE, 1, later);
         assert_eq!(lock(&limits.buckets).len(), 1);
     }
 }

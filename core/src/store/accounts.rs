@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{AccountChanges, Result};
-use crate::model::Account;
+use crate::model::{Account, AccountId};
 
 #[async_trait]
 pub trait Accounts: Send + Sync {
@@ -21,13 +21,17 @@ pub trait Accounts: Send + Sync {
 
     async fn list_accounts(&self) -> Result<Vec<Account>>;
 
-    async fn account(&self, id: &str) -> Result<Option<Account>>;
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>>;
 
-    async fn set_plan(&self, account_id: &str, plan: &str) -> Result<bool>;
+    async fn set_plan(&self, account_id: &AccountId, plan: &str) -> Result<bool>;
 
     /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
     /// this account are looked at again right away.
-    async fn update_account(&self, id: &str, changes: &AccountChanges) -> Result<Option<Account>>;
+    async fn update_account(
+        &self,
+        id: &AccountId,
+        changes: &AccountChanges,
+    ) -> Result<Option<Account>>;
 }
 
 /// [`Accounts`] for a store; `$lock_row` locks the row read before an update until the commit
@@ -45,7 +49,7 @@ macro_rules! accounts_for {
             ) -> $crate::store::Result<($crate::model::Account, String)> {
                 use $crate::store::sql::BeginWrite as _;
                 let account = $crate::model::Account {
-                    id: $crate::model::new_account_id(),
+                    id: $crate::model::AccountId::generate(),
                     name: name.to_string(),
                     email: email.map(str::to_string),
                     plan: plan.to_string(),
@@ -84,7 +88,7 @@ macro_rules! accounts_for {
 
             async fn account(
                 &self,
-                id: &str,
+                id: &$crate::model::AccountId,
             ) -> $crate::store::Result<Option<$crate::model::Account>> {
                 let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
                     .bind(id)
@@ -95,7 +99,11 @@ macro_rules! accounts_for {
                     .transpose()
             }
 
-            async fn set_plan(&self, account_id: &str, plan: &str) -> $crate::store::Result<bool> {
+            async fn set_plan(
+                &self,
+                account_id: &$crate::model::AccountId,
+                plan: &str,
+            ) -> $crate::store::Result<bool> {
                 let done = sqlx::query("UPDATE accounts SET plan = $1 WHERE id = $2")
                     .bind(plan)
                     .bind(account_id)
@@ -106,7 +114,7 @@ macro_rules! accounts_for {
 
             async fn update_account(
                 &self,
-                id: &str,
+                id: &$crate::model::AccountId,
                 changes: &$crate::store::AccountChanges,
             ) -> $crate::store::Result<Option<$crate::model::Account>> {
                 use $crate::store::sql::BeginWrite as _;
@@ -147,7 +155,7 @@ macro_rules! accounts_for {
             /// now.
             pub(super) async fn wake_waiting(
                 conn: &mut <Self as $crate::store::sql::Backend>::Connection,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 provider: Option<&str>,
             ) -> $crate::store::Result<()> {
                 sqlx::query(

@@ -5,25 +5,29 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{CategoryChanges, CategoryCreate, CategoryUpdate, Result};
-use crate::model::Category;
+use crate::model::{AccountId, Category};
 
 #[async_trait]
 pub trait Categories: Send + Sync {
-    async fn categories(&self, account_id: &str) -> Result<Vec<Category>>;
+    async fn categories(&self, account_id: &AccountId) -> Result<Vec<Category>>;
 
     /// The category of that name (case-insensitive) without its statistics: what intake
     /// needs, cheap however many events the category has.
-    async fn category_for_intake(&self, account_id: &str, name: &str) -> Result<Option<Category>>;
+    async fn category_for_intake(
+        &self,
+        account_id: &AccountId,
+        name: &str,
+    ) -> Result<Option<Category>>;
 
     /// The category of that name, matched case-insensitively.
-    async fn category(&self, account_id: &str, name: &str) -> Result<Option<Category>>;
+    async fn category(&self, account_id: &AccountId, name: &str) -> Result<Option<Category>>;
 
-    async fn count_categories(&self, account_id: &str) -> Result<i64>;
+    async fn count_categories(&self, account_id: &AccountId) -> Result<i64>;
 
     /// Creates a category unless the name is taken or `limit` categories exist already.
     async fn create_category(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         name: &str,
         color: u32,
         emoji: Option<&str>,
@@ -32,12 +36,12 @@ pub trait Categories: Send + Sync {
 
     async fn update_category(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         name: &str,
         changes: &CategoryChanges,
     ) -> Result<CategoryUpdate>;
 
-    async fn delete_category(&self, account_id: &str, name: &str) -> Result<bool>;
+    async fn delete_category(&self, account_id: &AccountId, name: &str) -> Result<bool>;
 }
 
 /// A category with its statistics; the query goes on with `WHERE`.
@@ -73,7 +77,7 @@ macro_rules! categories_for {
         impl $crate::store::categories::Categories for $store {
             async fn categories(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
             ) -> $crate::store::Result<Vec<$crate::model::Category>> {
                 let sql = format!(
                     "{} WHERE c.account_id = $1 ORDER BY c.created_at, c.id",
@@ -90,7 +94,7 @@ macro_rules! categories_for {
 
             async fn category(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 name: &str,
             ) -> $crate::store::Result<Option<$crate::model::Category>> {
                 let sql = format!(
@@ -109,7 +113,7 @@ macro_rules! categories_for {
 
             async fn category_for_intake(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 name: &str,
             ) -> $crate::store::Result<Option<$crate::model::Category>> {
                 let row = sqlx::query(
@@ -126,7 +130,10 @@ macro_rules! categories_for {
                     .transpose()
             }
 
-            async fn count_categories(&self, account_id: &str) -> $crate::store::Result<i64> {
+            async fn count_categories(
+                &self,
+                account_id: &$crate::model::AccountId,
+            ) -> $crate::store::Result<i64> {
                 Ok(
                     sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE account_id = $1")
                         .bind(account_id)
@@ -137,7 +144,7 @@ macro_rules! categories_for {
 
             async fn create_category(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 name: &str,
                 color: u32,
                 emoji: Option<&str>,
@@ -208,7 +215,7 @@ macro_rules! categories_for {
 
             async fn update_category(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 name: &str,
                 changes: &$crate::store::CategoryChanges,
             ) -> $crate::store::Result<$crate::store::CategoryUpdate> {
@@ -262,7 +269,7 @@ macro_rules! categories_for {
 
             async fn delete_category(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 name: &str,
             ) -> $crate::store::Result<bool> {
                 let done = sqlx::query(

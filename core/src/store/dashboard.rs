@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::Result;
-use crate::model::{DeliveryStatus, Millis};
+use crate::model::{AccountId, DeliveryStatus, EventId, Millis};
 
 /// One event of a category, as the category page's totals and chart need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,7 @@ pub trait DashboardStorage: Send + Sync {
     /// The events of an account's category created in `[from, to)`, oldest first.
     async fn category_samples(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         category: &str,
         from: Millis,
         to: Millis,
@@ -42,16 +42,16 @@ pub trait DashboardStorage: Send + Sync {
     /// without any are absent).
     async fn category_counts_since(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         since: Millis,
     ) -> Result<BTreeMap<String, i64>>;
 
     /// The deliveries of each of these events (the account's only), in provider order.
     async fn delivery_badges(
         &self,
-        account_id: &str,
-        event_ids: &[String],
-    ) -> Result<BTreeMap<String, Vec<DeliveryBadge>>>;
+        account_id: &AccountId,
+        event_ids: &[EventId],
+    ) -> Result<BTreeMap<EventId, Vec<DeliveryBadge>>>;
 }
 
 /// [`DashboardStorage`] for a store. A list of event ids is bound as one value: `$ids_in` is
@@ -63,7 +63,7 @@ macro_rules! dashboard_for {
         impl $crate::store::dashboard::DashboardStorage for $store {
             async fn category_samples(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 category: &str,
                 from: $crate::model::Millis,
                 to: $crate::model::Millis,
@@ -94,7 +94,7 @@ macro_rules! dashboard_for {
 
             async fn category_counts_since(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 since: $crate::model::Millis,
             ) -> $crate::store::Result<std::collections::BTreeMap<String, i64>> {
                 let counts: Vec<(String, i64)> = sqlx::query_as(
@@ -112,30 +112,34 @@ macro_rules! dashboard_for {
 
             async fn delivery_badges(
                 &self,
-                account_id: &str,
-                event_ids: &[String],
+                account_id: &$crate::model::AccountId,
+                event_ids: &[$crate::model::EventId],
             ) -> $crate::store::Result<
-                std::collections::BTreeMap<String, Vec<$crate::store::DeliveryBadge>>,
+                std::collections::BTreeMap<
+                    $crate::model::EventId,
+                    Vec<$crate::store::DeliveryBadge>,
+                >,
             > {
                 let mut badges: std::collections::BTreeMap<
-                    String,
+                    $crate::model::EventId,
                     Vec<$crate::store::DeliveryBadge>,
                 > = std::collections::BTreeMap::new();
                 if event_ids.is_empty() {
                     return Ok(badges);
                 }
-                let rows: Vec<(String, String, String, bool, bool)> = sqlx::query_as(concat!(
-                    "SELECT d.event_id, d.provider, d.status, d.waiting_reason IS NOT NULL, \
+                let rows: Vec<($crate::model::EventId, String, String, bool, bool)> =
+                    sqlx::query_as(concat!(
+                        "SELECT d.event_id, d.provider, d.status, d.waiting_reason IS NOT NULL, \
                      d.last_error IS NOT NULL FROM deliveries d \
                      JOIN events e ON e.id = d.event_id \
                      WHERE e.account_id = $1 AND d.event_id ",
-                    $ids_in,
-                    " ORDER BY d.id"
-                ))
-                .bind(account_id)
-                .bind($bind_ids(event_ids))
-                .fetch_all(self.reads())
-                .await?;
+                        $ids_in,
+                        " ORDER BY d.id"
+                    ))
+                    .bind(account_id)
+                    .bind($bind_ids(event_ids))
+                    .fetch_all(self.reads())
+                    .await?;
                 for (event_id, provider, status, waiting, had_error) in rows {
                     badges
                         .entry(event_id)

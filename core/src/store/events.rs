@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{EventFilter, IntakeResult, NewEvent, Result};
-use crate::model::{DeliveryRecord, DeliveryStatus, EventRecord, Millis};
+use crate::model::{AccountId, DeliveryRecord, DeliveryStatus, EventId, EventRecord, Millis};
 
 #[async_trait]
 pub trait Events: Send + Sync {
     /// Events counted for the account in `now`'s month.
-    async fn events_used(&self, account_id: &str, now: Millis) -> Result<u64>;
+    async fn events_used(&self, account_id: &AccountId, now: Millis) -> Result<u64>;
 
     /// Commits the event, one delivery per provider and the quota count together, unless the
     /// quota is used up.
@@ -20,24 +20,28 @@ pub trait Events: Send + Sync {
     /// hash.
     async fn idempotent_event(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         key: &str,
         now: Millis,
-    ) -> Result<Option<(String, String)>>;
+    ) -> Result<Option<(String, EventId)>>;
 
     /// The event's delivery status, `None` when there is no such event.
-    async fn event_status(&self, event_id: &str) -> Result<Option<DeliveryStatus>>;
+    async fn event_status(&self, event_id: &EventId) -> Result<Option<DeliveryStatus>>;
 
-    async fn events(&self, account_id: &str, filter: &EventFilter) -> Result<Vec<EventRecord>>;
+    async fn events(
+        &self,
+        account_id: &AccountId,
+        filter: &EventFilter,
+    ) -> Result<Vec<EventRecord>>;
 
     async fn event(
         &self,
-        account_id: &str,
-        event_id: &str,
+        account_id: &AccountId,
+        event_id: &EventId,
     ) -> Result<Option<(EventRecord, Vec<DeliveryRecord>)>>;
 
     /// Re-queues the event's failed deliveries; `None` when there is no such event.
-    async fn retry_event(&self, account_id: &str, event_id: &str) -> Result<Option<u64>>;
+    async fn retry_event(&self, account_id: &AccountId, event_id: &EventId) -> Result<Option<u64>>;
 }
 
 /// An `events` row, on either backend.
@@ -67,7 +71,7 @@ macro_rules! events_for {
         impl $crate::store::events::Events for $store {
             async fn events_used(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 now: $crate::model::Millis,
             ) -> $crate::store::Result<u64> {
                 let stored: Option<i64> = sqlx::query_scalar($crate::store::STORED_COUNT)
@@ -87,10 +91,10 @@ macro_rules! events_for {
 
             async fn idempotent_event(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 key: &str,
                 now: $crate::model::Millis,
-            ) -> $crate::store::Result<Option<(String, String)>> {
+            ) -> $crate::store::Result<Option<(String, $crate::model::EventId)>> {
                 Ok(sqlx::query_as($crate::store::FIND_IDEMPOTENT)
                     .bind(account_id)
                     .bind(key)
@@ -101,7 +105,7 @@ macro_rules! events_for {
 
             async fn event_status(
                 &self,
-                event_id: &str,
+                event_id: &$crate::model::EventId,
             ) -> $crate::store::Result<Option<$crate::model::DeliveryStatus>> {
                 let stored: Option<String> =
                     sqlx::query_scalar("SELECT delivery_status FROM events WHERE id = $1")
@@ -116,7 +120,7 @@ macro_rules! events_for {
 
             async fn events(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 filter: &$crate::store::EventFilter,
             ) -> $crate::store::Result<Vec<$crate::model::EventRecord>> {
                 let mut query =
@@ -155,8 +159,8 @@ macro_rules! events_for {
 
             async fn event(
                 &self,
-                account_id: &str,
-                event_id: &str,
+                account_id: &$crate::model::AccountId,
+                event_id: &$crate::model::EventId,
             ) -> $crate::store::Result<
                 Option<(
                     $crate::model::EventRecord,
@@ -218,8 +222,8 @@ macro_rules! events_for {
 
             async fn retry_event(
                 &self,
-                account_id: &str,
-                event_id: &str,
+                account_id: &$crate::model::AccountId,
+                event_id: &$crate::model::EventId,
             ) -> $crate::store::Result<Option<u64>> {
                 use $crate::store::sql::BeginWrite as _;
                 let now = $crate::model::now_millis();
@@ -243,7 +247,7 @@ macro_rules! events_for {
                 .bind(event_id)
                 .execute(&mut *tx)
                 .await?;
-                Self::refresh_event_statuses(&mut tx, &[event_id.to_string()]).await?;
+                Self::refresh_event_statuses(&mut tx, std::slice::from_ref(event_id)).await?;
                 tx.commit().await?;
                 Ok(Some(done.rows_affected()))
             }

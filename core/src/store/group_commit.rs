@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::{
     AttemptLog, DeliveryUpdate, Health, IntakeResult, NewEvent, Result, StoreError, json_text,
 };
-use crate::model::{Category, Millis, month_key, new_event_id};
+use crate::model::{AccountId, Category, EventId, Millis, month_key};
 
 /// Most jobs written together.
 const MAX_BATCH: usize = 512;
@@ -22,7 +22,7 @@ const QUEUE: usize = 8192;
 
 /// An event to write, owned so it can travel to the writer task.
 pub struct IntakeJob {
-    pub account_id: String,
+    pub account_id: AccountId,
     pub category: Category,
     pub description: String,
     /// The fields as JSON text.
@@ -39,7 +39,7 @@ pub struct IntakeJob {
 impl IntakeJob {
     fn new(event: &NewEvent<'_>) -> Self {
         Self {
-            account_id: event.account_id.to_string(),
+            account_id: event.account_id.clone(),
             category: event.category.clone(),
             description: event.description.to_string(),
             fields: json_text(event.fields),
@@ -103,19 +103,19 @@ pub trait IntakeLookups: Send {
     /// The request hash and event of an `Idempotency-Key` used within the window.
     async fn earlier_use(
         &mut self,
-        account_id: &str,
+        account_id: &AccountId,
         key: &str,
         now: Millis,
-    ) -> Result<Option<(String, String)>>;
+    ) -> Result<Option<(String, EventId)>>;
     /// Events counted for the account in `month` so far (never below zero).
-    async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64>;
+    async fn stored_count(&mut self, account_id: &AccountId, month: &str) -> Result<i64>;
     /// Where `provider`'s fair queue stands for `account_id`: the lowest `fair_key` pending on
     /// the provider (its front) and the highest of the account's pending deliveries there (the
     /// end of its lane), each `None` when there is none.
     async fn queue_ends(
         &mut self,
         provider: &str,
-        account_id: &str,
+        account_id: &AccountId,
     ) -> Result<(Option<i64>, Option<i64>)>;
     /// Records an `Idempotency-Key`'s first use.
     async fn remember_key(
@@ -123,7 +123,7 @@ pub trait IntakeLookups: Send {
         job: &IntakeJob,
         key: &str,
         request_hash: &str,
-        event_id: &str,
+        event_id: &EventId,
     ) -> Result<()>;
 }
 
@@ -131,15 +131,15 @@ pub trait IntakeLookups: Send {
 /// their deliveries, and how many events to count per (account, month), sorted.
 pub struct IntakePlan<'j> {
     pub results: Vec<IntakeResult>,
-    pub accepted: Vec<(&'j IntakeJob, String)>,
+    pub accepted: Vec<(&'j IntakeJob, EventId)>,
     pub deliveries: Vec<QueuedDelivery<'j>>,
-    pub counts: Vec<((&'j str, String), i64)>,
+    pub counts: Vec<((&'j AccountId, String), i64)>,
 }
 
 /// A delivery a batch queues, with its place in its provider's queue.
 pub struct QueuedDelivery<'j> {
-    pub event_id: String,
-    pub account_id: &'j str,
+    pub event_id: EventId,
+    pub account_id: &'j AccountId,
     pub provider: &'static str,
     pub queued_at: Millis,
     pub fair_key: i64,
@@ -158,7 +158,7 @@ pub const FAIR_WINDOW: i64 = 1000;
 #[derive(Default)]
 struct FairQueue<'j> {
     /// `(provider, account)` → the key its next delivery gets.
-    next: HashMap<(&'static str, &'j str), i64>,
+    next: HashMap<(&'static str, &'j AccountId), i64>,
 }
 
 impl<'j> FairQueue<'j> {
@@ -166,7 +166,7 @@ impl<'j> FairQueue<'j> {
         &mut self,
         db: &mut impl IntakeLookups,
         provider: &'static str,
-        account_id: &'j str,
+        account_id: &'j AccountId,
     ) -> Result<i64> {
         let key = match self.next.get(&(provider, account_id)) {
             Some(key) => *key,
@@ -211,8 +211,8 @@ pub async fn plan_intake<'j>(
         db.live_versions(&key_hashes).await?.into_iter().collect()
     };
     // Events counted so far per (account, month): for limited accounts, from the stored count.
-    let mut counted: HashMap<(&str, String), i64> = HashMap::new();
-    let mut added: HashMap<(&str, String), i64> = HashMap::new();
+    let mut counted: HashMap<(&AccountId, String), i64> = HashMap::new();
+    let mut added: HashMap<(&AccountId, String), i64> = HashMap::new();
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut deliveries = Vec::with_capacity(jobs.len());
     let mut queue = FairQueue::default();
@@ -235,7 +235,7 @@ pub async fn plan_intake<'j>(
             });
             continue;
         }
-        let quota_key = (job.account_id.as_str(), month_key(job.now));
+        let quota_key = (&job.account_id, month_key(job.now));
         if let Some(limit) = job.events_limit {
             let count = match counted.get(&quota_key) {
                 Some(count) => *count,
@@ -249,7 +249,7 @@ pub async fn plan_intake<'j>(
             counted.insert(quota_key.clone(), count + 1);
         }
         *added.entry(quota_key).or_default() += 1;
-        let event_id = new_event_id();
+        let event_id = EventId::generate();
         if let Some((key, hash)) = &job.idempotency {
             db.remember_key(job, key, hash, &event_id).await?;
         }
@@ -279,8 +279,8 @@ pub async fn plan_intake<'j>(
 /// of the pending ones: each job's answer, the held jobs, and their events (sorted, once each).
 pub fn held_results(
     jobs: &[FinishJob],
-    mut leased: HashMap<i64, (String, String)>,
-) -> (Vec<bool>, Vec<&FinishJob>, Vec<String>) {
+    mut leased: HashMap<i64, (EventId, String)>,
+) -> (Vec<bool>, Vec<&FinishJob>, Vec<EventId>) {
     let mut held = Vec::with_capacity(jobs.len());
     let mut results = Vec::with_capacity(jobs.len());
     let mut events = Vec::new();
@@ -560,11 +560,11 @@ mod tests {
             finish(5, "w2"),
         ];
         let leased = HashMap::from([
-            (1, ("evt_b".to_string(), "w1".to_string())),
+            (1, (EventId::from("evt_b"), "w1".to_string())),
             // Taken over by another worker after the lease expired.
-            (2, ("evt_a".to_string(), "w2".to_string())),
-            (4, ("evt_b".to_string(), "w1".to_string())),
-            (5, ("evt_c".to_string(), "w2".to_string())),
+            (2, (EventId::from("evt_a"), "w2".to_string())),
+            (4, (EventId::from("evt_b"), "w1".to_string())),
+            (5, (EventId::from("evt_c"), "w2".to_string())),
         ]);
         let (results, held, events) = held_results(&jobs, leased);
         // 3 is no longer pending; the second result for 1 comes after the first used the lease.

@@ -4,22 +4,22 @@
 use async_trait::async_trait;
 
 use super::{ApiKeyInfo, Authenticated, Result};
-use crate::model::Millis;
+use crate::model::{AccountId, KeyId, Millis};
 
 #[async_trait]
 pub trait Keys: Send + Sync {
     async fn authenticate(&self, key_hash: &str) -> Result<Option<Authenticated>>;
 
-    async fn touch_key(&self, key_id: &str, at: Millis) -> Result<()>;
+    async fn touch_key(&self, key_id: &KeyId, at: Millis) -> Result<()>;
 
     /// Creates a key; `None` when the account does not exist.
-    async fn create_key(&self, account_id: &str) -> Result<Option<(ApiKeyInfo, String)>>;
+    async fn create_key(&self, account_id: &AccountId) -> Result<Option<(ApiKeyInfo, String)>>;
 
-    async fn list_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>>;
+    async fn list_keys(&self, account_id: &AccountId) -> Result<Vec<ApiKeyInfo>>;
 
     /// Revokes a key, limited to one account's keys when `account_id` is given, and ends the
     /// dashboard sessions signed in with it. Returns whether a live key was revoked.
-    async fn revoke_key(&self, key_id: &str, account_id: Option<&str>) -> Result<bool>;
+    async fn revoke_key(&self, key_id: &KeyId, account_id: Option<&AccountId>) -> Result<bool>;
 }
 
 /// [`Keys`] for a store.
@@ -53,7 +53,7 @@ macro_rules! keys_for {
 
             async fn touch_key(
                 &self,
-                key_id: &str,
+                key_id: &$crate::model::KeyId,
                 at: $crate::model::Millis,
             ) -> $crate::store::Result<()> {
                 sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
@@ -66,7 +66,7 @@ macro_rules! keys_for {
 
             async fn create_key(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
             ) -> $crate::store::Result<Option<($crate::store::ApiKeyInfo, String)>> {
                 use $crate::store::sql::BeginWrite as _;
                 let mut conn = self.write_conn().await?;
@@ -88,7 +88,7 @@ macro_rules! keys_for {
 
             async fn list_keys(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
             ) -> $crate::store::Result<Vec<$crate::store::ApiKeyInfo>> {
                 use sqlx::Row as _;
                 let rows = sqlx::query(
@@ -112,8 +112,8 @@ macro_rules! keys_for {
 
             async fn revoke_key(
                 &self,
-                key_id: &str,
-                account_id: Option<&str>,
+                key_id: &$crate::model::KeyId,
+                account_id: Option<&$crate::model::AccountId>,
             ) -> $crate::store::Result<bool> {
                 use $crate::store::sql::BeginWrite as _;
                 let mut conn = self.write_conn().await?;
@@ -145,12 +145,12 @@ macro_rules! keys_for {
             /// Stores a new key of the account (only its hash and prefix); what is shown of it.
             async fn insert_key(
                 conn: &mut <Self as $crate::store::sql::Backend>::Connection,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 key: &str,
                 now: $crate::model::Millis,
             ) -> $crate::store::Result<$crate::store::ApiKeyInfo> {
                 let info = $crate::store::ApiKeyInfo {
-                    id: $crate::model::new_key_id(),
+                    id: $crate::model::KeyId::generate(),
                     prefix: $crate::model::key_prefix(key),
                     created_at: now,
                     last_used_at: None,

@@ -6,14 +6,18 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::Result;
+use crate::model::AccountId;
 use crate::provider::{LinkOutcome, LinkRequest};
 
 #[async_trait]
 pub trait Links: Send + Sync {
     /// The account's link token for a provider, created on first use, with the provider state
     /// of its link (`None` until linked).
-    async fn link_token(&self, account_id: &str, provider: &str)
-    -> Result<(String, Option<Value>)>;
+    async fn link_token(
+        &self,
+        account_id: &AccountId,
+        provider: &str,
+    ) -> Result<(String, Option<Value>)>;
 
     /// Links the account holding `request.link_token`, in one transaction: refuses when the
     /// account does not pass `request.must_match`; otherwise stores the provider state, replaces
@@ -44,7 +48,7 @@ macro_rules! links_for {
         impl $crate::store::links::Links for $store {
             async fn link_token(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 provider: &str,
             ) -> $crate::store::Result<(String, Option<serde_json::Value>)> {
                 const FIND: &str = "SELECT link_token, state FROM channel_links \
@@ -102,7 +106,7 @@ macro_rules! links_for {
                     tx.rollback().await?;
                     return Ok(LinkOutcome::UnknownToken);
                 };
-                let account_id: String = row.try_get("id")?;
+                let account_id: $crate::model::AccountId = row.try_get("id")?;
                 let fields: std::collections::BTreeMap<String, String> =
                     $crate::store::parse_json(row.try_get("fields")?)?;
                 if let Some(refusal) = $crate::store::link_refusal(&fields, request) {

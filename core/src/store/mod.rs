@@ -176,7 +176,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub account: Account,
-    pub key_id: String,
+    pub key_id: KeyId,
     pub key_last_used_at: Option<Millis>,
     /// Moves with every change to the account's settings, plan or categories.
     pub account_version: i64,
@@ -184,7 +184,7 @@ pub struct Authenticated {
 
 /// What event intake writes, all in one transaction.
 pub struct NewEvent<'a> {
-    pub account_id: &'a str,
+    pub account_id: &'a AccountId,
     pub category: &'a Category,
     pub description: &'a str,
     pub fields: &'a Map<String, Value>,
@@ -214,12 +214,12 @@ pub struct IdempotencyKey<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum IntakeResult {
     Accepted {
-        event_id: String,
+        event_id: EventId,
     },
     QuotaExceeded,
     /// The key was used before with the same request: that event, nothing new written.
     Replayed {
-        event_id: String,
+        event_id: EventId,
     },
     /// The key was used before with a different request.
     KeyConflict,
@@ -303,11 +303,11 @@ pub struct ClaimedDelivery {
     pub provider: String,
     pub attempts: u32,
     pub queued_at: Millis,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub account_fields: BTreeMap<String, String>,
     pub link_token: Option<String>,
     pub link_state: Option<Value>,
-    pub event_id: String,
+    pub event_id: EventId,
     pub category: String,
     pub color: u32,
     pub emoji: Option<String>,

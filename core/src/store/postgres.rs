@@ -165,7 +165,7 @@ impl PgStore {
     }
 
     /// Recomputes the events' delivery statuses (see `postgres_batch.rs`).
-    async fn refresh_event_statuses(conn: &mut PgConnection, event_ids: &[String]) -> Result<()> {
+    async fn refresh_event_statuses(conn: &mut PgConnection, event_ids: &[EventId]) -> Result<()> {
         refresh_event_statuses(conn, event_ids).await
     }
 }
@@ -179,7 +179,11 @@ provider_values::provider_values_for!(PgStore);
 sessions::sessions_for!(PgStore);
 events::events_for!(PgStore);
 queue::queue_for!(PgStore);
-dashboard::dashboard_for!(PgStore, ids_in = "= ANY($2)", bind_ids = <[String]>::to_vec);
+dashboard::dashboard_for!(
+    PgStore,
+    ids_in = "= ANY($2)",
+    bind_ids = <[crate::model::EventId]>::to_vec
+);
 
 /// A PostgreSQL database of a test's own, on the server `PINGPILOT_TEST_POSTGRES_URL` names.
 #[cfg(test)]

@@ -19,7 +19,7 @@ use super::{
     DeliveryUpdate, FIND_IDEMPOTENT, IDEMPOTENCY_WINDOW_MS, IntakeResult, QUEUE_ENDS, Result,
     STORED_COUNT, events_counted,
 };
-use crate::model::{DeliveryStatus, Millis, now_millis};
+use crate::model::{AccountId, DeliveryStatus, EventId, Millis, now_millis};
 
 pub struct PgBatchWriter {
     pub pool: PgPool,
@@ -132,10 +132,10 @@ impl IntakeLookups for Lookups<'_> {
 
     async fn earlier_use(
         &mut self,
-        account_id: &str,
+        account_id: &AccountId,
         key: &str,
         now: Millis,
-    ) -> Result<Option<(String, String)>> {
+    ) -> Result<Option<(String, EventId)>> {
         Ok(sqlx::query_as(FIND_IDEMPOTENT)
             .bind(account_id)
             .bind(key)
@@ -144,7 +144,7 @@ impl IntakeLookups for Lookups<'_> {
             .await?)
     }
 
-    async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64> {
+    async fn stored_count(&mut self, account_id: &AccountId, month: &str) -> Result<i64> {
         let stored: Option<i64> = sqlx::query_scalar(STORED_COUNT)
             .bind(account_id)
             .bind(month)
@@ -156,7 +156,7 @@ impl IntakeLookups for Lookups<'_> {
     async fn queue_ends(
         &mut self,
         provider: &str,
-        account_id: &str,
+        account_id: &AccountId,
     ) -> Result<(Option<i64>, Option<i64>)> {
         Ok(sqlx::query_as(QUEUE_ENDS)
             .bind(provider)
@@ -170,7 +170,7 @@ impl IntakeLookups for Lookups<'_> {
         job: &IntakeJob,
         key: &str,
         request_hash: &str,
-        event_id: &str,
+        event_id: &EventId,
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO idempotency_keys (account_id, key, request_hash, event_id, created_at) \
@@ -193,7 +193,7 @@ impl IntakeLookups for Lookups<'_> {
 // number of rows, so PostgreSQL prepares it once per connection instead of parsing and planning
 // a new multi-row VALUES list for every batch.
 
-async fn insert_events(conn: &mut PgConnection, accepted: &[(&IntakeJob, String)]) -> Result<()> {
+async fn insert_events(conn: &mut PgConnection, accepted: &[(&IntakeJob, EventId)]) -> Result<()> {
     if accepted.is_empty() {
         return Ok(());
     }
@@ -242,7 +242,7 @@ async fn insert_deliveries(
         return Ok(());
     }
     let event_ids: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
-    let account_ids: Vec<&str> = deliveries.iter().map(|d| d.account_id).collect();
+    let account_ids: Vec<&str> = deliveries.iter().map(|d| d.account_id.as_str()).collect();
     let providers: Vec<&str> = deliveries.iter().map(|d| d.provider).collect();
     let queued: Vec<i64> = deliveries.iter().map(|d| d.queued_at).collect();
     let keys: Vec<i64> = deliveries.iter().map(|d| d.fair_key).collect();
@@ -289,7 +289,7 @@ async fn write_finishes(conn: &mut PgConnection, jobs: &[FinishJob]) -> Result<V
 async fn finish_delivered(
     conn: &mut PgConnection,
     jobs: &[FinishJob],
-) -> Result<HashMap<i64, (String, String)>> {
+) -> Result<HashMap<i64, (EventId, String)>> {
     let mut delivered: Vec<(i64, &str)> = jobs
         .iter()
         .filter(|job| matches!(job.update, DeliveryUpdate::Delivered))
@@ -360,7 +360,7 @@ async fn insert_attempts(conn: &mut PgConnection, held: &[&FinishJob]) -> Result
 
 /// Any outcome but delivered: one statement each (they are the rare ones). Every outcome gives
 /// the lease back. The event id when the job still held its lease.
-async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Option<String>> {
+async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Option<EventId>> {
     // The last two parameters of each are the delivery id and the owner it must be leased to.
     let query = match &job.update {
         DeliveryUpdate::Delivered => return Ok(None),
@@ -412,7 +412,7 @@ async fn update_delivery(conn: &mut PgConnection, job: &FinishJob) -> Result<Opt
 /// event then waits, and its update sees this one's result.
 pub(super) async fn refresh_event_statuses(
     conn: &mut PgConnection,
-    event_ids: &[String],
+    event_ids: &[EventId],
 ) -> Result<()> {
     if event_ids.is_empty() {
         return Ok(());

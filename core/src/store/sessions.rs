@@ -4,18 +4,18 @@
 use async_trait::async_trait;
 
 use super::Result;
-use crate::model::Millis;
+use crate::model::{AccountId, KeyId, Millis};
 
 /// A signed-in dashboard session, found by the hash of its cookie value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Every form of this session carries it; a post without it is refused.
     pub csrf_token: String,
     pub expires_at: Millis,
     /// The API key it was signed in with: the session ends when the key is revoked. `None` for a
     /// one-time link, which no key revocation ends.
-    pub key_id: Option<String>,
+    pub key_id: Option<KeyId>,
 }
 
 #[async_trait]
@@ -37,21 +37,21 @@ pub trait Sessions: Send + Sync {
 
     /// Signs out every session of an account ("sign out everywhere"); how many of them were
     /// still open at `now`.
-    async fn delete_account_sessions(&self, account_id: &str, now: Millis) -> Result<u64>;
+    async fn delete_account_sessions(&self, account_id: &AccountId, now: Millis) -> Result<u64>;
 
     /// Stores a one-time sign-in link for an account (by the hash of its token) and forgets every
     /// expired one.
     async fn create_login_link(
         &self,
         token_hash: &str,
-        account_id: &str,
+        account_id: &AccountId,
         now: Millis,
         expires_at: Millis,
     ) -> Result<()>;
 
     /// Uses up a sign-in link: its account when the link exists, has not expired and was not used
     /// before; a second call with the same token gives `None`, even when both race.
-    async fn redeem_login_link(&self, token_hash: &str, now: Millis) -> Result<Option<String>>;
+    async fn redeem_login_link(&self, token_hash: &str, now: Millis) -> Result<Option<AccountId>>;
 }
 
 /// [`Sessions`] for a store.
@@ -129,7 +129,7 @@ macro_rules! sessions_for {
 
             async fn delete_account_sessions(
                 &self,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 now: $crate::model::Millis,
             ) -> $crate::store::Result<u64> {
                 use $crate::store::sql::BeginWrite as _;
@@ -157,7 +157,7 @@ macro_rules! sessions_for {
             async fn create_login_link(
                 &self,
                 token_hash: &str,
-                account_id: &str,
+                account_id: &$crate::model::AccountId,
                 now: $crate::model::Millis,
                 expires_at: $crate::model::Millis,
             ) -> $crate::store::Result<()> {
@@ -186,7 +186,7 @@ macro_rules! sessions_for {
                 &self,
                 token_hash: &str,
                 now: $crate::model::Millis,
-            ) -> $crate::store::Result<Option<String>> {
+            ) -> $crate::store::Result<Option<$crate::model::AccountId>> {
                 // One statement: two redemptions cannot both see the link unused (SQLite runs
                 // one writer; on PostgreSQL the second waits for the row and finds it used).
                 Ok(sqlx::query_scalar(

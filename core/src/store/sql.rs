@@ -15,7 +15,7 @@ use sqlx::{Connection, Postgres, Row, Sqlite, SqliteConnection, Transaction};
 
 use super::Result;
 use super::{PgStore, SqliteStore};
-use crate::model::Account;
+use crate::model::{Account, AccountId};
 
 /// A connection that writes begin on.
 #[async_trait]
@@ -82,7 +82,7 @@ impl SqliteStore {
     pub(super) async fn hold_account(
         _conn: &mut SqliteConnection,
         _lock: AccountLock,
-        _account_id: &str,
+        _account_id: &AccountId,
     ) -> Result<()> {
         Ok(())
     }
@@ -92,7 +92,7 @@ impl PgStore {
     pub(super) async fn hold_account(
         conn: &mut sqlx::PgConnection,
         lock: AccountLock,
-        account_id: &str,
+        account_id: &AccountId,
     ) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(lock.class())

@@ -111,7 +111,7 @@ impl SqliteStore {
     /// Recomputes the events' delivery statuses (see `sqlite_batch.rs`).
     async fn refresh_event_statuses(
         conn: &mut SqliteConnection,
-        event_ids: &[String],
+        event_ids: &[EventId],
     ) -> Result<()> {
         for event_id in event_ids {
             refresh_event_status(conn, event_id).await?;
@@ -132,7 +132,7 @@ queue::queue_for!(SqliteStore);
 dashboard::dashboard_for!(
     SqliteStore,
     ids_in = "IN (SELECT value FROM json_each($2))",
-    bind_ids = super::json_text::<[String]>
+    bind_ids = super::json_text::<[crate::model::EventId]>
 );
 
 /// How often the database file is looked for at its path.

@@ -25,7 +25,7 @@ use super::{
     DeliveryUpdate, FIND_IDEMPOTENT, IDEMPOTENCY_WINDOW_MS, QUEUE_ENDS, Result, STORED_COUNT,
     events_counted,
 };
-use crate::model::{Millis, now_millis};
+use crate::model::{AccountId, EventId, Millis, now_millis};
 
 /// Event `?1`'s status from its deliveries: PENDING while any is not final, DELIVERED when all
 /// are delivered, FAILED otherwise.
@@ -167,7 +167,7 @@ async fn write_transaction(
 fn leased_deliveries(
     conn: &Connection,
     finishes: &[FinishJob],
-) -> Result<HashMap<i64, (String, String)>> {
+) -> Result<HashMap<i64, (EventId, String)>> {
     let mut statement = conn.prepare_cached(
         "SELECT event_id, lease_owner FROM deliveries WHERE id = ?1 AND status = 'PENDING'",
     )?;
@@ -175,7 +175,7 @@ fn leased_deliveries(
     for job in finishes {
         let row = statement
             .query_row([job.delivery_id], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                Ok((row.get::<_, EventId>(0)?, row.get::<_, Option<String>>(1)?))
             })
             .optional()?;
         if let Some((event_id, Some(owner))) = row {
@@ -208,10 +208,10 @@ impl IntakeLookups for Lookups<'_> {
 
     async fn earlier_use(
         &mut self,
-        account_id: &str,
+        account_id: &AccountId,
         key: &str,
         now: Millis,
-    ) -> Result<Option<(String, String)>> {
+    ) -> Result<Option<(String, EventId)>> {
         Ok(self
             .conn
             .prepare_cached(FIND_IDEMPOTENT)?
@@ -222,7 +222,7 @@ impl IntakeLookups for Lookups<'_> {
             .optional()?)
     }
 
-    async fn stored_count(&mut self, account_id: &str, month: &str) -> Result<i64> {
+    async fn stored_count(&mut self, account_id: &AccountId, month: &str) -> Result<i64> {
         let stored: Option<i64> = self
             .conn
             .prepare_cached(STORED_COUNT)?
@@ -234,7 +234,7 @@ impl IntakeLookups for Lookups<'_> {
     async fn queue_ends(
         &mut self,
         provider: &str,
-        account_id: &str,
+        account_id: &AccountId,
     ) -> Result<(Option<i64>, Option<i64>)> {
         Ok(self
             .conn
@@ -249,7 +249,7 @@ impl IntakeLookups for Lookups<'_> {
         job: &IntakeJob,
         key: &str,
         request_hash: &str,
-        event_id: &str,
+        event_id: &EventId,
     ) -> Result<()> {
         self.conn
             .prepare_cached(
@@ -264,7 +264,7 @@ impl IntakeLookups for Lookups<'_> {
 }
 
 /// Each accepted event.
-fn insert_events(conn: &Connection, accepted: &[(&IntakeJob, String)]) -> Result<()> {
+fn insert_events(conn: &Connection, accepted: &[(&IntakeJob, EventId)]) -> Result<()> {
     let mut event = conn.prepare_cached(
         "INSERT INTO events (id, account_id, category_id, category_name, category_color, \
          category_emoji, description, fields, delivery_status, created_at) \
@@ -305,7 +305,7 @@ fn insert_deliveries(conn: &Connection, deliveries: &[QueuedDelivery<'_>]) -> Re
     Ok(())
 }
 
-fn add_quota_counts(conn: &Connection, counts: &[((&str, String), i64)]) -> Result<()> {
+fn add_quota_counts(conn: &Connection, counts: &[((&AccountId, String), i64)]) -> Result<()> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO quota_usage (account_id, month, events) VALUES (?1, ?2, ?3) \
          ON CONFLICT (account_id, month) DO UPDATE SET events = MAX(events, 0) + excluded.events",
@@ -454,7 +454,7 @@ fn lease(
 /// sqlx writer connection.
 pub(super) async fn refresh_event_status(
     conn: &mut SqliteConnection,
-    event_id: &str,
+    event_id: &EventId,
 ) -> Result<()> {
     sqlx::query(STATUS_REFRESH)
         .bind(event_id)

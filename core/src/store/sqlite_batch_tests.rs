@@ -19,7 +19,7 @@ struct Setup {
     dir: tempfile::TempDir,
     store: SqliteStore,
     writer: SqliteBatchWriter,
-    account_id: String,
+    account_id: AccountId,
     category: crate::model::Category,
 }
 
@@ -54,9 +54,9 @@ async fn setup() -> Setup {
     }
 }
 
-fn intake(account_id: &str, category: &crate::model::Category, now: Millis) -> IntakeJob {
+fn intake(account_id: &AccountId, category: &crate::model::Category, now: Millis) -> IntakeJob {
     IntakeJob {
-        account_id: account_id.to_string(),
+        account_id: account_id.clone(),
         category: category.clone(),
         description: "something happened".into(),
         fields: "{}".into(),

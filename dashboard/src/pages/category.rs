@@ -8,7 +8,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use chrono::SecondsFormat;
 use maud::{Markup, html};
-use pingpilot_core::model::{Category, EventRecord, now_millis, to_datetime};
+use pingpilot_core::model::{Category, EventId, EventRecord, now_millis, to_datetime};
 use pingpilot_core::store::{DeliveryBadge, EventFilter, EventSample};
 use poem::http::StatusCode;
 use poem::web::{Html, Path, Query};
@@ -49,9 +49,9 @@ struct Summary {
     samples: Vec<EventSample>,
     /// This page of the table, newest first.
     events: Vec<EventRecord>,
-    badges: BTreeMap<String, Vec<DeliveryBadge>>,
+    badges: BTreeMap<EventId, Vec<DeliveryBadge>>,
     /// The `before` of the next (older) page, when there is one.
-    older: Option<String>,
+    older: Option<EventId>,
     /// Whether this is an older page (no live refresh there).
     paged: bool,
 }
@@ -140,7 +140,7 @@ async fn summarise(
     } else {
         None
     };
-    let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+    let ids: Vec<EventId> = events.iter().map(|event| event.id.clone()).collect();
     let badges = store.delivery_badges(account, &ids).await?;
     Ok(Summary {
         category,
@@ -313,7 +313,7 @@ fn chart_label(window: &Window, bars: &[Bar]) -> String {
 fn events_table(
     user: &SignedIn,
     events: &[EventRecord],
-    badges: &BTreeMap<String, Vec<DeliveryBadge>>,
+    badges: &BTreeMap<EventId, Vec<DeliveryBadge>>,
 ) -> Markup {
     let columns = field_columns(events);
     html! {
@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn columns_follow_first_appearance() {
         let event = |fields: Value| EventRecord {
-            id: "evt_1".into(),
+            id: EventId::parse("evt_1").expect("an event id"),
             category: "sale".into(),
             description: String::new(),
             fields: fields.as_object().cloned().unwrap_or_default(),

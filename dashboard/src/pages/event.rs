@@ -2,7 +2,7 @@
 
 use maud::{Markup, html};
 use pingpilot_core::model::{
-    AttemptRecord, DeliveryRecord, DeliveryStatus, EventRecord, Millis, to_datetime,
+    AttemptRecord, DeliveryRecord, DeliveryStatus, EventId, EventRecord, Millis, to_datetime,
 };
 use pingpilot_core::provider::EventMessage;
 use pingpilot_core::service::deliveries::retry_failed_deliveries;
@@ -38,6 +38,9 @@ async fn event_page(
     Query(query): Query<Done>,
 ) -> PageResult {
     let store = user.state.store();
+    let Some(id) = EventId::parse(&id) else {
+        return Err(DashError::NotFound);
+    };
     let Some((event, deliveries)) = store.event(&user.account.id, &id).await? else {
         return Err(DashError::NotFound);
     };
@@ -205,6 +208,9 @@ fn precise_time(millis: Millis) -> Markup {
 #[handler]
 async fn retry(user: SignedIn, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> PageResult {
     user.check_csrf(&form.csrf)?;
+    let Some(id) = EventId::parse(&id) else {
+        return Err(DashError::NotFound);
+    };
     let Some(requeued) = retry_failed_deliveries(&user.state, &user.account.id, &id).await? else {
         return Err(DashError::NotFound);
     };

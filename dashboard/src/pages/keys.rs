@@ -2,7 +2,7 @@
 //! confirmation step that works without JavaScript.
 
 use maud::{Markup, html};
-use pingpilot_core::model::ApiKeyInfo;
+use pingpilot_core::model::{ApiKeyInfo, KeyId};
 use poem::http::header;
 use poem::web::{Form, Path, Query};
 use poem::{IntoResponse, Request, Route, get, handler};
@@ -210,11 +210,15 @@ async fn revoke_key(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
-    let revoked = user
-        .state
-        .store()
-        .revoke_key(&id, Some(&user.account.id))
-        .await?;
+    let revoked = match KeyId::parse(&id) {
+        Some(key_id) => {
+            user.state
+                .store()
+                .revoke_key(&key_id, Some(&user.account.id))
+                .await?
+        }
+        None => false,
+    };
     if !revoked {
         return Err(DashError::NotFound);
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
+use pingpilot_core::model::AccountId;
 use pingpilot_core::provider::{
     ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, LinkOutcome,
     LinkRequest, Provider, ProviderHost, ProviderSection, ProviderSetup,
@@ -79,12 +80,13 @@ fn message() -> EventMessage {
 async fn deliver(provider: &dyn Provider, recipient: &str) -> DeliveryOutcome {
     let msg = message();
     let fields = BTreeMap::from([(DISCORD_ID.to_string(), recipient.to_string())]);
+    let account_id = AccountId::generate();
     provider
         .deliver(DeliveryRequest {
             delivery_id: 1,
             message: &msg,
             channel: ChannelContext {
-                account_id: "acc_1",
+                account_id: &account_id,
                 fields: &fields,
                 link_token: None,
                 state: None,
@@ -202,7 +204,7 @@ async fn missing_token_waits_without_http() {
     );
     let fields = BTreeMap::new();
     let status = provider.channel_status(&ChannelContext {
-        account_id: "acc_1",
+        account_id: &AccountId::generate(),
         fields: &fields,
         link_token: None,
         state: None,

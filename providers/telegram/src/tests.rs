@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
+use pingpilot_core::model::AccountId;
 use pingpilot_core::provider::{
     ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, LinkOutcome,
     LinkRequest, Provider, ProviderHost, ProviderSection, ProviderSetup,
@@ -173,12 +174,13 @@ fn message() -> EventMessage {
 async fn deliver(provider: &dyn Provider, state: Option<&Value>) -> DeliveryOutcome {
     let msg = message();
     let fields = BTreeMap::from([(TELEGRAM_USERNAME.to_string(), "someone".to_string())]);
+    let account_id = AccountId::generate();
     provider
         .deliver(DeliveryRequest {
             delivery_id: 1,
             message: &msg,
             channel: ChannelContext {
-                account_id: "acc_1",
+                account_id: &account_id,
                 fields: &fields,
                 link_token: Some("tok123"),
                 state,
@@ -261,8 +263,9 @@ async fn channel_status_shows_link_and_waits_until_linked() {
     let server = MockServer::start().await;
     let configured = provider_for(&server, Arc::default());
     let fields = BTreeMap::new();
+    let account_id = AccountId::generate();
     let ctx = |state| ChannelContext {
-        account_id: "acc_1",
+        account_id: &account_id,
         fields: &fields,
         link_token: Some("tok123"),
         state,

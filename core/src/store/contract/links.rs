@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Backend, on_both_backends};
+use crate::model::AccountId;
 use crate::provider::{FieldMatch, LinkOutcome, LinkRequest};
 use crate::store::Storage;
 
@@ -31,7 +32,7 @@ fn request<'a>(token: &'a str, chat: i64, username: Option<&'a str>) -> LinkRequ
     }
 }
 
-async fn account(store: &dyn Storage, username: Option<&str>) -> String {
+async fn account(store: &dyn Storage, username: Option<&str>) -> AccountId {
     let fields: BTreeMap<String, String> = username
         .map(|name| (FIELD.to_string(), name.to_string()))
         .into_iter()
@@ -44,7 +45,7 @@ async fn account(store: &dyn Storage, username: Option<&str>) -> String {
         .id
 }
 
-async fn link(store: &dyn Storage, account_id: &str) -> (String, Option<Value>) {
+async fn link(store: &dyn Storage, account_id: &AccountId) -> (String, Option<Value>) {
     store.link_token(account_id, PROVIDER).await.expect("token")
 }
 

@@ -32,7 +32,7 @@ async fn version(store: &dyn Storage, key: &str) -> i64 {
         .account_version
 }
 
-async fn category(store: &dyn Storage, account_id: &str, name: &str) -> Category {
+async fn category(store: &dyn Storage, account_id: &AccountId, name: &str) -> Category {
     match store
         .create_category(account_id, name, 0x00ff00, None, None)
         .await
@@ -46,11 +46,11 @@ async fn category(store: &dyn Storage, account_id: &str, name: &str) -> Category
 /// An event created at `now` with fields `{"n": n}`, delivered to Discord and Telegram.
 async fn event(
     store: &dyn Storage,
-    account_id: &str,
+    account_id: &AccountId,
     category: &Category,
     now: Millis,
     n: i64,
-) -> String {
+) -> EventId {
     let fields = json!({ "n": n }).as_object().cloned().expect("object");
     let event = NewEvent {
         account_id,
@@ -69,9 +69,9 @@ async fn event(
     }
 }
 
-fn session(account_id: &str, csrf: &str, expires_at: Millis) -> SessionRecord {
+fn session(account_id: &AccountId, csrf: &str, expires_at: Millis) -> SessionRecord {
     SessionRecord {
-        account_id: account_id.to_string(),
+        account_id: account_id.clone(),
         csrf_token: csrf.to_string(),
         expires_at,
         key_id: None,
@@ -79,14 +79,14 @@ fn session(account_id: &str, csrf: &str, expires_at: Millis) -> SessionRecord {
 }
 
 /// A session signed in with the key `key_id`.
-fn key_session(account_id: &str, key_id: &str, expires_at: Millis) -> SessionRecord {
+fn key_session(account_id: &AccountId, key_id: &KeyId, expires_at: Millis) -> SessionRecord {
     SessionRecord {
-        key_id: Some(key_id.to_string()),
+        key_id: Some(key_id.clone()),
         ..session(account_id, "csrf", expires_at)
     }
 }
 
-async fn key_id(store: &dyn Storage, key: &str) -> String {
+async fn key_id(store: &dyn Storage, key: &str) -> KeyId {
     store
         .authenticate(&hash_api_key(key))
         .await
@@ -272,7 +272,7 @@ async fn signing_out_everywhere(backend: &Backend) {
     );
     assert_eq!(
         store
-            .delete_account_sessions("acc_unknown", 2_000)
+            .delete_account_sessions(&"acc_unknown".into(), 2_000)
             .await
             .expect("unknown"),
         0
@@ -457,7 +457,7 @@ async fn summaries(backend: &Backend) {
                 inside.clone(),
                 order.clone(),
                 foreign.clone(),
-                "unknown".to_string(),
+                "unknown".into(),
             ],
         )
         .await

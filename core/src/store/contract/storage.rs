@@ -28,7 +28,7 @@ async fn account(store: &dyn Storage) -> Account {
         .0
 }
 
-async fn category(store: &dyn Storage, account_id: &str, name: &str) -> Category {
+async fn category(store: &dyn Storage, account_id: &AccountId, name: &str) -> Category {
     match store
         .create_category(account_id, name, 0x00ff00, Some("🔔"), None)
         .await
@@ -40,7 +40,7 @@ async fn category(store: &dyn Storage, account_id: &str, name: &str) -> Category
 }
 
 fn new_event<'a>(
-    account_id: &'a str,
+    account_id: &'a AccountId,
     category: &'a Category,
     fields: &'a Map<String, Value>,
     providers: &'a [&'static str],
@@ -60,7 +60,7 @@ fn new_event<'a>(
     }
 }
 
-async fn accept(store: &dyn Storage, event: &NewEvent<'_>) -> String {
+async fn accept(store: &dyn Storage, event: &NewEvent<'_>) -> EventId {
     match store.insert_event(event).await.expect("insert") {
         IntakeResult::Accepted { event_id } => event_id,
         other => panic!("{other:?}"),
@@ -100,7 +100,7 @@ async fn accounts_and_keys(backend: &Backend) {
         .expect("account exists");
     assert!(
         store
-            .create_key("acc_missing")
+            .create_key(&"acc_missing".into())
             .await
             .expect("key")
             .is_none()
@@ -108,7 +108,7 @@ async fn accounts_and_keys(backend: &Backend) {
     assert_eq!(store.list_keys(&account.id).await.expect("list").len(), 2);
     assert!(
         !store
-            .revoke_key(&info.id, Some("acc_other"))
+            .revoke_key(&info.id, Some(&"acc_other".into()))
             .await
             .expect("revoke")
     );
@@ -158,7 +158,7 @@ async fn accounts_and_keys(backend: &Backend) {
     assert!(!stored.fields.contains_key("discordId"));
     assert!(
         store
-            .update_account("acc_missing", &changes)
+            .update_account(&"acc_missing".into(), &changes)
             .await
             .expect("update")
             .is_none()
@@ -169,7 +169,12 @@ async fn accounts_and_keys(backend: &Backend) {
             .await
             .expect("plan")
     );
-    assert!(!store.set_plan("acc_missing", "free").await.expect("plan"));
+    assert!(
+        !store
+            .set_plan(&"acc_missing".into(), "free")
+            .await
+            .expect("plan")
+    );
     let all = store.list_accounts().await.expect("list");
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].plan, "enterprise");
@@ -243,7 +248,7 @@ async fn accounts_and_keys(backend: &Backend) {
 async fn categories_with_limit_and_duplicates(backend: &Backend) {
     let store = backend.store();
     let account = account(&*store).await;
-    let id = account.id.as_str();
+    let id = &account.id;
     let created = |result: CategoryCreate| matches!(result, CategoryCreate::Created(_));
     assert!(created(
         store
@@ -676,7 +681,7 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
     assert_eq!(deliveries[1].next_attempt_at, None);
     assert!(
         store
-            .event("acc_other", &event_id)
+            .event(&"acc_other".into(), &event_id)
             .await
             .expect("event")
             .is_none()
@@ -691,7 +696,7 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
     );
     assert_eq!(
         store
-            .retry_event(&account.id, "evt_x")
+            .retry_event(&account.id, &"evt_x".into())
             .await
             .expect("retry"),
         None
@@ -801,7 +806,7 @@ async fn finish_delivery_updates_event_status(backend: &Backend) {
             &account.id,
             &EventFilter {
                 limit: 5,
-                before_id: Some(all[4].id.clone()),
+                before_id: Some(all[4].id.to_string()),
                 category: Some("SALE".into()),
                 status: Some(DeliveryStatus::Delivered),
                 ..Default::default()

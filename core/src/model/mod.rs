@@ -8,6 +8,10 @@ use rand::distr::Alphanumeric;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+mod ids;
+
+pub use ids::{AccountId, EventId, KeyId};
+
 /// Milliseconds since the Unix epoch, UTC: how every time is stored.
 pub type Millis = i64;
 
@@ -24,19 +28,6 @@ pub fn to_datetime(millis: Millis) -> DateTime<Utc> {
 /// RFC 3339 with milliseconds, as the API shows times.
 pub fn format_time(millis: Millis) -> String {
     to_datetime(millis).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Event id: `evt_` + a ULID, which sorts by creation time.
-pub fn new_event_id() -> String {
-    format!("evt_{}", ulid::Ulid::new())
-}
-
-pub fn new_account_id() -> String {
-    format!("acc_{}", ulid::Ulid::new())
-}
-
-pub fn new_key_id() -> String {
-    format!("key_{}", ulid::Ulid::new())
 }
 
 fn random_text(len: usize) -> String {
@@ -82,7 +73,7 @@ pub fn key_prefix(key: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub struct Account {
-    pub id: String,
+    pub id: AccountId,
     pub name: String,
     pub email: Option<String>,
     pub plan: String,
@@ -101,7 +92,7 @@ impl Account {
 
 #[derive(Debug, Clone)]
 pub struct ApiKeyInfo {
-    pub id: String,
+    pub id: KeyId,
     pub prefix: String,
     pub created_at: Millis,
     pub last_used_at: Option<Millis>,
@@ -156,7 +147,7 @@ impl DeliveryStatus {
 
 #[derive(Debug, Clone)]
 pub struct EventRecord {
-    pub id: String,
+    pub id: EventId,
     pub category: String,
     pub description: String,
     pub fields: Map<String, Value>,
@@ -229,15 +220,6 @@ mod tests {
         assert_ne!(key, new_api_key());
         assert_eq!(hash_api_key("pk_x").len(), 64);
         assert_eq!(key_prefix(&key).len(), 10);
-    }
-
-    #[test]
-    fn event_ids_sort_by_time() {
-        let first = new_event_id();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let second = new_event_id();
-        assert!(first.starts_with("evt_"));
-        assert!(first < second);
     }
 
     #[test]
