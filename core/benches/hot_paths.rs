@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pingpilot_core::api::validate_event;
+use pingpilot_core::api::EventRequest;
 use pingpilot_core::model::hash_api_key;
 use pingpilot_core::samples;
 use serde_json::Value;
@@ -27,8 +27,10 @@ fn validation(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate_event");
     for (name, text) in &bodies {
         let body: Value = serde_json::from_str(text).expect("benchmark body is JSON");
-        validate_event(&body).expect("benchmark body is valid");
-        group.bench_function(*name, |b| b.iter(|| validate_event(black_box(&body))));
+        EventRequest::validate(&body).expect("benchmark body is valid");
+        group.bench_function(*name, |b| {
+            b.iter(|| EventRequest::validate(black_box(&body)))
+        });
     }
     group.finish();
 
@@ -38,7 +40,7 @@ fn validation(c: &mut Criterion) {
         group.bench_function(*name, |b| {
             b.iter(|| {
                 let body: Value = serde_json::from_slice(black_box(text.as_bytes())).unwrap();
-                validate_event(&body)
+                EventRequest::validate(&body)
             })
         });
     }

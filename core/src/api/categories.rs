@@ -1,23 +1,24 @@
 //! `/api/v1/categories`: what events are filed under, with their colour and emoji.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use poem::web::Data;
 use poem_openapi::param::Path;
-use poem_openapi::types::Example;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{Example, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::documented::{ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp};
 use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
+use super::rules::{CharRule, TextRule, inline, nullable, unknown_properties, violation};
 use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::Category;
 use crate::service::categories::{self as service, create_category, duplicate_message};
 use crate::store::{CategoryChanges, CategoryUpdate};
-
-const MAX_EMOJI_CHARS: usize = 16;
 
 /// A category: what events are filed under, with the colour and emoji of their notifications.
 #[derive(Debug, Object)]
@@ -50,58 +51,119 @@ impl Example for CategoryView {
     }
 }
 
-/// A category to create. No other properties are accepted.
-#[derive(Debug, Object)]
-#[oai(example)]
-pub struct NewCategory {
-    /// 1–64 letters, digits or hyphens; stored lower-cased.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9-]{1,64}$"))]
-    pub name: String,
-    /// Colour of the notifications, `#RRGGBB`.
-    #[oai(validator(pattern = r"^#[0-9A-Fa-f]{6}$"))]
-    pub color: String,
-    /// Shown before the category name in notifications, at most 16 characters; absent, `null`
-    /// or blank: 🔔.
-    #[oai(nullable, validator(max_length = 16))]
-    pub emoji: Option<String>,
+/// A category's name: letters, digits and hyphens, stored lower-cased.
+pub const NAME: TextRule = TextRule {
+    min_chars: 1,
+    max_chars: 64,
+    chars: Some(CharRule {
+        pattern: r"^[A-Za-z0-9-]{1,64}$",
+        allows: |name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+    }),
+};
+/// A colour as sent: `#RRGGBB` (see [`parse_color`]).
+const COLOR_PATTERN: &str = r"^#[0-9A-Fa-f]{6}$";
+/// A category's emoji.
+pub const EMOJI: TextRule = TextRule::at_most(16);
+
+/// The properties of a category body, described for creating (`NewCategory`) or changing
+/// (`CategoryUpdate`) one.
+fn category_properties(
+    name: &'static str,
+    color: &'static str,
+    emoji: &'static str,
+) -> Vec<(&'static str, MetaSchemaRef)> {
+    vec![
+        ("name", inline(NAME.schema(name))),
+        (
+            "color",
+            inline(MetaSchema {
+                description: Some(color),
+                pattern: Some(COLOR_PATTERN.into()),
+                ..MetaSchema::new("string")
+            }),
+        ),
+        ("emoji", inline(nullable(EMOJI.schema(emoji)))),
+    ]
 }
 
-impl Example for NewCategory {
-    fn example() -> Self {
-        Self {
-            name: "sale".into(),
-            color: "#FFB02E".into(),
-            emoji: Some("💰".into()),
+/// Implements [`Type`] for a body type whose schema `$schema` builds (documented only: bodies
+/// are read as JSON and checked by the type's `validate`).
+macro_rules! body_type {
+    ($ty:ident, $name:literal, $schema:expr) => {
+        impl Type for $ty {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> Cow<'static, str> {
+                $name.into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Reference($name.into())
+            }
+
+            fn register(registry: &mut Registry) {
+                registry.create_schema::<Self, _>($name.into(), |_| MetaSchema {
+                    title: Some($name.into()),
+                    ..$schema
+                });
+            }
+
+            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(
+                &'a self,
+            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+                Box::new(self.as_raw_value().into_iter())
+            }
         }
-    }
+    };
 }
 
-/// Changes to a category: absent properties stay as they are. No other properties are
-/// accepted.
-#[derive(Debug, Object)]
-#[oai(rename = "CategoryUpdate", example)]
-pub struct CategoryPatch {
-    /// A new name: 1–64 letters, digits or hyphens, stored lower-cased. Past events keep the
-    /// name they were sent with.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9-]{1,64}$"))]
-    pub name: Option<String>,
-    /// A new colour, `#RRGGBB`.
-    #[oai(validator(pattern = r"^#[0-9A-Fa-f]{6}$"))]
-    pub color: Option<String>,
-    /// A new emoji, at most 16 characters; `null` or blank removes it (🔔 is shown).
-    #[oai(nullable, validator(max_length = 16))]
-    pub emoji: Option<String>,
-}
+/// The body of `POST /categories`: a category to create. No other properties are accepted.
+pub struct NewCategory;
 
-impl Example for CategoryPatch {
-    fn example() -> Self {
-        Self {
-            name: None,
-            color: Some("#2ECC71".into()),
-            emoji: Some("🎉".into()),
-        }
+body_type!(
+    NewCategory,
+    "NewCategory",
+    MetaSchema {
+        description: Some("A category to create. No other properties are accepted."),
+        required: vec!["name", "color"],
+        properties: category_properties(
+            "1–64 letters, digits or hyphens; stored lower-cased.",
+            "Colour of the notifications, `#RRGGBB`.",
+            "Shown before the category name in notifications, at most 16 characters; absent, \
+             `null`\nor blank: 🔔.",
+        ),
+        example: Some(json!({"name": "sale", "color": "#FFB02E", "emoji": "💰"})),
+        ..MetaSchema::new("object")
     }
-}
+);
+
+/// The body of `PATCH /categories/{name}`: changes to a category.
+pub struct CategoryPatch;
+
+body_type!(
+    CategoryPatch,
+    "CategoryUpdate",
+    MetaSchema {
+        description: Some(
+            "Changes to a category: absent properties stay as they are. No other properties \
+             are\naccepted.",
+        ),
+        properties: category_properties(
+            "A new name: 1–64 letters, digits or hyphens, stored lower-cased. Past events keep \
+             the\nname they were sent with.",
+            "A new colour, `#RRGGBB`.",
+            "A new emoji, at most 16 characters; `null` or blank removes it (🔔 is shown).",
+        ),
+        example: Some(json!({"name": null, "color": "#2ECC71", "emoji": "🎉"})),
+        ..MetaSchema::new("object")
+    }
+);
 
 /// The answers of `GET /categories`.
 #[derive(ApiResponse)]
@@ -230,32 +292,23 @@ impl From<&Category> for CategoryView {
     }
 }
 
-fn field_error(path: &str, message: &str) -> FieldError {
-    FieldError {
-        path: path.into(),
-        message: message.into(),
-    }
-}
-
 /// A valid category name, lower-cased.
 fn parse_name(value: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
     let Some(name) = value.as_str() else {
-        errors.push(field_error("name", "must be a string"));
+        errors.push(violation("name", "must be a string"));
         return None;
     };
-    let name = name.to_ascii_lowercase();
-    let valid = (1..=64).contains(&name.chars().count())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        errors.push(field_error(
+    if NAME.check(name).is_err() {
+        errors.push(violation(
             "name",
-            "must be 1 to 64 letters, digits or hyphens",
+            format!(
+                "must be {} to {} letters, digits or hyphens",
+                NAME.min_chars, NAME.max_chars
+            ),
         ));
         return None;
     }
-    Some(name)
+    Some(name.to_ascii_lowercase())
 }
 
 /// `#RRGGBB` as an integer.
@@ -270,7 +323,7 @@ pub fn parse_color(text: &str) -> Option<u32> {
 fn parse_color_value(value: &Value, errors: &mut Vec<FieldError>) -> Option<u32> {
     let color = value.as_str().and_then(parse_color);
     if color.is_none() {
-        errors.push(field_error("color", "must be a colour written #RRGGBB"));
+        errors.push(violation("color", "must be a colour written #RRGGBB"));
     }
     color
 }
@@ -278,11 +331,11 @@ fn parse_color_value(value: &Value, errors: &mut Vec<FieldError>) -> Option<u32>
 fn parse_emoji(value: &Value, errors: &mut Vec<FieldError>) -> Option<Option<String>> {
     match value {
         Value::Null => Some(None),
-        Value::String(emoji) if emoji.chars().count() <= MAX_EMOJI_CHARS => {
+        Value::String(emoji) if EMOJI.check(emoji).is_ok() => {
             Some(Some(emoji.trim().to_string()).filter(|e| !e.is_empty()))
         }
         _ => {
-            errors.push(field_error(
+            errors.push(violation(
                 "emoji",
                 "must be a short string (an emoji) or null",
             ));
@@ -291,69 +344,75 @@ fn parse_emoji(value: &Value, errors: &mut Vec<FieldError>) -> Option<Option<Str
     }
 }
 
-fn unknown_keys(object: &serde_json::Map<String, Value>, errors: &mut Vec<FieldError>) {
-    for key in object.keys() {
-        if !matches!(key.as_str(), "name" | "color" | "emoji") {
-            errors.push(field_error(
-                key,
-                "unknown property; allowed are name, color and emoji",
-            ));
-        }
-    }
-}
+const UNKNOWN_PROPERTY: &str = "unknown property; allowed are name, color and emoji";
 
-/// A new category's name (lower-cased), colour and emoji, or every rule the body breaks.
-pub fn parse_new_category(body: &Value) -> Result<service::NewCategory, Vec<FieldError>> {
-    let Some(object) = body.as_object() else {
-        return Err(vec![field_error("", "the body must be a JSON object")]);
-    };
-    let mut errors = Vec::new();
-    unknown_keys(object, &mut errors);
-    let name = match object.get("name") {
-        Some(value) => parse_name(value, &mut errors),
-        None => {
-            errors.push(field_error("name", "required"));
-            None
-        }
-    };
-    let color = match object.get("color") {
-        Some(value) => parse_color_value(value, &mut errors),
-        None => {
-            errors.push(field_error("color", "required"));
-            None
-        }
-    };
-    let emoji = object
-        .get("emoji")
-        .map(|value| parse_emoji(value, &mut errors))
-        .unwrap_or(Some(None));
-    match (name, color, emoji) {
-        (Some(name), Some(color), Some(emoji)) if errors.is_empty() => {
-            Ok(service::NewCategory { name, color, emoji })
-        }
-        _ => Err(errors),
-    }
-}
-
-fn parse_category_patch(body: &Value) -> Result<CategoryChanges, Vec<FieldError>> {
-    let Some(object) = body.as_object() else {
-        return Err(vec![field_error("", "the body must be a JSON object")]);
-    };
-    let mut errors = Vec::new();
-    unknown_keys(object, &mut errors);
-    let changes = CategoryChanges {
-        name: object.get("name").and_then(|v| parse_name(v, &mut errors)),
-        color: object
-            .get("color")
-            .and_then(|v| parse_color_value(v, &mut errors)),
-        emoji: object
+impl NewCategory {
+    /// A new category's name (lower-cased), colour and emoji, or every rule the body breaks.
+    pub fn validate(body: &Value) -> Result<service::NewCategory, Vec<FieldError>> {
+        let Some(object) = body.as_object() else {
+            return Err(vec![violation("", "the body must be a JSON object")]);
+        };
+        let mut errors = Vec::new();
+        unknown_properties(
+            object,
+            &["name", "color", "emoji"],
+            UNKNOWN_PROPERTY,
+            &mut errors,
+        );
+        let name = match object.get("name") {
+            Some(value) => parse_name(value, &mut errors),
+            None => {
+                errors.push(violation("name", "required"));
+                None
+            }
+        };
+        let color = match object.get("color") {
+            Some(value) => parse_color_value(value, &mut errors),
+            None => {
+                errors.push(violation("color", "required"));
+                None
+            }
+        };
+        let emoji = object
             .get("emoji")
-            .and_then(|v| parse_emoji(v, &mut errors)),
-    };
-    if errors.is_empty() {
-        Ok(changes)
-    } else {
-        Err(errors)
+            .map(|value| parse_emoji(value, &mut errors))
+            .unwrap_or(Some(None));
+        match (name, color, emoji) {
+            (Some(name), Some(color), Some(emoji)) if errors.is_empty() => {
+                Ok(service::NewCategory { name, color, emoji })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+impl CategoryPatch {
+    /// The changes a body asks for, or every rule it breaks.
+    fn validate(body: &Value) -> Result<CategoryChanges, Vec<FieldError>> {
+        let Some(object) = body.as_object() else {
+            return Err(vec![violation("", "the body must be a JSON object")]);
+        };
+        let mut errors = Vec::new();
+        unknown_properties(
+            object,
+            &["name", "color", "emoji"],
+            UNKNOWN_PROPERTY,
+            &mut errors,
+        );
+        let changes = CategoryChanges {
+            name: object.get("name").and_then(|v| parse_name(v, &mut errors)),
+            color: object
+                .get("color")
+                .and_then(|v| parse_color_value(v, &mut errors)),
+            emoji: object
+                .get("emoji")
+                .and_then(|v| parse_emoji(v, &mut errors)),
+        };
+        if errors.is_empty() {
+            Ok(changes)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -403,7 +462,7 @@ impl CategoriesApi {
         body: JsonBody<NewCategory>,
     ) -> Result<CreateCategoryResponse, Errors<CreateCategoryErrors>> {
         let account = authenticate(state.0, &auth).await?;
-        let new = parse_new_category(&body.value().await?).map_err(ApiError::unprocessable)?;
+        let new = NewCategory::validate(&body.value().await?).map_err(ApiError::unprocessable)?;
         let category = create_category(state.0, &account, &new).await?;
         Ok(CreateCategoryResponse::Created(Json((&category).into())))
     }
@@ -450,7 +509,7 @@ impl CategoriesApi {
     ) -> Result<CategoryResponse, Errors<UpdateCategoryErrors>> {
         let account = authenticate(state.0, &auth).await?;
         let changes =
-            parse_category_patch(&body.value().await?).map_err(ApiError::unprocessable)?;
+            CategoryPatch::validate(&body.value().await?).map_err(ApiError::unprocessable)?;
         match state
             .store()
             .update_category(&account.id, &name.0, &changes)
@@ -508,7 +567,7 @@ mod tests {
     #[test]
     fn new_category_rules() {
         assert_eq!(
-            parse_new_category(&json!({"name": "Sale", "color": "#00ff00"})).unwrap(),
+            NewCategory::validate(&json!({"name": "Sale", "color": "#00ff00"})).unwrap(),
             service::NewCategory {
                 name: "sale".into(),
                 color: 0x00FF00,
@@ -516,7 +575,7 @@ mod tests {
             }
         );
         let errors =
-            parse_new_category(&json!({"name": "no way", "color": "red", "x": 1})).unwrap_err();
+            NewCategory::validate(&json!({"name": "no way", "color": "red", "x": 1})).unwrap_err();
         let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["x", "name", "color"]);
     }

@@ -6,6 +6,19 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::{Value, json};
 
+use super::rules::TextRule;
+
+/// At most this many fields per event.
+pub const MAX_FIELDS: usize = 25;
+/// A field's key.
+pub const FIELD_KEY: TextRule = TextRule {
+    min_chars: 1,
+    max_chars: 256,
+    chars: None,
+};
+/// A field's value, when it is text.
+pub const FIELD_TEXT: TextRule = TextRule::at_most(1024);
+
 /// An event's fields: a JSON object that keeps the order in which they were sent.
 #[derive(Debug, Clone, Default)]
 pub struct EventFields(pub serde_json::Map<String, Value>);
@@ -37,7 +50,7 @@ impl Type for EventFields {
                  text (up to 1024 characters), numbers or booleans.",
             ),
             additional_properties: Some(Box::new(FieldValue::schema_ref())),
-            max_properties: Some(25),
+            max_properties: Some(MAX_FIELDS),
             example: Self::example().to_json(),
             ..MetaSchema::new("object")
         }))
@@ -97,7 +110,7 @@ impl Type for FieldValue {
             ),
             one_of: vec![
                 MetaSchemaRef::Inline(Box::new(MetaSchema {
-                    max_length: Some(1024),
+                    max_length: Some(FIELD_TEXT.max_chars),
                     ..MetaSchema::new("string")
                 })),
                 MetaSchemaRef::Inline(Box::new(MetaSchema::new("number"))),

@@ -1,19 +1,24 @@
 //! `POST /api/v1/event`: the documented intake, checks in the documented order.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Map, Value, json};
 
 use super::documented::{self, ErrorDoc, Errors, OperationErrors, Param, ParamSchema, RawHeader};
 use super::error::{ApiError, ErrorMessage, FieldError};
-use super::event_types::EventFields;
+use super::event_types::{EventFields, FIELD_KEY, FIELD_TEXT, MAX_FIELDS};
 use super::extract::{Bearer, JsonBody};
+use super::rules::{
+    CharRule, TextRule, TextViolation, inline, nullable, unknown_properties, violation,
+};
 use super::{Tag, presented_key};
 use crate::app::AppState;
 use crate::model::{DeliveryStatus, hash_api_key};
@@ -25,42 +30,194 @@ pub const RATE_MESSAGE: &str =
     "Too many requests: slow down and retry after the number of seconds in Retry-After";
 pub const ACCEPTED_MESSAGE: &str = "Event processed successfully";
 
-const MAX_CATEGORY_LEN: usize = 64;
-const MAX_DESCRIPTION_LEN: usize = 4096;
-const MAX_FIELDS: usize = 25;
-const MAX_FIELD_KEY_LEN: usize = 256;
-const MAX_FIELD_VALUE_LEN: usize = 1024;
+/// An event's category name: letters, digits and hyphens.
+pub const CATEGORY: TextRule = TextRule {
+    min_chars: 1,
+    max_chars: 64,
+    chars: Some(CharRule {
+        pattern: r"^[A-Za-z0-9-]{1,64}$",
+        allows: |name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+    }),
+};
+/// An event's description.
+pub const DESCRIPTION: TextRule = TextRule::at_most(4096);
 
-/// An event to relay. No other properties are accepted; every broken rule is listed in the 422
-/// answer.
-#[derive(Debug, Object)]
-#[oai(example)]
-pub struct EventRequest {
-    /// Name of one of your categories, matched case-insensitively (`Sale` finds `sale`): 1–64
-    /// letters, digits or hyphens.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9-]{1,64}$"))]
-    pub category: String,
-    /// The notification text, up to 4096 characters; when empty, `null` or absent:
-    /// `A new <category> event has occurred!`.
-    #[oai(nullable, validator(max_length = 4096))]
-    pub description: Option<String>,
-    /// Up to 25 key/value pairs, shown in the order sent. Keys 1–256 characters; values text
-    /// (up to 1024 characters), numbers or booleans (`null`, arrays and objects are rejected).
-    #[oai(nullable)]
-    pub fields: Option<EventFields>,
+/// The body of `POST /event`: its schema and its validation ([`EventRequest::validate`]), both
+/// from the rules above.
+pub struct EventRequest;
+
+impl Type for EventRequest {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "EventRequest".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference(Self::name().into_owned())
+    }
+
+    fn register(registry: &mut Registry) {
+        EventFields::register(registry);
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| {
+            let MetaSchemaRef::Inline(fields) = EventFields::schema_ref() else {
+                unreachable!("EventFields is an inline schema")
+            };
+            MetaSchema {
+                title: Some(Self::name().into_owned()),
+                description: Some(
+                    "An event to relay. No other properties are accepted; every broken rule is \
+                     listed in the 422\nanswer.",
+                ),
+                required: vec!["category"],
+                properties: vec![
+                    (
+                        "category",
+                        inline(CATEGORY.schema(
+                            "Name of one of your categories, matched case-insensitively (`Sale` \
+                             finds `sale`): 1–64\nletters, digits or hyphens.",
+                        )),
+                    ),
+                    (
+                        "description",
+                        inline(nullable(DESCRIPTION.schema(
+                            "The notification text, up to 4096 characters; when empty, `null` or \
+                             absent:\n`A new <category> event has occurred!`.",
+                        ))),
+                    ),
+                    (
+                        "fields",
+                        inline(nullable(MetaSchema {
+                            description: Some(
+                                "Up to 25 key/value pairs, shown in the order sent. Keys 1–256 \
+                                 characters; values text\n(up to 1024 characters), numbers or \
+                                 booleans (`null`, arrays and objects are rejected).",
+                            ),
+                            ..*fields
+                        })),
+                    ),
+                ],
+                example: Some(json!({
+                    "category": "sale",
+                    "description": "New purchase completed",
+                    "fields": {"plan": "pro", "amount": 99.99, "recurring": true}
+                })),
+                ..MetaSchema::new("object")
+            }
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
 }
 
-impl poem_openapi::types::Example for EventRequest {
-    fn example() -> Self {
-        Self {
-            category: "sale".into(),
-            description: Some("New purchase completed".into()),
-            fields: Some(EventFields(
-                serde_json::json!({"plan": "pro", "amount": 99.99, "recurring": true})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
+impl EventRequest {
+    /// Checks a body against every rule and lists each violation, in the order of the
+    /// properties as sent for unknown ones, then `category`, `description`, `fields`.
+    pub fn validate(body: &Value) -> Result<ValidEvent, Vec<FieldError>> {
+        let Some(object) = body.as_object() else {
+            return Err(vec![violation("", "the body must be a JSON object")]);
+        };
+        let mut errors = Vec::new();
+        unknown_properties(
+            object,
+            &["category", "description", "fields"],
+            "unknown property; allowed are category, description and fields",
+            &mut errors,
+        );
+        let category = match object.get("category") {
+            None | Some(Value::Null) => {
+                errors.push(violation("category", "required"));
+                None
+            }
+            Some(Value::String(name)) => {
+                match CATEGORY.check(name) {
+                    Ok(()) => {}
+                    Err(TextViolation::Length) => {
+                        errors.push(violation("category", CATEGORY.length_message()))
+                    }
+                    Err(TextViolation::Chars) => errors.push(violation(
+                        "category",
+                        "may contain only letters, digits and hyphens",
+                    )),
+                }
+                Some(name.clone())
+            }
+            Some(_) => {
+                errors.push(violation("category", "must be a string"));
+                None
+            }
+        };
+        let description = match object.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => {
+                if DESCRIPTION.check(text).is_err() {
+                    errors.push(violation("description", DESCRIPTION.length_message()));
+                }
+                Some(text.clone()).filter(|t| !t.is_empty())
+            }
+            Some(_) => {
+                errors.push(violation("description", "must be a string"));
+                None
+            }
+        };
+        let fields = match object.get("fields") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(fields)) => {
+                validate_fields(fields, &mut errors);
+                fields.clone()
+            }
+            Some(_) => {
+                errors.push(violation("fields", "must be an object"));
+                Map::new()
+            }
+        };
+        match category {
+            Some(category) if errors.is_empty() => Ok(ValidEvent {
+                description: description
+                    .unwrap_or_else(|| format!("A new {category} event has occurred!")),
+                category,
+                fields,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn validate_fields(fields: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    if fields.len() > MAX_FIELDS {
+        errors.push(violation(
+            "fields",
+            format!("must have at most {MAX_FIELDS} entries"),
+        ));
+    }
+    for (key, value) in fields {
+        let path = format!("fields.{key}");
+        if FIELD_KEY.check(key).is_err() {
+            errors.push(violation(
+                &path,
+                format!("keys {}", FIELD_KEY.length_message()),
+            ));
+        }
+        match value {
+            Value::String(text) if FIELD_TEXT.check(text).is_err() => errors.push(violation(
+                &path,
+                format!("text values {}", FIELD_TEXT.length_message()),
             )),
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
+            Value::Null => errors.push(violation(&path, "must not be null")),
+            Value::Array(_) | Value::Object(_) => {
+                errors.push(violation(&path, "must be a string, a number or a boolean"))
+            }
         }
     }
 }
@@ -205,114 +362,6 @@ impl OperationErrors for SendEventErrors {
     }
 }
 
-fn is_category_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-'
-}
-
-fn error(path: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError {
-        path: path.into(),
-        message: message.into(),
-    }
-}
-
-/// Checks an intake body against every rule and lists each violation.
-pub fn validate_event(body: &Value) -> Result<ValidEvent, Vec<FieldError>> {
-    let Some(object) = body.as_object() else {
-        return Err(vec![error("", "the body must be a JSON object")]);
-    };
-    let mut errors = Vec::new();
-    for key in object.keys() {
-        if !matches!(key.as_str(), "category" | "description" | "fields") {
-            errors.push(error(
-                key.as_str(),
-                "unknown property; allowed are category, description and fields",
-            ));
-        }
-    }
-    let category = match object.get("category") {
-        None | Some(Value::Null) => {
-            errors.push(error("category", "required"));
-            None
-        }
-        Some(Value::String(name)) => {
-            let len = name.chars().count();
-            if len == 0 || len > MAX_CATEGORY_LEN {
-                errors.push(error("category", "must be 1 to 64 characters long"));
-            } else if !name.chars().all(is_category_char) {
-                errors.push(error(
-                    "category",
-                    "may contain only letters, digits and hyphens",
-                ));
-            }
-            Some(name.clone())
-        }
-        Some(_) => {
-            errors.push(error("category", "must be a string"));
-            None
-        }
-    };
-    let description = match object.get("description") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => {
-            if text.chars().count() > MAX_DESCRIPTION_LEN {
-                errors.push(error("description", "must be at most 4096 characters long"));
-            }
-            Some(text.clone()).filter(|t| !t.is_empty())
-        }
-        Some(_) => {
-            errors.push(error("description", "must be a string"));
-            None
-        }
-    };
-    let fields = match object.get("fields") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(fields)) => {
-            validate_fields(fields, &mut errors);
-            fields.clone()
-        }
-        Some(_) => {
-            errors.push(error("fields", "must be an object"));
-            Map::new()
-        }
-    };
-    match category {
-        Some(category) if errors.is_empty() => Ok(ValidEvent {
-            description: description
-                .unwrap_or_else(|| format!("A new {category} event has occurred!")),
-            category,
-            fields,
-        }),
-        _ => Err(errors),
-    }
-}
-
-fn validate_fields(fields: &Map<String, Value>, errors: &mut Vec<FieldError>) {
-    if fields.len() > MAX_FIELDS {
-        errors.push(error("fields", "must have at most 25 entries"));
-    }
-    for (key, value) in fields {
-        let path = format!("fields.{key}");
-        let key_len = key.chars().count();
-        if key_len == 0 || key_len > MAX_FIELD_KEY_LEN {
-            errors.push(error(&path, "keys must be 1 to 256 characters long"));
-        }
-        match value {
-            Value::String(text) if text.chars().count() > MAX_FIELD_VALUE_LEN => {
-                errors.push(error(
-                    &path,
-                    "text values must be at most 1024 characters long",
-                ));
-            }
-            Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
-            Value::Null => errors.push(error(&path, "must not be null")),
-            Value::Array(_) | Value::Object(_) => {
-                errors.push(error(&path, "must be a string, a number or a boolean"))
-            }
-        }
-    }
-}
-
 pub const DELIVERY_FAILED_MESSAGE: &str = "Error processing event";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const MAX_WAIT_SECS: f64 = 30.0;
@@ -401,7 +450,8 @@ async fn checked_accept(
         (Ok(Some(_)), Ok(body)) => Some(request_hash(body)),
         _ => None,
     };
-    let event = body.and_then(|body| validate_event(&body).map_err(ApiError::unprocessable));
+    let event =
+        body.and_then(|body| EventRequest::validate(&body).map_err(ApiError::unprocessable));
     let submission = Submission::new(
         idempotency_key,
         request_hash,
@@ -490,10 +540,12 @@ mod tests {
     #[test]
     fn fills_in_the_default_description_and_keeps_field_order() {
         let event =
-            validate_event(&json!({"category": "Sale", "fields": {"z": 1, "a": true}})).unwrap();
+            EventRequest::validate(&json!({"category": "Sale", "fields": {"z": 1, "a": true}}))
+                .unwrap();
         assert_eq!(event.description, "A new Sale event has occurred!");
         assert_eq!(event.fields.keys().collect::<Vec<_>>(), ["z", "a"]);
-        let event = validate_event(&json!({"category": "sale", "description": ""})).unwrap();
+        let event =
+            EventRequest::validate(&json!({"category": "sale", "description": ""})).unwrap();
         assert_eq!(event.description, "A new sale event has occurred!");
     }
 
@@ -506,7 +558,7 @@ mod tests {
             "extra": 1
         });
         assert_eq!(
-            paths(validate_event(&body)),
+            paths(EventRequest::validate(&body)),
             [
                 "extra",
                 "category",
@@ -521,28 +573,37 @@ mod tests {
 
     #[test]
     fn rejects_wrong_shapes() {
-        assert_eq!(paths(validate_event(&json!([]))), [""]);
-        assert_eq!(paths(validate_event(&json!({}))), ["category"]);
-        assert_eq!(paths(validate_event(&json!({"category": 5}))), ["category"]);
+        assert_eq!(paths(EventRequest::validate(&json!([]))), [""]);
+        assert_eq!(paths(EventRequest::validate(&json!({}))), ["category"]);
         assert_eq!(
-            paths(validate_event(&json!({"category": ""}))),
+            paths(EventRequest::validate(&json!({"category": 5}))),
             ["category"]
         );
         assert_eq!(
-            paths(validate_event(&json!({"category": "a".repeat(65)}))),
+            paths(EventRequest::validate(&json!({"category": ""}))),
             ["category"]
         );
         assert_eq!(
-            paths(validate_event(&json!({"category": "a", "fields": []}))),
+            paths(EventRequest::validate(&json!({"category": "a".repeat(65)}))),
+            ["category"]
+        );
+        assert_eq!(
+            paths(EventRequest::validate(
+                &json!({"category": "a", "fields": []})
+            )),
             ["fields"]
         );
         let many: Map<String, Value> = (0..26).map(|i| (format!("k{i}"), json!(i))).collect();
         assert_eq!(
-            paths(validate_event(&json!({"category": "a", "fields": many}))),
+            paths(EventRequest::validate(
+                &json!({"category": "a", "fields": many})
+            )),
             ["fields"]
         );
         assert_eq!(
-            paths(validate_event(&json!({"category": "a", "fields": {"": 1}}))),
+            paths(EventRequest::validate(
+                &json!({"category": "a", "fields": {"": 1}})
+            )),
             ["fields."]
         );
     }

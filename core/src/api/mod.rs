@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod intake;
 mod ops;
+mod rules;
 
 use std::sync::Arc;
 
@@ -18,9 +19,9 @@ use poem_openapi::OpenApiService;
 
 pub use crate::service::intake::ValidEvent;
 pub use account::parse_account_update;
-pub use categories::parse_new_category;
+pub use categories::NewCategory;
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
-pub use intake::validate_event;
+pub use intake::EventRequest;
 
 use crate::app::AppState;
 

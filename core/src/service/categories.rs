@@ -6,7 +6,7 @@ use crate::store::CategoryCreate;
 
 use super::ServiceError;
 
-/// A category to create, its values checked (`api::parse_new_category`): the name lower-cased.
+/// A category to create, its values checked (`api::NewCategory::validate`): the name lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCategory {
     pub name: String,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use maud::{Markup, html};
-use pingpilot_core::api::{ValidationFailure, parse_new_category};
+use pingpilot_core::api::{NewCategory, ValidationFailure};
 use pingpilot_core::model::{Category, now_millis};
 use pingpilot_core::service::ServiceError;
 use pingpilot_core::service::categories::{category_limit_message, create_category};
@@ -172,7 +172,7 @@ impl NotCreated {
 
 /// Creates a category from the API's `NewCategory` body; a storage failure is the page's error.
 async fn create_from(user: &SignedIn, body: &Value) -> PageResult<Result<Category, NotCreated>> {
-    let new = match parse_new_category(body) {
+    let new = match NewCategory::validate(body) {
         Ok(new) => new,
         Err(errors) => return Ok(Err(NotCreated::Invalid(ValidationFailure::new(errors)))),
     };
