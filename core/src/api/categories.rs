@@ -1,19 +1,18 @@
 //! `/api/v1/categories`: what events are filed under, with their colour and emoji.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use poem::web::Data;
 use poem_openapi::param::Path;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::{Example, Type};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Value, json};
 
 use super::documented::{ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp};
 use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
-use super::rules::{CharRule, TextRule, inline, nullable, unknown_properties, violation};
+use super::rules::{CharRule, TextRule, body_object, body_type, inline, nullable, violation};
 use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::Category;
@@ -86,84 +85,39 @@ fn category_properties(
     ]
 }
 
-/// Implements [`Type`] for a body type whose schema `$schema` builds (documented only: bodies
-/// are read as JSON and checked by the type's `validate`).
-macro_rules! body_type {
-    ($ty:ident, $name:literal, $schema:expr) => {
-        impl Type for $ty {
-            const IS_REQUIRED: bool = true;
-            type RawValueType = Self;
-            type RawElementValueType = Self;
-
-            fn name() -> Cow<'static, str> {
-                $name.into()
-            }
-
-            fn schema_ref() -> MetaSchemaRef {
-                MetaSchemaRef::Reference($name.into())
-            }
-
-            fn register(registry: &mut Registry) {
-                registry.create_schema::<Self, _>($name.into(), |_| MetaSchema {
-                    title: Some($name.into()),
-                    ..$schema
-                });
-            }
-
-            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-                Some(self)
-            }
-
-            fn raw_element_iter<'a>(
-                &'a self,
-            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-                Box::new(self.as_raw_value().into_iter())
-            }
-        }
-    };
-}
-
 /// The body of `POST /categories`: a category to create. No other properties are accepted.
 pub struct NewCategory;
 
-body_type!(
-    NewCategory,
-    "NewCategory",
-    MetaSchema {
-        description: Some("A category to create. No other properties are accepted."),
-        required: vec!["name", "color"],
-        properties: category_properties(
-            "1–64 letters, digits or hyphens; stored lower-cased.",
-            "Colour of the notifications, `#RRGGBB`.",
-            "Shown before the category name in notifications, at most 16 characters; absent, \
+body_type!(NewCategory, "NewCategory", |_registry| MetaSchema {
+    description: Some("A category to create. No other properties are accepted."),
+    required: vec!["name", "color"],
+    properties: category_properties(
+        "1–64 letters, digits or hyphens; stored lower-cased.",
+        "Colour of the notifications, `#RRGGBB`.",
+        "Shown before the category name in notifications, at most 16 characters; absent, \
              `null`\nor blank: 🔔.",
-        ),
-        example: Some(json!({"name": "sale", "color": "#FFB02E", "emoji": "💰"})),
-        ..MetaSchema::new("object")
-    }
-);
+    ),
+    example: Some(json!({"name": "sale", "color": "#FFB02E", "emoji": "💰"})),
+    ..MetaSchema::new("object")
+});
 
 /// The body of `PATCH /categories/{name}`: changes to a category.
 pub struct CategoryPatch;
 
-body_type!(
-    CategoryPatch,
-    "CategoryUpdate",
-    MetaSchema {
-        description: Some(
-            "Changes to a category: absent properties stay as they are. No other properties \
+body_type!(CategoryPatch, "CategoryUpdate", |_registry| MetaSchema {
+    description: Some(
+        "Changes to a category: absent properties stay as they are. No other properties \
              are\naccepted.",
-        ),
-        properties: category_properties(
-            "A new name: 1–64 letters, digits or hyphens, stored lower-cased. Past events keep \
+    ),
+    properties: category_properties(
+        "A new name: 1–64 letters, digits or hyphens, stored lower-cased. Past events keep \
              the\nname they were sent with.",
-            "A new colour, `#RRGGBB`.",
-            "A new emoji, at most 16 characters; `null` or blank removes it (🔔 is shown).",
-        ),
-        example: Some(json!({"name": null, "color": "#2ECC71", "emoji": "🎉"})),
-        ..MetaSchema::new("object")
-    }
-);
+        "A new colour, `#RRGGBB`.",
+        "A new emoji, at most 16 characters; `null` or blank removes it (🔔 is shown).",
+    ),
+    example: Some(json!({"name": null, "color": "#2ECC71", "emoji": "🎉"})),
+    ..MetaSchema::new("object")
+});
 
 /// The answers of `GET /categories`.
 #[derive(ApiResponse)]
@@ -344,21 +298,13 @@ fn parse_emoji(value: &Value, errors: &mut Vec<FieldError>) -> Option<Option<Str
     }
 }
 
+const PROPERTIES: [&str; 3] = ["name", "color", "emoji"];
 const UNKNOWN_PROPERTY: &str = "unknown property; allowed are name, color and emoji";
 
 impl NewCategory {
     /// A new category's name (lower-cased), colour and emoji, or every rule the body breaks.
     pub fn validate(body: &Value) -> Result<service::NewCategory, Vec<FieldError>> {
-        let Some(object) = body.as_object() else {
-            return Err(vec![violation("", "the body must be a JSON object")]);
-        };
-        let mut errors = Vec::new();
-        unknown_properties(
-            object,
-            &["name", "color", "emoji"],
-            UNKNOWN_PROPERTY,
-            &mut errors,
-        );
+        let (object, mut errors) = body_object(body, &PROPERTIES, UNKNOWN_PROPERTY)?;
         let name = match object.get("name") {
             Some(value) => parse_name(value, &mut errors),
             None => {
@@ -389,16 +335,7 @@ impl NewCategory {
 impl CategoryPatch {
     /// The changes a body asks for, or every rule it breaks.
     fn validate(body: &Value) -> Result<CategoryChanges, Vec<FieldError>> {
-        let Some(object) = body.as_object() else {
-            return Err(vec![violation("", "the body must be a JSON object")]);
-        };
-        let mut errors = Vec::new();
-        unknown_properties(
-            object,
-            &["name", "color", "emoji"],
-            UNKNOWN_PROPERTY,
-            &mut errors,
-        );
+        let (object, mut errors) = body_object(body, &PROPERTIES, UNKNOWN_PROPERTY)?;
         let changes = CategoryChanges {
             name: object.get("name").and_then(|v| parse_name(v, &mut errors)),
             color: object

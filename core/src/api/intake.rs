@@ -1,14 +1,12 @@
 //! `POST /api/v1/event`: the documented intake, checks in the documented order.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::Type;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Map, Value, json};
 
@@ -17,7 +15,7 @@ use super::error::{ApiError, ErrorMessage, FieldError};
 use super::event_types::{EventFields, FIELD_KEY, FIELD_TEXT, MAX_FIELDS};
 use super::extract::{Bearer, JsonBody};
 use super::rules::{
-    CharRule, TextRule, TextViolation, inline, nullable, unknown_properties, violation,
+    CharRule, TextRule, TextViolation, body_object, body_type, inline, nullable, violation,
 };
 use super::{Tag, presented_key};
 use crate::app::AppState;
@@ -46,94 +44,62 @@ pub const DESCRIPTION: TextRule = TextRule::at_most(4096);
 /// from the rules above.
 pub struct EventRequest;
 
-impl Type for EventRequest {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "EventRequest".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Reference(Self::name().into_owned())
-    }
-
-    fn register(registry: &mut Registry) {
-        EventFields::register(registry);
-        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| {
-            let MetaSchemaRef::Inline(fields) = EventFields::schema_ref() else {
-                unreachable!("EventFields is an inline schema")
-            };
-            MetaSchema {
-                title: Some(Self::name().into_owned()),
-                description: Some(
-                    "An event to relay. No other properties are accepted; every broken rule is \
-                     listed in the 422\nanswer.",
-                ),
-                required: vec!["category"],
-                properties: vec![
-                    (
-                        "category",
-                        inline(CATEGORY.schema(
-                            "Name of one of your categories, matched case-insensitively (`Sale` \
-                             finds `sale`): 1–64\nletters, digits or hyphens.",
-                        )),
+body_type!(EventRequest, "EventRequest", |registry| {
+    EventFields::register(registry);
+    let MetaSchemaRef::Inline(fields) = EventFields::schema_ref() else {
+        unreachable!("EventFields is an inline schema")
+    };
+    MetaSchema {
+        description: Some(
+            "An event to relay. No other properties are accepted; every broken rule is listed \
+             in the 422\nanswer.",
+        ),
+        required: vec!["category"],
+        properties: vec![
+            (
+                "category",
+                inline(CATEGORY.schema(
+                    "Name of one of your categories, matched case-insensitively (`Sale` finds \
+                     `sale`): 1–64\nletters, digits or hyphens.",
+                )),
+            ),
+            (
+                "description",
+                inline(nullable(DESCRIPTION.schema(
+                    "The notification text, up to 4096 characters; when empty, `null` or \
+                     absent:\n`A new <category> event has occurred!`.",
+                ))),
+            ),
+            (
+                "fields",
+                inline(nullable(MetaSchema {
+                    description: Some(
+                        "Up to 25 key/value pairs, shown in the order sent. Keys 1–256 \
+                         characters; values text\n(up to 1024 characters), numbers or booleans \
+                         (`null`, arrays and objects are rejected).",
                     ),
-                    (
-                        "description",
-                        inline(nullable(DESCRIPTION.schema(
-                            "The notification text, up to 4096 characters; when empty, `null` or \
-                             absent:\n`A new <category> event has occurred!`.",
-                        ))),
-                    ),
-                    (
-                        "fields",
-                        inline(nullable(MetaSchema {
-                            description: Some(
-                                "Up to 25 key/value pairs, shown in the order sent. Keys 1–256 \
-                                 characters; values text\n(up to 1024 characters), numbers or \
-                                 booleans (`null`, arrays and objects are rejected).",
-                            ),
-                            ..*fields
-                        })),
-                    ),
-                ],
-                example: Some(json!({
-                    "category": "sale",
-                    "description": "New purchase completed",
-                    "fields": {"plan": "pro", "amount": 99.99, "recurring": true}
+                    ..*fields
                 })),
-                ..MetaSchema::new("object")
-            }
-        });
+            ),
+        ],
+        example: Some(json!({
+            "category": "sale",
+            "description": "New purchase completed",
+            "fields": {"plan": "pro", "amount": 99.99, "recurring": true}
+        })),
+        ..MetaSchema::new("object")
     }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+});
 
 impl EventRequest {
     /// Checks a body against every rule and lists each violation, in the order of the
     /// properties as sent for unknown ones, then `category`, `description`, `fields`.
     pub fn validate(body: &Value) -> Result<ValidEvent, Vec<FieldError>> {
-        let Some(object) = body.as_object() else {
-            return Err(vec![violation("", "the body must be a JSON object")]);
-        };
-        let mut errors = Vec::new();
-        unknown_properties(
-            object,
+        let (object, mut errors) = body_object(
+            body,
             &["category", "description", "fields"],
             "unknown property; allowed are category, description and fields",
-            &mut errors,
-        );
+        )?;
         let category = match object.get("category") {
             None | Some(Value::Null) => {
                 errors.push(violation("category", "required"));

@@ -6,6 +6,48 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 
 use super::error::FieldError;
 
+/// Implements [`Type`] for a request body type whose schema `$schema` builds, registering
+/// what it refers to in `$registry`. The type documents the body; requests are read as JSON and
+/// checked by the type's own `validate`, from the same rules.
+macro_rules! body_type {
+    ($ty:ident, $name:literal, |$registry:ident| $schema:expr) => {
+        impl poem_openapi::types::Type for $ty {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+                poem_openapi::registry::MetaSchemaRef::Reference($name.into())
+            }
+
+            fn register(registry: &mut poem_openapi::registry::Registry) {
+                registry.create_schema::<Self, _>($name.into(), |$registry| {
+                    poem_openapi::registry::MetaSchema {
+                        title: Some($name.into()),
+                        ..$schema
+                    }
+                });
+            }
+
+            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(
+                &'a self,
+            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+                Box::new(self.as_raw_value().into_iter())
+            }
+        }
+    };
+}
+
+pub(super) use body_type;
+
 /// A text property: its length in characters and, optionally, the characters it may hold.
 pub struct TextRule {
     pub min_chars: usize,
@@ -92,18 +134,24 @@ pub fn violation(path: impl Into<String>, message: impl Into<String>) -> FieldEr
     }
 }
 
-/// The violations of `object`'s properties outside `allowed`, in the order sent.
-pub fn unknown_properties(
-    object: &serde_json::Map<String, serde_json::Value>,
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// A body's properties, with a violation for each one outside `allowed` (in the order sent);
+/// a body that is not an object is the one violation.
+pub fn body_object<'a>(
+    body: &'a serde_json::Value,
     allowed: &[&str],
-    message: &str,
-    errors: &mut Vec<FieldError>,
-) {
-    for key in object.keys() {
-        if !allowed.contains(&key.as_str()) {
-            errors.push(violation(key.as_str(), message));
-        }
-    }
+    unknown: &str,
+) -> Result<(&'a JsonObject, Vec<FieldError>), Vec<FieldError>> {
+    let Some(object) = body.as_object() else {
+        return Err(vec![violation("", "the body must be a JSON object")]);
+    };
+    let errors = object
+        .keys()
+        .filter(|key| !allowed.contains(&key.as_str()))
+        .map(|key| violation(key.as_str(), unknown))
+        .collect();
+    Ok((object, errors))
 }
 
 #[cfg(test)]
