@@ -367,9 +367,10 @@ async fn account_command(
                     fields.insert(field.name.to_string(), normalized);
                 }
             }
+            let channels = provider::default_channels(settings)?;
             let store = open_store(config).await?;
             let (account, key) = store
-                .create_account(name.trim(), email.as_deref(), &plan, &fields)
+                .create_account(name.trim(), email.as_deref(), &plan, &fields, &channels)
                 .await?;
             print_json(&json!({"accountId": account.id, "apiKey": key}));
         }

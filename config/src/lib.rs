@@ -146,6 +146,11 @@ pub enum DeliveryPriority {
 pub struct AccountSettings {
     /// Plan given to new accounts.
     pub default_plan: String,
+    /// Channels (provider ids) switched on for new accounts; every other channel starts off,
+    /// and the account switches it on with `PATCH /api/v1/account` (`{"channels": {"<id>":
+    /// true}}`). Accounts created before channels were switched on explicitly keep what they
+    /// had.
+    pub default_channels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -222,6 +227,7 @@ impl Default for AccountSettings {
     fn default() -> Self {
         Self {
             default_plan: "free".into(),
+            default_channels: vec!["discord".into(), "telegram".into()],
         }
     }
 }

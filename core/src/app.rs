@@ -189,6 +189,8 @@ fn build_providers(
     config: &Config,
     host: Arc<dyn ProviderHost>,
 ) -> Result<Vec<ProviderEntry>, AppError> {
+    // The settings that name providers are checked with the providers.
+    provider::default_channels(&config.settings)?;
     provider::registered()
         .into_iter()
         .map(|registration| {

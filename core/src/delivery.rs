@@ -499,7 +499,7 @@ pub async fn send_test_notification(
     let mut answers = Vec::new();
     for entry in &state.providers {
         let id = entry.registration.id;
-        if !account.channel_enabled(id) {
+        if !entry.registration.enabled_for(account) {
             continue;
         }
         // The same channel view a real delivery gets: the link token and linked state.

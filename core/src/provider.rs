@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::AccountId;
+use crate::model::{Account, AccountId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -54,6 +54,10 @@ pub struct ProviderRegistration {
     pub display_name: &'static str,
     pub description: &'static str,
     pub account_fields: &'static [AccountField],
+    /// Whether the channel is on for accounts created before channels were switched on
+    /// explicitly, unless they switched it off: true only for the providers linked in those days
+    /// (Discord and Telegram). A provider linked later starts off for every existing account.
+    pub on_for_older_accounts: bool,
     /// Whether the core keeps a per-account link token for this provider (e.g. Telegram's
     /// `/start <token>` deep link).
     pub uses_link_token: bool,
@@ -66,6 +70,16 @@ pub struct ProviderRegistration {
 }
 
 inventory::collect!(ProviderRegistration);
+
+impl ProviderRegistration {
+    /// Whether `account` has this channel on.
+    pub fn enabled_for(&self, account: &Account) -> bool {
+        match account.channels.get(self.id) {
+            Some(on) => *on,
+            None => !account.channels_explicit && self.on_for_older_accounts,
+        }
+    }
+}
 
 /// Every provider linked into this binary, in provider order.
 pub fn registered() -> Vec<&'static ProviderRegistration> {
@@ -82,6 +96,32 @@ pub fn account_fields()
     registered()
         .into_iter()
         .flat_map(|p| p.account_fields.iter().map(move |f| (p, f)))
+}
+
+/// The channels `accounts.default_channels` switches on for a new account, as linked provider
+/// ids; an id that names no linked provider is a configuration error.
+pub fn default_channels(
+    settings: &pingpilot_config::Settings,
+) -> Result<Vec<&'static str>, ConfigError> {
+    let linked = registered();
+    settings
+        .accounts
+        .default_channels
+        .iter()
+        .map(|id| {
+            linked
+                .iter()
+                .find(|p| p.id == id.as_str())
+                .map(|p| p.id)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = linked.iter().map(|p| p.id).collect();
+                    ConfigError::Invalid(format!(
+                        "accounts.default_channels: no provider named {id:?} (linked: {})",
+                        known.join(", ")
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// What a provider gets when it is built.
@@ -333,5 +373,60 @@ pub trait Provider: Send + Sync {
     /// turns true. The default has none.
     async fn run_background(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
         let _ = shutdown;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(id: &'static str, on_for_older_accounts: bool) -> ProviderRegistration {
+        ProviderRegistration {
+            id,
+            order: 0,
+            display_name: id,
+            description: "",
+            account_fields: &[],
+            on_for_older_accounts,
+            uses_link_token: false,
+            settings: &[],
+            config_schema: || schemars::json_schema!({}),
+            build: |_| Err(ConfigError::Invalid("not built in tests".into())),
+        }
+    }
+
+    fn account(explicit: bool, channels: &[(&str, bool)]) -> Account {
+        Account {
+            id: AccountId::generate(),
+            name: "A".into(),
+            email: None,
+            plan: "free".into(),
+            fields: BTreeMap::new(),
+            channels: channels
+                .iter()
+                .map(|(id, on)| (id.to_string(), *on))
+                .collect(),
+            channels_explicit: explicit,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_new_account_has_on_what_it_lists() {
+        let new = account(true, &[("discord", true), ("telegram", false)]);
+        assert!(registration("discord", true).enabled_for(&new));
+        assert!(!registration("telegram", true).enabled_for(&new));
+        assert!(!registration("webhook", false).enabled_for(&new));
+        assert!(!registration("other", true).enabled_for(&new));
+    }
+
+    #[test]
+    fn an_older_account_keeps_the_channels_of_its_day_and_gets_none_linked_later() {
+        let older = account(false, &[("telegram", false)]);
+        assert!(registration("discord", true).enabled_for(&older));
+        assert!(!registration("telegram", true).enabled_for(&older));
+        assert!(!registration("webhook", false).enabled_for(&older));
+        let switched_on = account(false, &[("webhook", true)]);
+        assert!(registration("webhook", false).enabled_for(&switched_on));
     }
 }

@@ -687,3 +687,108 @@ async fn another_account_cannot_see_or_revoke_my_keys() {
     );
     relay.stop().await;
 }
+
+/// New accounts start with `accounts.default_channels` on and every other channel off; an
+/// account from before channels were explicit keeps its channels on unless switched off.
+#[tokio::test]
+async fn channels_start_from_the_defaults_and_older_accounts_keep_theirs() {
+    let relay = Relay::start_with("[accounts]\ndefault_channels = [\"discord\"]\n", true).await;
+    let (_, new_key) = relay.create_account(&["--discord-id", DISCORD_ID]).await;
+    let (older_id, older_key) = relay.create_account(&["--discord-id", DISCORD_ID]).await;
+    // As the migration left accounts created before it: nothing listed, not explicit.
+    database_query(
+        relay.database_url(),
+        &format!(
+            "UPDATE accounts SET channels = '{{}}', channels_explicit = FALSE \
+             WHERE id = '{older_id}'"
+        ),
+    )
+    .await;
+
+    let (_, account) = relay
+        .call(Method::GET, "/api/v1/account", Some(&new_key), None)
+        .await;
+    let enabled: Vec<(&str, bool)> = account["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| {
+            (
+                c["provider"].as_str().expect("id"),
+                c["enabled"].as_bool().expect("enabled"),
+            )
+        })
+        .collect();
+    assert_eq!(enabled, [("discord", true), ("telegram", false)]);
+
+    for key in [&new_key, &older_key] {
+        let (status, _) = relay
+            .call(
+                Method::POST,
+                "/api/v1/categories",
+                Some(key),
+                Some(json!({"name": "sale", "color": "#00FF00"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    // Telegram is off for the new account: its missing username does not matter.
+    let (status, _) = relay
+        .send_event(&new_key, json!({"category": "sale"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The older account still has Telegram on, so intake asks for the username as before.
+    let (status, body) = relay
+        .send_event(&older_key, json!({"category": "sale"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        json!({"message": "Telegram username not set. Please set your telegram username in your account settings to receive notifications"})
+    );
+
+    // Switching a channel on is explicit.
+    let (status, account) = relay
+        .call(
+            Method::PATCH,
+            "/api/v1/account",
+            Some(&new_key),
+            Some(json!({"channels": {"telegram": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(account["channels"][1]["enabled"], true);
+    let (status, _) = relay
+        .send_event(&new_key, json!({"category": "sale"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn default_channels_must_name_linked_providers() {
+    let relay = Relay::start().await;
+    std::fs::write(
+        &relay.config_path,
+        format!(
+            "{}\n[accounts]\ndefault_channels = [\"discord\", \"pigeon\"]\n",
+            std::fs::read_to_string(&relay.config_path).expect("config")
+        ),
+    )
+    .expect("write config");
+    for args in [
+        &["config", "check"][..],
+        &["account", "create", "--name", "Ann"][..],
+    ] {
+        let output = relay.cli(args).await;
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(
+                "accounts.default_channels: no provider named \"pigeon\" (linked: discord, telegram)"
+            ),
+            "{stderr}"
+        );
+    }
+    relay.stop().await;
+}

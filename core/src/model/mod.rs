@@ -79,15 +79,13 @@ pub struct Account {
     pub plan: String,
     /// Provider-declared account fields that are set, by JSON name.
     pub fields: BTreeMap<String, String>,
-    /// Channels the user switched explicitly; a channel not listed is enabled.
+    /// Channels switched on (`true`) or off (`false`).
     pub channels: BTreeMap<String, bool>,
+    /// Whether `channels` lists every channel that is on: true for accounts created since
+    /// channels are switched on explicitly. For older accounts a channel not listed is on when
+    /// its provider was linked in those days (`ProviderRegistration::on_for_older_accounts`).
+    pub channels_explicit: bool,
     pub created_at: Millis,
-}
-
-impl Account {
-    pub fn channel_enabled(&self, provider: &str) -> bool {
-        self.channels.get(provider).copied().unwrap_or(true)
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use crate::store::{AccountChanges, StoreError};
 /// settings page.
 pub struct ChannelState {
     pub registration: &'static ProviderRegistration,
-    /// Whether events are delivered through it (channels are on unless switched off).
+    /// Whether events are delivered through it.
     pub enabled: bool,
     /// Account fields it still needs.
     pub missing: Vec<&'static AccountField>,
@@ -34,7 +34,7 @@ pub async fn channel_states(
         let registration = entry.registration;
         channels.push(ChannelState {
             registration,
-            enabled: account.channel_enabled(registration.id),
+            enabled: registration.enabled_for(account),
             missing: registration
                 .account_fields
                 .iter()

@@ -302,7 +302,7 @@ fn enabled_channels<R>(
     let mut enabled = Vec::new();
     for entry in &state.providers {
         let registration = entry.registration;
-        if !account.channel_enabled(registration.id) {
+        if !registration.enabled_for(account) {
             continue;
         }
         if let Some(field) = registration

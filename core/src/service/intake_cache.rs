@@ -105,6 +105,7 @@ mod tests {
                 plan: "free".into(),
                 fields: Default::default(),
                 channels: Default::default(),
+                channels_explicit: true,
                 created_at: 0,
             },
             key_id: "key".into(),

@@ -9,14 +9,16 @@ use crate::model::{Account, AccountId};
 
 #[async_trait]
 pub trait Accounts: Send + Sync {
-    /// Creates an account with one API key; returns the account and the key in clear (the only
-    /// time it exists outside the caller).
+    /// Creates an account with one API key and `channels` switched on (every other channel is
+    /// off); returns the account and the key in clear (the only time it exists outside the
+    /// caller).
     async fn create_account(
         &self,
         name: &str,
         email: Option<&str>,
         plan: &str,
         fields: &BTreeMap<String, String>,
+        channels: &[&str],
     ) -> Result<(Account, String)>;
 
     async fn list_accounts(&self) -> Result<Vec<Account>>;
@@ -46,6 +48,7 @@ macro_rules! accounts_for {
                 email: Option<&str>,
                 plan: &str,
                 fields: &std::collections::BTreeMap<String, String>,
+                channels: &[&str],
             ) -> $crate::store::Result<($crate::model::Account, String)> {
                 use $crate::store::sql::BeginWrite as _;
                 let account = $crate::model::Account {
@@ -54,21 +57,24 @@ macro_rules! accounts_for {
                     email: email.map(str::to_string),
                     plan: plan.to_string(),
                     fields: fields.clone(),
-                    channels: std::collections::BTreeMap::new(),
+                    channels: channels.iter().map(|id| (id.to_string(), true)).collect(),
+                    channels_explicit: true,
                     created_at: $crate::model::now_millis(),
                 };
                 let key = $crate::model::new_api_key();
                 let mut conn = self.write_conn().await?;
                 let mut tx = conn.begin_write().await?;
                 sqlx::query(
-                    "INSERT INTO accounts (id, name, email, plan, fields, channels, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, '{}', $6)",
+                    "INSERT INTO accounts \
+                     (id, name, email, plan, fields, channels, channels_explicit, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7)",
                 )
                 .bind(&account.id)
                 .bind(&account.name)
                 .bind(&account.email)
                 .bind(&account.plan)
                 .bind($crate::store::json_text(&account.fields))
+                .bind($crate::store::json_text(&account.channels))
                 .bind(account.created_at)
                 .execute(&mut *tx)
                 .await?;

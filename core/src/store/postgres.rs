@@ -36,6 +36,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0008_used_link_tokens",
     "0009_session_keys",
     "0010_fair_queue",
+    "0011_explicit_channels",
 );
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed

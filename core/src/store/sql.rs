@@ -130,6 +130,7 @@ where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(Account {
         id: row.try_get("id")?,
@@ -138,6 +139,7 @@ where
         plan: row.try_get("plan")?,
         fields: super::parse_json(&row.try_get::<String, _>("fields")?)?,
         channels: super::parse_json(&row.try_get::<String, _>("channels")?)?,
+        channels_explicit: row.try_get("channels_explicit")?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -30,6 +30,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0007_used_link_tokens",
     "0008_session_keys",
     "0009_fair_queue",
+    "0010_explicit_channels",
 );
 
 #[derive(Clone)]

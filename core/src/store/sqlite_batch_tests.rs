@@ -28,7 +28,7 @@ async fn setup() -> Setup {
     let url = format!("sqlite://{}", dir.path().join("batch.db").display());
     let store = SqliteStore::open(&url, 2).await.expect("open");
     let (account, _) = store
-        .create_account("Test", None, "free", &BTreeMap::new())
+        .create_account("Test", None, "free", &BTreeMap::new(), &[])
         .await
         .expect("account");
     let category = match store
@@ -98,7 +98,7 @@ async fn claims_take_accounts_in_turn_and_a_retry_goes_behind_its_account() {
     let setup = setup().await;
     let (other, _) = setup
         .store
-        .create_account("Quiet", None, "free", &BTreeMap::new())
+        .create_account("Quiet", None, "free", &BTreeMap::new(), &[])
         .await
         .expect("account");
     let now = now_millis();

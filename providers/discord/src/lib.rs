@@ -167,6 +167,7 @@ inventory::submit! {
         display_name: "Discord",
         description: "Direct messages with an embed from your Discord bot",
         account_fields: ACCOUNT_FIELDS,
+        on_for_older_accounts: true,
         uses_link_token: false,
         settings: SETTINGS,
         config_schema,

@@ -284,6 +284,7 @@ inventory::submit! {
         display_name: "Telegram",
         description: "Messages from your Telegram bot in the chat each account links",
         account_fields: ACCOUNT_FIELDS,
+        on_for_older_accounts: true,
         uses_link_token: true,
         settings: SETTINGS,
         config_schema,

@@ -38,7 +38,7 @@ async fn account(store: &dyn Storage, username: Option<&str>) -> AccountId {
         .into_iter()
         .collect();
     store
-        .create_account("Ann", None, "free", &fields)
+        .create_account("Ann", None, "free", &fields, &[])
         .await
         .expect("account")
         .0

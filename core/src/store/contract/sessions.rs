@@ -18,7 +18,7 @@ on_both_backends!(
 
 async fn new_account(store: &dyn Storage) -> (Account, String) {
     store
-        .create_account("Test", None, "free", &BTreeMap::new())
+        .create_account("Test", None, "free", &BTreeMap::new(), &[])
         .await
         .expect("account")
 }

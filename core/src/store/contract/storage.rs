@@ -12,6 +12,7 @@ use crate::store::*;
 
 on_both_backends!(
     accounts_and_keys,
+    channels_are_explicit_for_new_accounts_only,
     categories_with_limit_and_duplicates,
     quota_holds_under_concurrent_intake,
     idempotency_key_accepts_once_under_concurrency,
@@ -22,7 +23,7 @@ on_both_backends!(
 
 async fn account(store: &dyn Storage) -> Account {
     store
-        .create_account("Test", None, "free", &BTreeMap::new())
+        .create_account("Test", None, "free", &BTreeMap::new(), &[])
         .await
         .expect("account")
         .0
@@ -67,11 +68,44 @@ async fn accept(store: &dyn Storage, event: &NewEvent<'_>) -> EventId {
     }
 }
 
+/// A new account lists the channels it has on; a row written before the column existed (its
+/// default) reads as an older account, whose unlisted channels follow their providers.
+async fn channels_are_explicit_for_new_accounts_only(backend: &Backend) {
+    let store = backend.store();
+    let (account, _) = store
+        .create_account("New", None, "free", &BTreeMap::new(), &["discord"])
+        .await
+        .expect("create");
+    assert!(account.channels_explicit);
+    let stored = store
+        .account(&account.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(stored.channels_explicit);
+    assert_eq!(stored.channels, BTreeMap::from([("discord".into(), true)]));
+
+    backend
+        .execute(
+            "INSERT INTO accounts (id, name, email, plan, fields, channels, created_at) \
+             VALUES ($1, 'Old', NULL, 'free', '{}', '{\"telegram\": false}', 0)",
+            &["acc_older"],
+        )
+        .await;
+    let older = store
+        .account(&"acc_older".into())
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(!older.channels_explicit);
+    assert_eq!(older.channels, BTreeMap::from([("telegram".into(), false)]));
+}
+
 async fn accounts_and_keys(backend: &Backend) {
     let store = backend.store();
     let fields = BTreeMap::from([("discordId".to_string(), "12345678901234567".to_string())]);
     let (account, key) = store
-        .create_account("Ada", Some("ada@example.com"), "pro", &fields)
+        .create_account("Ada", Some("ada@example.com"), "pro", &fields, &[])
         .await
         .expect("create");
     assert!(key.starts_with("pk_"));
@@ -145,7 +179,7 @@ async fn accounts_and_keys(backend: &Backend) {
         .expect("exists");
     assert_eq!(updated.name, "Ada L");
     assert_eq!(updated.email, None);
-    assert!(!updated.channel_enabled("discord"));
+    assert_eq!(updated.channels.get("discord"), Some(&false));
     let stored = store
         .account(&account.id)
         .await
