@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pingpilot_core::provider::DeliveryOutcome;
+use pingpilot_core::provider::kit::outcome;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,9 +97,10 @@ impl DiscordError {
         }
     }
 
-    /// 429, 5xx and network trouble are worth retrying. Every other 4xx is permanent
-    /// (50007/50278 DMs refused, 400 invalid recipient, 401 bad token, 404 unknown channel):
-    /// retrying them only brings the bot closer to Discord's ban for too many 401/403/429s.
+    /// Network trouble is worth retrying; Discord's answers follow the kit's rule (429 and 5xx
+    /// retried, every other 4xx permanent: 50007/50278 DMs refused, 400 invalid recipient, 401
+    /// bad token, 404 unknown channel). Retrying those would only bring the bot closer to
+    /// Discord's ban for too many 401/403/429s.
     pub fn outcome(&self) -> DeliveryOutcome {
         let error = self.to_string();
         match self {
@@ -111,23 +113,10 @@ impl DiscordError {
                 retry_after: None,
             },
             DiscordError::Api {
-                status: 429,
+                status,
                 retry_after,
                 ..
-            } => DeliveryOutcome::Retry {
-                http_status: Some(429),
-                error,
-                retry_after: *retry_after,
-            },
-            DiscordError::Api { status, .. } if *status >= 500 => DeliveryOutcome::Retry {
-                http_status: Some(*status),
-                error,
-                retry_after: None,
-            },
-            DiscordError::Api { status, .. } => DeliveryOutcome::Failed {
-                http_status: Some(*status),
-                error,
-            },
+            } => outcome::outcome(*status, *retry_after, error),
             DiscordError::Unexpected { status, .. } => DeliveryOutcome::Retry {
                 http_status: Some(*status),
                 error,

@@ -16,16 +16,15 @@
 //! A request reserves only when it will be sent, within [`SHORT_WAIT`]; otherwise the caller
 //! gets the time to wait and nothing is taken.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pingpilot_core::provider::ProviderHost;
+pub(crate) use pingpilot_core::provider::kit::pacer::SHORT_WAIT;
+use pingpilot_core::provider::kit::pacer::{Pacer, spacing};
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
-
-/// The longest a delivery sleeps for its slot; a later slot is answered with `Throttled`.
-pub(crate) const SHORT_WAIT: Duration = Duration::from_millis(250);
 
 /// The limit of a bucket known only from a 429: after its pause only the global budget applies.
 const UNKNOWN_LIMIT: u32 = u32::MAX;
@@ -39,61 +38,6 @@ const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
 /// `now + pause`, with the pause capped at [`MAX_PAUSE`].
 fn after(now: Instant, pause: Duration) -> Instant {
     now + pause.min(MAX_PAUSE)
-}
-
-/// Spacing between requests for `rate` per second shared by `processes` relay processes:
-/// `processes × 1s / rate` (each process uses `rate / processes`), 1% longer and rounded up, so
-/// timer and network jitter cannot push `rate + 1` requests into one window at Discord.
-pub(crate) fn spacing(rate: u32, processes: u32) -> Duration {
-    let nanos = (1_010_000_000u64 * u64::from(processes.max(1))).div_ceil(u64::from(rate.max(1)));
-    Duration::from_nanos(nanos)
-}
-
-/// Send instants reserved under one budget, pairwise at least `interval` apart. A request may
-/// take a free gap between reservations (a request that waits for its route does not hold up
-/// the ones behind it). The interval may change between reservations (processes join or leave);
-/// each new reservation keeps the interval current at its booking.
-pub(crate) struct Pacer {
-    interval: Duration,
-    /// Ascending. Instants more than `interval` in the past are dropped: they constrain nothing.
-    slots: VecDeque<Instant>,
-}
-
-impl Pacer {
-    pub(crate) fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            slots: VecDeque::new(),
-        }
-    }
-
-    /// The earliest instant at or after `not_before` at least `interval` from every reservation.
-    pub(crate) fn earliest(&self, not_before: Instant) -> Instant {
-        let mut candidate = not_before;
-        for &slot in &self.slots {
-            if slot + self.interval <= candidate {
-                continue;
-            }
-            if candidate + self.interval <= slot {
-                break;
-            }
-            candidate = slot + self.interval;
-        }
-        candidate
-    }
-
-    /// Reserves `slot` (found with [`Pacer::earliest`] at or after `now`).
-    pub(crate) fn take(&mut self, slot: Instant, now: Instant) {
-        while self
-            .slots
-            .front()
-            .is_some_and(|s| *s + self.interval <= now)
-        {
-            self.slots.pop_front();
-        }
-        let at = self.slots.partition_point(|s| *s < slot);
-        self.slots.insert(at, slot);
-    }
 }
 
 /// A route: method and path with its major parameter (channel, guild or webhook id) kept and
@@ -295,7 +239,8 @@ impl Limiter {
         let processes = self.processes();
         let mut state = self.lock();
         let now = state.tick(now);
-        state.global.interval = spacing(state.per_second, processes);
+        let interval = spacing(state.per_second, processes);
+        state.global.set_interval(interval);
         let key = state.key(route);
         let mut not_before = now;
         if let Some(until) = state.global_pause {
@@ -527,36 +472,6 @@ mod tests {
             RateLimitHeaders::from_headers(&HeaderMap::new()),
             RateLimitHeaders::default()
         );
-    }
-
-    #[test]
-    fn spacing_rounds_up_with_a_guard() {
-        assert_eq!(spacing(50, 1), Duration::from_micros(20_200));
-        assert_eq!(spacing(1, 1), ms(1010));
-        assert_eq!(spacing(3, 1), Duration::from_nanos(336_666_667));
-        assert_eq!(spacing(0, 1), ms(1010));
-        // A budget shared by processes: each uses its part.
-        assert_eq!(spacing(30, 3), ms(101));
-        assert_eq!(spacing(50, 2), Duration::from_micros(40_400));
-        assert_eq!(spacing(50, 0), spacing(50, 1));
-    }
-
-    #[test]
-    fn the_pacer_fills_gaps_but_keeps_its_spacing() {
-        let t0 = Instant::now();
-        let mut pacer = Pacer::new(ms(100));
-        assert_eq!(pacer.earliest(t0), t0);
-        pacer.take(t0 + ms(250), t0);
-        // Room before the later reservation, and after it; not too close to it.
-        assert_eq!(pacer.earliest(t0), t0);
-        pacer.take(t0, t0);
-        assert_eq!(pacer.earliest(t0), t0 + ms(100));
-        pacer.take(t0 + ms(100), t0);
-        assert_eq!(pacer.earliest(t0), t0 + ms(350));
-        assert_eq!(pacer.earliest(t0 + ms(400)), t0 + ms(400));
-        // Old reservations are dropped once they no longer matter.
-        pacer.take(t0 + ms(1000), t0 + ms(1000));
-        assert_eq!(pacer.slots.len(), 1);
     }
 
     #[test]

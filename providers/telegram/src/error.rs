@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pingpilot_core::provider::kit::outcome;
 use pingpilot_core::provider::{DeliveryOutcome, HostError};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +56,9 @@ impl TelegramError {
         }
     }
 
-    /// 429, 5xx and network trouble are retried; 403 (bot blocked), 400 (chat not found), 401
-    /// (bad token) and other 4xx are permanent.
+    /// Network trouble is retried; Telegram's answers follow the kit's rule (429 and 5xx
+    /// retried; 403 bot blocked, 400 chat not found, 401 bad token and every other 4xx
+    /// permanent).
     pub fn outcome(&self) -> DeliveryOutcome {
         let error = self.to_string();
         match self {
@@ -64,18 +66,7 @@ impl TelegramError {
                 status,
                 retry_after,
                 ..
-            } => {
-                let http_status = Some(*status);
-                if *status == 429 || *status >= 500 || *status < 400 {
-                    DeliveryOutcome::Retry {
-                        http_status,
-                        error,
-                        retry_after: *retry_after,
-                    }
-                } else {
-                    DeliveryOutcome::Failed { http_status, error }
-                }
-            }
+            } => outcome::outcome(*status, *retry_after, error),
             TelegramError::Throttled(retry_after) => DeliveryOutcome::Throttled {
                 retry_after: *retry_after,
             },

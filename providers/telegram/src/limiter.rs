@@ -15,15 +15,14 @@
 //! when it has no chat). A delivery reserves only when it will send within [`SHORT_WAIT`];
 //! otherwise it gets the time to wait and nothing is taken.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pingpilot_core::provider::ProviderHost;
+pub(crate) use pingpilot_core::provider::kit::pacer::SHORT_WAIT;
+use pingpilot_core::provider::kit::pacer::{Pacer, spacing};
 use tokio::time::Instant;
-
-/// The longest a delivery sleeps for its slot; a later slot is answered with `Throttled`.
-pub(crate) const SHORT_WAIT: Duration = Duration::from_millis(250);
 
 /// Keeps at most this many chats' slots before forgetting the ones already past.
 const CHATS_KEPT: usize = 1024;
@@ -34,61 +33,6 @@ const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
 /// `now + pause`, with the pause capped at [`MAX_PAUSE`].
 fn after(now: Instant, pause: Duration) -> Instant {
     now + pause.min(MAX_PAUSE)
-}
-
-/// Spacing between messages for `rate` per second shared by `processes` relay processes:
-/// `processes × 1s / rate` (each process uses `rate / processes`), 1% longer and rounded up, so
-/// timer and network jitter cannot push `rate + 1` messages into one window at Telegram.
-pub(crate) fn spacing(rate: u32, processes: u32) -> Duration {
-    let nanos = (1_010_000_000u64 * u64::from(processes.max(1))).div_ceil(u64::from(rate.max(1)));
-    Duration::from_nanos(nanos)
-}
-
-/// Send instants reserved under one budget, pairwise at least `interval` apart. A message may
-/// take a free gap between reservations (one waiting for its chat does not hold up the others).
-/// The interval may change between reservations (processes join or leave); each new
-/// reservation keeps the interval current at its booking.
-pub(crate) struct Pacer {
-    interval: Duration,
-    /// Ascending. Instants more than `interval` in the past are dropped: they constrain nothing.
-    slots: VecDeque<Instant>,
-}
-
-impl Pacer {
-    pub(crate) fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            slots: VecDeque::new(),
-        }
-    }
-
-    /// The earliest instant at or after `not_before` at least `interval` from every reservation.
-    pub(crate) fn earliest(&self, not_before: Instant) -> Instant {
-        let mut candidate = not_before;
-        for &slot in &self.slots {
-            if slot + self.interval <= candidate {
-                continue;
-            }
-            if candidate + self.interval <= slot {
-                break;
-            }
-            candidate = slot + self.interval;
-        }
-        candidate
-    }
-
-    /// Reserves `slot` (found with [`Pacer::earliest`] at or after `now`).
-    pub(crate) fn take(&mut self, slot: Instant, now: Instant) {
-        while self
-            .slots
-            .front()
-            .is_some_and(|s| *s + self.interval <= now)
-        {
-            self.slots.pop_front();
-        }
-        let at = self.slots.partition_point(|s| *s < slot);
-        self.slots.insert(at, slot);
-    }
 }
 
 /// What limits the next message to one chat.
@@ -175,7 +119,8 @@ impl Limiter {
         let state = &mut *state;
         state.clock = state.clock.max(now);
         let now = state.clock;
-        state.global.interval = spacing(state.per_second, processes);
+        let interval = spacing(state.per_second, processes);
+        state.global.set_interval(interval);
         let chat_interval = spacing(state.per_chat_per_second, processes);
         let mut not_before = now;
         if let Some(until) = state.global_pause {
@@ -294,28 +239,6 @@ mod tests {
                 .count();
             assert!(in_window <= rate, "{in_window} messages in one second");
         }
-    }
-
-    #[test]
-    fn spacing_rounds_up_with_a_guard() {
-        assert_eq!(spacing(30, 1), Duration::from_nanos(33_666_667));
-        assert_eq!(spacing(1, 1), ms(1010));
-        // A budget shared by processes: each uses its part.
-        assert_eq!(spacing(30, 3), ms(101));
-        assert_eq!(spacing(1, 3), ms(3030));
-        assert_eq!(spacing(30, 0), spacing(30, 1));
-    }
-
-    #[test]
-    fn the_pacer_fills_gaps_but_keeps_its_spacing() {
-        let t0 = Instant::now();
-        let mut pacer = Pacer::new(ms(100));
-        pacer.take(t0 + ms(250), t0);
-        assert_eq!(pacer.earliest(t0), t0);
-        pacer.take(t0, t0);
-        assert_eq!(pacer.earliest(t0), t0 + ms(100));
-        pacer.take(t0 + ms(100), t0);
-        assert_eq!(pacer.earliest(t0), t0 + ms(350));
     }
 
     #[test]

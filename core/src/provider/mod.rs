@@ -4,6 +4,8 @@
 //! reads the registrations at run time and never names a provider: adding a channel means adding
 //! a crate and one line in the binary that links it.
 
+pub mod kit;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,4 @@
+//! What providers share, so a provider crate stays short and every channel behaves alike.
+
+pub mod outcome;
+pub mod pacer;

@@ -1,0 +1,114 @@
+//! Pacing sends under a rate that the relay processes on one database share: each process uses
+//! its part, `rate / processes`, with the number of live processes read at each booking
+//! ([`ProviderHost::process_count`](crate::provider::ProviderHost::process_count)), so the
+//! spacing follows processes joining or leaving. Burst is 1 on purpose: a larger burst would let
+//! a backlog put more than the process's part into one window.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The longest a delivery sleeps for its slot; a later slot is answered with `Throttled`.
+pub const SHORT_WAIT: Duration = Duration::from_millis(250);
+
+/// Spacing between sends for `rate` per second shared by `processes` relay processes:
+/// `processes × 1s / rate` (each process uses `rate / processes`), 1% longer and rounded up, so
+/// timer and network jitter cannot push `rate + 1` sends into one window at the provider.
+pub fn spacing(rate: u32, processes: u32) -> Duration {
+    let nanos = (1_010_000_000u64 * u64::from(processes.max(1))).div_ceil(u64::from(rate.max(1)));
+    Duration::from_nanos(nanos)
+}
+
+/// Send instants reserved under one budget, pairwise at least `interval` apart. A send may take
+/// a free gap between reservations (one that waits for its route or chat does not hold up the
+/// ones behind it). The interval may change between reservations (processes join or leave);
+/// each new reservation keeps the interval current at its booking.
+pub struct Pacer {
+    interval: Duration,
+    /// Ascending. Instants more than `interval` in the past are dropped: they constrain nothing.
+    slots: VecDeque<Instant>,
+}
+
+impl Pacer {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            slots: VecDeque::new(),
+        }
+    }
+
+    /// Keeps later reservations `interval` apart (the process count changed).
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval = interval;
+    }
+
+    /// The earliest instant at or after `not_before` at least `interval` from every reservation.
+    pub fn earliest(&self, not_before: Instant) -> Instant {
+        let mut candidate = not_before;
+        for &slot in &self.slots {
+            if slot + self.interval <= candidate {
+                continue;
+            }
+            if candidate + self.interval <= slot {
+                break;
+            }
+            candidate = slot + self.interval;
+        }
+        candidate
+    }
+
+    /// Reserves `slot` (found with [`Pacer::earliest`] at or after `now`).
+    pub fn take(&mut self, slot: Instant, now: Instant) {
+        while self
+            .slots
+            .front()
+            .is_some_and(|s| *s + self.interval <= now)
+        {
+            self.slots.pop_front();
+        }
+        let at = self.slots.partition_point(|s| *s < slot);
+        self.slots.insert(at, slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn spacing_rounds_up_with_a_guard() {
+        assert_eq!(spacing(50, 1), Duration::from_micros(20_200));
+        assert_eq!(spacing(30, 1), Duration::from_nanos(33_666_667));
+        assert_eq!(spacing(1, 1), ms(1010));
+        assert_eq!(spacing(3, 1), Duration::from_nanos(336_666_667));
+        assert_eq!(spacing(0, 1), ms(1010));
+        // A budget shared by processes: each uses its part.
+        assert_eq!(spacing(30, 3), ms(101));
+        assert_eq!(spacing(1, 3), ms(3030));
+        assert_eq!(spacing(50, 2), Duration::from_micros(40_400));
+        assert_eq!(spacing(50, 0), spacing(50, 1));
+    }
+
+    #[test]
+    fn the_pacer_fills_gaps_but_keeps_its_spacing() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(ms(100));
+        assert_eq!(pacer.earliest(t0), t0);
+        pacer.take(t0 + ms(250), t0);
+        // Room before the later reservation, and after it; not too close to it.
+        assert_eq!(pacer.earliest(t0), t0);
+        pacer.take(t0, t0);
+        assert_eq!(pacer.earliest(t0), t0 + ms(100));
+        pacer.take(t0 + ms(100), t0);
+        assert_eq!(pacer.earliest(t0), t0 + ms(350));
+        assert_eq!(pacer.earliest(t0 + ms(400)), t0 + ms(400));
+        // Old reservations are dropped once they no longer matter.
+        pacer.take(t0 + ms(1000), t0 + ms(1000));
+        assert_eq!(pacer.slots.len(), 1);
+    }
+}
