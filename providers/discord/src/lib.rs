@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingpilot_core::lock;
+use pingpilot_core::provider::kit::secret::Secret;
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
     Provider, ProviderRegistration, ProviderSetup,
@@ -36,13 +37,12 @@ const TOKEN_SETTING: &str = "providers.discord.bot_token";
 const TOKEN_ENV: &str = "PINGPILOT_PROVIDERS__DISCORD__BOT_TOKEN";
 
 /// The `providers.discord` section.
-// Deliberately not `Debug`: it holds the bot token.
-#[derive(Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscordSettings {
     /// Bot token from the Discord developer portal (Bot → Token). Without it the provider is not
     /// configured and its deliveries wait.
-    pub bot_token: Option<String>,
+    pub bot_token: Option<Secret>,
     /// Discord API base URL, versioned (a stand-in server may be used for tests).
     pub api_base: String,
     /// Most HTTP requests per second sent with this bot token (Discord's global limit is 50).
@@ -135,10 +135,7 @@ fn build(setup: ProviderSetup) -> Result<Arc<dyn Provider>, ConfigError> {
             )));
         }
     }
-    let token = settings
-        .bot_token
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty());
+    let token = Secret::from_setting(settings.bot_token);
     if token.is_none() {
         tracing::warn!(
             "Discord is not configured: set {TOKEN_SETTING} (env {TOKEN_ENV}); Discord deliveries will wait"
@@ -175,10 +172,10 @@ inventory::submit! {
     }
 }
 
-/// Sends events as DMs through the bot. Deliberately not `Debug`: it holds the bot token.
+/// Sends events as DMs through the bot.
 pub struct DiscordProvider {
     /// `None` when not configured.
-    token: Option<String>,
+    token: Option<Secret>,
     api_base: String,
     user_agent: String,
     http: reqwest::Client,
@@ -203,7 +200,7 @@ impl Provider for DiscordProvider {
     }
 
     async fn deliver(&self, request: DeliveryRequest<'_>) -> DeliveryOutcome {
-        let Some(token) = self.token.as_deref() else {
+        let Some(token) = self.token.as_ref().map(Secret::expose) else {
             return DeliveryOutcome::Wait {
                 reason: not_configured(),
             };

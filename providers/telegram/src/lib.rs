@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingpilot_core::provider::kit::secret::Secret;
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
     Provider, ProviderHost, ProviderRegistration, ProviderSetup, WebhookReply, WebhookRequest,
@@ -49,13 +50,12 @@ pub enum Mode {
 }
 
 /// The `providers.telegram` section.
-// Deliberately not `Debug`: it holds the bot token.
-#[derive(Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelegramSettings {
     /// Bot token from @BotFather (`123456:ABC...`). Without it the provider is not configured and
     /// its deliveries wait.
-    pub bot_token: Option<String>,
+    pub bot_token: Option<Secret>,
     /// Bot API base URL (a stand-in server may be used for tests).
     pub api_base: String,
     /// The bot's username (without `@`), used for the `https://t.me/<bot_username>?start=...`
@@ -65,7 +65,7 @@ pub struct TelegramSettings {
     pub mode: Mode,
     /// Secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token` (webhook mode; required
     /// there): 1 to 256 of `A-Z a-z 0-9 _ -`.
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Secret>,
     /// Most messages per second sent by the bot (Telegram allows about 30). The budget is for
     /// the bot token across all relay processes on the database: each process uses its share
     /// (this rate divided by the number of live processes).
@@ -221,12 +221,12 @@ impl TelegramProvider {
                 return Err(invalid(name, "must be at least 1"));
             }
         }
-        let token = blank_to_none(settings.bot_token);
+        let token = Secret::from_setting(settings.bot_token);
         let bot_username = blank_to_none(settings.bot_username)
             .map(|name| name.trim_start_matches('@').to_string());
-        let webhook_secret = blank_to_none(settings.webhook_secret);
+        let webhook_secret = Secret::from_setting(settings.webhook_secret);
         if let Some(secret) = &webhook_secret
-            && !valid_webhook_secret(secret)
+            && !valid_webhook_secret(secret.expose())
         {
             return Err(invalid(
                 "webhook_secret",
@@ -292,14 +292,14 @@ inventory::submit! {
     }
 }
 
-/// Sends events through the bot and links chats. Deliberately not `Debug`: it holds the token.
+/// Sends events through the bot and links chats.
 pub struct TelegramProvider {
     /// `None` when not configured.
-    token: Option<String>,
+    token: Option<Secret>,
     api_base: String,
     bot_username: Option<String>,
     mode: Mode,
-    webhook_secret: Option<String>,
+    webhook_secret: Option<Secret>,
     poll_timeout_secs: u32,
     request_timeout: Duration,
     user_agent: String,
@@ -365,7 +365,7 @@ impl Provider for TelegramProvider {
     }
 
     async fn deliver(&self, request: DeliveryRequest<'_>) -> DeliveryOutcome {
-        let Some(token) = self.token.as_deref() else {
+        let Some(token) = self.token.as_ref().map(Secret::expose) else {
             return DeliveryOutcome::Wait {
                 reason: not_configured(),
             };
@@ -388,7 +388,7 @@ impl Provider for TelegramProvider {
 
     async fn run_background(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
         // Webhook mode gets updates through the HTTP API; unconfigured bots get none.
-        if let (Some(token), Mode::Polling) = (self.token.as_deref(), self.mode) {
+        if let (Some(token), Mode::Polling) = (self.token.as_ref().map(Secret::expose), self.mode) {
             self.poll_updates(token, shutdown).await;
         }
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pingpilot_core::provider::kit::secret::Secret;
 use pingpilot_core::provider::{FieldMatch, LinkOutcome, LinkRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -211,8 +212,8 @@ impl TelegramProvider {
         body: &[u8],
     ) -> Result<(), TelegramError> {
         let (Some(token), Some(secret), crate::Mode::Webhook) = (
-            self.token.as_deref(),
-            self.webhook_secret.as_deref(),
+            self.token.as_ref().map(Secret::expose),
+            self.webhook_secret.as_ref().map(Secret::expose),
             self.mode,
         ) else {
             return Err(TelegramError::WebhookDisabled);
