@@ -1,6 +1,7 @@
 //! The Discord embed for one event, within Discord's embed limits.
 
 use pingpilot_core::provider::EventMessage;
+use pingpilot_core::provider::kit::text::cut;
 use serde_json::{Value, json};
 
 /// Discord's embed limits, in characters.
@@ -15,8 +16,6 @@ pub const TOTAL_MAX: usize = 6000;
 /// What an empty or whitespace-only text becomes. Discord trims embed text and answers 400 to an
 /// empty field value; a zero-width space passes and renders blank, which is what was sent.
 pub const BLANK: &str = "\u{200b}";
-
-const ELLIPSIS: char = '…';
 
 /// Builds `{"title","description","color","timestamp","fields"}` (in that key order) for
 /// `message`. Texts are trimmed and cut with "…" to fit their limits; fields after the 25th, or
@@ -38,7 +37,7 @@ pub fn build_embed(message: &EventMessage) -> Value {
             continue;
         }
         if name_len < budget {
-            fields.push(field(name, truncate(&value, budget - name_len)));
+            fields.push(field(name, cut(&value, budget - name_len)));
         }
         break;
     }
@@ -62,19 +61,7 @@ fn fit(text: &str, max: usize) -> String {
     if trimmed.is_empty() {
         return BLANK.to_string();
     }
-    truncate(trimmed, max)
-}
-
-/// Cuts `text` to at most `max` characters, the last being "…" when anything was cut.
-fn truncate(text: &str, max: usize) -> String {
-    if chars(text) <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    if max > 0 {
-        cut.push(ELLIPSIS);
-    }
-    cut
+    cut(trimmed, max)
 }
 
 fn chars(text: &str) -> usize {
@@ -193,13 +180,5 @@ mod tests {
         let cut = fields[1]["value"].as_str().unwrap();
         assert!(cut.ends_with('…'));
         assert_eq!(total(&embed), TOTAL_MAX);
-    }
-
-    #[test]
-    fn truncate_handles_tiny_limits() {
-        assert_eq!(truncate("abc", 3), "abc");
-        assert_eq!(truncate("abcd", 3), "ab…");
-        assert_eq!(truncate("abcd", 1), "…");
-        assert_eq!(truncate("abcd", 0), "");
     }
 }

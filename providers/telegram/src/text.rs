@@ -1,12 +1,11 @@
 //! The HTML text of one event, within Telegram's message length.
 
 use pingpilot_core::provider::EventMessage;
+use pingpilot_core::provider::kit::text::ELLIPSIS;
 
 /// Telegram's limit for a message text. We count UTF-16 code units of the HTML source: Telegram
 /// counts characters after parsing the markup, and the source is never shorter in either unit.
 pub const TEXT_MAX: usize = 4096;
-
-const ELLIPSIS: char = '…';
 
 /// One piece of the text: markup is kept whole or dropped, text may be cut between characters.
 enum Part {

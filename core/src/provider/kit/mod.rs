@@ -3,3 +3,4 @@
 pub mod outcome;
 pub mod pacer;
 pub mod secret;
+pub mod text;
