@@ -16,6 +16,7 @@ use super::documented::{
 };
 use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
+use super::rules::violation;
 use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::{Account, ApiKeyInfo, KeyId, format_time};
@@ -550,20 +551,13 @@ pub async fn account_view(state: &AppState, account: &Account) -> Result<Account
     Ok(DynamicObject(view))
 }
 
-fn field_error(path: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError {
-        path: path.into(),
-        message: message.into(),
-    }
-}
-
 /// Checks a PATCH body and turns it into changes; every violation is listed.
 pub fn parse_account_update(
     state: &AppState,
     body: &Value,
 ) -> Result<AccountChanges, Vec<FieldError>> {
     let Some(object) = body.as_object() else {
-        return Err(vec![field_error("", "the body must be a JSON object")]);
+        return Err(vec![violation("", "the body must be a JSON object")]);
     };
     let mut changes = AccountChanges::default();
     let mut errors = Vec::new();
@@ -577,9 +571,9 @@ pub fn parse_account_update(
                     Ok(normalized) => {
                         changes.fields.insert(key.clone(), Some(normalized));
                     }
-                    Err(message) => errors.push(field_error(key.as_str(), message)),
+                    Err(message) => errors.push(violation(key.as_str(), message)),
                 },
-                _ => errors.push(field_error(key.as_str(), "must be a string or null")),
+                _ => errors.push(violation(key.as_str(), "must be a string or null")),
             }
             continue;
         }
@@ -587,32 +581,31 @@ pub fn parse_account_update(
             ("name", Value::String(name)) if is_valid_name(name) => {
                 changes.name = Some(name.trim_matches(NAME_BLANKS).to_string());
             }
-            ("name", _) => errors.push(field_error(
-                "name",
-                "must be a string of 1 to 128 characters",
-            )),
+            ("name", _) => {
+                errors.push(violation("name", "must be a string of 1 to 128 characters"))
+            }
             ("email", Value::Null) => changes.email = Some(None),
             ("email", Value::String(email)) if is_plausible_email(email) => {
                 changes.email = Some(Some(email.clone()));
             }
-            ("email", _) => errors.push(field_error("email", "must be an e-mail address or null")),
+            ("email", _) => errors.push(violation("email", "must be an e-mail address or null")),
             ("channels", Value::Object(switches)) => {
                 for (provider, enabled) in switches {
                     let path = format!("channels.{provider}");
                     if state.provider(provider).is_none() {
-                        errors.push(field_error(path, "no such provider"));
+                        errors.push(violation(path, "no such provider"));
                     } else if let Some(enabled) = enabled.as_bool() {
                         changes.channels.insert(provider.clone(), enabled);
                     } else {
-                        errors.push(field_error(path, "must be true or false"));
+                        errors.push(violation(path, "must be true or false"));
                     }
                 }
             }
-            ("channels", _) => errors.push(field_error(
+            ("channels", _) => errors.push(violation(
                 "channels",
                 "must be an object of provider ids to true or false",
             )),
-            _ => errors.push(field_error(key.as_str(), "unknown property")),
+            _ => errors.push(violation(key.as_str(), "unknown property")),
         }
     }
     if errors.is_empty() {

@@ -369,8 +369,8 @@ fn request_hash(body: &Value) -> String {
 
 pub struct IntakeApi;
 
-/// [`accept`] with its answers as documented; also serves the `POST /events` alias (in
-/// `events.rs`: one path must be documented by one API impl).
+/// Intake with its answers as documented, counted in the metrics by status; also serves the
+/// `POST /events` alias (in `events.rs`: one path must be documented by one API impl).
 pub(super) async fn documented_accept(
     state: &AppState,
     auth: Bearer,
@@ -380,23 +380,14 @@ pub(super) async fn documented_accept(
 ) -> Result<SendEventResponse, Errors<SendEventErrors>> {
     let idempotency_key = idempotency_key.0;
     let wait = wait.map(Param::into_inner);
-    match accept(state, auth, idempotency_key, wait, body).await {
+    let result = checked_accept(state, auth, idempotency_key, wait, body).await;
+    state
+        .metrics
+        .intake(result.as_ref().map_or_else(ApiError::status, |_| 200));
+    match result {
         Ok(accepted) => Ok(SendEventResponse::Accepted(documented::Json(accepted))),
         Err(error) => Err(error.into()),
     }
-}
-
-async fn accept(
-    state: &AppState,
-    auth: Bearer,
-    idempotency_key: Option<String>,
-    wait: Option<String>,
-    body: JsonBody<EventRequest>,
-) -> Result<EventAccepted, ApiError> {
-    let result = checked_accept(state, auth, idempotency_key, wait, body).await;
-    let status = result.as_ref().map_or_else(ApiError::status, |_| 200);
-    state.metrics.intake(status);
-    result
 }
 
 async fn checked_accept(

@@ -110,8 +110,8 @@ pub struct Accepted {
 /// body is read.
 pub struct Authorized {
     key_hash: String,
-    cached: Option<Arc<IntakeContext>>,
-    fresh: Option<Arc<IntakeContext>>,
+    context: Arc<IntakeContext>,
+    source: Source,
 }
 
 /// Finds the account behind an API key hash; [`IntakeError::UnknownKey`] when the key is
@@ -120,15 +120,14 @@ pub async fn authorize<R>(
     state: &AppState,
     key_hash: String,
 ) -> Result<Authorized, IntakeError<R>> {
-    let cached = state.intake_cache.get(&key_hash);
-    let fresh = match cached {
-        Some(_) => None,
-        None => Some(load_context(state, &key_hash).await?),
+    let (context, source) = match state.intake_cache.get(&key_hash) {
+        Some(context) => (context, Source::Cache),
+        None => (load_context(state, &key_hash).await?, Source::Database),
     };
     Ok(Authorized {
         key_hash,
-        cached,
-        fresh,
+        context,
+        source,
     })
 }
 
@@ -140,16 +139,20 @@ pub async fn accept<R: Clone>(
 ) -> Result<Accepted, IntakeError<R>> {
     let Authorized {
         key_hash,
-        cached,
-        mut fresh,
+        context,
+        source,
     } = authorized;
     // Most requests: decided from the cached account, confirmed by the commit. Any refusal is
     // checked again from the database, which also replaces the cached copy.
-    if let Some(context) = cached
-        && let Ok(decided) = decide(state, &context, &key_hash, &submission, Source::Cache).await
-    {
-        return respond(state, &context, decided).await;
-    }
+    let mut fresh = match source {
+        Source::Cache => {
+            if let Ok(decided) = decide(state, &context, &key_hash, &submission, source).await {
+                return respond(state, &context, decided).await;
+            }
+            None
+        }
+        Source::Database => Some(context),
+    };
     for _ in 0..FRESH_ATTEMPTS {
         let context = match fresh.take() {
             Some(context) => context,
