@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pingpilot_core::provider::DeliveryOutcome;
-use pingpilot_core::provider::kit::outcome;
+use pingpilot_core::provider::kit::{http, outcome};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,31 +46,21 @@ struct ErrorBody {
 
 impl DiscordError {
     pub(crate) fn network(err: reqwest::Error) -> Self {
-        // Discord's URL holds no secret, but drop it anyway: the error text is stored per attempt.
-        let err = err.without_url();
-        let mut text = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        DiscordError::Network(text)
+        DiscordError::Network(http::error_text(err))
     }
 
     /// Classifies a non-2xx answer from its status, `Retry-After` header and body.
     pub(crate) fn from_response(
         status: u16,
-        retry_after_header: Option<&str>,
+        retry_after_header: Option<Duration>,
         body: &[u8],
     ) -> Self {
         let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-        let header_secs = retry_after_header.and_then(|v| v.trim().parse::<f64>().ok());
         let retry_after = parsed
             .as_ref()
             .and_then(|b| b.retry_after)
-            .or(header_secs)
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok());
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .or(retry_after_header);
         let (code, message, global) = match parsed {
             Some(b) => (
                 b.code,
@@ -172,7 +162,7 @@ mod tests {
     fn rate_limits_and_server_errors_retry() {
         let err = DiscordError::from_response(
             429,
-            Some("9"),
+            Some(Duration::from_secs(9)),
             br#"{"message": "You are being rate limited.", "retry_after": 1.5, "global": true}"#,
         );
         assert!(matches!(err, DiscordError::Api { global: true, .. }));
@@ -185,7 +175,7 @@ mod tests {
             }
         );
         // Without a JSON body the header decides.
-        let err = DiscordError::from_response(429, Some("3"), b"");
+        let err = DiscordError::from_response(429, Some(Duration::from_secs(3)), b"");
         assert!(matches!(
             err.outcome(),
             DeliveryOutcome::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(3)

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingpilot_core::lock;
+use pingpilot_core::provider::kit::http;
 use pingpilot_core::provider::kit::secret::Secret;
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
     Provider, ProviderRegistration, ProviderSetup,
 };
-use reqwest::header::{AUTHORIZATION, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{AUTHORIZATION, USER_AGENT};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -306,16 +307,12 @@ impl DiscordProvider {
         let status = response.status().as_u16();
         let limits = RateLimitHeaders::from_headers(response.headers());
         self.limiter.learn(&route, &limits, Instant::now());
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let retry_after = http::retry_after_header(response.headers());
         let bytes = response.bytes().await.map_err(DiscordError::network)?;
         if (200..300).contains(&status) {
             return Ok((status, bytes.to_vec()));
         }
-        let err = DiscordError::from_response(status, retry_after.as_deref(), &bytes);
+        let err = DiscordError::from_response(status, retry_after, &bytes);
         if let DiscordError::Api {
             status: 429,
             retry_after,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pingpilot_core::provider::kit::outcome;
+use pingpilot_core::provider::kit::{http, outcome};
 use pingpilot_core::provider::{DeliveryOutcome, HostError};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,15 +37,7 @@ pub enum TelegramError {
 impl TelegramError {
     /// A reqwest error without its URL (which holds the token), with its causes.
     pub(crate) fn network(err: reqwest::Error, token: &str) -> Self {
-        let err = err.without_url();
-        let mut text = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        TelegramError::Network(redact(&text, token))
+        TelegramError::Network(redact(&http::error_text(err), token))
     }
 
     /// Telegram's own pause request, if any.
