@@ -13,6 +13,7 @@ use tokio::sync::watch;
 // dropping it. Adding a channel means adding a crate and one line here.
 use pingpilot_discord as _;
 use pingpilot_telegram as _;
+use pingpilot_webhook as _;
 
 pub use cli::run;
 pub use pingpilot_core as core;

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
 use crate::model::{Account, PlanLimits, hash_api_key, now_millis};
+use crate::provider::kit::secret::Secret;
 use crate::provider::{
     self, ChannelContext, ChannelStatus, HostError, LinkOutcome, LinkRequest, Provider,
     ProviderHost, ProviderRegistration, ProviderSetup,
@@ -17,6 +18,9 @@ use crate::provider::{
 use crate::service::intake_cache::IntakeCache;
 use crate::service::intake_rate::IntakeRate;
 use crate::store::{Authenticated, Store, StoreError};
+
+/// The property of an account's channel entry that shows its secret.
+pub const SIGNING_SECRET: &str = "signingSecret";
 
 pub const PROJECT_URL: &str = "https://github.com/pingpilot/pingpilot";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -142,27 +146,43 @@ impl AppState {
         account: &Account,
     ) -> Result<ChannelStatus, StoreError> {
         let link = self.channel_link(entry, account).await?;
-        Ok(entry.provider.channel_status(&link.context(account)))
+        let mut status = entry.provider.channel_status(&link.context(account));
+        if let Some(secret) = &link.secret {
+            status
+                .extra
+                .insert(SIGNING_SECRET.into(), Value::from(secret.expose()));
+        }
+        Ok(status)
     }
 
-    /// The account's link with a provider that links chats (its token and stored state), what
-    /// the provider sees of the channel beside the account's fields; nothing for the others.
+    /// What the provider sees of an account's channel beside the account's fields: for a
+    /// provider that links chats, the link token and linked state; for one that signs, the
+    /// channel's secret while the channel is on (made on first use).
     pub async fn channel_link(
         &self,
         entry: &ProviderEntry,
         account: &Account,
     ) -> Result<ChannelLink, StoreError> {
-        if !entry.registration.uses_link_token {
-            return Ok(ChannelLink::default());
+        let registration = entry.registration;
+        let mut link = ChannelLink::default();
+        if registration.uses_link_token {
+            let (token, state) = self
+                .store()
+                .link_token(&account.id, registration.id)
+                .await?;
+            link.token = Some(token);
+            link.state = state;
         }
-        let (token, state) = self
-            .store()
-            .link_token(&account.id, entry.registration.id)
-            .await?;
-        Ok(ChannelLink {
-            token: Some(token),
-            state,
-        })
+        if let Some(make) = registration.channel_secret
+            && registration.enabled_for(account)
+        {
+            let secret = self
+                .store()
+                .channel_secret(&account.id, registration.id, make)
+                .await?;
+            link.secret = Some(Secret::new(secret));
+        }
+        Ok(link)
     }
 }
 
@@ -171,6 +191,7 @@ impl AppState {
 pub struct ChannelLink {
     pub token: Option<String>,
     pub state: Option<Value>,
+    pub secret: Option<Secret>,
 }
 
 impl ChannelLink {
@@ -181,6 +202,7 @@ impl ChannelLink {
             fields: &account.fields,
             link_token: self.token.as_deref(),
             state: self.state.as_ref(),
+            secret: self.secret.as_ref(),
         }
     }
 }

@@ -13,9 +13,10 @@ use serde_json::Map;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::app::AppState;
+use crate::app::{AppState, ProviderEntry};
 use crate::lock;
 use crate::model::{Account, Millis, now_millis, to_datetime};
+use crate::provider::kit::secret::Secret;
 use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
 use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate, StoreError};
 use crate::throttled::Throttled;
@@ -417,6 +418,24 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
         fields: delivery.fields.clone(),
         created_at: to_datetime(delivery.created_at),
     };
+    let secret = match channel_secret(state, entry, &delivery).await {
+        Ok(secret) => secret,
+        Err(err) => {
+            let outcome = DeliveryOutcome::Retry {
+                http_status: None,
+                error: format!("could not read the channel's secret: {err}"),
+                retry_after: None,
+            };
+            let update = policy.next(
+                &outcome,
+                delivery.attempts,
+                delivery.queued_at,
+                now_millis(),
+            );
+            finish(state, owner, &delivery, None, &update).await;
+            return;
+        }
+    };
     let started_at = now_millis();
     let clock = Instant::now();
     let outcome = entry
@@ -429,6 +448,7 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
                 fields: &delivery.account_fields,
                 link_token: delivery.link_token.as_deref(),
                 state: delivery.link_state.as_ref(),
+                secret: secret.as_ref(),
             },
         })
         .await;
@@ -474,6 +494,26 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
         "delivery attempt"
     );
     finish(state, owner, &delivery, attempt.as_ref(), &update).await;
+}
+
+/// The channel's secret for a provider that keeps one: as claimed, or made now for a channel
+/// switched on that was never used before.
+async fn channel_secret(
+    state: &AppState,
+    entry: &ProviderEntry,
+    delivery: &ClaimedDelivery,
+) -> Result<Option<Secret>, StoreError> {
+    let Some(make) = entry.registration.channel_secret else {
+        return Ok(None);
+    };
+    if let Some(secret) = &delivery.link_secret {
+        return Ok(Some(secret.clone()));
+    }
+    let secret = state
+        .store()
+        .channel_secret(&delivery.account_id, entry.registration.id, make)
+        .await?;
+    Ok(Some(Secret::new(secret)))
 }
 
 /// The description of the test notification.

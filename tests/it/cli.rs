@@ -24,7 +24,7 @@ fn stdout_json(output: &std::process::Output) -> Value {
 }
 
 #[test]
-fn both_providers_are_linked_into_the_binary_in_order() {
+fn every_linked_provider_is_listed_in_order() {
     let providers = stdout_json(&pingpilot().arg("providers").output().expect("run"));
     let ids: Vec<&str> = providers
         .as_array()
@@ -32,16 +32,44 @@ fn both_providers_are_linked_into_the_binary_in_order() {
         .iter()
         .map(|p| p["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(ids, ["discord", "telegram"]);
-    assert_eq!(providers[0]["accountFields"][0]["name"], "discordId");
-    assert_eq!(providers[0]["accountFields"][0]["cliFlag"], "--discord-id");
-    assert_eq!(providers[1]["accountFields"][0]["name"], "telegramUsername");
-    let settings = providers[1]["settings"].as_array().expect("settings");
-    assert!(
-        settings
+    assert_eq!(ids, linked_provider_ids());
+    for (listed, registered) in providers
+        .as_array()
+        .expect("list")
+        .iter()
+        .zip(pingpilot::core::provider::registered())
+    {
+        let fields: Vec<(&str, String)> = listed["accountFields"]
+            .as_array()
+            .expect("fields")
             .iter()
-            .any(|s| s["key"] == "providers.telegram.bot_token")
-    );
+            .map(|f| {
+                (
+                    f["name"].as_str().expect("name"),
+                    f["cliFlag"].as_str().expect("flag").to_string(),
+                )
+            })
+            .collect();
+        let expected: Vec<(&str, String)> = registered
+            .account_fields
+            .iter()
+            .map(|f| (f.name, format!("--{}", f.cli_flag())))
+            .collect();
+        assert_eq!(fields, expected, "{}", registered.id);
+        let keys: Vec<&str> = listed["settings"]
+            .as_array()
+            .expect("settings")
+            .iter()
+            .map(|s| s["key"].as_str().expect("key"))
+            .collect();
+        let expected: Vec<String> = registered
+            .settings
+            .iter()
+            .map(|(name, _)| format!("providers.{}.{name}", registered.id))
+            .collect();
+        assert_eq!(keys, expected, "{}", registered.id);
+    }
+    assert_eq!(providers[0]["accountFields"][0]["cliFlag"], "--discord-id");
 }
 
 #[tokio::test]

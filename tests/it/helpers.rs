@@ -20,6 +20,14 @@ pub const DISCORD_ID: &str = "123456789012345678";
 pub const DM_CHANNEL: &str = "998877665544332211";
 pub const TELEGRAM_CHAT: i64 = 4242;
 
+/// The ids of every provider linked into the binary, in provider order.
+pub fn linked_provider_ids() -> Vec<&'static str> {
+    pingpilot::core::provider::registered()
+        .iter()
+        .map(|p| p.id)
+        .collect()
+}
+
 pub struct Relay {
     pub base: String,
     pub client: reqwest::Client,

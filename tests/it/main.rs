@@ -2,6 +2,7 @@
 
 mod account_api;
 mod categories_api;
+mod channels;
 mod cli;
 mod dashboard;
 mod delivery;

@@ -124,7 +124,7 @@ fn every_operation_is_described_and_takes_the_bearer_key() {
             }
         }
     }
-    assert_eq!(ids.len(), 16, "{ids:?}");
+    assert_eq!(ids.len(), 17, "{ids:?}");
 }
 
 #[test]
@@ -286,7 +286,10 @@ fn provider_fields_are_typed_properties_from_their_registrations() {
     let schemas = &spec["components"]["schemas"];
     let fields: Vec<_> = pingpilot::core::provider::account_fields().collect();
     let names: Vec<&str> = fields.iter().map(|(_, field)| field.name).collect();
-    assert_eq!(names, ["discordId", "telegramUsername"]);
+    assert!(
+        names.starts_with(&["discordId", "telegramUsername"]),
+        "{names:?}"
+    );
     for (provider, field) in fields {
         let declared = serde_json::to_value((field.schema)()).expect("schema");
         for schema in ["Account", "AccountUpdate"] {

@@ -21,7 +21,9 @@ use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::{Account, ApiKeyInfo, KeyId, format_time};
 use crate::provider::{self, AccountField};
-use crate::service::accounts::{ChannelState, apply_account_update, channel_states};
+use crate::service::accounts::{
+    ChannelState, apply_account_update, channel_states, rotate_channel_secret,
+};
 use crate::store::AccountChanges;
 
 /// A JSON object whose schema is assembled at run time (it holds provider-declared fields).
@@ -336,6 +338,16 @@ impl<const KIND: u8> DynamicObject<KIND> {
                             ),
                         )),
                     ),
+                    (
+                        crate::app::SIGNING_SECRET,
+                        string_schema(
+                            "The channel's signing secret, on channels whose provider signs what \
+                             it sends (`webhook`) while they are on. Check each delivery's \
+                             `webhook-signature` with it; `POST \
+                             /account/channels/{provider}/secret` replaces it.",
+                            json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                        ),
+                    ),
                 ],
                 vec!["provider", "enabled", "ready", "missing", "waitingReason"],
                 Some(MetaSchemaRef::Inline(Box::new(MetaSchema {
@@ -504,6 +516,25 @@ impl OperationErrors for RevokeKeyErrors {
 
 const KEY_NOT_FOUND: &str = "API key not found";
 
+/// The error answers of `POST /account/channels/{provider}/secret`.
+pub struct RotateSecretErrors;
+
+impl OperationErrors for RotateSecretErrors {
+    fn errors() -> Vec<ErrorDoc> {
+        vec![
+            ErrorDoc::unauthorized(),
+            ErrorDoc::not_found(
+                "No linked provider of that id signs what it sends: exactly `Channel has no \
+                 signing secret`.",
+                NO_CHANNEL_SECRET,
+            ),
+            ErrorDoc::internal(),
+        ]
+    }
+}
+
+const NO_CHANNEL_SECRET: &str = "Channel has no signing secret";
+
 impl From<&ApiKeyInfo> for ApiKeySummary {
     fn from(key: &ApiKeyInfo) -> Self {
         Self {
@@ -552,10 +583,36 @@ pub async fn account_view(state: &AppState, account: &Account) -> Result<Account
 }
 
 /// Checks a PATCH body and turns it into changes; every violation is listed.
-pub fn parse_account_update(
+pub async fn parse_account_update(
     state: &AppState,
     body: &Value,
 ) -> Result<AccountChanges, Vec<FieldError>> {
+    let changes = parse_account_body(state, body)?;
+    let mut errors = Vec::new();
+    for (name, value) in &changes.fields {
+        let (Some(value), Some((registration, _))) = (
+            value,
+            provider::account_fields().find(|(_, field)| field.name == name),
+        ) else {
+            continue;
+        };
+        let Some(entry) = state.provider(registration.id) else {
+            continue;
+        };
+        if let Err(message) = entry.provider.check_field(name, value).await {
+            errors.push(violation(name.as_str(), message));
+        }
+    }
+    if errors.is_empty() {
+        Ok(changes)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The changes a body asks for, each checked on its own (the form of values, not yet the
+/// providers' settings).
+fn parse_account_body(state: &AppState, body: &Value) -> Result<AccountChanges, Vec<FieldError>> {
     let Some(object) = body.as_object() else {
         return Err(vec![violation("", "the body must be a JSON object")]);
     };
@@ -671,8 +728,9 @@ impl AccountApi {
         body: JsonBody<AccountUpdate>,
     ) -> Result<AccountResponse, Errors<UpdateAccountErrors>> {
         let account = authenticate(state.0, &auth).await?;
-        let changes =
-            parse_account_update(state.0, &body.value().await?).map_err(ApiError::unprocessable)?;
+        let changes = parse_account_update(state.0, &body.value().await?)
+            .await
+            .map_err(ApiError::unprocessable)?;
         let updated = apply_account_update(state.0, &account.id, &changes)
             .await?
             .ok_or_else(ApiError::internal)?;
@@ -754,5 +812,31 @@ impl AccountApi {
         } else {
             Err(ApiError::not_found(KEY_NOT_FOUND).into())
         }
+    }
+
+    /// Replace a channel's signing secret
+    ///
+    /// Makes a new signing secret for a channel whose provider signs what it sends (`webhook`)
+    /// and answers with the account, whose `channels` entry shows it as `signingSecret`.
+    /// Deliveries sent from now on are signed with the new secret only.
+    #[oai(
+        path = "/account/channels/:provider/secret",
+        method = "post",
+        operation_id = "rotate_channel_secret"
+    )]
+    async fn rotate_channel_secret(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Bearer,
+        /// The channel's provider id, e.g. `webhook`.
+        provider: Path<String>,
+    ) -> Result<AccountResponse, Errors<RotateSecretErrors>> {
+        let account = authenticate(state.0, &auth).await?;
+        if !rotate_channel_secret(state.0, &account, &provider.0).await? {
+            return Err(ApiError::not_found(NO_CHANNEL_SECRET).into());
+        }
+        Ok(AccountResponse::Account(Json(
+            account_view(state.0, &account).await?,
+        )))
     }
 }

@@ -63,6 +63,11 @@ pub struct ProviderRegistration {
     /// Whether the core keeps a per-account link token for this provider (e.g. Telegram's
     /// `/start <token>` deep link).
     pub uses_link_token: bool,
+    /// Makes a per-account secret for a channel whose provider signs what it sends (the
+    /// webhook's `whsec_…`). The relay keeps one per account, made the first time the channel is
+    /// used while on; the provider gets it in [`ChannelContext::secret`] and may show it, and
+    /// `POST /api/v1/account/channels/{id}/secret` replaces it with a new one.
+    pub channel_secret: Option<fn() -> String>,
     /// Names of the settings in `providers.<id>` with what they do, for `pingpilot providers`.
     pub settings: &'static [(&'static str, &'static str)],
     /// JSON Schema of the `providers.<id>` configuration section.
@@ -236,6 +241,9 @@ pub struct ChannelContext<'a> {
     pub link_token: Option<&'a str>,
     /// State stored by [`ProviderHost::link_account`], if any.
     pub state: Option<&'a Value>,
+    /// The channel's secret, when the provider registers a
+    /// [`ProviderRegistration::channel_secret`] and the channel is on.
+    pub secret: Option<&'a kit::secret::Secret>,
 }
 
 /// A provider's channel readiness beyond its account fields.
@@ -359,6 +367,13 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Checks an account field's value (already normalized) against the provider's settings,
+    /// e.g. that a URL may be sent to; the error is shown to the user next to the field.
+    async fn check_field(&self, field: &str, value: &str) -> Result<(), String> {
+        let _ = (field, value);
+        Ok(())
+    }
+
     /// Readiness of an account's channel beyond its account fields, and what to show about it.
     fn channel_status(&self, channel: &ChannelContext<'_>) -> ChannelStatus;
 
@@ -391,6 +406,7 @@ mod tests {
             account_fields: &[],
             on_for_older_accounts,
             uses_link_token: false,
+            channel_secret: None,
             settings: &[],
             config_schema: || schemars::json_schema!({}),
             build: |_| Err(ConfigError::Invalid("not built in tests".into())),

@@ -59,3 +59,23 @@ pub async fn apply_account_update(
     }
     Ok(updated)
 }
+
+/// Replaces the signing secret of `account`'s channel `provider` with a new one; false when no
+/// linked provider of that id keeps channel secrets.
+pub async fn rotate_channel_secret(
+    state: &AppState,
+    account: &Account,
+    provider: &str,
+) -> Result<bool, StoreError> {
+    let Some(make) = state
+        .provider(provider)
+        .and_then(|entry| entry.registration.channel_secret)
+    else {
+        return Ok(false);
+    };
+    state
+        .store()
+        .replace_channel_secret(&account.id, provider, &make())
+        .await?;
+    Ok(true)
+}

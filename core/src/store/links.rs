@@ -24,6 +24,23 @@ pub trait Links: Send + Sync {
     /// the token with a fresh one and wakes the account's waiting deliveries on that provider.
     /// Of two calls with one token, only the first links; the other finds no such token.
     async fn link_account(&self, provider: &str, request: &LinkRequest<'_>) -> Result<LinkOutcome>;
+
+    /// The account's secret for a provider's channel, made with `make` and kept when it has
+    /// none yet. Of two callers racing, both get the first one kept.
+    async fn channel_secret(
+        &self,
+        account_id: &AccountId,
+        provider: &str,
+        make: fn() -> String,
+    ) -> Result<String>;
+
+    /// Replaces the account's secret for a provider's channel with `secret`.
+    async fn replace_channel_secret(
+        &self,
+        account_id: &AccountId,
+        provider: &str,
+        secret: &str,
+    ) -> Result<()>;
 }
 
 /// A `channel_links` row's token and state, on either backend.
@@ -133,6 +150,65 @@ macro_rules! links_for {
                         .map($crate::store::parse_json)
                         .transpose()?,
                 })
+            }
+
+            async fn channel_secret(
+                &self,
+                account_id: &$crate::model::AccountId,
+                provider: &str,
+                make: fn() -> String,
+            ) -> $crate::store::Result<String> {
+                const FIND: &str = "SELECT secret FROM channel_links \
+                     WHERE account_id = $1 AND provider = $2";
+                let found: Option<Option<String>> = sqlx::query_scalar(FIND)
+                    .bind(account_id)
+                    .bind(provider)
+                    .fetch_optional(self.reads())
+                    .await?;
+                if let Some(Some(secret)) = found {
+                    return Ok(secret);
+                }
+                let mut conn = self.write_conn().await?;
+                sqlx::query(
+                    "INSERT INTO channel_links (account_id, provider, link_token, secret) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, provider) \
+                     DO UPDATE SET secret = COALESCE(channel_links.secret, excluded.secret)",
+                )
+                .bind(account_id)
+                .bind(provider)
+                .bind($crate::model::new_link_token())
+                .bind(make())
+                .execute(&mut *conn)
+                .await?;
+                let kept: Option<String> = sqlx::query_scalar(FIND)
+                    .bind(account_id)
+                    .bind(provider)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                kept.ok_or_else(|| {
+                    $crate::store::StoreError::Corrupt("a channel secret was not kept".into())
+                })
+            }
+
+            async fn replace_channel_secret(
+                &self,
+                account_id: &$crate::model::AccountId,
+                provider: &str,
+                secret: &str,
+            ) -> $crate::store::Result<()> {
+                let mut conn = self.write_conn().await?;
+                sqlx::query(
+                    "INSERT INTO channel_links (account_id, provider, link_token, secret) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, provider) \
+                     DO UPDATE SET secret = excluded.secret",
+                )
+                .bind(account_id)
+                .bind(provider)
+                .bind($crate::model::new_link_token())
+                .bind(secret)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
             }
         }
     };

@@ -307,6 +307,8 @@ pub struct ClaimedDelivery {
     pub account_fields: BTreeMap<String, String>,
     pub link_token: Option<String>,
     pub link_state: Option<Value>,
+    /// The channel's secret, when its provider keeps one and it was made.
+    pub link_secret: Option<crate::provider::kit::secret::Secret>,
     pub event_id: EventId,
     pub category: String,
     pub color: u32,

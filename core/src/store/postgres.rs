@@ -37,6 +37,8 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0009_session_keys",
     "0010_fair_queue",
     "0011_explicit_channels",
+    "0012_channel_secrets",
+    "0013_category_channels",
 );
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed
@@ -149,7 +151,7 @@ impl PgStore {
     async fn read_claimed(&self, ids: &[i64]) -> Result<Vec<ClaimedDelivery>> {
         let rows = sqlx::query(
             "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, \
-             a.fields AS account_fields, l.link_token, l.state AS link_state, e.id AS event_id, \
+             a.fields AS account_fields, l.link_token, l.state AS link_state, l.secret AS link_secret, e.id AS event_id, \
              e.category_name, e.category_color, e.category_emoji, e.description, e.fields, \
              e.created_at \
              FROM deliveries d JOIN events e ON e.id = d.event_id \

@@ -64,6 +64,9 @@ where
         account_fields: super::parse_json(row.try_get("account_fields")?)?,
         link_token: row.try_get("link_token")?,
         link_state: link_state.map(super::parse_json).transpose()?,
+        link_secret: row
+            .try_get::<Option<String>, _>("link_secret")?
+            .map(crate::provider::kit::secret::Secret::new),
         event_id: row.try_get("event_id")?,
         category: row.try_get("category_name")?,
         color: row.try_get::<i64, _>("category_color")? as u32,

@@ -31,6 +31,8 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0008_session_keys",
     "0009_fair_queue",
     "0010_explicit_channels",
+    "0011_channel_secrets",
+    "0012_category_channels",
 );
 
 #[derive(Clone)]
@@ -97,7 +99,7 @@ impl SqliteStore {
     async fn read_claimed(&self, ids: &[i64]) -> Result<Vec<ClaimedDelivery>> {
         let rows = sqlx::query(
             "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, a.fields AS account_fields, \
-             l.link_token, l.state AS link_state, e.id AS event_id, e.category_name, e.category_color, \
+             l.link_token, l.state AS link_state, l.secret AS link_secret, e.id AS event_id, e.category_name, e.category_color, \
              e.category_emoji, e.description, e.fields, e.created_at \
              FROM deliveries d JOIN events e ON e.id = d.event_id JOIN accounts a ON a.id = d.account_id \
              LEFT JOIN channel_links l ON l.account_id = d.account_id AND l.provider = d.provider \

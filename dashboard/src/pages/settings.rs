@@ -119,7 +119,7 @@ async fn settings_page(user: SignedIn, Query(query): Query<Done>) -> PageResult 
 async fn save_settings(user: SignedIn, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {
     user.check_csrf(values_of(&pairs, "csrf").next().unwrap_or_default())?;
     let fields: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "csrf").collect();
-    match parse_account_update(&user.state, &update_body(&fields)) {
+    match parse_account_update(&user.state, &update_body(&fields)).await {
         Ok(changes) => {
             apply_account_update(&user.state, &user.account.id, &changes)
                 .await?

@@ -167,6 +167,7 @@ inventory::submit! {
         account_fields: ACCOUNT_FIELDS,
         on_for_older_accounts: true,
         uses_link_token: false,
+        channel_secret: None,
         settings: SETTINGS,
         config_schema,
         build,

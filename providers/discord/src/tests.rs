@@ -90,6 +90,7 @@ async fn deliver(provider: &dyn Provider, recipient: &str) -> DeliveryOutcome {
                 fields: &fields,
                 link_token: None,
                 state: None,
+                secret: None,
             },
         })
         .await
@@ -208,6 +209,7 @@ async fn missing_token_waits_without_http() {
         fields: &fields,
         link_token: None,
         state: None,
+        secret: None,
     });
     assert_eq!(status.waiting.as_deref(), Some(expected));
     assert_eq!(provider.not_configured().as_deref(), Some(expected));

@@ -286,6 +286,7 @@ inventory::submit! {
         account_fields: ACCOUNT_FIELDS,
         on_for_older_accounts: true,
         uses_link_token: true,
+        channel_secret: None,
         settings: SETTINGS,
         config_schema,
         build,

@@ -184,6 +184,7 @@ async fn deliver(provider: &dyn Provider, state: Option<&Value>) -> DeliveryOutc
                 fields: &fields,
                 link_token: Some("tok123"),
                 state,
+                secret: None,
             },
         })
         .await
@@ -269,6 +270,7 @@ async fn channel_status_shows_link_and_waits_until_linked() {
         fields: &fields,
         link_token: Some("tok123"),
         state,
+        secret: None,
     };
     let status = configured.channel_status(&ctx(None));
     assert_eq!(

@@ -5,4 +5,6 @@ pub mod outcome;
 pub mod pacer;
 pub mod secret;
 pub mod target;
+#[cfg(feature = "samples")]
+pub mod testing;
 pub mod text;
