@@ -88,6 +88,10 @@ poll_interval = "100ms"
 [providers.discord]
 bot_token = "stand-in"
 api_base = "$standin"
+
+# The Python client's check receives a webhook delivery on 127.0.0.1.
+[providers.webhook]
+allow_private_targets = true
 TOML
 # Prints "<accountId> <apiKey>".
 account() {

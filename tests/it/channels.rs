@@ -203,3 +203,174 @@ async fn a_new_channel_concerns_only_the_accounts_that_switch_it_on() {
     );
     relay.stop().await;
 }
+
+/// The providers of an event's deliveries, in order.
+async fn delivery_providers(relay: &Relay, key: &str, event_id: &str) -> Vec<String> {
+    let event = relay.wait_final(key, event_id).await;
+    event["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| d["provider"].as_str().expect("provider").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_category_routed_to_one_channel_reaches_only_it() {
+    let relay = Relay::start_with(LOCAL_WEBHOOKS, true).await;
+    let server = receiver().await;
+    // Discord and the webhook on; Telegram on without its username.
+    let (_, key) = relay.create_account(&["--discord-id", DISCORD_ID]).await;
+    let (status, body) = relay
+        .patch_account(
+            &key,
+            json!({"webhookUrl": format!("{}/hook", server.uri()), "channels": {"webhook": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let routed = create_category(
+        &relay,
+        &key,
+        json!({"name": "deploy", "color": "#0000FF", "channels": ["webhook"]}),
+    )
+    .await;
+    assert_eq!(routed["channels"], json!(["webhook"]));
+    let everywhere =
+        create_category(&relay, &key, json!({"name": "sale", "color": "#00FF00"})).await;
+    assert_eq!(everywhere["channels"], Value::Null);
+
+    // Telegram's missing username concerns only the events that would go to Telegram.
+    let (status, body) = relay
+        .send_event(
+            &key,
+            json!({"category": "deploy", "description": "v2 is out"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let event_id = body["eventId"].as_str().expect("id").to_string();
+    assert_eq!(
+        delivery_providers(&relay, &key, &event_id).await,
+        ["webhook"]
+    );
+    let (status, body) = relay.send_event(&key, sale_event()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "Telegram username not set. Please set your telegram username in your account settings to receive notifications"
+    );
+    assert_eq!(
+        server.received_requests().await.expect("recording").len(),
+        1
+    );
+    assert!(
+        bodies_at(&relay.discord, &format!("/channels/{DM_CHANNEL}/messages"))
+            .await
+            .is_empty(),
+        "nothing reached Discord"
+    );
+
+    // Routed to Discord and Telegram, without Telegram on: Discord only.
+    let (status, _) = relay
+        .patch_account(&key, json!({"channels": {"telegram": false}}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = relay
+        .call(
+            Method::PATCH,
+            "/api/v1/categories/sale",
+            Some(&key),
+            Some(json!({"channels": ["telegram", "discord", "telegram"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["channels"],
+        json!(["discord", "telegram"]),
+        "provider order, once each"
+    );
+    let (status, body) = relay.send_event(&key, sale_event()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let event_id = body["eventId"].as_str().expect("id").to_string();
+    assert_eq!(
+        delivery_providers(&relay, &key, &event_id).await,
+        ["discord"]
+    );
+
+    // Routed only to channels that are off: refused, saying so.
+    let (status, _) = relay
+        .call(
+            Method::PATCH,
+            "/api/v1/categories/sale",
+            Some(&key),
+            Some(json!({"channels": ["telegram"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = relay.send_event(&key, sale_event()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        json!({"message": "None of this category's channels is enabled. Enable one in your account settings or change the category's channels"})
+    );
+    // Back to every channel the account has on.
+    let (status, body) = relay
+        .call(
+            Method::PATCH,
+            "/api/v1/categories/sale",
+            Some(&key),
+            Some(json!({"channels": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["channels"], Value::Null);
+    let (status, body) = relay.send_event(&key, sale_event()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let event_id = body["eventId"].as_str().expect("id").to_string();
+    assert_eq!(
+        delivery_providers(&relay, &key, &event_id).await,
+        ["discord", "webhook"]
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn category_channels_must_name_linked_providers() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&[]).await;
+    let linked = linked_provider_ids().join(", ");
+    for (channels, path, message) in [
+        (
+            json!(["discord", "pigeon"]),
+            "channels[1]",
+            format!("must be one of {linked}"),
+        ),
+        (
+            json!([]),
+            "channels",
+            "must be a list of one or more channels, or null for every channel the account has on"
+                .to_string(),
+        ),
+        (
+            json!("discord"),
+            "channels",
+            "must be a list of one or more channels, or null for every channel the account has on"
+                .to_string(),
+        ),
+    ] {
+        let (status, body) = relay
+            .call(
+                Method::POST,
+                "/api/v1/categories",
+                Some(&key),
+                Some(json!({"name": "sale", "color": "#00FF00", "channels": channels})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(
+            body["errors"],
+            json!([{"path": path, "message": message}]),
+            "{body}"
+        );
+    }
+    relay.stop().await;
+}

@@ -4,18 +4,19 @@ use std::sync::Arc;
 
 use poem::web::Data;
 use poem_openapi::param::Path;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::Example;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{Example, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Value, json};
 
-use super::documented::{ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp};
+use super::documented::{ChannelId, ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp};
 use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
 use super::rules::{CharRule, TextRule, body_object, body_type, inline, nullable, violation};
 use super::{Tag, authenticate};
 use crate::app::AppState;
 use crate::model::Category;
+use crate::provider;
 use crate::service::categories::{self as service, create_category, duplicate_message};
 use crate::store::{CategoryChanges, CategoryUpdate};
 
@@ -29,6 +30,9 @@ pub struct CategoryView {
     pub color: String,
     /// Shown before the category name in notifications; `null`: 🔔.
     pub emoji: Nullable<String>,
+    /// The channels its events go to, in provider order; `null`: every channel the account
+    /// has on.
+    pub channels: Nullable<Vec<ChannelId>>,
     /// When the category was created.
     pub created_at: Timestamp,
     /// Events filed under this category.
@@ -43,6 +47,7 @@ impl Example for CategoryView {
             name: "sale".into(),
             color: "#FFB02E".into(),
             emoji: Nullable(Some("💰".into())),
+            channels: Nullable(None),
             created_at: super::documented::example_time(),
             events_count: 42,
             last_ping: Nullable(Some(super::documented::example_time())),
@@ -67,10 +72,13 @@ pub const EMOJI: TextRule = TextRule::at_most(16);
 /// The properties of a category body, described for creating (`NewCategory`) or changing
 /// (`CategoryUpdate`) one.
 fn category_properties(
+    registry: &mut Registry,
     name: &'static str,
     color: &'static str,
     emoji: &'static str,
+    channels: &'static str,
 ) -> Vec<(&'static str, MetaSchemaRef)> {
+    ChannelId::register(registry);
     vec![
         ("name", inline(NAME.schema(name))),
         (
@@ -82,20 +90,33 @@ fn category_properties(
             }),
         ),
         ("emoji", inline(nullable(EMOJI.schema(emoji)))),
+        (
+            "channels",
+            inline(MetaSchema {
+                description: Some(channels),
+                items: Some(Box::new(ChannelId::schema_ref())),
+                min_items: Some(1),
+                nullable: true,
+                ..MetaSchema::new("array")
+            }),
+        ),
     ]
 }
 
 /// The body of `POST /categories`: a category to create. No other properties are accepted.
 pub struct NewCategory;
 
-body_type!(NewCategory, "NewCategory", |_registry| MetaSchema {
+body_type!(NewCategory, "NewCategory", |registry| MetaSchema {
     description: Some("A category to create. No other properties are accepted."),
     required: vec!["name", "color"],
     properties: category_properties(
+        registry,
         "1–64 letters, digits or hyphens; stored lower-cased.",
         "Colour of the notifications, `#RRGGBB`.",
         "Shown before the category name in notifications, at most 16 characters; absent, \
              `null`\nor blank: 🔔.",
+        "The channels its events go to (provider ids); absent or `null`: every channel the \
+             account has on.",
     ),
     example: Some(json!({"name": "sale", "color": "#FFB02E", "emoji": "💰"})),
     ..MetaSchema::new("object")
@@ -104,16 +125,19 @@ body_type!(NewCategory, "NewCategory", |_registry| MetaSchema {
 /// The body of `PATCH /categories/{name}`: changes to a category.
 pub struct CategoryPatch;
 
-body_type!(CategoryPatch, "CategoryUpdate", |_registry| MetaSchema {
+body_type!(CategoryPatch, "CategoryUpdate", |registry| MetaSchema {
     description: Some(
         "Changes to a category: absent properties stay as they are. No other properties \
              are\naccepted.",
     ),
     properties: category_properties(
+        registry,
         "A new name: 1–64 letters, digits or hyphens, stored lower-cased. Past events keep \
              the\nname they were sent with.",
         "A new colour, `#RRGGBB`.",
         "A new emoji, at most 16 characters; `null` or blank removes it (🔔 is shown).",
+        "New channels for its events (provider ids); `null`: every channel the account has \
+             on. Events already accepted keep theirs.",
     ),
     example: Some(json!({"name": null, "color": "#2ECC71", "emoji": "🎉"})),
     ..MetaSchema::new("object")
@@ -239,6 +263,11 @@ impl From<&Category> for CategoryView {
             name: category.name.clone(),
             color: format!("#{:06X}", category.color),
             emoji: category.emoji.clone().into(),
+            channels: category
+                .channels
+                .as_ref()
+                .map(|ids| ids.iter().cloned().map(ChannelId).collect())
+                .into(),
             created_at: Timestamp::from_millis(category.created_at),
             events_count: category.events_count,
             last_ping: category.last_ping.map(Timestamp::from_millis).into(),
@@ -298,8 +327,46 @@ fn parse_emoji(value: &Value, errors: &mut Vec<FieldError>) -> Option<Option<Str
     }
 }
 
-const PROPERTIES: [&str; 3] = ["name", "color", "emoji"];
-const UNKNOWN_PROPERTY: &str = "unknown property; allowed are name, color and emoji";
+/// The channels of a category: `null` (every channel the account has on) or provider ids, kept
+/// in provider order without repeats.
+fn parse_channels(value: &Value, errors: &mut Vec<FieldError>) -> Option<Option<Vec<String>>> {
+    let ids = match value {
+        Value::Null => return Some(None),
+        Value::Array(ids) if !ids.is_empty() => ids,
+        _ => {
+            errors.push(violation(
+                "channels",
+                "must be a list of one or more channels, or null for every channel the account \
+                 has on",
+            ));
+            return None;
+        }
+    };
+    let linked = provider::registered();
+    let mut valid = true;
+    for (i, id) in ids.iter().enumerate() {
+        if !linked.iter().any(|p| Some(p.id) == id.as_str()) {
+            let known: Vec<&str> = linked.iter().map(|p| p.id).collect();
+            errors.push(violation(
+                format!("channels[{i}]"),
+                format!("must be one of {}", known.join(", ")),
+            ));
+            valid = false;
+        }
+    }
+    valid.then(|| {
+        Some(
+            linked
+                .iter()
+                .filter(|p| ids.iter().any(|id| id.as_str() == Some(p.id)))
+                .map(|p| p.id.to_string())
+                .collect(),
+        )
+    })
+}
+
+const PROPERTIES: [&str; 4] = ["name", "color", "emoji", "channels"];
+const UNKNOWN_PROPERTY: &str = "unknown property; allowed are name, color, emoji and channels";
 
 impl NewCategory {
     /// A new category's name (lower-cased), colour and emoji, or every rule the body breaks.
@@ -323,9 +390,18 @@ impl NewCategory {
             .get("emoji")
             .map(|value| parse_emoji(value, &mut errors))
             .unwrap_or(Some(None));
-        match (name, color, emoji) {
-            (Some(name), Some(color), Some(emoji)) if errors.is_empty() => {
-                Ok(service::NewCategory { name, color, emoji })
+        let channels = object
+            .get("channels")
+            .map(|value| parse_channels(value, &mut errors))
+            .unwrap_or(Some(None));
+        match (name, color, emoji, channels) {
+            (Some(name), Some(color), Some(emoji), Some(channels)) if errors.is_empty() => {
+                Ok(service::NewCategory {
+                    name,
+                    color,
+                    emoji,
+                    channels,
+                })
             }
             _ => Err(errors),
         }
@@ -334,7 +410,7 @@ impl NewCategory {
 
 impl CategoryPatch {
     /// The changes a body asks for, or every rule it breaks.
-    fn validate(body: &Value) -> Result<CategoryChanges, Vec<FieldError>> {
+    pub fn validate(body: &Value) -> Result<CategoryChanges, Vec<FieldError>> {
         let (object, mut errors) = body_object(body, &PROPERTIES, UNKNOWN_PROPERTY)?;
         let changes = CategoryChanges {
             name: object.get("name").and_then(|v| parse_name(v, &mut errors)),
@@ -344,6 +420,9 @@ impl CategoryPatch {
             emoji: object
                 .get("emoji")
                 .and_then(|v| parse_emoji(v, &mut errors)),
+            channels: object
+                .get("channels")
+                .and_then(|v| parse_channels(v, &mut errors)),
         };
         if errors.is_empty() {
             Ok(changes)
@@ -383,9 +462,10 @@ impl CategoriesApi {
 
     /// Create a category
     ///
-    /// Events name a category; its colour and emoji style their notifications. The name is
-    /// stored lower-cased. 409 when the name is taken; 403 when the plan's category limit is
-    /// reached.
+    /// Events name a category; its colour and emoji style their notifications, and its
+    /// `channels` (absent or `null`: every channel the account has on) decide where they go.
+    /// The name is stored lower-cased. 409 when the name is taken; 403 when the plan's category
+    /// limit is reached.
     #[oai(
         path = "/categories",
         method = "post",
@@ -428,8 +508,8 @@ impl CategoriesApi {
 
     /// Change a category
     ///
-    /// Renames it, or changes its colour or emoji; absent properties stay as they are. Past
-    /// events keep the name they were sent with.
+    /// Renames it, or changes its colour, emoji or channels; absent properties stay as they
+    /// are. Past events keep the name they were sent with, and the channels they went to.
     #[oai(
         path = "/categories/:name",
         method = "patch",
@@ -508,7 +588,8 @@ mod tests {
             service::NewCategory {
                 name: "sale".into(),
                 color: 0x00FF00,
-                emoji: None
+                emoji: None,
+                channels: None,
             }
         );
         let errors =

@@ -510,3 +510,59 @@ impl ToJSON for Timestamp {
 pub fn example_time() -> Timestamp {
     Timestamp("2026-01-31T09:00:00.000Z".into())
 }
+
+/// A channel, named by the id of a provider linked into this relay (`discord`, `telegram`, …):
+/// the document's `ChannelId`, an enumeration of those ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelId(pub String);
+
+impl Type for ChannelId {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "ChannelId".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference("ChannelId".into())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>("ChannelId".into(), |_| MetaSchema {
+            description: Some("A channel: the id of a provider linked into this relay."),
+            enum_items: crate::provider::registered()
+                .iter()
+                .map(|p| Value::String(p.id.into()))
+                .collect(),
+            example: Some(Value::String("discord".into())),
+            ..MetaSchema::new("string")
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for ChannelId {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::String(text)) => Ok(Self(text)),
+            other => Err(ParseError::expected_type(other.unwrap_or_default())),
+        }
+    }
+}
+
+impl ToJSON for ChannelId {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}

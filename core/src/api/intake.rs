@@ -20,8 +20,8 @@ use super::rules::{
 use super::{Tag, presented_key};
 use crate::app::AppState;
 use crate::model::{DeliveryStatus, hash_api_key};
-use crate::service::intake::NO_CHANNEL_MESSAGE;
 use crate::service::intake::{self, IntakeError, Submission, ValidEvent};
+use crate::service::intake::{NO_CATEGORY_CHANNEL_MESSAGE, NO_CHANNEL_MESSAGE};
 
 pub const QUOTA_MESSAGE: &str = "Monthly quota reached. Please upgrade your plan for more events";
 pub const RATE_MESSAGE: &str =
@@ -270,7 +270,9 @@ impl OperationErrors for SendEventErrors {
                 ));
             }
             text.push_str(&format!(
-                " with no channel enabled at all: `{NO_CHANNEL_MESSAGE}`."
+                " with no channel enabled at all: `{NO_CHANNEL_MESSAGE}`. A category with \
+                 `channels` concerns only those: with none of them enabled, \
+                 `{NO_CATEGORY_CHANNEL_MESSAGE}`."
             ));
             text
         });

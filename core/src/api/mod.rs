@@ -19,7 +19,7 @@ use poem_openapi::OpenApiService;
 
 pub use crate::service::intake::ValidEvent;
 pub use account::parse_account_update;
-pub use categories::NewCategory;
+pub use categories::{CategoryPatch, NewCategory};
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
 pub use intake::EventRequest;
 

@@ -102,6 +102,9 @@ pub struct Category {
     pub name: String,
     pub color: u32,
     pub emoji: Option<String>,
+    /// The channels its events go to (provider ids, in provider order), or `None` for every
+    /// channel the account has on.
+    pub channels: Option<Vec<String>>,
     pub created_at: Millis,
     pub events_count: i64,
     pub last_ping: Option<Millis>,

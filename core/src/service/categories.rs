@@ -12,6 +12,8 @@ pub struct NewCategory {
     pub name: String,
     pub color: u32,
     pub emoji: Option<String>,
+    /// Provider ids in provider order, or `None` for every channel the account has on.
+    pub channels: Option<Vec<String>>,
 }
 
 /// What refusing a second category of one name says.
@@ -38,6 +40,7 @@ pub async fn create_category(
             &new.name,
             new.color,
             new.emoji.as_deref(),
+            new.channels.as_deref(),
             limit,
         )
         .await?;

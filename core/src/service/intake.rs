@@ -18,6 +18,9 @@ use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent, StoreErr
 /// The 403 when an account has no channel switched on.
 pub const NO_CHANNEL_MESSAGE: &str =
     "No notification channel is enabled. Enable at least one channel in your account settings";
+/// Answered (403) when none of the channels a category routes to is on.
+pub const NO_CATEGORY_CHANNEL_MESSAGE: &str = "None of this category's channels is enabled. \
+     Enable one in your account settings or change the category's channels";
 
 /// How often a waiting answer looks for other processes' delivery results.
 const WAIT_POLL: Duration = Duration::from_millis(250);
@@ -251,7 +254,13 @@ async fn decide<R: Clone>(
         let wait = *part(&submission.wait)?;
         return Ok(Decided { event_id, wait });
     }
-    let providers = enabled_channels(state, account)?;
+    // The category decides which channels the 403s concern; that it exists is checked later,
+    // in the documented order.
+    let category = match &submission.event {
+        Ok(event) => find_category(state, context, &event.category).await?,
+        Err(_) => None,
+    };
+    let providers = enabled_channels(state, account, category.as_ref())?;
     within_rate(state, account, submission)?;
     let limit = state.plan(&account.plan).events_per_month;
     // The commit checks the quota too; from a cache only a success is answered, so the read is
@@ -264,7 +273,9 @@ async fn decide<R: Clone>(
     }
     let wait = *part(&submission.wait)?;
     let event = part(&submission.event)?;
-    let category = category(state, context, &event.category).await?;
+    let Some(category) = category else {
+        return Err(IntakeError::UnknownCategory(event.category.clone()).into());
+    };
     let idempotency = idempotency_key
         .zip(request_hash)
         .map(|(key, request_hash)| IdempotencyKey { key, request_hash });
@@ -296,16 +307,20 @@ async fn decide<R: Clone>(
     }
 }
 
-/// The enabled providers, in provider order; refused when an enabled channel lacks a field it
-/// needs, or none is enabled.
+/// The channels an event goes to, in provider order: those the account has on, and of them
+/// the category's when it names some. Refused when one of them lacks a field it needs, or there
+/// is none.
 fn enabled_channels<R>(
     state: &AppState,
     account: &Account,
+    category: Option<&Category>,
 ) -> Result<Vec<&'static str>, IntakeError<R>> {
+    let routes = category.and_then(|c| c.channels.as_deref());
     let mut enabled = Vec::new();
     for entry in &state.providers {
         let registration = entry.registration;
-        if !registration.enabled_for(account) {
+        let routed = routes.is_none_or(|ids| ids.iter().any(|id| id == registration.id));
+        if !routed || !registration.enabled_for(account) {
             continue;
         }
         if let Some(field) = registration
@@ -318,7 +333,10 @@ fn enabled_channels<R>(
         enabled.push(registration.id);
     }
     if enabled.is_empty() {
-        return Err(IntakeError::ChannelNotReady(NO_CHANNEL_MESSAGE));
+        return Err(IntakeError::ChannelNotReady(match routes {
+            Some(_) => NO_CATEGORY_CHANNEL_MESSAGE,
+            None => NO_CHANNEL_MESSAGE,
+        }));
     }
     Ok(enabled)
 }
@@ -348,23 +366,22 @@ fn within_rate<R>(
 }
 
 /// The named category (case-insensitive), from the context or else the database.
-async fn category<R>(
+async fn find_category<R>(
     state: &AppState,
     context: &IntakeContext,
     name: &str,
-) -> Result<Category, IntakeError<R>> {
+) -> Result<Option<Category>, IntakeError<R>> {
     if let Some(category) = context.category(name) {
-        return Ok(category);
+        return Ok(Some(category));
     }
     let found = state
         .store()
         .category_for_intake(&context.account.id, name)
         .await?;
-    let Some(category) = found else {
-        return Err(IntakeError::UnknownCategory(name.to_owned()));
-    };
-    context.remember_category(&category);
-    Ok(category)
+    if let Some(category) = &found {
+        context.remember_category(category);
+    }
+    Ok(found)
 }
 
 /// The outcome for an accepted event: at once, or once every delivery is final or the wait is

@@ -131,6 +131,7 @@ mod tests {
             name: "sale".into(),
             color: 0xFFB02E,
             emoji: None,
+            channels: None,
             created_at: 0,
             events_count: 0,
             last_ping: None,

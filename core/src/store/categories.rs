@@ -31,6 +31,7 @@ pub trait Categories: Send + Sync {
         name: &str,
         color: u32,
         emoji: Option<&str>,
+        channels: Option<&[String]>,
         limit: Option<u64>,
     ) -> Result<CategoryCreate>;
 
@@ -45,7 +46,7 @@ pub trait Categories: Send + Sync {
 }
 
 /// A category with its statistics; the query goes on with `WHERE`.
-pub(super) const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
+pub(super) const CATEGORY_SELECT: &str = "SELECT c.id, c.name, c.color, c.emoji, c.channels, c.created_at, \
      (SELECT COUNT(*) FROM events e WHERE e.category_id = c.id) AS events_count, \
      (SELECT MAX(e.created_at) FROM events e WHERE e.category_id = c.id) AS last_ping \
      FROM categories c";
@@ -58,11 +59,13 @@ where
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
+    let channels: Option<String> = row.try_get("channels")?;
     Ok(Category {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         color: row.try_get::<i64, _>("color")? as u32,
         emoji: row.try_get("emoji")?,
+        channels: channels.as_deref().map(super::parse_json).transpose()?,
         created_at: row.try_get("created_at")?,
         events_count: row.try_get("events_count")?,
         last_ping: row.try_get("last_ping")?,
@@ -117,7 +120,7 @@ macro_rules! categories_for {
                 name: &str,
             ) -> $crate::store::Result<Option<$crate::model::Category>> {
                 let row = sqlx::query(
-                    "SELECT c.id, c.name, c.color, c.emoji, c.created_at, \
+                    "SELECT c.id, c.name, c.color, c.emoji, c.channels, c.created_at, \
                      CAST(0 AS BIGINT) AS events_count, CAST(NULL AS BIGINT) AS last_ping \
                      FROM categories c WHERE c.account_id = $1 AND c.name = lower($2)",
                 )
@@ -148,6 +151,7 @@ macro_rules! categories_for {
                 name: &str,
                 color: u32,
                 emoji: Option<&str>,
+                channels: Option<&[String]>,
                 limit: Option<u64>,
             ) -> $crate::store::Result<$crate::store::CategoryCreate> {
                 use $crate::store::CategoryCreate;
@@ -183,13 +187,14 @@ macro_rules! categories_for {
                 }
                 let created_at = $crate::model::now_millis();
                 let inserted = sqlx::query_scalar(
-                    "INSERT INTO categories (account_id, name, color, emoji, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    "INSERT INTO categories (account_id, name, color, emoji, channels, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                 )
                 .bind(account_id)
                 .bind(name)
                 .bind(color as i64)
                 .bind(emoji)
+                .bind(channels.map($crate::store::json_text))
                 .bind(created_at)
                 .fetch_one(&mut *tx)
                 .await;
@@ -207,6 +212,7 @@ macro_rules! categories_for {
                     name: name.to_string(),
                     color,
                     emoji: emoji.map(str::to_string),
+                    channels: channels.map(<[String]>::to_vec),
                     created_at,
                     events_count: 0,
                     last_ping: None,
@@ -245,6 +251,11 @@ macro_rules! categories_for {
                 }
                 if let Some(emoji) = &changes.emoji {
                     update.push(", emoji = ").push_bind(emoji.clone());
+                }
+                if let Some(channels) = &changes.channels {
+                    update
+                        .push(", channels = ")
+                        .push_bind(channels.as_deref().map($crate::store::json_text));
                 }
                 update.push(" WHERE id = ").push_bind(id);
                 match update.build().execute(&mut *tx).await {

@@ -255,6 +255,8 @@ pub struct CategoryChanges {
     pub color: Option<u32>,
     /// `Some(None)` clears the emoji.
     pub emoji: Option<Option<String>>,
+    /// `Some(None)`: every channel the account has on.
+    pub channels: Option<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Default)]

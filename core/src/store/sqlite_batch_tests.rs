@@ -32,7 +32,7 @@ async fn setup() -> Setup {
         .await
         .expect("account");
     let category = match store
-        .create_category(&account.id, "sale", 0x00ff00, None, None)
+        .create_category(&account.id, "sale", 0x00ff00, None, None, None)
         .await
         .expect("category")
     {

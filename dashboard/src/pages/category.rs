@@ -8,19 +8,21 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use chrono::SecondsFormat;
 use maud::{Markup, html};
+use pingpilot_core::api::CategoryPatch;
 use pingpilot_core::model::{Category, EventId, EventRecord, now_millis, to_datetime};
-use pingpilot_core::store::{DeliveryBadge, EventFilter, EventSample};
+use pingpilot_core::store::{CategoryUpdate, DeliveryBadge, EventFilter, EventSample};
 use poem::http::StatusCode;
-use poem::web::{Html, Path, Query};
-use poem::{IntoResponse, Route, get, handler};
+use poem::web::{Form, Html, Path, Query};
+use poem::{IntoResponse, Route, get, handler, post};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::PREFIX;
 use crate::chart::{self, Bar};
+use crate::layout::NoticeKind;
 use crate::layout::{self, Nav};
 use crate::range::{Range, Window};
-use crate::web::{DashError, PageResult, SignedIn};
+use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
 
 /// Events per page of the table.
 const PAGE_SIZE: u32 = 25;
@@ -31,6 +33,7 @@ pub fn routes(route: Route) -> Route {
     route
         .at("/categories/:name", get(category_page))
         .at("/categories/:name/events", get(live_events))
+        .at("/categories/:name/channels", post(save_channels))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +43,8 @@ struct PageQuery {
     before: Option<String>,
     /// The fingerprint of what the browser shows (fragment only).
     seen: Option<String>,
+    /// `channels` after the channels were saved.
+    done: Option<String>,
 }
 
 /// Everything the page shows about a category over one range.
@@ -62,8 +67,20 @@ async fn category_page(
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
+    let notice = (query.done.as_deref() == Some("channels"))
+        .then(|| layout::notice(NoticeKind::Done, "The category's channels are saved."));
+    render_page(&user, &name, query, notice).await
+}
+
+/// The page, with a notice above the channels when there is one.
+async fn render_page(
+    user: &SignedIn,
+    name: &str,
+    query: PageQuery,
+    notice: Option<Markup>,
+) -> PageResult {
     let range = Range::from_query(query.range.as_deref());
-    let summary = summarise(&user, &name, range, query.before).await?;
+    let summary = summarise(user, name, range, query.before).await?;
     let category = &summary.category;
     let title = format!("Category {}", category.name);
     let body = html! {
@@ -85,9 +102,108 @@ async fn category_page(
             }
         }
         p.hint { (summary.window.describe()) ". Weeks start on Monday; times are UTC." }
-        (live_section(&user, &summary))
+        (live_section(user, &summary))
+        @if let Some(notice) = notice { (notice) }
+        (channels_form(user, category))
     };
-    Ok(layout::page(&user, Some(Nav::Overview), &title, body))
+    Ok(layout::page(user, Some(Nav::Overview), &title, body))
+}
+
+/// Where the category's events go: every channel the account has on, or the ones ticked.
+fn channels_form(user: &SignedIn, category: &Category) -> Markup {
+    let providers = &user.state.providers;
+    let routed = category.channels.as_deref();
+    let on: Vec<&str> = providers
+        .iter()
+        .filter(|p| p.registration.enabled_for(&user.account))
+        .map(|p| p.registration.display_name)
+        .collect();
+    let on = if on.is_empty() {
+        "none".to_string()
+    } else {
+        on.join(", ")
+    };
+    html! {
+        form.card method="post" action={ (PREFIX) "/categories/" (category.name) "/channels" } {
+            (csrf_field(&user.csrf))
+            fieldset {
+                legend { h2 { "Channels" } }
+                p.hint { "Where this category's events are sent. A channel must also be on in "
+                    a href={ (PREFIX) "/settings" } { "Settings" } "." }
+                div.switch {
+                    input #route-all type="radio" name="route" value="all" checked[routed.is_none()];
+                    label for="route-all" { "Every channel you have on (now: " (on) ")" }
+                }
+                div.switch {
+                    input #route-some type="radio" name="route" value="some" checked[routed.is_some()];
+                    label for="route-some" { "Only these channels:" }
+                }
+                @for entry in providers {
+                    @let id = entry.registration.id;
+                    @let box_id = format!("channel-{id}");
+                    div.switch.nested {
+                        input #(box_id) type="checkbox" name="channel" value=(id)
+                            checked[routed.is_some_and(|ids| ids.iter().any(|c| c == id))];
+                        label for=(box_id) { (entry.registration.display_name) }
+                    }
+                }
+            }
+            button type="submit" { "Save channels" }
+        }
+    }
+}
+
+/// The `PATCH /categories/{name}` body the channels form stands for.
+fn channels_body(pairs: &[(String, String)]) -> Value {
+    let route = pairs.iter().rev().find(|(key, _)| key == "route");
+    if route.is_some_and(|(_, value)| value == "some") {
+        let ticked: Vec<&str> = pairs
+            .iter()
+            .filter(|(key, _)| key == "channel")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        serde_json::json!({ "channels": ticked })
+    } else {
+        serde_json::json!({ "channels": null })
+    }
+}
+
+#[handler]
+async fn save_channels(
+    user: SignedIn,
+    Path(name): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
+    let csrf = pairs
+        .iter()
+        .find(|(key, _)| key == "csrf")
+        .map(|(_, v)| v.as_str());
+    user.check_csrf(csrf.unwrap_or_default())?;
+    let changes = match CategoryPatch::validate(&channels_body(&pairs)) {
+        Ok(changes) => changes,
+        Err(_) => {
+            let notice = layout::notice(
+                NoticeKind::Problem,
+                "Tick at least one channel, or choose every channel you have on.",
+            );
+            let page = render_page(&user, &name, PageQuery::default(), Some(notice)).await?;
+            return Ok(page
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY)
+                .into_response());
+        }
+    };
+    match user
+        .state
+        .store()
+        .update_category(&user.account.id, &name, &changes)
+        .await?
+    {
+        CategoryUpdate::Updated(category) => Ok(see_other(&format!(
+            "{PREFIX}/categories/{}?done=channels",
+            category.name
+        ))),
+        CategoryUpdate::NotFound | CategoryUpdate::Duplicate => Err(DashError::NotFound),
+    }
 }
 
 /// The live part of the first page, for htmx: 204 when nothing changed since `seen`.

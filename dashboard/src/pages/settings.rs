@@ -6,12 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use maud::{Markup, html};
 use pingpilot_core::api::{FieldError, parse_account_update};
+use pingpilot_core::app::SIGNING_SECRET;
 use pingpilot_core::delivery::send_test_notification;
 use pingpilot_core::model::Account;
 use pingpilot_core::provider::{AccountField, DeliveryOutcome};
-use pingpilot_core::service::accounts::{ChannelState, apply_account_update, channel_states};
+use pingpilot_core::service::accounts::{
+    ChannelState, apply_account_update, channel_states, rotate_channel_secret,
+};
 use poem::http::StatusCode;
-use poem::web::{Form, Query};
+use poem::web::{Form, Path, Query};
 use poem::{IntoResponse, Response, Route, get, handler, post};
 use serde_json::{Map, Value};
 
@@ -23,6 +26,7 @@ pub fn routes(route: Route) -> Route {
     route
         .at("/settings", get(settings_page).post(save_settings))
         .at("/settings/test", post(test_notification))
+        .at("/settings/channels/:provider/secret", post(replace_secret))
 }
 
 /// Form names besides the provider fields (which use their JSON names, e.g. `discordId`).
@@ -110,8 +114,15 @@ fn update_body(pairs: &[(String, String)]) -> Value {
 async fn settings_page(user: SignedIn, Query(query): Query<Done>) -> PageResult {
     let channels = channel_states(&user.state, &user.account).await?;
     let values = FormValues::from_account(&user.account, &channels);
-    let notice = (query.done.as_deref() == Some("saved"))
-        .then(|| layout::notice(NoticeKind::Done, "Your settings are saved."));
+    let notice = match query.done.as_deref() {
+        Some("saved") => Some("Your settings are saved."),
+        Some("secret") => Some(
+            "A new signing secret is in use: deliveries from now on are signed with it, so give \
+             it to your receivers.",
+        ),
+        _ => None,
+    }
+    .map(|text| layout::notice(NoticeKind::Done, text));
     Ok(render(&user, &channels, &values, &[], notice, None))
 }
 
@@ -136,6 +147,19 @@ async fn save_settings(user: SignedIn, Form(pairs): Form<Vec<(String, String)>>)
                 .into_response())
         }
     }
+}
+
+#[handler]
+async fn replace_secret(
+    user: SignedIn,
+    Path(provider): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    if !rotate_channel_secret(&user.state, &user.account, &provider).await? {
+        return Err(DashError::NotFound);
+    }
+    Ok(see_other(&format!("{PREFIX}/settings?done=secret")))
 }
 
 #[handler]
@@ -193,6 +217,7 @@ fn render(
             }
             button.primary type="submit" { "Save settings" }
         }
+        (signing_secrets(user, channels))
         section.card {
             h2 { "Test notification" }
             p {
@@ -286,6 +311,32 @@ fn field_input(field: &AccountField, value: &str, error: Option<&str>) -> Markup
             @if let Some(pattern) = pattern { " Format: " code { (pattern) } }
         }
         @if let Some(error) = error { p.field-error #(error_id) { (error) } }
+    }
+}
+
+/// The secrets of the channels that sign what they send, each with a button that replaces it
+/// (forms of their own, outside the settings form, so Enter there never replaces a secret).
+fn signing_secrets(user: &SignedIn, channels: &[ChannelState]) -> Markup {
+    html! {
+        @for channel in channels {
+            @if let Some(secret) = channel.status.extra.get(SIGNING_SECRET).and_then(Value::as_str) {
+                @let id = channel.registration.id;
+                @let title_id = format!("secret-{id}-title");
+                section.card aria-labelledby=(title_id) {
+                    h2 #(title_id) { (channel.registration.display_name) " signing secret" }
+                    p {
+                        "Your receiver checks the " code { "webhook-signature" }
+                        " header of each delivery with this secret (the Standard Webhooks "
+                        "libraries do it in one call). Keep it private."
+                    }
+                    p { code.secret { (secret) } }
+                    form method="post" action={ (PREFIX) "/settings/channels/" (id) "/secret" } {
+                        (csrf_field(&user.csrf))
+                        button type="submit" { "Replace the secret" }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -3,20 +3,25 @@
 The client is generated from openapi/openapi.json by openapi-python-client into
 target/openapi-tools/build/python/pingpilot_client; this script uses it the way a user would:
 set up the account, create a category, send an event and see it delivered by the stand-in
-Discord, then check the typed error answers.
+Discord, route a category to the webhook channel and verify the delivery it receives with the
+Standard Webhooks authors' library, then check the typed error answers.
 
 Environment: PINGPILOT_URL (the relay, e.g. http://127.0.0.1:8080), PINGPILOT_KEY (an API key of
 an account with a Discord ID), STANDIN_URL (the provider stand-in, which counts messages).
 """
 
 import os
+import queue
 import sys
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
+from standardwebhooks.webhooks import Webhook
 
 from pingpilot_client import AuthenticatedClient, Client
-from pingpilot_client.api.account import get_account, update_account
+from pingpilot_client.api.account import get_account, rotate_channel_secret, update_account
 from pingpilot_client.api.categories import create_category, get_category, list_categories
 from pingpilot_client.api.events import get_event, get_quota, list_events, send_event
 from pingpilot_client.models import (
@@ -24,6 +29,7 @@ from pingpilot_client.models import (
     AccountUpdate,
     AccountUpdateChannels,
     Category,
+    ChannelId,
     DeliveryStatus,
     ErrorMessage,
     Event,
@@ -40,6 +46,72 @@ from pingpilot_client.models import (
 def check(condition: bool, what: str) -> None:
     if not condition:
         raise AssertionError(what)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver: hands each POST (headers and raw body) to the test and answers 204."""
+
+    received: "queue.Queue[tuple[dict[str, str], bytes]]" = queue.Queue()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.received.put((dict(self.headers.items()), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def check_webhook(client: AuthenticatedClient) -> None:
+    """A category routed to the webhook alone: its event arrives signed, and the signature
+    verifies with the secret the account shows."""
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    try:
+        account = update_account.sync(
+            client=client,
+            body=AccountUpdate(webhook_url=url, channels=AccountUpdateChannels(webhook=True)),
+        )
+        assert isinstance(account, Account)
+        check(account.webhook_url == url, f"webhookUrl: {account.webhook_url!r}")
+        secret = next(c for c in account.channels if c.provider == "webhook").signing_secret
+        check(isinstance(secret, str) and secret.startswith("whsec_"), f"secret: {secret!r}")
+        assert isinstance(secret, str)
+        name = f"hook-{uuid.uuid4().hex[:8]}"
+        category = create_category.sync(
+            client=client, body=NewCategory(name=name, color="#123456", channels=[ChannelId.WEBHOOK])
+        )
+        assert isinstance(category, Category)
+        check(category.channels == [ChannelId.WEBHOOK], f"channels: {category.channels!r}")
+        accepted = send_event.sync(
+            client=client,
+            body=EventRequest(category=name, description="Deployed v2"),
+            wait=10,
+        )
+        assert isinstance(accepted, EventAccepted)
+        check(accepted.delivery_status == DeliveryStatus.DELIVERED, f"{accepted!r}")
+        headers, body = Receiver.received.get(timeout=10)
+        payload = Webhook(secret).verify(body, headers)
+        check(payload["data"]["eventId"] == accepted.event_id, f"payload: {payload!r}")
+        check(payload["data"]["description"] == "Deployed v2", f"payload: {payload!r}")
+        check(Receiver.received.empty(), "one delivery")
+
+        rotated = rotate_channel_secret.sync("webhook", client=client)
+        assert isinstance(rotated, Account)
+        new_secret = next(c for c in rotated.channels if c.provider == "webhook").signing_secret
+        check(isinstance(new_secret, str) and new_secret != secret, "the secret was replaced")
+        unsigned = rotate_channel_secret.sync("discord", client=client)
+        check(
+            isinstance(unsigned, ErrorMessage) and unsigned.message == "Channel has no signing secret",
+            f"404: {unsigned!r}",
+        )
+    finally:
+        update_account.sync(
+            client=client, body=AccountUpdate(channels=AccountUpdateChannels(webhook=False))
+        )
+        server.shutdown()
 
 
 def main() -> None:
@@ -61,14 +133,18 @@ def main() -> None:
     check(discord.enabled and discord.ready, f"discord channel: {discord!r}")
     check(isinstance(get_account.sync(client=client), Account), "get_account")
 
+    check_webhook(client)
+
     # A category.
     name = f"py-{uuid.uuid4().hex[:8]}"
     category = create_category.sync(
-        client=client, body=NewCategory(name=name, color="#ffb02e", emoji="💰")
+        client=client,
+        body=NewCategory(name=name, color="#ffb02e", emoji="💰", channels=[ChannelId.DISCORD]),
     )
     check(isinstance(category, Category), f"create_category: {category!r}")
     assert isinstance(category, Category)
     check(category.name == name and category.color == "#FFB02E", f"category: {category!r}")
+    check(category.channels == [ChannelId.DISCORD], f"channels: {category.channels!r}")
     listed = list_categories.sync(client=client)
     check(isinstance(listed, list) and any(c.name == name for c in listed), "list_categories")
 

@@ -43,13 +43,28 @@ async function main(): Promise<void> {
   const discord = account.data.channels.find((channel) => channel.provider === "discord");
   check(discord?.enabled === true && discord.ready, `discord channel ${JSON.stringify(discord)}`);
 
+  // The webhook channel's signing secret, replaced; then off again (the stand-in is Discord).
+  const hooked = await client.PATCH("/account", {
+    body: { webhookUrl: "https://hooks.example.com/ts", channels: { webhook: true } },
+  });
+  check(hooked.data?.webhookUrl === "https://hooks.example.com/ts", "webhookUrl");
+  const secret = hooked.data.channels.find((channel) => channel.provider === "webhook")?.signingSecret;
+  check(typeof secret === "string" && secret.startsWith("whsec_"), `signingSecret ${secret}`);
+  const rotated = await client.POST("/account/channels/{provider}/secret", {
+    params: { path: { provider: "webhook" } },
+  });
+  const replaced = rotated.data?.channels.find((channel) => channel.provider === "webhook")?.signingSecret;
+  check(typeof replaced === "string" && replaced !== secret, "the secret was replaced");
+  await client.PATCH("/account", { body: { channels: { webhook: false } } });
+
   // A category.
   const name = `ts-${Math.random().toString(36).slice(2, 10)}`;
   const category = await client.POST("/categories", {
-    body: { name, color: "#2ECC71", emoji: "🎉" },
+    body: { name, color: "#2ECC71", emoji: "🎉", channels: ["discord"] },
   });
   check(category.response.status === 201, `create_category: ${category.response.status}`);
   check(category.data?.name === name, `category ${JSON.stringify(category.data)}`);
+  check(JSON.stringify(category.data.channels) === '["discord"]', "category channels");
 
   // An event, held until its delivery is final; the stand-in receives it.
   const before = await delivered(standin);

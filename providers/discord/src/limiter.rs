@@ -355,48 +355,12 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use async_trait::async_trait;
-    use pingpilot_core::provider::{HostError, LinkOutcome, LinkRequest};
+    use pingpilot_core::provider::kit::testing::TestHost;
 
     use super::*;
 
     const NONE: Duration = Duration::ZERO;
     const FOREVER: Duration = Duration::MAX;
-
-    /// A host reporting `processes` live relay processes.
-    struct Processes(AtomicU32);
-
-    impl Processes {
-        fn new(count: u32) -> Arc<Self> {
-            Arc::new(Self(AtomicU32::new(count)))
-        }
-
-        fn set(&self, count: u32) {
-            self.0.store(count, Ordering::Relaxed);
-        }
-    }
-
-    #[async_trait]
-    impl ProviderHost for Processes {
-        async fn link_account(
-            &self,
-            _: &'static str,
-            _: LinkRequest<'_>,
-        ) -> Result<LinkOutcome, HostError> {
-            Ok(LinkOutcome::UnknownToken)
-        }
-        async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
-            Ok(None)
-        }
-        async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        fn process_count(&self) -> u32 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -497,7 +461,7 @@ mod tests {
     #[test]
     fn processes_share_the_global_budget() {
         // 30 requests/s for the token, 3 processes: this one sends 10/s, 101 ms apart.
-        let host = Processes::new(3);
+        let host = TestHost::with_processes(3);
         let limiter = Limiter::new(30).shared_with(host.clone());
         let route = Route::new("POST", "/users/@me/channels");
         let t0 = Instant::now();
@@ -508,19 +472,19 @@ mod tests {
         assert_eq!(sent, [t0, t0 + ms(101), t0 + ms(202)]);
         assert_eq!(limiter.reserve(&route, t0, SHORT_WAIT), Err(ms(303)));
         // The other processes left: the next booking uses the whole budget, 33.7 ms apart.
-        host.set(1);
+        host.set_processes(1);
         assert_eq!(
             limiter.reserve(&route, t0 + ms(202), SHORT_WAIT),
             Ok(t0 + ms(202) + spacing(30, 1))
         );
         // Back to 3: the next slot keeps 101 ms from every reservation.
-        host.set(3);
+        host.set_processes(3);
         assert_eq!(
             limiter.reserve(&route, t0 + ms(250), SHORT_WAIT),
             Ok(t0 + ms(202) + spacing(30, 1) + ms(101))
         );
         // A count of 0 is taken as 1.
-        host.set(0);
+        host.set_processes(0);
         let limiter = Limiter::new(10).shared_with(host);
         let t1 = Instant::now();
         assert_eq!(limiter.reserve(&route, t1, NONE), Ok(t1));
@@ -530,7 +494,7 @@ mod tests {
     #[test]
     fn a_backlog_of_one_process_among_several_keeps_its_part() {
         // 4 processes on a 40/s token: this one stays within 10 per second.
-        let limiter = Limiter::new(40).shared_with(Processes::new(4));
+        let limiter = Limiter::new(40).shared_with(TestHost::with_processes(4));
         let t0 = Instant::now();
         let mut due: Vec<(Instant, usize)> = (0..50).map(|i| (t0, i)).collect();
         let mut sent = Vec::new();

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use pingpilot_core::model::AccountId;
+use pingpilot_core::provider::kit::testing::{self, TestHost};
 use pingpilot_core::provider::{
-    ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, HostError, LinkOutcome,
-    LinkRequest, Provider, ProviderHost, ProviderSection, ProviderSetup,
+    ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage, Provider, ProviderSection,
+    ProviderSetup,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string, header, method, path};
@@ -19,40 +19,12 @@ use super::*;
 
 const RECIPIENT: &str = "123456789012345678";
 
-struct NoHost;
-
-#[async_trait]
-impl ProviderHost for NoHost {
-    async fn link_account(
-        &self,
-        _provider: &'static str,
-        _request: LinkRequest<'_>,
-    ) -> Result<LinkOutcome, HostError> {
-        Ok(LinkOutcome::UnknownToken)
-    }
-    async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
-        Ok(None)
-    }
-    async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-}
-
 fn registration() -> &'static ProviderRegistration {
-    pingpilot_core::provider::registered()
-        .into_iter()
-        .find(|r| r.id == "discord")
-        .expect("discord is registered")
+    testing::registration(ID)
 }
 
 fn provider(toml: &str) -> Arc<dyn Provider> {
-    let setup = ProviderSetup {
-        section: ProviderSection::from_toml("discord", toml),
-        host: Arc::new(NoHost),
-        project_url: "https://example.test/pingpilot",
-        version: "1.2.3",
-    };
-    (registration().build)(setup).unwrap_or_else(|e| panic!("build failed: {e}"))
+    testing::build(ID, toml).unwrap_or_else(|e| panic!("build failed: {e}"))
 }
 
 fn provider_for(server: &MockServer) -> Arc<dyn Provider> {
@@ -175,7 +147,7 @@ fn registration_declares_field_and_schema() {
 fn unknown_or_zero_settings_are_rejected() {
     let setup = |toml: &str| ProviderSetup {
         section: ProviderSection::from_toml("discord", toml),
-        host: Arc::new(NoHost),
+        host: Arc::new(TestHost::default()),
         project_url: "u",
         version: "v",
     };
@@ -517,35 +489,6 @@ async fn a_burst_never_exceeds_the_configured_rate() {
     assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
 }
 
-/// A host reporting how many relay processes share the database now.
-struct Processes(std::sync::atomic::AtomicU32);
-
-impl Processes {
-    fn set(&self, count: u32) {
-        self.0.store(count, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-#[async_trait]
-impl ProviderHost for Processes {
-    async fn link_account(
-        &self,
-        provider: &'static str,
-        request: LinkRequest<'_>,
-    ) -> Result<LinkOutcome, HostError> {
-        NoHost.link_account(provider, request).await
-    }
-    async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
-        Ok(None)
-    }
-    async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn process_count(&self) -> u32 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 #[tokio::test]
 async fn each_process_sends_its_share_of_the_token_budget() {
     // 30 requests/s for the token and 3 relay processes: this one sends 10/s, 101 ms apart.
@@ -557,7 +500,7 @@ async fn each_process_sends_its_share_of_the_token_budget() {
         })
         .mount(&server)
         .await;
-    let host = Arc::new(Processes(3.into()));
+    let host = TestHost::with_processes(3);
     let provider = (registration().build)(ProviderSetup {
         section: ProviderSection::from_toml(
             "discord",
@@ -582,7 +525,7 @@ async fn each_process_sends_its_share_of_the_token_budget() {
     assert_eq!(arrivals.lock().unwrap().len(), 2);
 
     // Thirty processes now: the next booking is 1.01 s after the last one, too far to wait for.
-    host.set(30);
+    host.set_processes(30);
     match deliver(provider.as_ref(), RECIPIENT).await {
         DeliveryOutcome::Throttled { retry_after } => assert!(
             retry_after > Duration::from_millis(500) && retry_after <= Duration::from_millis(1010),
@@ -593,7 +536,7 @@ async fn each_process_sends_its_share_of_the_token_budget() {
     assert_eq!(arrivals.lock().unwrap().len(), 2);
 
     // Alone: the whole budget, 33.7 ms apart, so it goes at once.
-    host.set(1);
+    host.set_processes(1);
     assert_eq!(deliver(provider.as_ref(), RECIPIENT).await, delivered);
     assert_eq!(arrivals.lock().unwrap().len(), 3);
 }

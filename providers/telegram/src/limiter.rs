@@ -182,47 +182,11 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use async_trait::async_trait;
-    use pingpilot_core::provider::{HostError, LinkOutcome, LinkRequest};
+    use pingpilot_core::provider::kit::testing::TestHost;
 
     use super::*;
 
     const NONE: Duration = Duration::ZERO;
-
-    /// A host reporting `processes` live relay processes.
-    struct Processes(AtomicU32);
-
-    impl Processes {
-        fn new(count: u32) -> Arc<Self> {
-            Arc::new(Self(AtomicU32::new(count)))
-        }
-
-        fn set(&self, count: u32) {
-            self.0.store(count, Ordering::Relaxed);
-        }
-    }
-
-    #[async_trait]
-    impl ProviderHost for Processes {
-        async fn link_account(
-            &self,
-            _: &'static str,
-            _: LinkRequest<'_>,
-        ) -> Result<LinkOutcome, HostError> {
-            Ok(LinkOutcome::UnknownToken)
-        }
-        async fn load_value(&self, _: &'static str, _: &str) -> Result<Option<String>, HostError> {
-            Ok(None)
-        }
-        async fn save_value(&self, _: &'static str, _: &str, _: &str) -> Result<(), HostError> {
-            Ok(())
-        }
-        fn process_count(&self) -> u32 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -272,7 +236,7 @@ mod tests {
     fn processes_share_the_bots_and_each_chats_budget() {
         // 30 messages/s for the bot, 1/s per chat, 3 processes: this one sends 10/s, 101 ms
         // apart, and one message to a chat every 3.03 s.
-        let host = Processes::new(3);
+        let host = TestHost::with_processes(3);
         let limiter = Limiter::new(30, 1).shared_with(host.clone());
         let t0 = Instant::now();
         for (chat, at) in [(1, 0), (2, 101), (3, 202)] {
@@ -281,7 +245,7 @@ mod tests {
         assert_eq!(limiter.reserve(4, t0, SHORT_WAIT), Err(ms(303)));
         assert_eq!(limiter.reserve(1, t0 + ms(1010), SHORT_WAIT), Err(ms(2020)));
         // The other processes left: the next booking uses the whole budgets.
-        host.set(1);
+        host.set_processes(1);
         assert_eq!(
             limiter.reserve(1, t0 + ms(1010), SHORT_WAIT),
             Ok(t0 + ms(1010))
@@ -291,7 +255,7 @@ mod tests {
             Ok(t0 + ms(1010) + spacing(30, 1))
         );
         // Back to 3: 101 ms from the bot's last message, 3.03 s from the chat's.
-        host.set(3);
+        host.set_processes(3);
         assert_eq!(
             limiter.reserve(5, t0 + ms(1050), SHORT_WAIT),
             Ok(t0 + ms(1010) + spacing(30, 1) + ms(101))
@@ -299,13 +263,13 @@ mod tests {
         assert_eq!(limiter.reserve(1, t0 + ms(2000), SHORT_WAIT), Err(ms(2040)));
         // A chat paused by a 429 stays paused whatever the count.
         limiter.pause_chat(6, ms(5000), t0 + ms(2000));
-        host.set(1);
+        host.set_processes(1);
         assert_eq!(limiter.reserve(6, t0 + ms(2000), SHORT_WAIT), Err(ms(5000)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn replies_keep_the_shared_spacing_too() {
-        let limiter = Limiter::new(30, 1).shared_with(Processes::new(3));
+        let limiter = Limiter::new(30, 1).shared_with(TestHost::with_processes(3));
         let start = Instant::now();
         limiter.acquire(1).await;
         limiter.acquire(2).await;

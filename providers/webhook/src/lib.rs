@@ -61,12 +61,13 @@ fn config_schema() -> schemars::Schema {
 }
 
 /// A webhook URL's form: `http` or `https`, a host, no credentials (the settings' check of its
-/// address comes in [`Provider::check_field`]).
+/// address comes in [`Provider::check_field`]). Kept as entered, without surrounding blanks.
 pub fn normalize_webhook_url(value: &str) -> Result<String, String> {
+    let value = value.trim();
     Targets::new(true)
         .check(value)
-        .map(|url| url.to_string())
-        .map_err(|refused| format!("webhookUrl: {refused}"))
+        .map(|_| value.to_string())
+        .map_err(|refused| refused.to_string())
 }
 
 fn webhook_url_schema() -> schemars::Schema {

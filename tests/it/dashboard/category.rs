@@ -276,3 +276,68 @@ async fn unknown_categories_are_not_found() {
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_categorys_channels_are_chosen_on_its_page() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let page = browser.get("/dashboard/categories/sale").await;
+    page.assert_contains(&[
+        r#"<form class="card" method="post" action="/dashboard/categories/sale/channels">"#,
+        r#"<input id="route-all" type="radio" name="route" value="all" checked>"#,
+        "Every channel you have on (now: Discord, Telegram)",
+        r#"<input id="channel-discord" type="checkbox" name="channel" value="discord">"#,
+        r#"<input id="channel-webhook" type="checkbox" name="channel" value="webhook">"#,
+    ]);
+
+    let done = browser
+        .post(
+            "/dashboard/categories/sale/channels",
+            &[("route", "some"), ("channel", "discord")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/dashboard/categories/sale?done=channels")
+    );
+    let (_, category) = relay
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/categories/sale",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(category["channels"], json!(["discord"]));
+    let page = browser
+        .get("/dashboard/categories/sale?done=channels")
+        .await;
+    page.assert_contains(&[
+        "The category's channels are saved.",
+        r#"<input id="route-some" type="radio" name="route" value="some" checked>"#,
+        r#"<input id="channel-discord" type="checkbox" name="channel" value="discord" checked>"#,
+    ]);
+
+    // None ticked: said so, nothing changed.
+    let refused = browser
+        .post("/dashboard/categories/sale/channels", &[("route", "some")])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    refused.assert_contains(&["Tick at least one channel, or choose every channel you have on."]);
+    let done = browser
+        .post("/dashboard/categories/sale/channels", &[("route", "all")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let (_, category) = relay
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/categories/sale",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(category["channels"], Value::Null);
+    relay.stop().await;
+}

@@ -307,3 +307,50 @@ async fn a_test_notification_shows_what_each_channel_answered() {
     assert_eq!(test_messages(&relay).await.len(), 1);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_channels_signing_secret_is_shown_and_replaced_from_settings() {
+    let relay =
+        Relay::start_with("[providers.webhook]\nallow_private_targets = true\n", true).await;
+    let key = relay.ready_account().await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let page = browser.get("/dashboard/settings").await;
+    assert!(!page.body.contains("signing secret"), "off: no secret");
+    let (status, body) = relay
+        .patch_account(
+            &key,
+            serde_json::json!({"webhookUrl": "http://127.0.0.1:9/hook", "channels": {"webhook": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let secret = body["channels"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["provider"] == "webhook"))
+        .and_then(|c| c["signingSecret"].as_str())
+        .expect("secret")
+        .to_string();
+    let page = browser.get("/dashboard/settings").await;
+    page.assert_contains(&[
+        "Webhook signing secret",
+        &format!(r#"<code class="secret">{secret}</code>"#),
+        r#"<form method="post" action="/dashboard/settings/channels/webhook/secret">"#,
+    ]);
+    let done = browser
+        .post("/dashboard/settings/channels/webhook/secret", &[])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/dashboard/settings?done=secret")
+    );
+    let after = account(&relay, &key).await;
+    let replaced = after["channels"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["provider"] == "webhook"))
+        .and_then(|c| c["signingSecret"].as_str())
+        .expect("secret");
+    assert_ne!(replaced, secret);
+    let page = browser.get("/dashboard/settings?done=secret").await;
+    page.assert_contains(&["A new signing secret is in use", replaced]);
+    relay.stop().await;
+}

@@ -12,6 +12,10 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+/// How long a check waits for DNS when a URL is set; past it the name passes, as one that does
+/// not resolve does (it is checked again on every send).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Longest URL accepted.
 pub const MAX_URL_CHARS: usize = 2048;
 
@@ -112,7 +116,8 @@ impl Targets {
         }
         if let Some(url::Host::Domain(name)) = url.host() {
             let port = url.port_or_known_default().unwrap_or(443);
-            if let Ok(addrs) = tokio::net::lookup_host((name, port)).await {
+            let lookup = tokio::net::lookup_host((name, port));
+            if let Ok(Ok(addrs)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
                 for addr in addrs {
                     self.check_ip(addr.ip())
                         .map_err(|Refused(why)| Refused(format!("{name} resolves to {why}")))?;

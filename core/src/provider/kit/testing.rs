@@ -3,6 +3,7 @@
 //! as the relay builds it, a sample event, and an account's channel.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -18,10 +19,27 @@ use crate::provider::{
     registered,
 };
 
-/// A relay with one process and no account to link; provider values are kept in memory.
+/// A relay with no account to link and `processes` live processes (1 unless set); provider
+/// values are kept in memory.
 #[derive(Default)]
 pub struct TestHost {
     values: Mutex<HashMap<(String, String), String>>,
+    /// 0 reads as 1.
+    processes: AtomicU32,
+}
+
+impl TestHost {
+    /// A host reporting `count` live relay processes.
+    pub fn with_processes(count: u32) -> Arc<Self> {
+        let host = Self::default();
+        host.set_processes(count);
+        Arc::new(host)
+    }
+
+    /// Processes join or leave.
+    pub fn set_processes(&self, count: u32) {
+        self.processes.store(count, Ordering::Relaxed);
+    }
 }
 
 #[async_trait]
@@ -52,6 +70,10 @@ impl ProviderHost for TestHost {
     ) -> Result<(), HostError> {
         lock(&self.values).insert((provider.to_string(), key.to_string()), value.to_string());
         Ok(())
+    }
+
+    fn process_count(&self) -> u32 {
+        self.processes.load(Ordering::Relaxed).max(1)
     }
 }
 

@@ -34,7 +34,7 @@ async fn version(store: &dyn Storage, key: &str) -> i64 {
 
 async fn category(store: &dyn Storage, account_id: &AccountId, name: &str) -> Category {
     match store
-        .create_category(account_id, name, 0x00ff00, None, None)
+        .create_category(account_id, name, 0x00ff00, None, None, None)
         .await
         .expect("category")
     {

@@ -31,7 +31,7 @@ async fn account(store: &dyn Storage) -> Account {
 
 async fn category(store: &dyn Storage, account_id: &AccountId, name: &str) -> Category {
     match store
-        .create_category(account_id, name, 0x00ff00, Some("🔔"), None)
+        .create_category(account_id, name, 0x00ff00, Some("🔔"), None, None)
         .await
         .expect("category")
     {
@@ -286,26 +286,26 @@ async fn categories_with_limit_and_duplicates(backend: &Backend) {
     let created = |result: CategoryCreate| matches!(result, CategoryCreate::Created(_));
     assert!(created(
         store
-            .create_category(id, "sale", 1, None, Some(2))
+            .create_category(id, "sale", 1, None, None, Some(2))
             .await
             .expect("c")
     ));
     assert!(matches!(
         store
-            .create_category(id, "sale", 1, None, Some(2))
+            .create_category(id, "sale", 1, None, None, Some(2))
             .await
             .expect("c"),
         CategoryCreate::Duplicate
     ));
     assert!(created(
         store
-            .create_category(id, "signup", 2, Some("🎉"), Some(2))
+            .create_category(id, "signup", 2, Some("🎉"), None, Some(2))
             .await
             .expect("c")
     ));
     assert!(matches!(
         store
-            .create_category(id, "churn", 3, None, Some(2))
+            .create_category(id, "churn", 3, None, None, Some(2))
             .await
             .expect("c"),
         CategoryCreate::LimitReached
@@ -338,6 +338,7 @@ async fn categories_with_limit_and_duplicates(backend: &Backend) {
         name: Some("signups".into()),
         color: Some(0xabcdef),
         emoji: Some(None),
+        channels: Some(Some(vec!["telegram".into()])),
     };
     match store
         .update_category(id, "signup", &changes)
@@ -348,6 +349,7 @@ async fn categories_with_limit_and_duplicates(backend: &Backend) {
             assert_eq!(category.name, "signups");
             assert_eq!(category.color, 0xabcdef);
             assert_eq!(category.emoji, None);
+            assert_eq!(category.channels, Some(vec!["telegram".to_string()]));
         }
         other => panic!("{other:?}"),
     }
@@ -378,7 +380,7 @@ async fn categories_with_limit_and_duplicates(backend: &Backend) {
         tasks.push(tokio::spawn(async move {
             let name = format!("cat-{}", i % 6);
             store
-                .create_category(&account_id, &name, 0, None, Some(4))
+                .create_category(&account_id, &name, 0, None, None, Some(4))
                 .await
         }));
     }
