@@ -307,7 +307,7 @@ async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
     assert_unprocessable(status, &body, &["favouriteColour"]);
 
     let (status, body) = relay
-        .patch_account(&key, json!({"channels": {"slack": true}}))
+        .patch_account(&key, json!({"channels": {"pigeon": true}}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(

@@ -9,7 +9,8 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use crate::helpers::*;
 
 /// The stand-in receivers listen on 127.0.0.1, which a relay refuses unless told otherwise.
-const LOCAL_WEBHOOKS: &str = "[providers.webhook]\nallow_private_targets = true\n";
+const LOCAL_WEBHOOKS: &str = "[providers.webhook]\nallow_private_targets = true\n\n\
+                              [providers.slack]\nallow_private_targets = true\n";
 
 async fn receiver() -> MockServer {
     let server = MockServer::start().await;
@@ -372,5 +373,53 @@ async fn category_channels_must_name_linked_providers() {
             "{body}"
         );
     }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn slack_gets_a_block_kit_message_through_the_accounts_webhook() {
+    let relay = Relay::start_with(LOCAL_WEBHOOKS, true).await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/T1/B1/secret"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let (_, key) = relay.create_account(&[]).await;
+    let (status, body) = relay
+        .patch_account(
+            &key,
+            json!({
+                "slackWebhookUrl": format!("{}/services/T1/B1/secret", slack.uri()),
+                "channels": {"discord": false, "telegram": false, "slack": true},
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(channel(&body, "slack")["ready"], true);
+    create_category(
+        &relay,
+        &key,
+        json!({"name": "sale", "color": "#00FF00", "emoji": "💰"}),
+    )
+    .await;
+    let (status, body) = relay
+        .call(
+            Method::POST,
+            "/api/v1/event?wait=5",
+            Some(&key),
+            Some(json!({"category": "sale", "description": "<!channel> paid & done"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deliveryStatus"], "DELIVERED");
+    let requests = slack.received_requests().await.expect("recording");
+    let message: Value = serde_json::from_slice(&requests[0].body).expect("json");
+    assert_eq!(message["text"], "💰 Sale: &lt;!channel&gt; paid &amp; done");
+    assert_eq!(message["blocks"][0]["text"]["text"], "💰 Sale");
+    assert_eq!(
+        message["blocks"][1]["text"]["text"],
+        "&lt;!channel&gt; paid &amp; done"
+    );
     relay.stop().await;
 }

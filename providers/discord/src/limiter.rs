@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use pingpilot_core::provider::ProviderHost;
 pub(crate) use pingpilot_core::provider::kit::pacer::SHORT_WAIT;
-use pingpilot_core::provider::kit::pacer::{Pacer, spacing};
+use pingpilot_core::provider::kit::pacer::{MAX_PAUSE, Pacer, after, spacing};
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
@@ -31,14 +31,6 @@ const UNKNOWN_LIMIT: u32 = u32::MAX;
 
 /// Bucket states kept before those already reset are forgotten (they would refill anyway).
 const BUCKETS_KEPT: usize = 1024;
-
-/// The longest pause or window believed from an answer (a bigger one could overflow `Instant`).
-const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// `now + pause`, with the pause capped at [`MAX_PAUSE`].
-fn after(now: Instant, pause: Duration) -> Instant {
-    now + pause.min(MAX_PAUSE)
-}
 
 /// A route: method and path with its major parameter (channel, guild or webhook id) kept and
 /// other ids replaced, e.g. `POST /channels/900/messages` or `POST /users/@me/channels`.

@@ -15,42 +15,13 @@
 //! when it has no chat). A delivery reserves only when it will send within [`SHORT_WAIT`];
 //! otherwise it gets the time to wait and nothing is taken.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pingpilot_core::provider::ProviderHost;
 pub(crate) use pingpilot_core::provider::kit::pacer::SHORT_WAIT;
-use pingpilot_core::provider::kit::pacer::{Pacer, spacing};
+use pingpilot_core::provider::kit::pacer::{Destinations, Pacer, after, spacing};
 use tokio::time::Instant;
-
-/// Keeps at most this many chats' slots before forgetting the ones already past.
-const CHATS_KEPT: usize = 1024;
-
-/// The longest pause or window believed from an answer (a bigger one could overflow `Instant`).
-const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// `now + pause`, with the pause capped at [`MAX_PAUSE`].
-fn after(now: Instant, pause: Duration) -> Instant {
-    now + pause.min(MAX_PAUSE)
-}
-
-/// What limits the next message to one chat.
-#[derive(Clone, Copy, Default)]
-struct Chat {
-    /// The send instant of its latest message.
-    last: Option<Instant>,
-    /// A 429 for this chat holds its messages back until then.
-    paused_until: Option<Instant>,
-}
-
-impl Chat {
-    /// The first instant the chat may get a message, with messages `interval` apart.
-    fn open_at(&self, interval: Duration) -> Option<Instant> {
-        let after_last = self.last.map(|last| last + interval);
-        after_last.max(self.paused_until)
-    }
-}
 
 struct State {
     /// `messages_per_second`: the bot's budget across all relay processes.
@@ -60,7 +31,7 @@ struct State {
     global: Pacer,
     /// A 429 without a chat holds every message back until then.
     global_pause: Option<Instant>,
-    chats: HashMap<i64, Chat>,
+    chats: Destinations<i64>,
     /// The latest `now` seen, so callers racing for the lock never move time backwards.
     clock: Instant,
 }
@@ -80,7 +51,7 @@ impl Limiter {
                 per_chat_per_second,
                 global: Pacer::new(spacing(per_second, 1)),
                 global_pause: None,
-                chats: HashMap::new(),
+                chats: Destinations::default(),
                 clock: Instant::now(),
             }),
             host: None,
@@ -126,11 +97,7 @@ impl Limiter {
         if let Some(until) = state.global_pause {
             not_before = not_before.max(until);
         }
-        if let Some(open_at) = state
-            .chats
-            .get(&chat)
-            .and_then(|c| c.open_at(chat_interval))
-        {
+        if let Some(open_at) = state.chats.open_at(&chat, chat_interval) {
             not_before = not_before.max(open_at);
         }
         let slot = state.global.earliest(not_before);
@@ -139,12 +106,7 @@ impl Limiter {
             return Err(wait);
         }
         state.global.take(slot, now);
-        if state.chats.len() >= CHATS_KEPT {
-            state
-                .chats
-                .retain(|_, c| c.open_at(chat_interval).is_some_and(|at| at > now));
-        }
-        state.chats.entry(chat).or_default().last = Some(slot);
+        state.chats.book(chat, slot, now, chat_interval);
         Ok(slot)
     }
 
@@ -167,9 +129,7 @@ impl Limiter {
     /// Holds messages to `chat` back for `pause` (Telegram answered 429 for it).
     pub(crate) fn pause_chat(&self, chat: i64, pause: Duration, now: Instant) {
         let until = after(now, pause);
-        let mut state = self.lock();
-        let paused = &mut state.chats.entry(chat).or_default().paused_until;
-        *paused = (*paused).max(Some(until));
+        self.lock().chats.pause(chat, until);
     }
 
     /// Holds every message back for `pause` (a 429 that names no chat).
