@@ -5,7 +5,9 @@
 #      a running relay serves, and both pass openapi-spec-validator;
 #   2. a Python client (openapi-python-client) and a TypeScript client (openapi-typescript +
 #      openapi-fetch) are generated from the document, built, and each creates a category and
-#      sends an event that a stand-in Discord receives, against a live relay;
+#      sends an event that a stand-in Discord receives, against a live relay; the Python one also
+#      routes categories to the webhook (verified with standardwebhooks) and to e-mail (read
+#      back from aiosmtpd);
 #   3. schemathesis fuzzes the live relay through every operation with a valid key: no 5xx and
 #      no answer that contradicts the document (all checks).
 #
@@ -74,6 +76,7 @@ openapi-spec-validator openapi/openapi.json openapi/openapi.yaml
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 standin_port=$(free_port)
 relay_port=$(free_port)
+smtp_port=$(free_port)
 standin="http://127.0.0.1:$standin_port"
 relay="http://127.0.0.1:$relay_port"
 config=$work/pingpilot.toml
@@ -92,6 +95,11 @@ api_base = "$standin"
 # The Python client's check receives a webhook delivery on 127.0.0.1.
 [providers.webhook]
 allow_private_targets = true
+
+# ... and runs an SMTP server (aiosmtpd) on this port.
+[providers.email]
+smtp_url = "smtp://127.0.0.1:$smtp_port"
+from = "PingPilot <alerts@example.test>"
 TOML
 # Prints "<accountId> <apiKey>".
 account() {
@@ -126,7 +134,7 @@ mkdir -p "$build"
 openapi-python-client generate --path openapi/openapi.json --config openapi/clients/python/config.yaml \
   --meta none --output-path "$build/python/pingpilot_client" --fail-on-warning
 python3 -m compileall -q "$build/python/pingpilot_client"
-PYTHONPATH="$build/python" PINGPILOT_URL=$relay PINGPILOT_KEY=$python_key STANDIN_URL=$standin \
+PYTHONPATH="$build/python" PINGPILOT_URL=$relay PINGPILOT_KEY=$python_key STANDIN_URL=$standin SMTP_PORT=$smtp_port \
   "$venv/bin/python" openapi/clients/python/test_client.py || relay_failed
 
 step "typescript client"

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 // Each provider crate registers itself with `inventory`; naming it here keeps the linker from
 // dropping it. Adding a channel means adding a crate and one line here.
 use pingpilot_discord as _;
+use pingpilot_email as _;
 use pingpilot_slack as _;
 use pingpilot_telegram as _;
 use pingpilot_webhook as _;

@@ -4,12 +4,16 @@ The client is generated from openapi/openapi.json by openapi-python-client into
 target/openapi-tools/build/python/pingpilot_client; this script uses it the way a user would:
 set up the account, create a category, send an event and see it delivered by the stand-in
 Discord, route a category to the webhook channel and verify the delivery it receives with the
-Standard Webhooks authors' library, then check the typed error answers.
+Standard Webhooks authors' library, route one to e-mail and read the message back from an SMTP
+server (aiosmtpd), then check the typed error answers.
 
 Environment: PINGPILOT_URL (the relay, e.g. http://127.0.0.1:8080), PINGPILOT_KEY (an API key of
-an account with a Discord ID), STANDIN_URL (the provider stand-in, which counts messages).
+an account with a Discord ID), STANDIN_URL (the provider stand-in, which counts messages),
+SMTP_PORT (where the relay's SMTP server is expected: this script runs it).
 """
 
+import email
+import email.policy
 import os
 import queue
 import sys
@@ -18,6 +22,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
+from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook
 
 from pingpilot_client import AuthenticatedClient, Client
@@ -114,6 +119,59 @@ def check_webhook(client: AuthenticatedClient) -> None:
         server.shutdown()
 
 
+class Inbox:
+    """aiosmtpd's handler: keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: "queue.Queue[tuple[list[str], bytes]]" = queue.Queue()
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        self.messages.put((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def check_email(client: AuthenticatedClient) -> None:
+    """A category routed to e-mail alone: the message arrives at the SMTP server with the emoji
+    and category in its subject, as text and HTML."""
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=int(os.environ["SMTP_PORT"]))
+    smtp.start()
+    try:
+        account = update_account.sync(
+            client=client,
+            body=AccountUpdate(
+                notification_email="ann@example.com", channels=AccountUpdateChannels(email=True)
+            ),
+        )
+        assert isinstance(account, Account)
+        check(account.notification_email == "ann@example.com", f"{account.notification_email!r}")
+        name = f"mail-{uuid.uuid4().hex[:8]}"
+        create_category.sync(
+            client=client,
+            body=NewCategory(name=name, color="#FF0000", emoji="🚀", channels=[ChannelId.EMAIL]),
+        )
+        accepted = send_event.sync(
+            client=client,
+            body=EventRequest(category=name, description="Deployed <v2> & more"),
+            wait=10,
+        )
+        assert isinstance(accepted, EventAccepted)
+        check(accepted.delivery_status == DeliveryStatus.DELIVERED, f"{accepted!r}")
+        recipients, raw = inbox.messages.get(timeout=10)
+        check(recipients == ["ann@example.com"], f"recipients: {recipients!r}")
+        mail = email.message_from_bytes(raw, policy=email.policy.default)
+        expected = f"🚀 {name[0].upper()}{name[1:]}: Deployed <v2> & more"
+        check(mail["Subject"] == expected, f"subject: {mail['Subject']!r}")
+        check(mail["From"] == "PingPilot <alerts@example.test>", f"from: {mail['From']!r}")
+        text = mail.get_body(preferencelist=("plain",)).get_content()
+        html = mail.get_body(preferencelist=("html",)).get_content()
+        check("Deployed <v2> & more" in text and accepted.event_id in text, f"text: {text!r}")
+        check("Deployed &lt;v2&gt; &amp; more" in html, f"html: {html!r}")
+    finally:
+        update_account.sync(client=client, body=AccountUpdate(channels=AccountUpdateChannels(email=False)))
+        smtp.stop()
+
+
 def main() -> None:
     base = os.environ["PINGPILOT_URL"].rstrip("/") + "/api/v1"
     key = os.environ["PINGPILOT_KEY"]
@@ -134,6 +192,7 @@ def main() -> None:
     check(isinstance(get_account.sync(client=client), Account), "get_account")
 
     check_webhook(client)
+    check_email(client)
 
     # A category.
     name = f"py-{uuid.uuid4().hex[:8]}"
