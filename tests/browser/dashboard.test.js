@@ -254,6 +254,24 @@ test('the category page shows every delivery done once Telegram is linked', asyn
   await capture('category');
 });
 
+test('a category is routed to Discord alone from its page, and back to every channel', async () => {
+  await page.goto(`${relay.base}/dashboard/categories/sale`);
+  const form = page.getByRole('form', { name: 'Channels' });
+  assert.ok(await form.getByLabel(/^Every channel you have on/).isChecked());
+  await form.getByLabel('Only these channels:').check();
+  await form.getByLabel('Discord', { exact: true }).check();
+  await form.getByRole('button', { name: 'Save channels' }).click();
+  await page.getByText("The category's channels are saved.").waitFor();
+  let saved = await relay.api('GET', '/api/v1/categories/sale', account.apiKey);
+  assert.deepEqual(saved.body.channels, ['discord']);
+  await capture('category-channels');
+  await form.getByLabel(/^Every channel you have on/).check();
+  await form.getByRole('button', { name: 'Save channels' }).click();
+  await page.getByText("The category's channels are saved.").waitFor();
+  saved = await relay.api('GET', '/api/v1/categories/sale', account.apiKey);
+  assert.equal(saved.body.channels, null);
+});
+
 test('the overview counts the events of each category', async () => {
   await page.goto(`${relay.base}/dashboard`);
   const sale = page.getByRole('article').filter({ has: page.getByRole('heading', { name: 'sale' }) });

@@ -124,12 +124,14 @@ fn channels_form(user: &SignedIn, category: &Category) -> Markup {
         on.join(", ")
     };
     html! {
-        form.card method="post" action={ (PREFIX) "/categories/" (category.name) "/channels" } {
+        form.card.routes method="post" action={ (PREFIX) "/categories/" (category.name) "/channels" }
+            aria-labelledby="routes-title" {
             (csrf_field(&user.csrf))
-            fieldset {
-                legend { h2 { "Channels" } }
-                p.hint { "Where this category's events are sent. A channel must also be on in "
-                    a href={ (PREFIX) "/settings" } { "Settings" } "." }
+            h2 #routes-title { "Channels" }
+            p.hint { "Where this category's events are sent. A channel must also be on in "
+                a href={ (PREFIX) "/settings" } { "Settings" } "." }
+            fieldset.plain {
+                legend.visually-hidden { "Channels of this category" }
                 div.switch {
                     input #route-all type="radio" name="route" value="all" checked[routed.is_none()];
                     label for="route-all" { "Every channel you have on (now: " (on) ")" }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingpilot_core::provider::kit::target::{self, Targets};
-use pingpilot_core::provider::kit::{http, outcome, text};
+use pingpilot_core::provider::kit::{http, outcome};
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
     Provider, ProviderRegistration, ProviderSetup,
@@ -80,8 +80,7 @@ fn webhook_url_schema() -> schemars::Schema {
 
 const ACCOUNT_FIELDS: &[AccountField] = &[AccountField {
     name: SLACK_WEBHOOK_URL,
-    description: "Slack incoming webhook URL that posts to your channel \
-                  (https://hooks.slack.com/services/…).",
+    description: "Slack incoming webhook URL that posts to your channel.",
     example: "https://hooks.slack.com/services/T000/B000/XXXX",
     missing_message: MISSING_MESSAGE,
     normalize: normalize_webhook_url,
@@ -199,8 +198,7 @@ impl Provider for SlackProvider {
             let pause = retry_after.unwrap_or(Duration::from_secs(1));
             self.pace.pause(url, pause, Instant::now());
         }
-        let answer = response.text().await.unwrap_or_default();
-        let answer = text::cut(answer.trim(), ANSWER_SNIPPET_CHARS);
+        let answer = http::answer_snippet(response, ANSWER_SNIPPET_CHARS).await;
         let error = if answer.is_empty() {
             format!("Slack answered {status}")
         } else {

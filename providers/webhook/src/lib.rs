@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use pingpilot_core::provider::kit::secret::Secret;
 use pingpilot_core::provider::kit::target::{self, Targets};
-use pingpilot_core::provider::kit::{http, outcome, text};
+use pingpilot_core::provider::kit::{http, outcome};
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
     EventMessage, Provider, ProviderRegistration, ProviderSetup,
@@ -237,8 +237,7 @@ impl WebhookProvider {
         };
         let status = response.status().as_u16();
         let retry_after = http::retry_after_header(response.headers());
-        let answer = response.text().await.unwrap_or_default();
-        let answer = text::cut(answer.trim(), ANSWER_SNIPPET_CHARS);
+        let answer = http::answer_snippet(response, ANSWER_SNIPPET_CHARS).await;
         let error = if answer.is_empty() {
             format!("webhook answered {status}")
         } else {

@@ -235,3 +235,19 @@ fn urls_are_checked_for_their_form() {
     assert!(normalize_webhook_url("ftp://example.com").is_err());
     assert!(normalize_webhook_url("hooks.example.com").is_err());
 }
+
+#[tokio::test]
+async fn a_huge_answer_is_read_only_as_far_as_the_error_needs() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("x".repeat(8 * 1024 * 1024)))
+        .mount(&server)
+        .await;
+    let outcome = channel(&server, &new_secret())
+        .deliver(&*local_provider(), &sale())
+        .await;
+    let DeliveryOutcome::Retry { error, .. } = outcome else {
+        panic!("retried: {outcome:?}");
+    };
+    assert_eq!(error, format!("webhook answered 500: {}…", "x".repeat(199)));
+}

@@ -284,7 +284,7 @@ async fn a_categorys_channels_are_chosen_on_its_page() {
     let mut browser = Browser::signed_in(&relay, &key).await;
     let page = browser.get("/dashboard/categories/sale").await;
     page.assert_contains(&[
-        r#"<form class="card" method="post" action="/dashboard/categories/sale/channels">"#,
+        r#"<form class="card routes" method="post" action="/dashboard/categories/sale/channels" aria-labelledby="routes-title">"#,
         r#"<input id="route-all" type="radio" name="route" value="all" checked>"#,
         "Every channel you have on (now: Discord, Telegram)",
         r#"<input id="channel-discord" type="checkbox" name="channel" value="discord">"#,

@@ -19,6 +19,23 @@ pub fn error_text(err: reqwest::Error) -> String {
     text
 }
 
+/// The start of an answer's body as text, for an attempt's error: at most `max_chars`
+/// characters, trimmed and cut with "…". At most 16 KiB are read, however much the other side
+/// sends (a receiver that answers with gigabytes costs nothing), and an unreadable body is none.
+pub async fn answer_snippet(mut response: reqwest::Response, max_chars: usize) -> String {
+    const MAX_BYTES: usize = 16 * 1024;
+    let mut body = Vec::new();
+    while body.len() < MAX_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_BYTES);
+    let text = String::from_utf8_lossy(&body);
+    super::text::cut(text.trim(), max_chars)
+}
+
 /// The pause a `Retry-After` value asks for at `now`: seconds (fractions allowed, as Discord
 /// sends them) or an HTTP date. `None` when it is unreadable; a date in the past is no pause.
 pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
