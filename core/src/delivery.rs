@@ -400,14 +400,7 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
         let outcome = DeliveryOutcome::Wait {
             reason: format!("provider {} is not part of this build", delivery.provider),
         };
-        let update = policy.next(
-            &outcome,
-            delivery.attempts,
-            delivery.queued_at,
-            now_millis(),
-        );
-        finish(state, owner, &delivery, None, &update).await;
-        return;
+        return unsent(state, owner, policy, &delivery, &outcome).await;
     };
     let message = EventMessage {
         event_id: delivery.event_id.to_string(),
@@ -426,14 +419,7 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
                 error: format!("could not read the channel's secret: {err}"),
                 retry_after: None,
             };
-            let update = policy.next(
-                &outcome,
-                delivery.attempts,
-                delivery.queued_at,
-                now_millis(),
-            );
-            finish(state, owner, &delivery, None, &update).await;
-            return;
+            return unsent(state, owner, policy, &delivery, &outcome).await;
         }
     };
     let started_at = now_millis();
@@ -494,6 +480,18 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
         "delivery attempt"
     );
     finish(state, owner, &delivery, attempt.as_ref(), &update).await;
+}
+
+/// Records what became of a delivery that was not handed to its provider.
+async fn unsent(
+    state: &AppState,
+    owner: &str,
+    policy: &RetryPolicy,
+    delivery: &ClaimedDelivery,
+    outcome: &DeliveryOutcome,
+) {
+    let update = policy.next(outcome, delivery.attempts, delivery.queued_at, now_millis());
+    finish(state, owner, delivery, None, &update).await;
 }
 
 /// The channel's secret for a provider that keeps one: as claimed, or made now for a channel

@@ -65,7 +65,7 @@ fn assert_unprocessable(status: StatusCode, body: &Value, paths: &[&str]) {
 }
 
 fn link_token(account: &Value) -> String {
-    let url = account["channels"][1]["linkUrl"]
+    let url = channel_of(account, "telegram")["linkUrl"]
         .as_str()
         .unwrap_or_else(|| panic!("telegram linkUrl: {account}"));
     url.strip_prefix("https://t.me/PingPilotTestBot?start=")
@@ -191,7 +191,7 @@ async fn set_fields_make_channels_ready_and_linking_telegram_completes_it() {
     assert_eq!(account["email"], "owner@example.com");
     assert_eq!(account["discordId"], DISCORD_ID);
     assert_eq!(account["telegramUsername"], "test_user");
-    let discord = &account["channels"][0];
+    let discord = channel_of(&account, "discord");
     assert_eq!(
         (
             &discord["enabled"],
@@ -201,7 +201,7 @@ async fn set_fields_make_channels_ready_and_linking_telegram_completes_it() {
         ),
         (&json!(true), &json!(true), &json!([]), &Value::Null)
     );
-    let telegram = &account["channels"][1];
+    let telegram = channel_of(&account, "telegram");
     assert_eq!(telegram["missing"], json!([]));
     assert_eq!(telegram["linked"], false);
     assert_eq!(
@@ -211,7 +211,7 @@ async fn set_fields_make_channels_ready_and_linking_telegram_completes_it() {
 
     relay.link_telegram(&key).await;
     let account = get_account(&relay, &key).await;
-    let telegram = &account["channels"][1];
+    let telegram = channel_of(&account, "telegram");
     assert_eq!(telegram["linked"], true);
     assert_eq!(telegram["ready"], true);
     assert_eq!(telegram["waitingReason"], Value::Null);
@@ -238,8 +238,8 @@ async fn patch_sets_normalizes_and_clears_provider_fields() {
         updated["telegramUsername"], "Some_User",
         "leading @ dropped"
     );
-    assert_eq!(updated["channels"][0]["missing"], json!([]));
-    assert_eq!(updated["channels"][1]["missing"], json!([]));
+    assert_eq!(channel_of(&updated, "discord")["missing"], json!([]));
+    assert_eq!(channel_of(&updated, "telegram")["missing"], json!([]));
 
     let account = get_account(&relay, &key).await;
     assert_eq!(account["discordId"], DISCORD_ID, "stored");
@@ -251,8 +251,11 @@ async fn patch_sets_normalizes_and_clears_provider_fields() {
     let account = get_account(&relay, &key).await;
     assert_eq!(account["discordId"], Value::Null);
     assert_eq!(account["telegramUsername"], "Some_User", "untouched");
-    assert_eq!(account["channels"][0]["missing"], json!(["discordId"]));
-    assert_eq!(account["channels"][0]["ready"], false);
+    assert_eq!(
+        channel_of(&account, "discord")["missing"],
+        json!(["discordId"])
+    );
+    assert_eq!(channel_of(&account, "discord")["ready"], false);
 
     // A cleared field brings intake's 403 back: the change is real, not only displayed.
     let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
@@ -332,8 +335,8 @@ async fn invalid_values_answer_422_with_their_paths_and_change_nothing() {
     let account = get_account(&relay, &key).await;
     assert_eq!(account["discordId"], Value::Null);
     assert_eq!(account["telegramUsername"], "keep_me");
-    assert_eq!(account["channels"][0]["enabled"], true);
-    assert_eq!(account["channels"][1]["enabled"], true);
+    assert_eq!(channel_of(&account, "discord")["enabled"], true);
+    assert_eq!(channel_of(&account, "telegram")["enabled"], true);
 
     // Every violation is listed.
     let (status, body) = relay
@@ -390,14 +393,18 @@ async fn channel_switches_turn_channels_off_and_on() {
         .patch_account(&key, json!({"channels": {"telegram": false}}))
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
-    assert_eq!(updated["channels"][0]["enabled"], true);
-    assert_eq!(updated["channels"][0]["ready"], true);
-    assert_eq!(updated["channels"][1]["provider"], "telegram");
-    assert_eq!(updated["channels"][1]["enabled"], false);
-    assert_eq!(updated["channels"][1]["ready"], false);
+    assert_eq!(channel_of(&updated, "discord")["enabled"], true);
+    assert_eq!(channel_of(&updated, "discord")["ready"], true);
+    assert_eq!(channel_of(&updated, "telegram")["provider"], "telegram");
+    assert_eq!(channel_of(&updated, "telegram")["enabled"], false);
+    assert_eq!(channel_of(&updated, "telegram")["ready"], false);
     let account = get_account(&relay, &key).await;
-    assert_eq!(account["channels"][1]["enabled"], false, "stored");
-    assert_eq!(account["channels"][0]["enabled"], true, "others untouched");
+    assert_eq!(channel_of(&account, "telegram")["enabled"], false, "stored");
+    assert_eq!(
+        channel_of(&account, "discord")["enabled"],
+        true,
+        "others untouched"
+    );
 
     let (status, updated) = relay
         .patch_account(
@@ -407,9 +414,9 @@ async fn channel_switches_turn_channels_off_and_on() {
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     let account = get_account(&relay, &key).await;
-    assert_eq!(account["channels"][0]["enabled"], false);
-    assert_eq!(account["channels"][0]["ready"], false);
-    assert_eq!(account["channels"][1]["enabled"], true);
+    assert_eq!(channel_of(&account, "discord")["enabled"], false);
+    assert_eq!(channel_of(&account, "discord")["ready"], false);
+    assert_eq!(channel_of(&account, "telegram")["enabled"], true);
     // Intake now needs only telegram's field.
     let (status, body) = relay.send_event(&key, json!({"category": "sale"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -22,15 +22,6 @@ async fn receiver() -> MockServer {
     server
 }
 
-fn channel<'a>(account: &'a Value, id: &str) -> &'a Value {
-    account["channels"]
-        .as_array()
-        .expect("channels")
-        .iter()
-        .find(|c| c["provider"] == id)
-        .unwrap_or_else(|| panic!("channel {id} in {account}"))
-}
-
 fn verify(secret: &str, request: &Request) -> bool {
     let mut headers = http::HeaderMap::new();
     for (name, value) in &request.headers {
@@ -62,7 +53,7 @@ async fn webhook_account(relay: &Relay, server: &MockServer) -> (String, String)
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{account}");
-    let webhook = channel(&account, "webhook");
+    let webhook = channel_of(&account, "webhook");
     assert_eq!(webhook["ready"], true, "{webhook}");
     let secret = webhook["signingSecret"]
         .as_str()
@@ -111,7 +102,10 @@ async fn a_webhook_delivers_signed_events_and_its_secret_can_be_replaced() {
     let (_, account) = relay
         .call(Method::GET, "/api/v1/account", Some(&key), None)
         .await;
-    assert_eq!(channel(&account, "webhook")["signingSecret"], json!(secret));
+    assert_eq!(
+        channel_of(&account, "webhook")["signingSecret"],
+        json!(secret)
+    );
     let (status, account) = relay
         .call(
             Method::POST,
@@ -121,7 +115,7 @@ async fn a_webhook_delivers_signed_events_and_its_secret_can_be_replaced() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{account}");
-    let rotated = channel(&account, "webhook")["signingSecret"]
+    let rotated = channel_of(&account, "webhook")["signingSecret"]
         .as_str()
         .expect("secret")
         .to_string();
@@ -396,7 +390,7 @@ async fn slack_gets_a_block_kit_message_through_the_accounts_webhook() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(channel(&body, "slack")["ready"], true);
+    assert_eq!(channel_of(&body, "slack")["ready"], true);
     create_category(
         &relay,
         &key,

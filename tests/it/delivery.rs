@@ -138,7 +138,7 @@ async fn telegram_deliveries_wait_until_the_chat_is_linked_then_go_out() {
     let (_, account) = relay
         .call(Method::GET, "/api/v1/account", Some(&key), None)
         .await;
-    let telegram = &account["channels"][1];
+    let telegram = channel_of(&account, "telegram");
     assert_eq!(telegram["provider"], "telegram");
     assert_eq!(telegram["linked"], false);
     assert_eq!(telegram["ready"], false);
@@ -211,8 +211,8 @@ async fn telegram_deliveries_wait_until_the_chat_is_linked_then_go_out() {
     let (_, account) = relay
         .call(Method::GET, "/api/v1/account", Some(&key), None)
         .await;
-    assert_eq!(account["channels"][1]["linked"], true);
-    assert_eq!(account["channels"][1]["ready"], true);
+    assert_eq!(channel_of(&account, "telegram")["linked"], true);
+    assert_eq!(channel_of(&account, "telegram")["ready"], true);
     relay.stop().await;
 }
 
@@ -286,7 +286,7 @@ async fn unconfigured_providers_let_the_server_start_and_deliveries_wait_with_th
     let (_, account) = bare
         .call(Method::GET, "/api/v1/account", Some(&key), None)
         .await;
-    let reason = account["channels"][0]["waitingReason"]
+    let reason = channel_of(&account, "discord")["waitingReason"]
         .as_str()
         .expect("reason");
     assert!(reason.contains("providers.discord.bot_token"), "{reason}");
@@ -338,7 +338,7 @@ async fn telegram_webhook_mode_verifies_the_secret_and_links_chats() {
     let (_, account) = hooked
         .call(Method::GET, "/api/v1/account", Some(&key), None)
         .await;
-    let link = account["channels"][1]["linkUrl"]
+    let link = channel_of(&account, "telegram")["linkUrl"]
         .as_str()
         .expect("link")
         .to_string();
@@ -366,7 +366,7 @@ async fn telegram_webhook_mode_verifies_the_secret_and_links_chats() {
     let (_, account) = hooked
         .call(Method::GET, "/api/v1/account", Some(&key), None)
         .await;
-    assert_eq!(account["channels"][1]["linked"], true);
+    assert_eq!(channel_of(&account, "telegram")["linked"], true);
     // Discord takes no webhooks.
     let (status, body) = hooked
         .call(

@@ -20,6 +20,14 @@ pub const DISCORD_ID: &str = "123456789012345678";
 pub const DM_CHANNEL: &str = "998877665544332211";
 pub const TELEGRAM_CHAT: i64 = 4242;
 
+/// The `channels` entry of `provider` in an account.
+pub fn channel_of<'a>(account: &'a Value, provider: &str) -> &'a Value {
+    account["channels"]
+        .as_array()
+        .and_then(|channels| channels.iter().find(|c| c["provider"] == provider))
+        .unwrap_or_else(|| panic!("no {provider} channel in {account}"))
+}
+
 /// The ids of every provider linked into the binary, in provider order.
 pub fn linked_provider_ids() -> Vec<&'static str> {
     pingpilot::core::provider::registered()
@@ -324,12 +332,12 @@ impl Relay {
         key
     }
 
-    /// The token of the account's Telegram link (`channels[1].linkUrl`).
+    /// The token of the account's Telegram link (its `telegram` channel's `linkUrl`).
     pub async fn telegram_link_token(&self, key: &str) -> String {
         let (_, account) = self
             .call(Method::GET, "/api/v1/account", Some(key), None)
             .await;
-        let link = account["channels"][1]["linkUrl"]
+        let link = channel_of(&account, "telegram")["linkUrl"]
             .as_str()
             .unwrap_or_else(|| panic!("linkUrl: {account}"));
         link.strip_prefix("https://t.me/PingPilotTestBot?start=")
@@ -348,7 +356,7 @@ impl Relay {
             let (_, account) = self
                 .call(Method::GET, "/api/v1/account", Some(key), None)
                 .await;
-            if account["channels"][1]["linked"] == json!(true)
+            if channel_of(&account, "telegram")["linked"] == json!(true)
                 && self.telegram_link_token(key).await != token
             {
                 return;

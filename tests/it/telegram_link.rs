@@ -20,7 +20,7 @@ async fn telegram_channel(relay: &Relay, key: &str) -> Value {
         .call(Method::GET, "/api/v1/account", Some(key), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{account}");
-    account["channels"][1].clone()
+    channel_of(&account, "telegram").clone()
 }
 
 /// Sends an event and returns the chat its Telegram message went to.

@@ -211,7 +211,7 @@ async fn inward_urls_are_refused() {
     let server = slack(200, "ok").await;
     let outcome = channel(&server, "A").deliver(&*strict, &sale()).await;
     assert!(
-        matches!(&outcome, DeliveryOutcome::Failed { error, .. } if error.starts_with("Slack webhook URL refused")),
+        matches!(&outcome, DeliveryOutcome::Failed { error, .. } if error.starts_with("Slack URL refused")),
         "{outcome:?}"
     );
     assert!(bodies(&server).await.is_empty());

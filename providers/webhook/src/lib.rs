@@ -7,20 +7,16 @@ mod sign;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use pingpilot_core::provider::kit::secret::Secret;
-use pingpilot_core::provider::kit::target::{self, Targets};
-use pingpilot_core::provider::kit::{http, outcome};
+use pingpilot_core::provider::kit::target::{self, Targets, UrlSettings};
 use pingpilot_core::provider::{
     AccountField, ChannelContext, ChannelStatus, ConfigError, DeliveryOutcome, DeliveryRequest,
     EventMessage, Provider, ProviderRegistration, ProviderSetup,
 };
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use sign::{new_secret, signature};
@@ -32,42 +28,11 @@ pub const WEBHOOK_URL: &str = "webhookUrl";
 pub const MISSING_MESSAGE: &str = "Please enter your webhook URL in your account settings";
 /// The `type` of every message.
 pub const EVENT_TYPE: &str = "event.created";
-/// Longest part of a receiver's answer kept in the attempt's error.
-const ANSWER_SNIPPET_CHARS: usize = 200;
-
-/// The `providers.webhook` section.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhookSettings {
-    /// Allow URLs on loopback, private, link-local and other inward addresses (receivers on the
-    /// relay's own network). Off: such URLs are refused when set and on every send.
-    pub allow_private_targets: bool,
-    /// Timeout of each delivery request, in seconds.
-    #[schemars(range(min = 1))]
-    pub request_timeout_secs: u64,
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        Self {
-            allow_private_targets: false,
-            request_timeout_secs: 10,
-        }
-    }
-}
+/// What errors call the other side.
+const SERVICE: &str = "webhook";
 
 fn config_schema() -> schemars::Schema {
-    schemars::schema_for!(WebhookSettings)
-}
-
-/// A webhook URL's form: `http` or `https`, a host, no credentials (the settings' check of its
-/// address comes in [`Provider::check_field`]). Kept as entered, without surrounding blanks.
-pub fn normalize_webhook_url(value: &str) -> Result<String, String> {
-    let value = value.trim();
-    Targets::new(true)
-        .check(value)
-        .map(|_| value.to_string())
-        .map_err(|refused| refused.to_string())
+    schemars::schema_for!(UrlSettings)
 }
 
 fn webhook_url_schema() -> schemars::Schema {
@@ -86,33 +51,13 @@ const ACCOUNT_FIELDS: &[AccountField] = &[AccountField {
                   https, on a public address.",
     example: "https://hooks.example.com/pingpilot",
     missing_message: MISSING_MESSAGE,
-    normalize: normalize_webhook_url,
+    normalize: target::normalize_url,
     schema: webhook_url_schema,
 }];
 
-const SETTINGS: &[(&str, &str)] = &[
-    (
-        "allow_private_targets",
-        "Allow URLs on loopback, private and link-local addresses (default false)",
-    ),
-    (
-        "request_timeout_secs",
-        "HTTP timeout per delivery in seconds (default 10)",
-    ),
-];
-
 fn build(setup: ProviderSetup) -> Result<Arc<dyn Provider>, ConfigError> {
-    let settings: WebhookSettings = setup.section.extract()?;
-    let key = setup.section.key().to_string();
-    if settings.request_timeout_secs == 0 {
-        return Err(ConfigError::Invalid(format!(
-            "{key}.request_timeout_secs: must be at least 1"
-        )));
-    }
-    let targets = Targets::new(settings.allow_private_targets);
-    let http = targets
-        .client(Duration::from_secs(settings.request_timeout_secs))
-        .map_err(|e| ConfigError::Invalid(format!("{key}: cannot create the HTTP client: {e}")))?;
+    let settings: UrlSettings = setup.section.extract()?;
+    let (targets, http) = settings.client(setup.section.key())?;
     Ok(Arc::new(WebhookProvider {
         targets,
         http,
@@ -130,7 +75,7 @@ inventory::submit! {
         on_for_older_accounts: false,
         uses_link_token: false,
         channel_secret: Some(new_secret),
-        settings: SETTINGS,
+        settings: target::URL_SETTINGS,
         config_schema,
         build,
     }
@@ -162,11 +107,7 @@ pub fn payload(message: &EventMessage) -> Value {
 #[async_trait]
 impl Provider for WebhookProvider {
     async fn check_field(&self, _field: &str, value: &str) -> Result<(), String> {
-        self.targets
-            .check_resolved(value)
-            .await
-            .map(|_| ())
-            .map_err(|refused| refused.to_string())
+        self.targets.check_field(value).await
     }
 
     fn channel_status(&self, _channel: &ChannelContext<'_>) -> ChannelStatus {
@@ -188,7 +129,7 @@ impl Provider for WebhookProvider {
         // The URL was checked when it was set; the settings may have changed since.
         let url = match self.targets.check(url) {
             Ok(url) => url,
-            Err(refused) => return refused_outcome(&refused),
+            Err(refused) => return target::refused_outcome(SERVICE, &refused),
         };
         self.send(url, secret, request.message).await
     }
@@ -222,35 +163,6 @@ impl WebhookProvider {
             .body(body)
             .send()
             .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(err) => {
-                if let Some(refused) = target::refused_in(&err) {
-                    return refused_outcome(refused);
-                }
-                return DeliveryOutcome::Retry {
-                    http_status: None,
-                    error: format!("webhook request failed: {}", http::error_text(err)),
-                    retry_after: None,
-                };
-            }
-        };
-        let status = response.status().as_u16();
-        let retry_after = http::retry_after_header(response.headers());
-        let answer = http::answer_snippet(response, ANSWER_SNIPPET_CHARS).await;
-        let error = if answer.is_empty() {
-            format!("webhook answered {status}")
-        } else {
-            format!("webhook answered {status}: {answer}")
-        };
-        outcome::outcome(status, retry_after, error)
-    }
-}
-
-/// A URL the settings refuse will not be sent to as it is: failed, saying why.
-fn refused_outcome(refused: &target::Refused) -> DeliveryOutcome {
-    DeliveryOutcome::Failed {
-        http_status: None,
-        error: format!("webhook URL refused: {refused}"),
+        target::outcome_of(SERVICE, sent).await
     }
 }

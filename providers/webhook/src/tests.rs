@@ -229,11 +229,11 @@ async fn inward_urls_are_refused_when_set_and_when_sent() {
 #[test]
 fn urls_are_checked_for_their_form() {
     assert_eq!(
-        normalize_webhook_url(" https://hooks.example.com/in "),
+        target::normalize_url(" https://hooks.example.com/in "),
         Ok("https://hooks.example.com/in".into())
     );
-    assert!(normalize_webhook_url("ftp://example.com").is_err());
-    assert!(normalize_webhook_url("hooks.example.com").is_err());
+    assert!(target::normalize_url("ftp://example.com").is_err());
+    assert!(target::normalize_url("hooks.example.com").is_err());
 }
 
 #[tokio::test]

@@ -9,8 +9,14 @@ use std::error::Error as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use pingpilot_config::ConfigError;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{http, outcome};
+use crate::provider::DeliveryOutcome;
 
 /// How long a check waits for DNS when a URL is set; past it the name passes, as one that does
 /// not resolve does (it is checked again on every send).
@@ -18,6 +24,112 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest URL accepted.
 pub const MAX_URL_CHARS: usize = 2048;
+
+/// The `providers.<id>` section of a channel that sends to URLs users enter (the webhook,
+/// Slack).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct UrlSettings {
+    /// Allow URLs on loopback, private, link-local and other inward addresses (receivers on the
+    /// relay's own network). Off: such URLs are refused when set and on every send.
+    pub allow_private_targets: bool,
+    /// Timeout of each request, in seconds.
+    #[schemars(range(min = 1))]
+    pub request_timeout_secs: u64,
+}
+
+impl Default for UrlSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            request_timeout_secs: 10,
+        }
+    }
+}
+
+/// [`UrlSettings`] for `pingpilot providers`.
+pub const URL_SETTINGS: &[(&str, &str)] = &[
+    (
+        "allow_private_targets",
+        "Allow URLs on loopback, private and link-local addresses (default false)",
+    ),
+    (
+        "request_timeout_secs",
+        "HTTP timeout per request in seconds (default 10)",
+    ),
+];
+
+impl UrlSettings {
+    /// The targets these settings allow and a client that keeps to them; `key` names the
+    /// section in errors.
+    pub fn client(&self, key: &str) -> Result<(Targets, reqwest::Client), ConfigError> {
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "{key}.request_timeout_secs: must be at least 1"
+            )));
+        }
+        let targets = Targets::new(self.allow_private_targets);
+        let client = targets
+            .client(Duration::from_secs(self.request_timeout_secs))
+            .map_err(|e| {
+                ConfigError::Invalid(format!("{key}: cannot create the HTTP client: {e}"))
+            })?;
+        Ok((targets, client))
+    }
+}
+
+/// A URL's form, for an account field's `normalize`: `http` or `https`, a host, no
+/// credentials. Kept as entered, without surrounding blanks (its address is checked against the
+/// settings by [`Targets::check_field`]).
+pub fn normalize_url(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    Targets::new(true)
+        .check(value)
+        .map(|_| value.to_string())
+        .map_err(|refused| refused.to_string())
+}
+
+/// What a request to a URL a user entered came to, for `service` (`"webhook"`, `"Slack"`): a
+/// refused target fails, saying why; no answer is retried; an answer is judged by its status
+/// ([`outcome::outcome`]), with `Retry-After` and the start of its body.
+pub async fn outcome_of(
+    service: &str,
+    sent: reqwest::Result<reqwest::Response>,
+) -> DeliveryOutcome {
+    let response = match sent {
+        Ok(response) => response,
+        Err(err) => {
+            if let Some(refused) = refused_in(&err) {
+                return refused_outcome(service, refused);
+            }
+            return DeliveryOutcome::Retry {
+                http_status: None,
+                error: format!("{service} request failed: {}", http::error_text(err)),
+                retry_after: None,
+            };
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = http::retry_after_header(response.headers());
+    let answer = http::answer_snippet(response, ANSWER_SNIPPET_CHARS).await;
+    let error = if answer.is_empty() {
+        format!("{service} answered {status}")
+    } else {
+        format!("{service} answered {status}: {answer}")
+    };
+    outcome::outcome(status, retry_after, error)
+}
+
+/// A URL the settings refuse will not be sent to as it is: failed, saying why.
+pub fn refused_outcome(service: &str, refused: &Refused) -> DeliveryOutcome {
+    DeliveryOutcome::Failed {
+        http_status: None,
+        error: format!("{service} URL refused: {refused}"),
+    }
+}
+
+/// Longest part of an answer kept in an attempt's error.
+const ANSWER_SNIPPET_CHARS: usize = 200;
 
 /// Why a target was refused: it names or resolves to an address the relay keeps to itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,6 +237,15 @@ impl Targets {
             }
         }
         Ok(url)
+    }
+
+    /// [`Targets::check_resolved`] for [`Provider::check_field`](crate::provider::Provider::check_field):
+    /// the refusal is the message shown next to the field.
+    pub async fn check_field(&self, value: &str) -> Result<(), String> {
+        self.check_resolved(value)
+            .await
+            .map(|_| ())
+            .map_err(|refused| refused.to_string())
     }
 
     fn check_ip(&self, ip: IpAddr) -> Result<(), Refused> {
