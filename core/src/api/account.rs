@@ -11,6 +11,7 @@ use poem_openapi::types::{Example, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Map, Value, json};
 
+use super::documented::raw_value_is_self;
 use super::documented::{
     ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp, no_other_properties,
 };
@@ -361,9 +362,7 @@ impl<const KIND: u8> DynamicObject<KIND> {
 }
 
 impl<const KIND: u8> Type for DynamicObject<KIND> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+    raw_value_is_self!();
 
     fn name() -> Cow<'static, str> {
         Self::NAME.into()
@@ -375,16 +374,6 @@ impl<const KIND: u8> Type for DynamicObject<KIND> {
 
     fn register(registry: &mut Registry) {
         registry.create_schema::<Self, _>(Self::NAME.into(), Self::build_schema);
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
     }
 }
 

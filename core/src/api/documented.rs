@@ -27,6 +27,27 @@ use super::error::{
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
+/// The items of a `poem_openapi::types::Type` impl that are the same for every type whose raw
+/// value is itself: required, one element.
+macro_rules! raw_value_is_self {
+    () => {
+        const IS_REQUIRED: bool = true;
+        type RawValueType = Self;
+        type RawElementValueType = Self;
+
+        fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+            Some(self)
+        }
+
+        fn raw_element_iter<'a>(
+            &'a self,
+        ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+            Box::new(self.as_raw_value().into_iter())
+        }
+    };
+}
+pub(super) use raw_value_is_self;
+
 /// The documented media type of every JSON body (answers carry `; charset=utf-8`).
 pub const JSON: &str = "application/json";
 
@@ -315,9 +336,7 @@ impl<S> Param<S> {
 }
 
 impl<S: ParamSchema> Type for Param<S> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+    raw_value_is_self!();
 
     fn name() -> Cow<'static, str> {
         "string".into()
@@ -329,16 +348,6 @@ impl<S: ParamSchema> Type for Param<S> {
 
     fn register(registry: &mut Registry) {
         S::register(registry);
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
     }
 }
 
@@ -468,9 +477,7 @@ impl Timestamp {
 }
 
 impl Type for Timestamp {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+    raw_value_is_self!();
 
     fn name() -> Cow<'static, str> {
         "string_date-time".into()
@@ -478,16 +485,6 @@ impl Type for Timestamp {
 
     fn schema_ref() -> MetaSchemaRef {
         MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
     }
 }
 
@@ -517,9 +514,7 @@ pub fn example_time() -> Timestamp {
 pub struct ChannelId(pub String);
 
 impl Type for ChannelId {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+    raw_value_is_self!();
 
     fn name() -> Cow<'static, str> {
         "ChannelId".into()
@@ -539,16 +534,6 @@ impl Type for ChannelId {
             example: Some(Value::String("discord".into())),
             ..MetaSchema::new("string")
         });
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
     }
 }
 

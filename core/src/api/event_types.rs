@@ -6,6 +6,7 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::{Value, json};
 
+use super::documented::raw_value_is_self;
 use super::rules::TextRule;
 
 /// At most this many fields per event.
@@ -35,9 +36,7 @@ impl Example for EventFields {
 }
 
 impl Type for EventFields {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+    raw_value_is_self!();
 
     fn name() -> Cow<'static, str> {
         "EventFields".into()
@@ -58,16 +57,6 @@ impl Type for EventFields {
 
     fn register(registry: &mut Registry) {
         FieldValue::register(registry);
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
     }
 }
 
@@ -91,9 +80,7 @@ impl ParseFromJSON for EventFields {
 pub struct FieldValue;
 
 impl Type for FieldValue {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
+    raw_value_is_self!();
 
     fn name() -> Cow<'static, str> {
         "FieldValue".into()
@@ -119,15 +106,5 @@ impl Type for FieldValue {
             example: Some(json!("pro")),
             ..MetaSchema::ANY
         });
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
     }
 }

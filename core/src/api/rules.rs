@@ -12,9 +12,7 @@ use super::error::FieldError;
 macro_rules! body_type {
     ($ty:ident, $name:literal, |$registry:ident| $schema:expr) => {
         impl poem_openapi::types::Type for $ty {
-            const IS_REQUIRED: bool = true;
-            type RawValueType = Self;
-            type RawElementValueType = Self;
+            $crate::api::documented::raw_value_is_self!();
 
             fn name() -> std::borrow::Cow<'static, str> {
                 $name.into()
@@ -31,16 +29,6 @@ macro_rules! body_type {
                         ..$schema
                     }
                 });
-            }
-
-            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-                Some(self)
-            }
-
-            fn raw_element_iter<'a>(
-                &'a self,
-            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-                Box::new(self.as_raw_value().into_iter())
             }
         }
     };
