@@ -234,6 +234,7 @@ async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
                 "file": config.file.as_ref().map(|f| f.display().to_string()),
                 "database": redact_url(&config.settings.database.url),
                 "bind": config.settings.server.bind.to_string(),
+                "secrets": secret_sources(&config),
                 "warnings": waiting,
             }));
             Ok(())
@@ -248,6 +249,35 @@ async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             key_command(&config, command).await
         }
     }
+}
+
+/// The settings that hold secrets: the database URL (it may hold a password), the metrics
+/// token, and every provider setting its schema marks `writeOnly`.
+fn secret_keys() -> Vec<String> {
+    let mut keys = vec!["database.url".to_string(), "metrics.token".to_string()];
+    for registration in provider::registered() {
+        let schema = serde_json::to_value((registration.config_schema)()).unwrap_or_default();
+        if let Some(properties) = schema["properties"].as_object() {
+            keys.extend(
+                properties
+                    .iter()
+                    .filter(|(_, property)| property["writeOnly"] == json!(true))
+                    .map(|(name, _)| format!("providers.{}.{name}", registration.id)),
+            );
+        }
+    }
+    keys
+}
+
+/// Where each secret that is set came from, never its value.
+fn secret_sources(config: &Config) -> Vec<Value> {
+    secret_keys()
+        .into_iter()
+        .filter_map(|key| {
+            let from = config.source_of(&key)?;
+            Some(json!({"key": key, "from": from}))
+        })
+        .collect()
 }
 
 fn pretty(value: &Value) -> String {

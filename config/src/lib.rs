@@ -1,7 +1,8 @@
 //! PingPilot's settings: built-in defaults, then a TOML file, then `PINGPILOT_<SECTION>__<KEY>`
-//! environment variables (later wins). A bad value is reported with its key and where it came from.
+//! environment variables or files they name (`…_FILE`) (later wins). A bad value is reported with its key and where it came from.
 
 mod duration;
+mod secret_files;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -365,6 +367,8 @@ pub struct Config {
     figment: Figment,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
+    /// Settings read from files named by `…_FILE` variables: key → where from.
+    file_sources: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -383,12 +387,21 @@ impl Config {
         if let Some(file) = &file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(
-            Env::prefixed("PINGPILOT_")
-                .split("__")
-                .filter(|key| key.as_str().contains("__") || key.as_str().contains('.')),
-        );
-        Self::from_figment(figment, file)
+        figment = figment.merge(Env::prefixed("PINGPILOT_").split("__").filter(|key| {
+            let key = key.as_str();
+            (key.contains("__") || key.contains('.'))
+                // `…_FILE` names a file, read below; no setting's name ends so.
+                && !key.to_ascii_uppercase().ends_with(secret_files::SUFFIX)
+        }));
+        let secret_files = secret_files::read(std::env::vars())?;
+        let mut sources = BTreeMap::new();
+        for secret_file in secret_files {
+            sources.insert(secret_file.key.clone(), secret_file.source());
+            figment = figment.merge(secret_file);
+        }
+        let mut config = Self::from_figment(figment, file)?;
+        config.file_sources = sources;
+        Ok(config)
     }
 
     /// Builds the configuration from defaults plus the given TOML text (no file, no environment).
@@ -404,6 +417,7 @@ impl Config {
             settings,
             figment,
             file,
+            file_sources: BTreeMap::new(),
         };
         config.check()?;
         Ok(config)
@@ -489,6 +503,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Where the value of `key` (e.g. `providers.discord.bot_token`) came from, never the value:
+    /// `file /run/secrets/x (PINGPILOT_…_FILE)`, `environment variable PINGPILOT_…`,
+    /// `file pingpilot.toml`; `None` when it is not set.
+    pub fn source_of(&self, key: &str) -> Option<String> {
+        if let Some(source) = self.file_sources.get(key) {
+            return Some(source.clone());
+        }
+        match self.figment.find_value(key) {
+            Ok(Value::Empty(..)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        let metadata = self.figment.find_metadata(key)?;
+        Some(match &metadata.source {
+            Some(figment::Source::File(path)) => format!("file {}", path.display()),
+            _ if metadata.name.contains("environment") => format!(
+                "environment variable PINGPILOT_{}",
+                key.to_uppercase().replace('.', "__")
+            ),
+            _ => metadata.name.to_string(),
+        })
     }
 
     /// The `providers.<id>` section, for the provider to read.

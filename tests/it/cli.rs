@@ -479,3 +479,147 @@ async fn serve_runs_its_threads_as_configured() {
     let (base, with_name) = thread_priorities("priority = \"normal\"").await;
     assert_eq!(with_name("pingpilot-send"), vec![base]);
 }
+
+/// `<ENV NAME>_FILE` gives a setting from a file (Docker secrets, systemd credentials): the
+/// relay uses it, and `config check` says where it came from without printing it.
+#[tokio::test]
+async fn secrets_come_from_files_and_config_check_says_where_without_showing_them() {
+    let discord = wiremock::MockServer::start().await;
+    mount_discord_ok(&discord).await;
+    let dir = tempfile::TempDir::new().expect("dir");
+    let token_file = dir.path().join("discord-token");
+    std::fs::write(&token_file, "  token-from-a-file\n").expect("token");
+    let config = dir.path().join("pingpilot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n[delivery]\npoll_interval = \"100ms\"\n\
+             [providers.discord]\napi_base = \"{}\"\n",
+            dir.path().join("relay.db").display(),
+            discord.uri()
+        ),
+    )
+    .expect("config");
+    let variable = "PINGPILOT_PROVIDERS__DISCORD__BOT_TOKEN_FILE";
+    let token_path = token_file.display().to_string();
+
+    let checked = pingpilot()
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .env(variable, &token_path)
+        .output()
+        .expect("run");
+    let report = stdout_json(&checked);
+    assert!(
+        report["secrets"]
+            .as_array()
+            .expect("secrets")
+            .contains(&serde_json::json!({
+                "key": "providers.discord.bot_token",
+                "from": format!("file {token_path} ({variable})"),
+            })),
+        "{report}"
+    );
+    assert!(
+        !report["warnings"].to_string().contains("discord"),
+        "Discord is configured: {report}"
+    );
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(!everything.contains("token-from-a-file"), "{everything}");
+
+    // Both ways at once, or a file that is not there, is refused, naming the variable.
+    for (env, expected) in [
+        (
+            vec![
+                (variable, token_path.as_str()),
+                ("PINGPILOT_PROVIDERS__DISCORD__BOT_TOKEN", "x"),
+            ],
+            "are both set",
+        ),
+        (
+            vec![(variable, "/nonexistent/token")],
+            "PINGPILOT_PROVIDERS__DISCORD__BOT_TOKEN_FILE: cannot read /nonexistent/token",
+        ),
+    ] {
+        let output = pingpilot()
+            .args(["config", "check", "--config"])
+            .arg(&config)
+            .envs(env)
+            .output()
+            .expect("run");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+
+    // The relay sends with the token from the file.
+    let relay = RelayProcess::spawn_with(&config, None, &[(variable, &token_path)]).await;
+    let created = pingpilot()
+        .args([
+            "account",
+            "create",
+            "--name",
+            "Ann",
+            "--discord-id",
+            DISCORD_ID,
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let key = stdout_json(&created)["apiKey"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let client = reqwest::Client::new();
+    let auth = format!("Bearer {key}");
+    for (path, body) in [
+        (
+            "/api/v1/account",
+            serde_json::json!({"channels": {"telegram": false}}),
+        ),
+        (
+            "/api/v1/categories",
+            serde_json::json!({"name": "sale", "color": "#00FF00"}),
+        ),
+    ] {
+        let method = if path.ends_with("account") {
+            Method::PATCH
+        } else {
+            Method::POST
+        };
+        let status = client
+            .request(method, format!("{}{path}", relay.base))
+            .header("Authorization", &auth)
+            .json(&body)
+            .send()
+            .await
+            .expect("send")
+            .status();
+        assert!(status.is_success(), "{path}: {status}");
+    }
+    let answer: Value = client
+        .post(format!("{}/api/v1/event?wait=5", relay.base))
+        .header("Authorization", &auth)
+        .json(&serde_json::json!({"category": "sale"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["deliveryStatus"], "DELIVERED", "{answer}");
+    let requests = discord.received_requests().await.expect("recording");
+    assert!(
+        requests.iter().all(
+            |r| r.headers.get("authorization").and_then(|v| v.to_str().ok())
+                == Some("Bot token-from-a-file")
+        ),
+        "every request carries the file's token"
+    );
+    drop(relay);
+}

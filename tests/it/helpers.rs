@@ -589,12 +589,16 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts `pingpilot serve --config <path>` on an ephemeral port and waits until it is ready.
     pub async fn spawn(config_path: &std::path::Path) -> Self {
-        Self::spawn_with(config_path, None).await
+        Self::spawn_with(config_path, None, &[]).await
     }
 
     /// [`RelayProcess::spawn`] with the process's open-file limit (soft and hard) set to
-    /// `open_files` first, as `ulimit -n` does.
-    pub async fn spawn_with(config_path: &std::path::Path, open_files: Option<u64>) -> Self {
+    /// `open_files` first, as `ulimit -n` does, and `env` added to its environment.
+    pub async fn spawn_with(
+        config_path: &std::path::Path,
+        open_files: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Self {
         use std::io::{BufRead, BufReader};
         let binary = env!("CARGO_BIN_EXE_pingpilot");
         let mut command = match open_files {
@@ -613,6 +617,7 @@ impl RelayProcess {
             .arg(config_path)
             .env("PINGPILOT_SERVER__BIND", "127.0.0.1:0")
             .env("PINGPILOT_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

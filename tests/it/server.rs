@@ -311,7 +311,7 @@ async fn survives_more_idle_connections_than_files(extra: &str) -> RelayProcess 
     // Long enough for all 1,100 to be open at once before the first is cut off.
     let sections = format!("[server]\nheader_timeout = \"5s\"\n{extra}\n");
     std::fs::write(&config, config_toml(&database.url, "", &sections)).expect("config");
-    let relay = RelayProcess::spawn_with(&config, Some(1024)).await;
+    let relay = RelayProcess::spawn_with(&config, Some(1024), &[]).await;
     let connections = idle_connections(relay.address(), 1100).await;
     assert_eq!(
         connections.len(),
