@@ -48,6 +48,38 @@ enum Command {
     Config(ConfigCommand),
     /// List the providers linked into this binary, their account fields and settings.
     Providers,
+    /// Send an event to a running relay; prints its JSON answer, exits non-zero unless 200.
+    Send(SendArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    /// The relay (default: $PINGPILOT_URL, else http:// and the configured server.bind).
+    #[arg(long)]
+    url: Option<String>,
+    /// The API key (default: $PINGPILOT_API_KEY).
+    #[arg(long)]
+    key: Option<String>,
+    /// The event's category (it must exist on the account).
+    #[arg(long)]
+    category: String,
+    /// What happened (default: "A new <category> event has occurred!").
+    #[arg(long)]
+    description: Option<String>,
+    /// A field, `name=value`; numbers and true/false are sent as such. Repeat for more.
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    fields: Vec<String>,
+    /// Hold the answer until the deliveries are final, up to this many seconds (0-30).
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u32>,
+    /// Answer a repeat of this request (same key, same body) with its first answer.
+    #[arg(long)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +114,11 @@ enum AccountCommand {
         #[arg(long)]
         account: String,
     },
+    /// Print an account: its settings, fields and channels.
+    Show {
+        #[arg(long)]
+        account: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +132,11 @@ enum KeyCommand {
     Revoke {
         #[arg(long)]
         key_id: String,
+    },
+    /// List an account's live API keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        account: String,
     },
 }
 
@@ -124,6 +166,9 @@ enum CliError {
     Store(#[from] pingpilot_core::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The relay answered, but not with 200 (its answer is on stdout).
+    #[error("the relay answered {0}")]
+    Refused(u16),
 }
 
 /// `account create` takes one flag per provider-declared account field (`--discord-id`, ...).
@@ -213,6 +258,12 @@ async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             println!("{}", pretty(&providers_description()));
             Ok(())
         }
+        Command::Completions { shell } => {
+            let mut command = command_with_provider_flags();
+            clap_complete::generate(shell, &mut command, "pingpilot", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Send(args) => send(config_path, args).await,
         Command::Config(ConfigCommand::Schema) => {
             println!("{}", pretty(&config_schema()));
             Ok(())
@@ -435,6 +486,25 @@ async fn account_command(
             }
             print_json(&json!({"accountId": account, "plan": plan}));
         }
+        AccountCommand::Show { account } => {
+            let store = open_store(config).await?;
+            let Some(found) = store.account(&account_id(&account)?).await? else {
+                return Err(no_account(&account));
+            };
+            let channels: Vec<Value> = provider::registered()
+                .into_iter()
+                .map(|p| json!({"provider": p.id, "enabled": p.enabled_for(&found)}))
+                .collect();
+            let keys = store.list_keys(&found.id).await?.len();
+            println!(
+                "{}",
+                pretty(&json!({
+                    "id": found.id, "name": found.name, "email": found.email, "plan": found.plan,
+                    "fields": found.fields, "channels": channels, "apiKeys": keys,
+                    "createdAt": format_time(found.created_at),
+                }))
+            );
+        }
         AccountCommand::SignOut { account } => {
             let store = open_store(config).await?;
             let account_id = account_id(&account)?;
@@ -457,6 +527,23 @@ async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliErro
             };
             print_json(&json!({"keyId": info.id, "apiKey": key, "prefix": info.prefix}));
         }
+        KeyCommand::List { account } => {
+            let account_id = account_id(&account)?;
+            if store.account(&account_id).await?.is_none() {
+                return Err(no_account(&account));
+            }
+            let keys: Vec<Value> = store
+                .list_keys(&account_id)
+                .await?
+                .iter()
+                .map(|k| {
+                    json!({"keyId": k.id, "prefix": k.prefix,
+                           "createdAt": format_time(k.created_at),
+                           "lastUsedAt": k.last_used_at.map(format_time)})
+                })
+                .collect();
+            println!("{}", pretty(&Value::Array(keys)));
+        }
         KeyCommand::Revoke { key_id } => {
             let revoked = match KeyId::parse(&key_id) {
                 Some(id) => store.revoke_key(&id, None).await?,
@@ -474,6 +561,88 @@ async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliErro
 }
 
 /// An `--account` argument; an id without the `acc_` prefix names no account.
+/// `pingpilot send`: one event to a running relay, as an application would send it.
+async fn send(config_path: Option<&std::path::Path>, args: SendArgs) -> Result<(), CliError> {
+    let key = args.key.or_else(|| std::env::var("PINGPILOT_API_KEY").ok());
+    let key = key.ok_or_else(|| {
+        CliError::Usage("an API key is needed: --key or PINGPILOT_API_KEY".into())
+    })?;
+    let base = match args.url.or_else(|| std::env::var("PINGPILOT_URL").ok()) {
+        Some(url) => url,
+        None => {
+            let bind = Config::load(config_path)?.settings.server.bind;
+            // A relay listening on every address is reached on this machine's loopback.
+            let address = if bind.ip().is_unspecified() {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bind.port())
+            } else {
+                bind
+            };
+            format!("http://{address}")
+        }
+    };
+    let mut fields = serde_json::Map::new();
+    for field in &args.fields {
+        let Some((name, value)) = field.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "--field {field:?}: expected NAME=VALUE"
+            )));
+        };
+        fields.insert(name.to_string(), field_value(value));
+    }
+    let mut body = json!({"category": args.category});
+    if let Some(description) = args.description {
+        body["description"] = json!(description);
+    }
+    if !fields.is_empty() {
+        body["fields"] = Value::Object(fields);
+    }
+    let mut url = format!("{}/api/v1/event", base.trim_end_matches('/'));
+    if let Some(wait) = args.wait {
+        url.push_str(&format!("?wait={wait}"));
+    }
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(key)
+        .json(&body);
+    if let Some(idempotency_key) = args.idempotency_key {
+        request = request.header("Idempotency-Key", idempotency_key);
+    }
+    let response = request.send().await.map_err(|err| {
+        std::io::Error::other(format!(
+            "cannot reach the relay at {base}: {}",
+            err.without_url()
+        ))
+    })?;
+    let status = response.status().as_u16();
+    let answer = response
+        .text()
+        .await
+        .map_err(|err| std::io::Error::other(format!("the relay's answer broke off: {err}")))?;
+    println!("{}", answer.trim_end());
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(CliError::Refused(status))
+    }
+}
+
+/// A field's value as typed on the command line: a number, `true`/`false`, or else text.
+fn field_value(text: &str) -> Value {
+    if let Ok(integer) = text.parse::<i64>() {
+        return json!(integer);
+    }
+    if let Ok(number) = text.parse::<f64>()
+        && number.is_finite()
+    {
+        return json!(number);
+    }
+    match text {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(text.to_string()),
+    }
+}
+
 fn account_id(text: &str) -> Result<AccountId, CliError> {
     AccountId::parse(text).ok_or_else(|| no_account(text))
 }

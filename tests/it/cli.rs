@@ -623,3 +623,144 @@ async fn secrets_come_from_files_and_config_check_says_where_without_showing_the
     );
     drop(relay);
 }
+
+#[tokio::test]
+async fn send_posts_an_event_with_typed_fields_and_fails_unless_accepted() {
+    let relay = Relay::start().await;
+    let key = relay.discord_only_account().await;
+    let send = |args: &[&str]| {
+        let mut command = pingpilot();
+        command
+            .arg("send")
+            .args(args)
+            .env("PINGPILOT_URL", &relay.base)
+            .env("PINGPILOT_API_KEY", &key)
+            .env_remove("PINGPILOT_CONFIG");
+        // The relay runs on this test's runtime: wait for the CLI off it.
+        tokio::task::spawn_blocking(move || command.output().expect("run"))
+    };
+    let output = send(&[
+        "--category",
+        "sale",
+        "--description",
+        "From the shell",
+        "--field",
+        "plan=pro",
+        "--field",
+        "amount=99.99",
+        "--field",
+        "seats=3",
+        "--field",
+        "recurring=true",
+        "--field",
+        "note=a=b",
+        "--wait",
+        "5",
+    ])
+    .await
+    .expect("cli");
+    let answer = stdout_json(&output);
+    assert_eq!(answer["deliveryStatus"], "DELIVERED", "{answer}");
+    let event_id = answer["eventId"].as_str().expect("eventId");
+    let (_, event) = relay
+        .call(
+            Method::GET,
+            &format!("/api/v1/events/{event_id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(event["description"], "From the shell");
+    assert_eq!(
+        event["fields"],
+        serde_json::json!({"plan": "pro", "amount": 99.99, "seats": 3, "recurring": true, "note": "a=b"})
+    );
+
+    // Refused: the relay's answer on stdout, and a failing exit.
+    let output = send(&["--category", "nope"]).await.expect("cli");
+    assert!(!output.status.success());
+    let answer: Value = serde_json::from_slice(&output.stdout).expect("the relay's JSON");
+    assert_eq!(answer["message"], "You dont have a category named \"nope\"");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the relay answered 404"));
+    let output = send(&["--category", "sale", "--key", "pk_wrong"])
+        .await
+        .expect("cli");
+    assert!(!output.status.success());
+    assert_eq!(stdout_json_any(&output)["message"], "Invalid API key");
+    let output = send(&["--category", "sale", "--field", "no-equals"])
+        .await
+        .expect("cli");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected NAME=VALUE"));
+    relay.stop().await;
+}
+
+fn stdout_json_any(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+#[tokio::test]
+async fn account_show_and_key_list_print_json() {
+    let relay = Relay::start().await;
+    let (account_id, _) = relay.create_account(&["--discord-id", DISCORD_ID]).await;
+    let extra = relay
+        .cli(&["key", "create", "--account", &account_id])
+        .await;
+    assert!(extra.status.success());
+    let shown = stdout_json(
+        &relay
+            .cli(&["account", "show", "--account", &account_id])
+            .await,
+    );
+    assert_eq!(shown["id"], account_id);
+    assert_eq!(
+        shown["fields"],
+        serde_json::json!({"discordId": DISCORD_ID})
+    );
+    assert_eq!(shown["apiKeys"], 2);
+    let channels = shown["channels"].as_array().expect("channels");
+    assert_eq!(channels.len(), linked_provider_ids().len());
+    assert_eq!(
+        channels[0],
+        serde_json::json!({"provider": "discord", "enabled": true})
+    );
+    let keys = stdout_json(&relay.cli(&["key", "list", "--account", &account_id]).await);
+    let keys = keys.as_array().expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter()
+            .all(|k| k["prefix"].as_str().is_some_and(|p| p.starts_with("pk_")))
+    );
+    assert!(
+        !keys.iter().any(|k| k.get("apiKey").is_some()),
+        "never the keys themselves"
+    );
+    for args in [
+        &["account", "show", "--account", "acc_nope"][..],
+        &["key", "list", "--account", "acc_nope"][..],
+    ] {
+        let output = relay.cli(args).await;
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("no account with id"));
+    }
+    relay.stop().await;
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_pingpilot()"),
+        ("zsh", "#compdef pingpilot"),
+        ("fish", "complete -c pingpilot"),
+    ] {
+        let output = pingpilot()
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        // Provider flags are completed too.
+        assert!(script.contains("discord-id"), "{shell}");
+    }
+}
