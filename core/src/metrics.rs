@@ -176,7 +176,107 @@ impl Metrics {
             .oldest_pending
             .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
         let _ = writeln!(out, "pingpilot_queue_oldest_pending_age_seconds {age}");
+        out.push_str("# HELP pingpilot_build_info The running build.\n");
+        out.push_str("# TYPE pingpilot_build_info gauge\n");
+        let _ = writeln!(
+            out,
+            "pingpilot_build_info{{version=\"{}\"}} 1",
+            escape(crate::app::VERSION)
+        );
+        if let Some(process) = ProcessFigures::read() {
+            process.render(&mut out);
+        }
         out
+    }
+}
+
+/// This process's figures under Prometheus's standard names, read from `/proc` (Linux only).
+struct ProcessFigures {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    start_time_seconds: f64,
+    open_fds: usize,
+    max_fds: Option<u64>,
+}
+
+impl ProcessFigures {
+    #[cfg(target_os = "linux")]
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name is in parentheses and may hold anything: count from after it.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        // Fields 3.. of proc(5), so field n is at n - 3.
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        // SAFETY: sysconf only reads a system constant.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix("btime "))
+                    .and_then(|secs| secs.trim().parse::<f64>().ok())
+            })?;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        let max_fds = (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
+            .then_some(limit.rlim_cur);
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) as f64 / ticks,
+            resident_bytes: field(24)? * page,
+            start_time_seconds: boot + field(22)? as f64 / ticks,
+            open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count(),
+            max_fds,
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn read() -> Option<Self> {
+        None
+    }
+
+    fn render(&self, out: &mut String) {
+        let mut figure = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        figure(
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time used by the process, user and system.",
+            self.cpu_seconds.to_string(),
+        );
+        figure(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the process.",
+            self.resident_bytes.to_string(),
+        );
+        figure(
+            "process_start_time_seconds",
+            "gauge",
+            "When the process started, in Unix seconds.",
+            self.start_time_seconds.to_string(),
+        );
+        figure(
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors (connections, database files).",
+            self.open_fds.to_string(),
+        );
+        if let Some(max) = self.max_fds {
+            figure(
+                "process_max_fds",
+                "gauge",
+                "The process's open-file limit.",
+                max.to_string(),
+            );
+        }
     }
 }
 
@@ -209,5 +309,36 @@ mod tests {
         );
         assert!(text.contains("pingpilot_queue_deliveries{state=\"due\"} 3\n"));
         assert!(text.contains("pingpilot_queue_oldest_pending_age_seconds 5\n"));
+        assert!(text.contains(&format!(
+            "pingpilot_build_info{{version=\"{}\"}} 1\n",
+            crate::app::VERSION
+        )));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_figures_are_read_from_proc() {
+        let figures = ProcessFigures::read().expect("/proc");
+        assert!(
+            figures.resident_bytes > 1_000_000,
+            "{}",
+            figures.resident_bytes
+        );
+        assert!(figures.open_fds >= 3);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
+        let started = figures.start_time_seconds;
+        assert!(
+            started <= now + 1.0 && started > now - 24.0 * 3600.0,
+            "{started} vs {now}"
+        );
+        let mut out = String::new();
+        figures.render(&mut out);
+        assert!(
+            out.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ")
+        );
+        assert!(out.contains("\nprocess_open_fds "));
     }
 }
