@@ -340,14 +340,7 @@ fn describe(err: &figment::Error, prefix: &str) -> String {
     let source = err
         .metadata
         .as_ref()
-        .map(|metadata| match &metadata.source {
-            Some(figment::Source::File(path)) => format!("from file {}", path.display()),
-            _ if metadata.name.contains("environment") => format!(
-                "from environment variable PINGPILOT_{}",
-                key.to_uppercase().replace('.', "__")
-            ),
-            _ => format!("from {}", metadata.name),
-        });
+        .map(|metadata| format!("from {}", source_name(metadata, &key)));
     let key = if key.is_empty() {
         "configuration".to_string()
     } else {
@@ -359,6 +352,20 @@ fn describe(err: &figment::Error, prefix: &str) -> String {
     }
 }
 
+/// Where the value of `key` came from, by its metadata: `file pingpilot.toml`, `environment
+/// variable PINGPILOT_…`, `file /run/secrets/x (PINGPILOT_…_FILE)`, or its provider's name.
+fn source_name(metadata: &figment::Metadata, key: &str) -> String {
+    match &metadata.source {
+        Some(figment::Source::File(path)) => format!("file {}", path.display()),
+        Some(figment::Source::Custom(source)) => source.clone(),
+        _ if metadata.name.contains("environment") => format!(
+            "environment variable PINGPILOT_{}",
+            key.to_uppercase().replace('.', "__")
+        ),
+        _ => metadata.name.to_string(),
+    }
+}
+
 /// The loaded configuration: typed settings plus the layered sources, which provider sections
 /// are read from (so their errors name keys and sources too).
 #[derive(Clone)]
@@ -367,8 +374,6 @@ pub struct Config {
     figment: Figment,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
-    /// Settings read from files named by `…_FILE` variables: key → where from.
-    file_sources: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -393,15 +398,10 @@ impl Config {
                 // `…_FILE` names a file, read below; no setting's name ends so.
                 && !key.to_ascii_uppercase().ends_with(secret_files::SUFFIX)
         }));
-        let secret_files = secret_files::read(std::env::vars())?;
-        let mut sources = BTreeMap::new();
-        for secret_file in secret_files {
-            sources.insert(secret_file.key.clone(), secret_file.source());
+        for secret_file in secret_files::read(std::env::vars())? {
             figment = figment.merge(secret_file);
         }
-        let mut config = Self::from_figment(figment, file)?;
-        config.file_sources = sources;
-        Ok(config)
+        Self::from_figment(figment, file)
     }
 
     /// Builds the configuration from defaults plus the given TOML text (no file, no environment).
@@ -417,7 +417,6 @@ impl Config {
             settings,
             figment,
             file,
-            file_sources: BTreeMap::new(),
         };
         config.check()?;
         Ok(config)
@@ -509,22 +508,12 @@ impl Config {
     /// `file /run/secrets/x (PINGPILOT_…_FILE)`, `environment variable PINGPILOT_…`,
     /// `file pingpilot.toml`; `None` when it is not set.
     pub fn source_of(&self, key: &str) -> Option<String> {
-        if let Some(source) = self.file_sources.get(key) {
-            return Some(source.clone());
-        }
         match self.figment.find_value(key) {
             Ok(Value::Empty(..)) | Err(_) => return None,
             Ok(_) => {}
         }
         let metadata = self.figment.find_metadata(key)?;
-        Some(match &metadata.source {
-            Some(figment::Source::File(path)) => format!("file {}", path.display()),
-            _ if metadata.name.contains("environment") => format!(
-                "environment variable PINGPILOT_{}",
-                key.to_uppercase().replace('.', "__")
-            ),
-            _ => metadata.name.to_string(),
-        })
+        Some(source_name(metadata, key))
     }
 
     /// The `providers.<id>` section, for the provider to read.

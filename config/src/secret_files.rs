@@ -72,7 +72,8 @@ pub(crate) fn read(
 
 impl Provider for SecretFile {
     fn metadata(&self) -> Metadata {
-        Metadata::named(self.source())
+        Metadata::named("a file named by a PINGPILOT_…_FILE variable")
+            .source(figment::Source::Custom(self.source()))
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
-use crate::model::{Account, PlanLimits, hash_api_key, now_millis};
+use crate::model::{Account, AccountId, PlanLimits, hash_api_key, now_millis};
 use crate::provider::kit::secret::Secret;
 use crate::provider::{
     self, ChannelContext, ChannelStatus, HostError, LinkOutcome, LinkRequest, Provider,
@@ -173,16 +173,27 @@ impl AppState {
             link.token = Some(token);
             link.state = state;
         }
-        if let Some(make) = registration.channel_secret
-            && registration.enabled_for(account)
-        {
-            let secret = self
-                .store()
-                .channel_secret(&account.id, registration.id, make)
-                .await?;
-            link.secret = Some(Secret::new(secret));
+        if registration.enabled_for(account) {
+            link.secret = self.channel_secret(entry, &account.id).await?;
         }
         Ok(link)
+    }
+
+    /// The account's secret for a provider that keeps one (made now if it has none yet);
+    /// `None` for the other providers.
+    pub async fn channel_secret(
+        &self,
+        entry: &ProviderEntry,
+        account_id: &AccountId,
+    ) -> Result<Option<Secret>, StoreError> {
+        let Some(make) = entry.registration.channel_secret else {
+            return Ok(None);
+        };
+        let secret = self
+            .store()
+            .channel_secret(account_id, entry.registration.id, make)
+            .await?;
+        Ok(Some(Secret::new(secret)))
     }
 }
 

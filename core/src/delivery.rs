@@ -13,10 +13,9 @@ use serde_json::Map;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::app::{AppState, ProviderEntry};
+use crate::app::AppState;
 use crate::lock;
 use crate::model::{Account, Millis, now_millis, to_datetime};
-use crate::provider::kit::secret::Secret;
 use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
 use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate, StoreError};
 use crate::throttled::Throttled;
@@ -411,7 +410,12 @@ async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: 
         fields: delivery.fields.clone(),
         created_at: to_datetime(delivery.created_at),
     };
-    let secret = match channel_secret(state, entry, &delivery).await {
+    // As claimed, or made now for a channel switched on that was never used before.
+    let secret = match &delivery.link_secret {
+        Some(claimed) => Ok(Some(claimed.clone())),
+        None => state.channel_secret(entry, &delivery.account_id).await,
+    };
+    let secret = match secret {
         Ok(secret) => secret,
         Err(err) => {
             let outcome = DeliveryOutcome::Retry {
@@ -492,26 +496,6 @@ async fn unsent(
 ) {
     let update = policy.next(outcome, delivery.attempts, delivery.queued_at, now_millis());
     finish(state, owner, delivery, None, &update).await;
-}
-
-/// The channel's secret for a provider that keeps one: as claimed, or made now for a channel
-/// switched on that was never used before.
-async fn channel_secret(
-    state: &AppState,
-    entry: &ProviderEntry,
-    delivery: &ClaimedDelivery,
-) -> Result<Option<Secret>, StoreError> {
-    let Some(make) = entry.registration.channel_secret else {
-        return Ok(None);
-    };
-    if let Some(secret) = &delivery.link_secret {
-        return Ok(Some(secret.clone()));
-    }
-    let secret = state
-        .store()
-        .channel_secret(&delivery.account_id, entry.registration.id, make)
-        .await?;
-    Ok(Some(Secret::new(secret)))
 }
 
 /// The description of the test notification.
