@@ -2,15 +2,17 @@
 //! program may read them), errors to stderr with a non-zero exit.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use pingpilot_core::api;
 use pingpilot_core::app::{offline_providers, open_store};
-use pingpilot_core::config::{Config, Settings};
-use pingpilot_core::model::{AccountId, KeyId, format_time};
+use pingpilot_core::config::{Config, LogFormat, Settings};
+use pingpilot_core::model::{AccountId, KeyId, format_time, now_millis};
 use pingpilot_core::provider;
+use pingpilot_core::service::retention;
+use pingpilot_core::store::EventScope;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -50,6 +52,28 @@ enum Command {
     Providers,
     /// Send an event to a running relay; prints its JSON answer, exits non-zero unless 200.
     Send(SendArgs),
+    /// Ask a running relay whether it is ready (`GET /readyz`); exits non-zero unless it is.
+    Ready {
+        /// The relay (default: $PINGPILOT_URL, else http:// and the configured server.bind).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Delete the events past retention.events now (with their deliveries and attempts) and
+    /// give the space back; prints what was removed.
+    Prune {
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// SQLite: also rewrite the whole file compactly (VACUUM), which a file made before
+        /// this release needs once to shrink. Holds the database until it is done.
+        #[arg(long, conflicts_with = "dry_run")]
+        vacuum: bool,
+    },
+    /// Write a consistent copy of the live SQLite database to FILE (PostgreSQL: use pg_dump).
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -118,6 +142,24 @@ enum AccountCommand {
     Show {
         #[arg(long)]
         account: String,
+    },
+    /// Disable an account: its API keys answer 403 and its deliveries wait until it is enabled.
+    Disable {
+        #[arg(long)]
+        account: String,
+    },
+    /// Enable a disabled account; its waiting deliveries go out.
+    Enable {
+        #[arg(long)]
+        account: String,
+    },
+    /// Delete an account and all its data (events, deliveries, keys, categories, sessions).
+    Delete {
+        #[arg(long)]
+        account: String,
+        /// Really delete: without it, only says what would be deleted.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -196,7 +238,15 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    init_logging(matches!(cli.command, Command::Serve));
+    // The server logs as configured (a configuration that does not load is reported by the
+    // command itself); the other commands only warn, as text.
+    let serving = matches!(cli.command, Command::Serve);
+    let format = serving
+        .then(|| Config::load(cli.config.as_deref()).ok())
+        .flatten()
+        .map_or(LogFormat::Text, |config| config.settings.log.format);
+    // Flushes what the writer thread still holds when the command returns.
+    let _log_writer = init_logging(serving, format);
     match run_command(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -226,15 +276,29 @@ fn run_command(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
     runtime.block_on(execute(cli, matches))
 }
 
-fn init_logging(serving: bool) {
+/// Logs to stderr through a writer thread of its own, so that writing never holds a request;
+/// should stderr fall behind by more than the writer's buffer, lines are dropped rather than
+/// waited for.
+fn init_logging(serving: bool, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PINGPILOT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    guard
 }
 
 fn print_json(value: &Value) {
@@ -264,6 +328,11 @@ async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             Ok(())
         }
         Command::Send(args) => send(config_path, args).await,
+        Command::Ready { url } => ready(config_path, url).await,
+        Command::Prune { dry_run, vacuum } => {
+            prune(&Config::load(config_path)?, dry_run, vacuum).await
+        }
+        Command::Backup { to } => backup(&Config::load(config_path)?, &to),
         Command::Config(ConfigCommand::Schema) => {
             println!("{}", pretty(&config_schema()));
             Ok(())
@@ -429,6 +498,10 @@ async fn account_command(
     matches: &ArgMatches,
 ) -> Result<(), CliError> {
     let settings = &config.settings;
+    let command_name = matches
+        .subcommand_matches("account")
+        .and_then(ArgMatches::subcommand_name)
+        .unwrap_or_default();
     match command {
         AccountCommand::Create { name, email, plan } => {
             let plan = plan.unwrap_or_else(|| settings.accounts.default_plan.clone());
@@ -463,7 +536,8 @@ async fn account_command(
                 .into_iter()
                 .map(|a| {
                     json!({"id": a.id, "name": a.name, "email": a.email, "plan": a.plan,
-                           "createdAt": format_time(a.created_at)})
+                           "createdAt": format_time(a.created_at),
+                           "disabledAt": a.disabled_at.map(format_time)})
                 })
                 .collect();
             println!("{}", pretty(&Value::Array(accounts)));
@@ -471,6 +545,15 @@ async fn account_command(
         AccountCommand::LoginLink { account } => {
             let store = open_store(config).await?;
             let account_id = account_id(&account)?;
+            if store
+                .account(&account_id)
+                .await?
+                .is_some_and(|found| found.disabled_at.is_some())
+            {
+                return Err(CliError::Usage(format!(
+                    "account {account} is disabled: `pingpilot account enable` it first"
+                )));
+            }
             let Some(url) = pingpilot_dashboard::login_link(&store, settings, &account_id).await?
             else {
                 return Err(no_account(&account));
@@ -502,8 +585,44 @@ async fn account_command(
                     "id": found.id, "name": found.name, "email": found.email, "plan": found.plan,
                     "fields": found.fields, "channels": channels, "apiKeys": keys,
                     "createdAt": format_time(found.created_at),
+                    "disabledAt": found.disabled_at.map(format_time),
                 }))
             );
+        }
+        AccountCommand::Disable { account } | AccountCommand::Enable { account } => {
+            let disable = matches!(command_name, "disable");
+            let store = open_store(config).await?;
+            let at = disable.then(now_millis);
+            if !store.set_disabled(&account_id(&account)?, at).await? {
+                return Err(no_account(&account));
+            }
+            print_json(&json!({"accountId": account, "disabled": disable}));
+        }
+        AccountCommand::Delete { account, yes } => {
+            let store = open_store(config).await?;
+            let account_id = account_id(&account)?;
+            if store.account(&account_id).await?.is_none() {
+                return Err(no_account(&account));
+            }
+            if !yes {
+                let held = store
+                    .count_events(EventScope::OfAccount(&account_id))
+                    .await?;
+                eprintln!(
+                    "would delete account {account} with {} events, {} deliveries and {} \
+                     attempts, its keys, categories and sessions",
+                    held.events, held.deliveries, held.attempts
+                );
+                return Err(CliError::Usage(
+                    "nothing deleted: add --yes to delete the account and all its data".into(),
+                ));
+            }
+            let batch = settings.retention.batch;
+            let Some(removed) = retention::delete_account(&store, &account_id, batch).await? else {
+                return Err(no_account(&account));
+            };
+            print_json(&json!({"deleted": account, "events": removed.events,
+                               "deliveries": removed.deliveries, "attempts": removed.attempts}));
         }
         AccountCommand::SignOut { account } => {
             let store = open_store(config).await?;
@@ -560,26 +679,36 @@ async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliErro
     Ok(())
 }
 
-/// An `--account` argument; an id without the `acc_` prefix names no account.
+/// The running relay a command talks to: `--url`, else `$PINGPILOT_URL`, else the configured
+/// `server.bind` (on this machine's loopback when it listens on every address).
+fn relay_url(config_path: Option<&Path>, url: Option<String>) -> Result<String, CliError> {
+    if let Some(url) = url.or_else(|| std::env::var("PINGPILOT_URL").ok()) {
+        return Ok(url.trim_end_matches('/').to_string());
+    }
+    let bind = Config::load(config_path)?.settings.server.bind;
+    let address = if bind.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bind.port())
+    } else {
+        bind
+    };
+    Ok(format!("http://{address}"))
+}
+
+fn unreachable(base: &str, err: reqwest::Error) -> CliError {
+    std::io::Error::other(format!(
+        "cannot reach the relay at {base}: {}",
+        err.without_url()
+    ))
+    .into()
+}
+
 /// `pingpilot send`: one event to a running relay, as an application would send it.
-async fn send(config_path: Option<&std::path::Path>, args: SendArgs) -> Result<(), CliError> {
+async fn send(config_path: Option<&Path>, args: SendArgs) -> Result<(), CliError> {
     let key = args.key.or_else(|| std::env::var("PINGPILOT_API_KEY").ok());
     let key = key.ok_or_else(|| {
         CliError::Usage("an API key is needed: --key or PINGPILOT_API_KEY".into())
     })?;
-    let base = match args.url.or_else(|| std::env::var("PINGPILOT_URL").ok()) {
-        Some(url) => url,
-        None => {
-            let bind = Config::load(config_path)?.settings.server.bind;
-            // A relay listening on every address is reached on this machine's loopback.
-            let address = if bind.ip().is_unspecified() {
-                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bind.port())
-            } else {
-                bind
-            };
-            format!("http://{address}")
-        }
-    };
+    let base = relay_url(config_path, args.url)?;
     let mut fields = serde_json::Map::new();
     for field in &args.fields {
         let Some((name, value)) = field.split_once('=') else {
@@ -596,7 +725,7 @@ async fn send(config_path: Option<&std::path::Path>, args: SendArgs) -> Result<(
     if !fields.is_empty() {
         body["fields"] = Value::Object(fields);
     }
-    let mut url = format!("{}/api/v1/event", base.trim_end_matches('/'));
+    let mut url = format!("{base}/api/v1/event");
     if let Some(wait) = args.wait {
         url.push_str(&format!("?wait={wait}"));
     }
@@ -607,12 +736,10 @@ async fn send(config_path: Option<&std::path::Path>, args: SendArgs) -> Result<(
     if let Some(idempotency_key) = args.idempotency_key {
         request = request.header("Idempotency-Key", idempotency_key);
     }
-    let response = request.send().await.map_err(|err| {
-        std::io::Error::other(format!(
-            "cannot reach the relay at {base}: {}",
-            err.without_url()
-        ))
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|err| unreachable(&base, err))?;
     let status = response.status().as_u16();
     let answer = response
         .text()
@@ -624,6 +751,87 @@ async fn send(config_path: Option<&std::path::Path>, args: SendArgs) -> Result<(
     } else {
         Err(CliError::Refused(status))
     }
+}
+
+/// `pingpilot ready`: the relay's readiness, as a health check asks for it.
+async fn ready(config_path: Option<&Path>, url: Option<String>) -> Result<(), CliError> {
+    let base = relay_url(config_path, url)?;
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|err| std::io::Error::other(err.to_string()))?
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map_err(|err| unreachable(&base, err))?;
+    let status = response.status().as_u16();
+    let answer = response.text().await.unwrap_or_default();
+    println!("{}", answer.trim_end());
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(CliError::Refused(status))
+    }
+}
+
+/// `pingpilot prune`: retention now, or what it would delete.
+async fn prune(config: &Config, dry_run: bool, vacuum: bool) -> Result<(), CliError> {
+    let settings = &config.settings.retention;
+    let store = open_store(config).await?;
+    let now = now_millis();
+    let pruned = if dry_run {
+        retention::count(&store, settings, now).await?
+    } else {
+        retention::prune(&store, settings, now, |_| {}).await?
+    };
+    let Some(pruned) = pruned else {
+        print_json(&json!({"retention": "forever", "events": 0, "deliveries": 0, "attempts": 0}));
+        eprintln!("retention.events is 0: events are kept forever");
+        return Ok(());
+    };
+    let mut bytes_freed = pruned.bytes_freed;
+    if vacuum && let Some(more) = store.compact().await? {
+        *bytes_freed.get_or_insert(0) += more;
+    }
+    let mut report = json!({
+        "dryRun": dry_run,
+        "retention": settings.events.to_string(),
+        "before": format_time(pruned.before),
+        "events": pruned.removed.events,
+        "deliveries": pruned.removed.deliveries,
+        "attempts": pruned.removed.attempts,
+    });
+    if !dry_run {
+        report["bytesFreed"] = json!(bytes_freed);
+    }
+    print_json(&report);
+    Ok(())
+}
+
+/// `pingpilot backup --to FILE`.
+fn backup(config: &Config, to: &Path) -> Result<(), CliError> {
+    let url = &config.settings.database.url;
+    if !url.starts_with("sqlite:") {
+        return Err(CliError::Usage(format!(
+            "backup copies SQLite databases; for PostgreSQL use its own tools, e.g. \
+             pg_dump --format=custom --file={} '{}'",
+            to.display(),
+            redact_url(url)
+        )));
+    }
+    if to.exists() {
+        return Err(CliError::Usage(format!(
+            "{} exists already: name a new file",
+            to.display()
+        )));
+    }
+    let report = pingpilot_core::store::backup_sqlite(url, to)?;
+    print_json(&json!({
+        "backup": report.path.display().to_string(),
+        "bytes": report.bytes,
+        "tookMs": report.took.as_millis() as u64,
+    }));
+    Ok(())
 }
 
 /// A field's value as typed on the command line: a number, `true`/`false`, or else text.
@@ -643,6 +851,7 @@ fn field_value(text: &str) -> Value {
     }
 }
 
+/// An `--account` argument; an id without the `acc_` prefix names no account.
 fn account_id(text: &str) -> Result<AccountId, CliError> {
     AccountId::parse(text).ok_or_else(|| no_account(text))
 }

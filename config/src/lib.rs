@@ -30,6 +30,8 @@ pub struct Settings {
     pub accounts: AccountSettings,
     pub dashboard: DashboardSettings,
     pub metrics: MetricsSettings,
+    pub retention: RetentionSettings,
+    pub log: LogSettings,
     /// Plans by name. The built-in `free`, `pro`, `enterprise` and `unlimited` can be changed and
     /// others added.
     pub plans: BTreeMap<String, PlanSettings>,
@@ -100,6 +102,57 @@ pub struct MetricsSettings {
     pub bind: Option<SocketAddr>,
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`. Secret.
     pub token: Option<String>,
+}
+
+/// How long events are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Events older than this are deleted with their deliveries and attempts (never one with a
+    /// delivery still pending); `0` keeps them forever. At least `1d` otherwise. The monthly
+    /// quota counts are kept apart and are not changed by it.
+    pub events: DurationSetting,
+    /// How often a relay looks for events past `events` (one process at a time).
+    pub interval: DurationSetting,
+    /// Events deleted per transaction: small batches keep the database free for intake.
+    pub batch: u32,
+}
+
+impl RetentionSettings {
+    /// The age past which events go, unless they are kept forever.
+    pub fn max_age(&self) -> Option<std::time::Duration> {
+        Some(self.events.get()).filter(|age| !age.is_zero())
+    }
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            events: DurationSetting::from_secs(90 * 24 * 3600),
+            interval: DurationSetting::from_secs(3600),
+            batch: 500,
+        }
+    }
+}
+
+/// How the relay writes its log (to stderr; `PINGPILOT_LOG` sets the levels, e.g. `debug` or
+/// `info,pingpilot_core=debug`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line per record for people: time, level, target, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`), and
+    /// the request's `span` (its `request_id`) when there is one.
+    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -284,6 +337,8 @@ impl Default for Settings {
             accounts: AccountSettings::default(),
             dashboard: DashboardSettings::default(),
             metrics: MetricsSettings::default(),
+            retention: RetentionSettings::default(),
+            log: LogSettings::default(),
             plans: BTreeMap::from([
                 ("free".into(), plan(Some(100), Some(3), Some((10.0, 200)))),
                 ("pro".into(), plan(Some(1000), Some(10), Some((50.0, 1000)))),
@@ -446,6 +501,7 @@ impl Config {
             ),
             ("delivery.max_attempts", s.delivery.max_attempts as u64),
             ("delivery.concurrency", s.delivery.concurrency as u64),
+            ("retention.batch", s.retention.batch as u64),
             (
                 "database.max_connections",
                 s.database.max_connections as u64,
@@ -485,6 +541,7 @@ impl Config {
             ("server.header_timeout", s.server.header_timeout),
             ("server.idle_timeout", s.server.idle_timeout),
             ("server.body_timeout", s.server.body_timeout),
+            ("retention.interval", s.retention.interval),
         ];
         if let Some((key, _)) = timeouts.iter().find(|(_, t)| t.get().is_zero()) {
             return Err(ConfigError::Invalid(format!(
@@ -494,6 +551,14 @@ impl Config {
         if s.server.max_connections == Some(0) {
             return Err(ConfigError::Invalid(
                 "server.max_connections: must be at least 1".into(),
+            ));
+        }
+        if s.retention
+            .max_age()
+            .is_some_and(|age| age.as_secs() < 24 * 3600)
+        {
+            return Err(ConfigError::Invalid(
+                "retention.events: must be at least 1d (or 0 to keep events forever)".into(),
             ));
         }
         if s.delivery.backoff_initial.get() > s.delivery.backoff_max.get() {

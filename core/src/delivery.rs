@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::app::AppState;
 use crate::lock;
-use crate::model::{Account, Millis, now_millis, to_datetime};
+use crate::model::{ACCOUNT_DISABLED_MESSAGE, Account, Millis, now_millis, to_datetime};
 use crate::provider::{ChannelContext, DeliveryOutcome, DeliveryRequest, EventMessage};
 use crate::store::{AttemptLog, ClaimedDelivery, DeliveryUpdate, StoreError};
 use crate::throttled::Throttled;
@@ -395,6 +395,12 @@ async fn renew_leases(
 }
 
 async fn process(state: &AppState, owner: &str, policy: &RetryPolicy, delivery: ClaimedDelivery) {
+    if delivery.account_disabled {
+        let outcome = DeliveryOutcome::Wait {
+            reason: ACCOUNT_DISABLED_MESSAGE.into(),
+        };
+        return unsent(state, owner, policy, &delivery, &outcome).await;
+    }
     let Some(entry) = state.provider(&delivery.provider) else {
         let outcome = DeliveryOutcome::Wait {
             reason: format!("provider {} is not part of this build", delivery.provider),

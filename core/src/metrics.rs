@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::model::Millis;
-use crate::store::{QueueStats, Store, StoreError};
+use crate::store::{QueueStats, Removed, Store, StoreError};
 
 /// Bucket bounds in seconds for latencies.
 const BUCKETS: [f64; 12] = [
@@ -51,6 +51,8 @@ struct Counters {
     attempt_seconds: BTreeMap<String, Histogram>,
     /// Event accepted → delivered, by provider.
     delivery_latency: BTreeMap<String, Histogram>,
+    /// Rows the retention task deleted in this process.
+    retention: Removed,
 }
 
 /// How long one reading of the queue serves every scrape: counting the deliveries table grows
@@ -102,6 +104,11 @@ impl Metrics {
             .entry(provider.to_string())
             .or_default()
             .observe(latency.as_secs_f64());
+    }
+
+    /// Rows deleted by the retention task.
+    pub fn retention(&self, removed: Removed) {
+        self.counters().retention.add(removed);
     }
 
     /// The queue's gauges, read from the database at most once per [`QUEUE_REFRESH`].
@@ -176,6 +183,19 @@ impl Metrics {
             .oldest_pending
             .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
         let _ = writeln!(out, "pingpilot_queue_oldest_pending_age_seconds {age}");
+        out.push_str("# HELP pingpilot_retention_deleted_rows_total Rows deleted by retention.events in this process, by table.\n");
+        out.push_str("# TYPE pingpilot_retention_deleted_rows_total counter\n");
+        let removed = counters.retention;
+        for (table, rows) in [
+            ("events", removed.events),
+            ("deliveries", removed.deliveries),
+            ("delivery_attempts", removed.attempts),
+        ] {
+            let _ = writeln!(
+                out,
+                "pingpilot_retention_deleted_rows_total{{table=\"{table}\"}} {rows}"
+            );
+        }
         out.push_str("# HELP pingpilot_build_info The running build.\n");
         out.push_str("# TYPE pingpilot_build_info gauge\n");
         let _ = writeln!(

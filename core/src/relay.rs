@@ -1,5 +1,6 @@
 //! A running relay: the HTTP server with the API and its mounts, the delivery workers, the
-//! providers' background tasks and this process's heartbeat, from start to a clean stop.
+//! providers' background tasks, retention and this process's heartbeat, from start to a clean
+//! stop.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,6 +33,10 @@ pub async fn serve(
         background.spawn(async move { provider.run_background(stop).await });
     }
     background.spawn(heartbeat(state.clone(), shutdown.clone()));
+    background.spawn(crate::service::retention::run(
+        state.clone(),
+        shutdown.clone(),
+    ));
     let deliveries = crate::delivery::start_on_own_thread(state.clone(), shutdown.clone())?;
     background.spawn(async move {
         // An error here means the thread is gone: there is nothing left to wait for.

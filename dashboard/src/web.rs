@@ -6,7 +6,8 @@ use std::sync::Arc;
 use maud::html;
 use pingpilot_core::app::AppState;
 use pingpilot_core::model::{
-    Account, AccountId, KeyId, Millis, hash_api_key, new_secret, now_millis,
+    ACCOUNT_DISABLED_MESSAGE, Account, AccountId, KeyId, Millis, hash_api_key, new_secret,
+    now_millis,
 };
 use pingpilot_core::store::{SessionRecord, StoreError};
 use poem::http::{HeaderValue, StatusCode, header};
@@ -30,6 +31,9 @@ pub enum DashError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// An operator disabled the account (`pingpilot account disable`).
+    #[error("account disabled")]
+    AccountDisabled,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,6 +44,7 @@ impl poem::error::ResponseError for DashError {
             Self::SignInNeeded => StatusCode::SEE_OTHER,
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::AccountDisabled => StatusCode::FORBIDDEN,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,6 +63,11 @@ impl poem::error::ResponseError for DashError {
                 "Not found",
                 "There is nothing at this address, or it belongs to another account.",
             ),
+            Self::AccountDisabled => error_page(
+                StatusCode::FORBIDDEN,
+                ACCOUNT_DISABLED_MESSAGE,
+                ACCOUNT_DISABLED_HELP,
+            ),
             Self::Store(err) => {
                 tracing::error!(error = %err, "storage failure while answering a dashboard page");
                 error_page(
@@ -72,6 +82,10 @@ impl poem::error::ResponseError for DashError {
 }
 
 pub type PageResult<T = Response> = Result<T, DashError>;
+
+/// What a user of a disabled account can do about it.
+pub const ACCOUNT_DISABLED_HELP: &str = "Its API keys are refused and its notifications are \
+    held until the operator of this relay enables it again. Nothing has been deleted.";
 
 fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
     let body = html! {
@@ -251,6 +265,9 @@ impl<'a> FromRequest<'a> for SignedIn {
         else {
             return Err(DashError::SignInNeeded.into());
         };
+        if account.disabled_at.is_some() {
+            return Err(DashError::AccountDisabled.into());
+        }
         Ok(Self {
             state,
             account,

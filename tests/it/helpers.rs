@@ -633,6 +633,10 @@ impl RelayProcess {
                 if let Some(rest) = line.split("address=").nth(1) {
                     break rest.split_whitespace().next().expect("address").to_string();
                 }
+                // log.format = "json"
+                if let Some(rest) = line.split("\"address\":\"").nth(1) {
+                    break rest.split('"').next().expect("address").to_string();
+                }
             };
             // Keep draining the log so the relay never blocks on a full pipe.
             std::thread::spawn(move || {

@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod intake;
 mod openapi;
+mod operations;
 mod schema;
 mod server;
 mod telegram_link;

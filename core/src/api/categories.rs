@@ -211,7 +211,8 @@ impl OperationErrors for CreateCategoryErrors {
             ErrorDoc::new(
                 403,
                 "The plan's category limit is reached: exactly `You have reached the maximum \
-                 number of event categories (<n>) for your plan.`",
+                 number of event categories (<n>) for your plan.` An account an operator \
+                 disabled: exactly `This account is disabled`.",
                 "You have reached the maximum number of event categories (3) for your plan.",
             ),
             category_taken(),

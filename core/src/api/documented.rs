@@ -24,6 +24,7 @@ use super::error::{
     ApiError, BODY_TIMEOUT, ErrorMessage, INTERNAL_ERROR, INVALID_JSON, UNAVAILABLE,
     ValidationFailure,
 };
+use crate::model::ACCOUNT_DISABLED_MESSAGE;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
@@ -105,7 +106,9 @@ impl ErrorDoc {
     pub fn unavailable() -> Self {
         Self::new(
             503,
-            "The database cannot take the request in time (held by another program, a full              disk, unreachable): exactly `Service unavailable, please retry`. Nothing was              written; retry after `Retry-After` seconds.",
+            "The database cannot take the request in time (held by another program, a full \
+             disk, unreachable): exactly `Service unavailable, please retry`. Nothing was \
+             written; retry after `Retry-After` seconds.",
             UNAVAILABLE,
         )
         .with_retry_after("Seconds to wait before retrying.")
@@ -115,7 +118,8 @@ impl ErrorDoc {
     pub fn body_timeout() -> Self {
         Self::new(
             408,
-            "The body did not arrive within `server.body_timeout` (30 s by default) of the              headers: exactly `Request body not received in time`.",
+            "The body did not arrive within `server.body_timeout` (30 s by default) of the \
+             headers: exactly `Request body not received in time`.",
             BODY_TIMEOUT,
         )
     }
@@ -128,6 +132,16 @@ impl ErrorDoc {
              `Invalid auth header format. Expected: 'Bearer [API_KEY]'` (not `Bearer <key>`; the \
              scheme is case-sensitive), `Invalid API key` (empty, unknown or revoked key).",
             super::INVALID_KEY,
+        )
+    }
+
+    /// 403, on every operation that takes the Bearer key, for a disabled account.
+    pub fn account_disabled() -> Self {
+        Self::new(
+            403,
+            "An operator disabled the account (`pingpilot account disable`): exactly \
+             `This account is disabled`, whatever the request.",
+            ACCOUNT_DISABLED_MESSAGE,
         )
     }
 
@@ -241,8 +255,14 @@ fn with_example(schema: &str, example: Value) -> MetaSchemaRef {
 }
 
 /// An operation's documented errors plus those every operation of its kind may answer: 503
-/// for all, 408 for those that take a body (which document 413). In status order.
+/// for all, 408 for those that take a body (which document 413), 403 for a disabled account
+/// for those that take the key (which document 401; one with 403s of its own names it there).
+/// In status order.
 fn with_common_errors(mut docs: Vec<ErrorDoc>) -> Vec<ErrorDoc> {
+    let takes_key = docs.iter().any(|doc| doc.status == 401);
+    if takes_key && !docs.iter().any(|doc| doc.status == 403) {
+        docs.push(ErrorDoc::account_disabled());
+    }
     if docs.iter().any(|doc| doc.status == 413) {
         docs.push(ErrorDoc::body_timeout());
     }

@@ -19,6 +19,7 @@ use super::rules::{
 };
 use super::{Tag, presented_key};
 use crate::app::AppState;
+use crate::model::ACCOUNT_DISABLED_MESSAGE;
 use crate::model::{DeliveryStatus, hash_api_key};
 use crate::service::intake::{self, IntakeError, Submission, ValidEvent};
 use crate::service::intake::{NO_CATEGORY_CHANNEL_MESSAGE, NO_CHANNEL_MESSAGE};
@@ -259,8 +260,9 @@ impl OperationErrors for SendEventErrors {
         static FORBIDDEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let forbidden = documented::built_once(&FORBIDDEN, || {
             let mut text = String::from(
-                "The account cannot receive events yet (checked after the key, before anything \
-                 else). For each enabled channel, in provider order, a required account field \
+                "The account cannot receive events (checked after the key, before anything \
+                 else). An account an operator disabled: exactly `This account is disabled`. \
+                 For each enabled channel, in provider order, a required account field \
                  that is not set answers its provider's exact message:",
             );
             for (provider, field) in crate::provider::account_fields() {
@@ -432,6 +434,7 @@ impl From<IntakeError<ApiError>> for ApiError {
             IntakeError::UnknownKey => Self::unauthorized(super::INVALID_KEY),
             IntakeError::Request(answer) => answer,
             IntakeError::ChannelNotReady(message) => Self::forbidden(message),
+            IntakeError::AccountDisabled => Self::forbidden(ACCOUNT_DISABLED_MESSAGE),
             IntakeError::RateLimited { retry_after_secs } => {
                 Self::slow_down(RATE_MESSAGE, retry_after_secs)
             }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
+use tracing::Instrument;
 
 pub use crate::service::intake::ValidEvent;
 pub use account::parse_account_update;
@@ -24,6 +25,7 @@ pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
 pub use intake::EventRequest;
 
 use crate::app::AppState;
+use crate::model::ACCOUNT_DISABLED_MESSAGE;
 
 /// A web surface served beside the API under its own path prefix (the dashboard). Its answers
 /// pass through as they are: its error pages are not turned into JSON.
@@ -137,6 +139,8 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output 
         .around(move |next, req| {
             let allowed = allowed.clone();
             let mounted = mounted.clone();
+            let request_id = request_id(&req);
+            let span = tracing::info_span!("request", request_id = %request_id);
             async move {
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
@@ -172,9 +176,36 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output 
                     duration_ms = started.elapsed().as_millis() as u64,
                     "request"
                 );
+                if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert(REQUEST_ID, value);
+                }
                 Ok(response)
             }
+            .instrument(span)
         })
+}
+
+/// The header that names a request in the relay's log and in its answer.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The longest `X-Request-Id` taken from a client.
+const REQUEST_ID_MAX: usize = 128;
+
+/// The client's `X-Request-Id` when it is sane (1 to 128 letters, digits and `-_.:`, so that
+/// it cannot forge log lines or fill them), else a new one.
+fn request_id(req: &poem::Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_sane_request_id(id))
+        .map_or_else(|| ulid::Ulid::new().to_string(), str::to_string)
+}
+
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=REQUEST_ID_MAX).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// `path` without the secret part of a mount's secret-carrying paths.
@@ -316,9 +347,28 @@ async fn authenticate(
     auth: &extract::Bearer,
 ) -> Result<crate::model::Account, ApiError> {
     let key = presented_key(auth)?;
-    state
+    let account = state
         .authenticate_key(key)
         .await?
         .map(|found| found.account)
-        .ok_or_else(|| ApiError::unauthorized(INVALID_KEY))
+        .ok_or_else(|| ApiError::unauthorized(INVALID_KEY))?;
+    if account.disabled_at.is_some() {
+        return Err(ApiError::forbidden(ACCOUNT_DISABLED_MESSAGE));
+    }
+    Ok(account)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sane_request_id;
+
+    #[test]
+    fn a_client_request_id_is_taken_only_when_it_cannot_forge_a_log_line() {
+        for sane in ["a", "01J9ZK3Q7Y", "req-1_2.3:4", &"x".repeat(128)] {
+            assert!(is_sane_request_id(sane), "{sane}");
+        }
+        for insane in ["", "a b", "a\nb", "\"}", "é", &"x".repeat(129)] {
+            assert!(!is_sane_request_id(insane), "{insane:?}");
+        }
+    }
 }

@@ -161,6 +161,30 @@ prefixed_id!(
     "key_"
 );
 
+impl EventId {
+    /// A new id for an event created at `at` (Unix milliseconds): it sorts by that time.
+    pub fn generate_at(at: super::Millis) -> Self {
+        let millis = u64::try_from(at).unwrap_or(0);
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            ulid::Ulid::from_datetime(time)
+        ))
+    }
+
+    /// The lowest id an event created at `at` (Unix milliseconds) can have: every event created
+    /// earlier sorts before it.
+    pub fn first_at(at: super::Millis) -> Self {
+        let millis = u64::try_from(at).unwrap_or(0);
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            ulid::Ulid::from_parts(millis, 0)
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +197,11 @@ mod tests {
         assert!(first.starts_with("evt_"));
         assert_eq!(first.len(), 4 + 26);
         assert!(first < second);
+        let at = crate::model::now_millis();
+        assert!(EventId::first_at(at - 1) < EventId::generate());
+        assert!(EventId::generate() < EventId::first_at(at + 10));
+        let old = EventId::generate_at(at - 86_400_000);
+        assert!(EventId::first_at(at - 86_400_000) <= old && old < EventId::first_at(at - 1));
         assert!(AccountId::generate().starts_with(AccountId::PREFIX));
         assert!(KeyId::generate().starts_with("key_"));
     }

@@ -86,7 +86,13 @@ pub struct Account {
     /// its provider was linked in those days (`ProviderRegistration::on_for_older_accounts`).
     pub channels_explicit: bool,
     pub created_at: Millis,
+    /// When an operator disabled the account (`pingpilot account disable`): its keys are
+    /// refused and its deliveries wait until it is enabled again.
+    pub disabled_at: Option<Millis>,
 }
+
+/// The 403 every API operation answers for a key of a disabled account.
+pub const ACCOUNT_DISABLED_MESSAGE: &str = "This account is disabled";
 
 #[derive(Debug, Clone)]
 pub struct ApiKeyInfo {

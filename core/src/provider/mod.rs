@@ -426,6 +426,7 @@ mod tests {
                 .collect(),
             channels_explicit: explicit,
             created_at: 0,
+            disabled_at: None,
         }
     }
 

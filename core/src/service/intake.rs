@@ -75,6 +75,8 @@ pub enum IntakeError<R> {
     UnknownKey,
     /// A part of the request that did not parse: the API's own answer.
     Request(R),
+    /// An operator disabled the account.
+    AccountDisabled,
     /// The account cannot receive events: a channel lacks an account field, or none is on.
     ChannelNotReady(&'static str),
     /// Faster than the plan's intake rate.
@@ -235,6 +237,9 @@ async fn decide<R: Clone>(
 ) -> Result<Decided, Refusal<R>> {
     let store = state.store();
     let account = &context.account;
+    if account.disabled_at.is_some() {
+        return Err(IntakeError::AccountDisabled.into());
+    }
     let now = now_millis();
     let idempotency_key = part(&submission.idempotency_key)?.as_deref();
     let request_hash = idempotency_key.and(submission.request_hash.as_deref());

@@ -107,6 +107,7 @@ mod tests {
                 channels: Default::default(),
                 channels_explicit: true,
                 created_at: 0,
+                disabled_at: None,
             },
             key_id: "key".into(),
             key_last_used_at: last_used,

@@ -10,6 +10,7 @@ pub mod deliveries;
 pub mod intake;
 pub(crate) mod intake_cache;
 pub(crate) mod intake_rate;
+pub mod retention;
 
 use crate::store::StoreError;
 

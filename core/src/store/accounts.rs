@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{AccountChanges, Result};
-use crate::model::{Account, AccountId};
+use crate::model::{Account, AccountId, Millis};
 
 #[async_trait]
 pub trait Accounts: Send + Sync {
@@ -26,6 +26,10 @@ pub trait Accounts: Send + Sync {
     async fn account(&self, id: &AccountId) -> Result<Option<Account>>;
 
     async fn set_plan(&self, account_id: &AccountId, plan: &str) -> Result<bool>;
+
+    /// Disables the account from `at` (`Some`; an account already disabled keeps its time) or
+    /// enables it (`None`), whose waiting deliveries are then due at once. Whether it exists.
+    async fn set_disabled(&self, account_id: &AccountId, at: Option<Millis>) -> Result<bool>;
 
     /// Applies account changes; returns the account as it is afterwards. Deliveries waiting on
     /// this account are looked at again right away.
@@ -60,6 +64,7 @@ macro_rules! accounts_for {
                     channels: channels.iter().map(|id| (id.to_string(), true)).collect(),
                     channels_explicit: true,
                     created_at: $crate::model::now_millis(),
+                    disabled_at: None,
                 };
                 let key = $crate::model::new_api_key();
                 let mut conn = self.write_conn().await?;
@@ -116,6 +121,32 @@ macro_rules! accounts_for {
                     .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_disabled(
+                &self,
+                account_id: &$crate::model::AccountId,
+                at: Option<$crate::model::Millis>,
+            ) -> $crate::store::Result<bool> {
+                use $crate::store::sql::BeginWrite as _;
+                let mut conn = self.write_conn().await?;
+                let mut tx = conn.begin_write().await?;
+                let statement = match at {
+                    Some(_) => "UPDATE accounts SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2",
+                    None => "UPDATE accounts SET disabled_at = $1 WHERE id = $2",
+                };
+                let found = sqlx::query(statement)
+                    .bind(at)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+                if found && at.is_none() {
+                    Self::wake_waiting(&mut tx, account_id, None).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
             }
 
             async fn update_account(

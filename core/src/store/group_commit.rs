@@ -249,7 +249,8 @@ pub async fn plan_intake<'j>(
             counted.insert(quota_key.clone(), count + 1);
         }
         *added.entry(quota_key).or_default() += 1;
-        let event_id = EventId::generate();
+        // Its time is the event's `created_at`: retention finds old events by their id.
+        let event_id = EventId::generate_at(job.now);
         if let Some((key, hash)) = &job.idempotency {
             db.remember_key(job, key, hash, &event_id).await?;
         }

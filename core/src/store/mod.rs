@@ -58,9 +58,11 @@ mod postgres;
 mod postgres_batch;
 mod provider_values;
 mod queue;
+mod retention;
 mod sessions;
 mod sql;
 mod sqlite;
+mod sqlite_backup;
 mod sqlite_batch;
 mod sqlite_checkpoint;
 mod sqlite_connection;
@@ -79,8 +81,10 @@ pub use links::Links;
 pub use postgres::PgStore;
 pub use provider_values::ProviderValues;
 pub use queue::DeliveryQueue;
+pub use retention::{EventScope, Removed, Retention, Space};
 pub use sessions::{SessionRecord, Sessions};
 pub use sqlite::SqliteStore;
+pub use sqlite_backup::{BackupReport, backup_sqlite};
 
 use std::collections::BTreeMap;
 
@@ -307,6 +311,8 @@ pub struct ClaimedDelivery {
     pub queued_at: Millis,
     pub account_id: AccountId,
     pub account_fields: BTreeMap<String, String>,
+    /// An operator disabled the account: the delivery waits.
+    pub account_disabled: bool,
     pub link_token: Option<String>,
     pub link_state: Option<Value>,
     /// The channel's secret, when its provider keeps one and it was made.
@@ -437,6 +443,8 @@ pub trait Storage:
     + ProviderValues
     + Sessions
     + DashboardStorage
+    + Retention
+    + Space
     + Send
     + Sync
 {

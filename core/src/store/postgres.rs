@@ -23,7 +23,9 @@ use super::group_commit::GroupCommit;
 use super::migrations::{self, Migration, migrations};
 use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
-use super::{accounts, categories, cluster, dashboard, keys, links, provider_values, sessions};
+use super::{
+    accounts, categories, cluster, dashboard, keys, links, provider_values, retention, sessions,
+};
 
 pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0001_initial",
@@ -39,6 +41,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0011_explicit_channels",
     "0012_channel_secrets",
     "0013_category_channels",
+    "0014_account_disabled",
 );
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed
@@ -151,7 +154,7 @@ impl PgStore {
     async fn read_claimed(&self, ids: &[i64]) -> Result<Vec<ClaimedDelivery>> {
         let rows = sqlx::query(
             "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, \
-             a.fields AS account_fields, l.link_token, l.state AS link_state, l.secret AS link_secret, e.id AS event_id, \
+             a.fields AS account_fields, a.disabled_at AS account_disabled_at, l.link_token, l.state AS link_state, l.secret AS link_secret, e.id AS event_id, \
              e.category_name, e.category_color, e.category_emoji, e.description, e.fields, \
              e.created_at \
              FROM deliveries d JOIN events e ON e.id = d.event_id \
@@ -182,6 +185,19 @@ provider_values::provider_values_for!(PgStore);
 sessions::sessions_for!(PgStore);
 events::events_for!(PgStore);
 queue::queue_for!(PgStore);
+retention::retention_for!(PgStore);
+
+/// PostgreSQL reuses deleted rows' space itself (autovacuum).
+#[async_trait::async_trait]
+impl retention::Space for PgStore {
+    async fn shrink(&self, _pages: u32) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    async fn compact(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
 dashboard::dashboard_for!(
     PgStore,
     ids_in = "= ANY($2)",

@@ -62,6 +62,9 @@ where
         queued_at: row.try_get("queued_at")?,
         account_id: row.try_get("account_id")?,
         account_fields: super::parse_json(row.try_get("account_fields")?)?,
+        account_disabled: row
+            .try_get::<Option<i64>, _>("account_disabled_at")?
+            .is_some(),
         link_token: row.try_get("link_token")?,
         link_state: link_state.map(super::parse_json).transpose()?,
         link_secret: row

@@ -141,5 +141,6 @@ where
         channels: super::parse_json(&row.try_get::<String, _>("channels")?)?,
         channels_explicit: row.try_get("channels_explicit")?,
         created_at: row.try_get("created_at")?,
+        disabled_at: row.try_get("disabled_at")?,
     })
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use pingpilot_config::SqliteSynchronous as Synchronous;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
@@ -18,7 +18,9 @@ use super::migrations::{self, Migration, migrations};
 use super::sqlite_batch::{SqliteBatchWriter, refresh_event_status};
 use super::sqlite_writer::Writer;
 use super::*;
-use super::{accounts, categories, cluster, dashboard, keys, links, provider_values, sessions};
+use super::{
+    accounts, categories, cluster, dashboard, keys, links, provider_values, retention, sessions,
+};
 
 pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0001_initial",
@@ -33,6 +35,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0010_explicit_channels",
     "0011_channel_secrets",
     "0012_category_channels",
+    "0013_account_disabled",
 );
 
 #[derive(Clone)]
@@ -65,7 +68,13 @@ impl SqliteStore {
             // Batched statements differ by their number of rows: with sqlx's default of 100 the
             // writer kept preparing them again (intake alone 19,000 → 21,900 events/s).
             .statement_cache_capacity(600);
-        let mut connection = connect.clone().connect().await?;
+        // A new file can give deleted rows' space back (see `Space`); the pragma must come
+        // before its first table, and changes nothing in an existing file.
+        let mut connection = connect
+            .clone()
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
+            .connect()
+            .await?;
         migrate(&mut connection).await?;
         let health = Arc::new(Health::default());
         let writer = Writer {
@@ -98,7 +107,7 @@ impl SqliteStore {
     /// in every reader's statement cache.
     async fn read_claimed(&self, ids: &[i64]) -> Result<Vec<ClaimedDelivery>> {
         let rows = sqlx::query(
-            "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, a.fields AS account_fields, \
+            "SELECT d.id, d.provider, d.attempts, d.queued_at, d.account_id, a.fields AS account_fields, a.disabled_at AS account_disabled_at, \
              l.link_token, l.state AS link_state, l.secret AS link_secret, e.id AS event_id, e.category_name, e.category_color, \
              e.category_emoji, e.description, e.fields, e.created_at \
              FROM deliveries d JOIN events e ON e.id = d.event_id JOIN accounts a ON a.id = d.account_id \
@@ -132,11 +141,53 @@ provider_values::provider_values_for!(SqliteStore);
 sessions::sessions_for!(SqliteStore);
 events::events_for!(SqliteStore);
 queue::queue_for!(SqliteStore);
+retention::retention_for!(SqliteStore);
 dashboard::dashboard_for!(
     SqliteStore,
     ids_in = "IN (SELECT value FROM json_each($2))",
     bind_ids = super::json_text::<[crate::model::EventId]>
 );
+
+#[async_trait::async_trait]
+impl retention::Space for SqliteStore {
+    async fn shrink(&self, pages: u32) -> Result<Option<u64>> {
+        let mut conn = self.writer.lock().await?;
+        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&mut *conn)
+            .await?;
+        if mode != INCREMENTAL_VACUUM {
+            return Ok(None);
+        }
+        let before = file_bytes(&mut conn).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("PRAGMA incremental_vacuum({pages})")))
+            .execute(&mut *conn)
+            .await?;
+        let after = file_bytes(&mut conn).await?;
+        Ok(Some(before.saturating_sub(after)))
+    }
+
+    async fn compact(&self) -> Result<Option<u64>> {
+        let mut conn = self.writer.lock().await?;
+        let before = file_bytes(&mut conn).await?;
+        sqlx::raw_sql("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
+            .execute(&mut *conn)
+            .await?;
+        let after = file_bytes(&mut conn).await?;
+        Ok(Some(before.saturating_sub(after)))
+    }
+}
+
+/// `PRAGMA auto_vacuum`'s value for incremental vacuum.
+const INCREMENTAL_VACUUM: i64 = 2;
+
+/// The database file's size in bytes: its pages times their size.
+async fn file_bytes(conn: &mut SqliteConnection) -> Result<u64> {
+    let (pages, size): (i64, i64) =
+        sqlx::query_as("SELECT page_count, page_size FROM pragma_page_count, pragma_page_size")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(u64::try_from(pages.saturating_mul(size)).unwrap_or(0))
+}
 
 /// How often the database file is looked for at its path.
 const FILE_CHECK: Duration = Duration::from_secs(2);

@@ -1,7 +1,7 @@
 //! Signing in (with an API key, or a one-time link from the operator) and out.
 
 use maud::{Markup, html};
-use pingpilot_core::model::{hash_api_key, new_secret, now_millis};
+use pingpilot_core::model::{ACCOUNT_DISABLED_MESSAGE, hash_api_key, new_secret, now_millis};
 use poem::http::{StatusCode, header};
 use poem::web::{Form, Path, Query};
 use poem::{IntoResponse, Request, Response, Route, get, handler, post};
@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::PREFIX;
 use crate::layout::{self, NoticeKind};
 use crate::web::{
-    self, CsrfOnly, Done, PageResult, SIGNIN_COOKIE, SignedIn, app_state, same_token, see_other,
+    self, ACCOUNT_DISABLED_HELP, CsrfOnly, Done, PageResult, SIGNIN_COOKIE, SignedIn, app_state,
+    same_token, see_other,
 };
 
 /// How long the sign-in form's own token lives (it only guards that one form).
@@ -154,6 +155,16 @@ async fn sign_in(req: &Request, Form(form): Form<SignInForm>) -> PageResult {
             None,
         ));
     };
+    if found.account.disabled_at.is_some() {
+        return Ok(sign_in_form(
+            req,
+            StatusCode::FORBIDDEN,
+            Some(&format!(
+                "{ACCOUNT_DISABLED_MESSAGE}. {ACCOUNT_DISABLED_HELP}"
+            )),
+            None,
+        ));
+    }
     // The session keeps the key's id, so that revoking the key ends the session.
     let cookie = web::start_session(req, &state, &found.account.id, Some(&found.key_id)).await?;
     Ok(signed_in(cookie, req, &state))

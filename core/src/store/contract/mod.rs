@@ -5,6 +5,7 @@
 //! `store::contract::<module>::sqlite::<test>` and `…::postgres::<test>`.
 
 mod links;
+mod retention;
 mod sessions;
 mod storage;
 
