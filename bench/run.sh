@@ -2,6 +2,7 @@
 # Benchmark event intake and end-to-end delivery on this machine, all on loopback.
 #
 #   bench/run.sh [--backend sqlite|postgres] [--processes N] [--duration 10s] [--connections 64] [--profile perf.data]
+#                [--log LEVELS] [--log-format text|json]
 #
 # Builds the release binary and a provider stand-in that answers at once (examples/standin.rs),
 # starts N relays on one database with Discord pointed at the stand-in (rate limit lifted),
@@ -11,13 +12,15 @@
 # relays' peak RSS. In the same run, after the warm-up, the same load (wrk threads, connections,
 # duration and Lua script) goes to nginx answering a static {"message":"ok"}: the summary gives
 # its answers/s and the ratio relay / nginx. Results are written to
-# bench/results/<backend>-<N>p.txt. Needs wrk and nginx (apt-get install wrk nginx-light);
+# bench/results/<backend>-<N>p.txt. The relays log at --log (PINGPILOT_LOG; default warn: only
+# what needs attention; the server's own default, info, adds a line per request) in --log-format.
+# Needs wrk and nginx (apt-get install wrk nginx-light);
 # PostgreSQL runs use $PINGPILOT_BENCH_POSTGRES_URL (default
 # postgres://postgres@127.0.0.1:5432/test) and a fresh database on that server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-backend=sqlite processes=1 duration=10s connections=64 profile=
+backend=sqlite processes=1 duration=10s connections=64 profile= log=warn log_format=text
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) backend=$2; shift 2 ;;
@@ -25,6 +28,8 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
+    --log) log=$2; shift 2 ;;
+    --log-format) log_format=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -79,7 +84,7 @@ key=$("$bin" account create --name bench --plan unlimited --discord-id 100000000
 urls=()
 for i in $(seq 1 "$processes"); do
   port=$((18180 + i))
-  PINGPILOT_SERVER__BIND="127.0.0.1:$port" PINGPILOT_LOG=warn \
+  PINGPILOT_SERVER__BIND="127.0.0.1:$port" PINGPILOT_LOG="$log" PINGPILOT_LOG__FORMAT="$log_format" \
     "$bin" serve --config "$work/pingpilot.toml" 2>"$work/relay-$i.log" & pids+=($!)
   urls+=("http://127.0.0.1:$port")
 done
@@ -212,7 +217,7 @@ result="bench/results/$backend-${processes}p.txt"
 {
   echo "PingPilot intake benchmark — $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
-  echo "backend: $backend, relay processes: $processes, wrk: $connections connections, $duration"
+  echo "backend: $backend, relay processes: $processes, wrk: $connections connections, $duration, log: $log ($log_format)"
   echo "$summary"
   echo "peak RSS per relay: $((rss / 1024)) MB"
 } | tee "$result"

@@ -94,7 +94,7 @@ step "stop with SIGTERM"
 "$engine" stop -t 30 "$name" >/dev/null
 code=$("$engine" inspect --format '{{.State.ExitCode}}' "$name")
 [ "$code" = 0 ] || fail "exit code $code after SIGTERM"
-"$engine" logs "$name" 2>&1 | grep -q ' stopped$' || fail "the log does not say it stopped"
+"$engine" logs "$name" 2>&1 | grep -qE ' stopped$|"message":"stopped"' || fail "the log does not say it stopped"
 
 step "a new container on the same volume"
 "$engine" rm "$name" >/dev/null

@@ -54,7 +54,7 @@ enum Command {
     Send(SendArgs),
     /// Ask a running relay whether it is ready (`GET /readyz`); exits non-zero unless it is.
     Ready {
-        /// The relay (default: $PINGPILOT_URL, else http:// and the configured server.bind).
+        /// The relay (default: http:// and the configured server.bind).
         #[arg(long)]
         url: Option<String>,
     },
@@ -238,15 +238,14 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    // The server logs as configured (a configuration that does not load is reported by the
-    // command itself); the other commands only warn, as text.
+    // The server logs (and traces) as configured; a configuration that does not load is
+    // reported by the command itself. The other commands only warn, as text.
     let serving = matches!(cli.command, Command::Serve);
-    let format = serving
+    let config = serving
         .then(|| Config::load(cli.config.as_deref()).ok())
-        .flatten()
-        .map_or(LogFormat::Text, |config| config.settings.log.format);
-    // Flushes what the writer thread still holds when the command returns.
-    let _log_writer = init_logging(serving, format);
+        .flatten();
+    // Flushes what the log's writer thread (and the trace exporter) still hold at the end.
+    let _logging = init_logging(serving, config.as_ref().map(|config| &config.settings));
     match run_command(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -276,29 +275,66 @@ fn run_command(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
     runtime.block_on(execute(cli, matches))
 }
 
+/// What must outlive the command for its log and traces to be complete.
+struct Logging {
+    _writer: tracing_appender::non_blocking::WorkerGuard,
+    #[cfg(feature = "otel")]
+    _traces: Option<crate::telemetry::Exporter>,
+}
+
 /// Logs to stderr through a writer thread of its own, so that writing never holds a request;
 /// should stderr fall behind by more than the writer's buffer, lines are dropped rather than
-/// waited for.
-fn init_logging(serving: bool, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// waited for. With `settings` (the server), in `log.format`, and with traces to
+/// `otel.endpoint` in a build with the `otel` feature.
+fn init_logging(serving: bool, settings: Option<&Settings>) -> Logging {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PINGPILOT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Text => builder
+    let lines = match settings.map_or(LogFormat::Text, |s| s.log.format) {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => builder
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
+            .with_writer(writer)
+            .boxed(),
+    };
+    let subscriber = tracing_subscriber::registry().with(filter).with(lines);
+    #[cfg(feature = "otel")]
+    {
+        let (traces, exporter) = match settings.map(|s| crate::telemetry::layer(&s.otel)) {
+            Some(Ok(Some((layer, exporter)))) => (Some(layer), Some(exporter)),
+            Some(Err(err)) => {
+                eprintln!("warning: no traces are sent: {err}");
+                (None, None)
+            }
+            _ => (None, None),
+        };
+        subscriber.with(traces).init();
+        Logging {
+            _writer: guard,
+            _traces: exporter,
+        }
     }
-    guard
+    #[cfg(not(feature = "otel"))]
+    {
+        subscriber.init();
+        if settings.is_some_and(|s| s.otel.endpoint.is_some()) {
+            tracing::warn!(
+                "otel.endpoint is set, but this build has no OpenTelemetry: build it with \
+                 `--features otel` to send traces"
+            );
+        }
+        Logging { _writer: guard }
+    }
 }
 
 fn print_json(value: &Value) {
@@ -679,10 +715,19 @@ async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliErro
     Ok(())
 }
 
-/// The running relay a command talks to: `--url`, else `$PINGPILOT_URL`, else the configured
-/// `server.bind` (on this machine's loopback when it listens on every address).
-fn relay_url(config_path: Option<&Path>, url: Option<String>) -> Result<String, CliError> {
-    if let Some(url) = url.or_else(|| std::env::var("PINGPILOT_URL").ok()) {
+/// The running relay a command talks to: `--url`, else `$PINGPILOT_URL` when `from_env`, else
+/// the configured `server.bind` (on this machine's loopback when it listens on every address).
+fn relay_url(
+    config_path: Option<&Path>,
+    url: Option<String>,
+    from_env: bool,
+) -> Result<String, CliError> {
+    let from_env = || {
+        from_env
+            .then(|| std::env::var("PINGPILOT_URL").ok())
+            .flatten()
+    };
+    if let Some(url) = url.or_else(from_env) {
         return Ok(url.trim_end_matches('/').to_string());
     }
     let bind = Config::load(config_path)?.settings.server.bind;
@@ -708,7 +753,7 @@ async fn send(config_path: Option<&Path>, args: SendArgs) -> Result<(), CliError
     let key = key.ok_or_else(|| {
         CliError::Usage("an API key is needed: --key or PINGPILOT_API_KEY".into())
     })?;
-    let base = relay_url(config_path, args.url)?;
+    let base = relay_url(config_path, args.url, true)?;
     let mut fields = serde_json::Map::new();
     for field in &args.fields {
         let Some((name, value)) = field.split_once('=') else {
@@ -753,9 +798,10 @@ async fn send(config_path: Option<&Path>, args: SendArgs) -> Result<(), CliError
     }
 }
 
-/// `pingpilot ready`: the relay's readiness, as a health check asks for it.
+/// `pingpilot ready`: the relay's readiness, as a health check asks for it: the relay of this
+/// configuration, never the one `$PINGPILOT_URL` names for `send`.
 async fn ready(config_path: Option<&Path>, url: Option<String>) -> Result<(), CliError> {
-    let base = relay_url(config_path, url)?;
+    let base = relay_url(config_path, url, false)?;
     let response = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()

@@ -1,6 +1,8 @@
 //! The `pingpilot` binary: command-line parsing, wiring, and the providers linked into it.
 
 mod cli;
+#[cfg(feature = "otel")]
+mod telemetry;
 
 use std::sync::Arc;
 

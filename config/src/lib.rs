@@ -32,6 +32,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub retention: RetentionSettings,
     pub log: LogSettings,
+    pub otel: OtelSettings,
     /// Plans by name. The built-in `free`, `pro`, `enterprise` and `unlimited` can be changed and
     /// others added.
     pub plans: BTreeMap<String, PlanSettings>,
@@ -141,6 +142,27 @@ impl Default for RetentionSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
+}
+
+/// OpenTelemetry traces, in a build with the cargo feature `otel` (`cargo install --features
+/// otel`): a span per request and per delivery attempt, sent over OTLP/HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtelSettings {
+    /// A collector's OTLP/HTTP address, e.g. `http://127.0.0.1:4318` (spans go to its
+    /// `/v1/traces`). Unset: no traces.
+    pub endpoint: Option<String>,
+    /// The `service.name` the spans carry.
+    pub service_name: String,
+}
+
+impl Default for OtelSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: "pingpilot".into(),
+        }
+    }
 }
 
 /// `log.format`.
@@ -339,6 +361,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             retention: RetentionSettings::default(),
             log: LogSettings::default(),
+            otel: OtelSettings::default(),
             plans: BTreeMap::from([
                 ("free".into(), plan(Some(100), Some(3), Some((10.0, 200)))),
                 ("pro".into(), plan(Some(1000), Some(10), Some((50.0, 1000)))),

@@ -12,6 +12,7 @@ use rand::Rng;
 use serde_json::Map;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::lock;
@@ -311,12 +312,25 @@ async fn run_workers(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) 
                 let owner = owner.clone();
                 let ids = in_flight_ids.clone();
                 lock(&ids).insert(delivery.id);
-                in_flight.spawn(async move {
-                    let id = delivery.id;
-                    process(&state, &owner, &policy, delivery).await;
-                    lock(&ids).remove(&id);
-                    drop((total, own));
-                });
+                // What the attempt logs carries the delivery, and it is one span of a trace.
+                let span = tracing::info_span!(
+                    "delivery",
+                    delivery_id = delivery.id,
+                    event_id = %delivery.event_id,
+                    provider = %delivery.provider,
+                    attempt = delivery.attempts + 1,
+                    trace_id = tracing::field::Empty,
+                );
+                crate::telemetry::record_trace_id(&span);
+                in_flight.spawn(
+                    async move {
+                        let id = delivery.id;
+                        process(&state, &owner, &policy, delivery).await;
+                        lock(&ids).remove(&id);
+                        drop((total, own));
+                    }
+                    .instrument(span),
+                );
             }
         }
         if claim_failed {

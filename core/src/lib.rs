@@ -13,6 +13,7 @@ pub mod samples;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod throttled;
 
 pub use pingpilot_config as config;

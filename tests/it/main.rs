@@ -13,6 +13,7 @@ mod helpers;
 mod intake;
 mod openapi;
 mod operations;
+mod otel;
 mod schema;
 mod server;
 mod telegram_link;

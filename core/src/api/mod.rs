@@ -140,7 +140,12 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output 
             let allowed = allowed.clone();
             let mounted = mounted.clone();
             let request_id = request_id(&req);
-            let span = tracing::info_span!("request", request_id = %request_id);
+            let span = tracing::info_span!(
+                "request",
+                request_id = %request_id,
+                trace_id = tracing::field::Empty,
+            );
+            crate::telemetry::record_trace_id(&span);
             async move {
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
