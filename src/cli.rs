@@ -871,6 +871,14 @@ fn backup(config: &Config, to: &Path) -> Result<(), CliError> {
             to.display()
         )));
     }
+    if let Some(parent) = to.parent().filter(|dir| !dir.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(CliError::Usage(format!(
+            "no directory {} to write the backup in",
+            parent.display()
+        )));
+    }
     let report = pingpilot_core::store::backup_sqlite(url, to)?;
     print_json(&json!({
         "backup": report.path.display().to_string(),

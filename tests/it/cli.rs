@@ -14,15 +14,6 @@ fn pingpilot() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pingpilot"))
 }
 
-fn stdout_json(output: &std::process::Output) -> Value {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
-}
-
 #[test]
 fn every_linked_provider_is_listed_in_order() {
     let providers = stdout_json(&pingpilot().arg("providers").output().expect("run"));

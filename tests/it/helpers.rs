@@ -470,6 +470,16 @@ impl Relay {
     }
 }
 
+/// A command's stdout as the one JSON document it must be, once it succeeded.
+pub fn stdout_json(output: &std::process::Output) -> Value {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
 /// The documented example event of the `sale` category.
 pub fn sale_event() -> Value {
     json!({"category": "sale", "description": "New purchase completed",
@@ -699,6 +709,18 @@ impl RelayProcess {
             fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
         // The kernel's USER_HZ is 100 on Linux.
         Duration::from_millis(ticks * 10)
+    }
+
+    /// Stops the process as systemd or Docker would (SIGTERM), waits for it and checks that it
+    /// exited 0.
+    pub fn terminate(&mut self) {
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(signalled.success());
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "{status}");
     }
 
     pub fn kill_hard(&mut self) {

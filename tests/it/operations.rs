@@ -14,15 +14,6 @@ use pingpilot::core::store::{IntakeResult, NewEvent, StoreOptions};
 
 const DAY_MS: Millis = 86_400_000;
 
-fn json_out(output: &std::process::Output) -> Value {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
-}
-
 async fn account_id(relay: &Relay, key: &str) -> String {
     let (status, account) = relay
         .call(Method::GET, "/api/v1/account", Some(key), None)
@@ -81,7 +72,7 @@ async fn a_disabled_account_is_refused_everywhere_and_its_deliveries_wait_until_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let disabled = json_out(
+    let disabled = stdout_json(
         &relay
             .cli(&["account", "disable", "--account", &account])
             .await,
@@ -97,7 +88,7 @@ async fn a_disabled_account_is_refused_everywhere_and_its_deliveries_wait_until_
             "{method} {path}"
         );
     }
-    let shown = json_out(&relay.cli(&["account", "show", "--account", &account]).await);
+    let shown = stdout_json(&relay.cli(&["account", "show", "--account", &account]).await);
     assert!(shown["disabledAt"].is_string(), "{shown}");
 
     // Discord would take it now, but the account is disabled: nothing goes out.
@@ -107,7 +98,7 @@ async fn a_disabled_account_is_refused_everywhere_and_its_deliveries_wait_until_
     let sent = relay.discord.received_requests().await.unwrap_or_default();
     assert!(sent.is_empty(), "sent while disabled: {sent:?}");
 
-    let enabled = json_out(
+    let enabled = stdout_json(
         &relay
             .cli(&["account", "enable", "--account", &account])
             .await,
@@ -146,7 +137,7 @@ async fn account_delete_asks_for_yes_then_removes_the_account_and_nothing_else()
         .await;
     assert_eq!(status, StatusCode::OK, "nothing deleted without --yes");
 
-    let deleted = json_out(
+    let deleted = stdout_json(
         &relay
             .cli(&["account", "delete", "--account", &doomed, "--yes"])
             .await,
@@ -247,7 +238,7 @@ async fn prune_deletes_only_events_past_retention_and_says_what_it_removed() {
         .call(Method::GET, "/api/v1/quota", Some(&key), None)
         .await;
 
-    let counted = json_out(&relay.cli(&["prune", "--dry-run"]).await);
+    let counted = stdout_json(&relay.cli(&["prune", "--dry-run"]).await);
     assert_eq!(
         (
             &counted["dryRun"],
@@ -261,7 +252,7 @@ async fn prune_deletes_only_events_past_retention_and_says_what_it_removed() {
     );
     assert_eq!(event_status(&relay, &key, &old[0]).await, StatusCode::OK);
 
-    let pruned = json_out(&relay.cli(&["prune"]).await);
+    let pruned = stdout_json(&relay.cli(&["prune"]).await);
     assert_eq!(
         (&pruned["events"], &pruned["deliveries"]),
         (&json!(3), &json!(3))
@@ -284,7 +275,7 @@ async fn prune_deletes_only_events_past_retention_and_says_what_it_removed() {
         quota_after, quota_before,
         "the quota count is not retention's"
     );
-    let again = json_out(&relay.cli(&["prune"]).await);
+    let again = stdout_json(&relay.cli(&["prune"]).await);
     assert_eq!(again["events"], 0);
     relay.stop().await;
 }
@@ -332,7 +323,7 @@ async fn the_background_task_applies_retention_and_counts_it_in_metrics() {
 async fn ready_answers_for_a_relay_and_fails_for_none() {
     let relay = Relay::start().await;
     let ready = relay.cli(&["ready", "--url", &relay.base]).await;
-    assert_eq!(json_out(&ready)["status"], "ready");
+    assert_eq!(stdout_json(&ready)["status"], "ready");
     let nobody = relay.cli(&["ready", "--url", "http://127.0.0.1:9"]).await;
     assert!(!nobody.status.success());
     let said = String::from_utf8_lossy(&nobody.stderr);
@@ -341,17 +332,6 @@ async fn ready_answers_for_a_relay_and_fails_for_none() {
         "{said}"
     );
     relay.stop().await;
-}
-
-/// Stops a relay process as systemd or Docker would (SIGTERM) and waits for it.
-fn terminate(relay: &mut RelayProcess) {
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &relay.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(signalled.success());
-    let status = relay.child.wait().expect("wait");
-    assert!(status.success(), "{status}");
 }
 
 fn run(args: &[&str], config: &std::path::Path) -> std::process::Output {
@@ -381,7 +361,7 @@ async fn a_backup_of_a_live_database_restores_everything_it_held() {
         database.remove().await;
         return;
     }
-    let created = json_out(&run(&["account", "create", "--name", "Kept"], &config));
+    let created = stdout_json(&run(&["account", "create", "--name", "Kept"], &config));
     let key = created["apiKey"].as_str().expect("key").to_string();
     let mut relay = RelayProcess::spawn(&config).await;
     let client = reqwest::Client::new();
@@ -397,7 +377,7 @@ async fn a_backup_of_a_live_database_restores_everything_it_held() {
         .expect("post");
     assert_eq!(made.status(), StatusCode::CREATED);
 
-    let copied = json_out(&run(&["backup", "--to", &backup_arg], &config));
+    let copied = stdout_json(&run(&["backup", "--to", &backup_arg], &config));
     assert_eq!(copied["backup"], backup_arg.as_str());
     assert!(copied["bytes"].as_u64().expect("bytes") > 0);
     let again = run(&["backup", "--to", &backup_arg], &config);
@@ -410,7 +390,7 @@ async fn a_backup_of_a_live_database_restores_everything_it_held() {
         .await
         .expect("post");
     assert_eq!(made.status(), StatusCode::CREATED);
-    terminate(&mut relay);
+    relay.terminate();
 
     let live = dir.path().join("pingpilot.db");
     std::fs::copy(&backup, &live).expect("cp backup.db pingpilot.db");

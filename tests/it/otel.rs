@@ -77,12 +77,7 @@ async fn requests_and_delivery_attempts_are_traced_and_logged_with_their_trace_i
     assert_eq!(accepted["deliveryStatus"], "DELIVERED", "{accepted}");
     let event_id = accepted["eventId"].as_str().expect("id").to_string();
     // SIGTERM: the relay sends the spans it still holds before it exits.
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &relay.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(signalled.success());
-    assert!(relay.child.wait().expect("wait").success());
+    relay.terminate();
 
     let mut spans = Vec::new();
     for request in collector.received_requests().await.unwrap_or_default() {
