@@ -103,6 +103,22 @@ impl Backend {
     }
 }
 
+/// A new category of the account, green and without emoji.
+pub async fn category(
+    store: &dyn Storage,
+    account_id: &crate::model::AccountId,
+    name: &str,
+) -> crate::model::Category {
+    match store
+        .create_category(account_id, name, 0x00ff00, None, None, None)
+        .await
+        .expect("category")
+    {
+        super::CategoryCreate::Created(category) => category,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A SQLite store in a directory of its own (removed with the returned guard).
 pub async fn sqlite() -> (tempfile::TempDir, Backend) {
     let dir = tempfile::TempDir::new().expect("dir");

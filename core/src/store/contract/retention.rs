@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Map;
 
-use super::{Backend, on_both_backends};
+use super::{Backend, category, on_both_backends};
 use crate::model::*;
 use crate::store::*;
 
@@ -21,17 +21,6 @@ async fn account_with_key(store: &dyn Storage) -> (Account, String) {
         .create_account("Test", None, "unlimited", &BTreeMap::new(), &["discord"])
         .await
         .expect("account")
-}
-
-async fn category(store: &dyn Storage, account_id: &AccountId) -> Category {
-    match store
-        .create_category(account_id, "sale", 0x00ff00, None, None, None)
-        .await
-        .expect("category")
-    {
-        CategoryCreate::Created(category) => category,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// An event with a Discord delivery, accepted at `at`.
@@ -93,7 +82,7 @@ async fn quota_rows(backend: &Backend) -> i64 {
 async fn retention_deletes_old_finished_events_and_nothing_else(backend: &Backend) {
     let store = backend.store();
     let (account, _) = account_with_key(&*store).await;
-    let category = category(&*store, &account.id).await;
+    let category = category(&*store, &account.id, "sale").await;
     let now = now_millis();
     let old = event_at(&*store, &account.id, &category, now - 100 * DAY_MS).await;
     let old_pending = event_at(&*store, &account.id, &category, now - 100 * DAY_MS).await;
@@ -152,7 +141,7 @@ async fn deleting_an_account_removes_its_rows_and_no_others(backend: &Backend) {
     let (kept, _) = account_with_key(&*store).await;
     let now = now_millis();
     for account in [&doomed, &kept] {
-        let category = category(&*store, &account.id).await;
+        let category = category(&*store, &account.id, "sale").await;
         for _ in 0..5 {
             event_at(&*store, &account.id, &category, now).await;
         }
@@ -197,7 +186,7 @@ async fn deleting_an_account_removes_its_rows_and_no_others(backend: &Backend) {
 async fn a_disabled_account_moves_its_version_and_holds_its_deliveries(backend: &Backend) {
     let store = backend.store();
     let (account, key) = account_with_key(&*store).await;
-    let category = category(&*store, &account.id).await;
+    let category = category(&*store, &account.id, "sale").await;
     let before = store
         .authenticate(&hash_api_key(&key))
         .await

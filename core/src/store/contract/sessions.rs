@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{Backend, on_both_backends};
+use super::{Backend, category, on_both_backends};
 use crate::model::{Account, Category, DeliveryStatus, Millis, hash_api_key, now_millis};
 use crate::store::*;
 
@@ -30,17 +30,6 @@ async fn version(store: &dyn Storage, key: &str) -> i64 {
         .expect("authenticate")
         .expect("key")
         .account_version
-}
-
-async fn category(store: &dyn Storage, account_id: &AccountId, name: &str) -> Category {
-    match store
-        .create_category(account_id, name, 0x00ff00, None, None, None)
-        .await
-        .expect("category")
-    {
-        CategoryCreate::Created(category) => category,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// An event created at `now` with fields `{"n": n}`, delivered to Discord and Telegram.
