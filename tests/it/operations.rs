@@ -474,3 +474,58 @@ async fn json_logs_carry_the_request_id_the_answer_names() {
     drop(relay);
     database.remove().await;
 }
+
+/// Forwards connections on `listener` to `target`, from the moment it is called.
+async fn forward(listener: tokio::net::TcpListener, target: String) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// A relay started before its PostgreSQL server is reachable (a container beside it) waits for
+/// it rather than exiting.
+#[tokio::test]
+async fn a_relay_waits_for_a_postgresql_server_that_comes_up_after_it() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let database = TestDatabase::create(dir.path()).await;
+    let Some(rest) = database.url.strip_prefix("postgres://") else {
+        return; // SQLite: nothing to wait for.
+    };
+    // Where the server will be: a port nothing listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let (user, path) = rest.split_once('@').expect("user@host");
+    let (server, name) = path.split_once('/').expect("host/database");
+    let late_url = format!("postgres://{user}@127.0.0.1:{port}/{name}");
+    let config = dir.path().join("pingpilot.toml");
+    std::fs::write(&config, config_toml(&late_url, "", "")).expect("config");
+    let opening = tokio::spawn({
+        let config = config.clone();
+        async move { RelayProcess::spawn(&config).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the server's port");
+    let proxy = tokio::spawn(forward(listener, server.to_string()));
+    let relay = opening.await.expect("relay");
+    assert!(
+        !relay
+            .log_lines("the database cannot be reached yet; trying again")
+            .is_empty()
+    );
+    drop(relay);
+    proxy.abort();
+    database.remove().await;
+}

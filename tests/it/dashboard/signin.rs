@@ -203,3 +203,40 @@ async fn assets_and_unknown_pages() {
     missing.assert_contains(&["<!DOCTYPE html>", "Not found"]);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_disabled_account_cannot_sign_in_and_its_open_sessions_say_why() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let (_, account) = relay
+        .call(reqwest::Method::GET, "/api/v1/account", Some(&key), None)
+        .await;
+    let account = account["id"].as_str().expect("id").to_string();
+    let mut open = Browser::signed_in(&relay, &key).await;
+    let disabled = relay
+        .cli(&["account", "disable", "--account", &account])
+        .await;
+    assert!(disabled.status.success());
+
+    let page = open.get("/dashboard").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    page.assert_contains(&["This account is disabled", "Nothing has been deleted"]);
+    let mut fresh = Browser::new(&relay);
+    fresh.get("/dashboard/login").await;
+    let refused = fresh.post("/dashboard/login", &[("api_key", &key)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    refused.assert_contains(&["This account is disabled"]);
+    assert!(fresh.cookie("pp_session").is_none());
+    let link = relay
+        .cli(&["account", "login-link", "--account", &account])
+        .await;
+    assert!(!link.status.success());
+    assert!(String::from_utf8_lossy(&link.stderr).contains("is disabled"));
+
+    let enabled = relay
+        .cli(&["account", "enable", "--account", &account])
+        .await;
+    assert!(enabled.status.success());
+    assert_eq!(open.get("/dashboard").await.status, StatusCode::OK);
+    relay.stop().await;
+}
