@@ -828,7 +828,7 @@ async fn prune(config: &Config, dry_run: bool, vacuum: bool) -> Result<(), CliEr
     let pruned = if dry_run {
         retention::count(&store, settings, now).await?
     } else {
-        retention::prune(&store, settings, now, |_| {}).await?
+        retention::prune(&store, settings, now, |_, _| {}).await?
     };
     let Some(pruned) = pruned else {
         print_json(&json!({"retention": "forever", "events": 0, "deliveries": 0, "attempts": 0}));

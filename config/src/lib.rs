@@ -131,7 +131,7 @@ impl Default for RetentionSettings {
         Self {
             events: DurationSetting::from_secs(90 * 24 * 3600),
             interval: DurationSetting::from_secs(3600),
-            batch: 500,
+            batch: 100,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! batches, each its own transaction, so intake's writes get in between.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pingpilot_config::RetentionSettings;
 use tokio::sync::watch;
@@ -16,7 +16,9 @@ use crate::store::{EventScope, Removed, Store, StoreError};
 /// hold of the writer.
 const SHRINK_PAGES: u32 = 1024;
 
-/// The pause between two batches, which lets waiting writes go first.
+/// The shortest pause between two batches, which lets waiting writes go first. The pause is
+/// never shorter than the batch took either, so retention holds the database's writer at most
+/// half of the time.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
 
 /// The lease that lets one relay process at a time run retention on a shared database.
@@ -55,13 +57,14 @@ pub async fn count(
     }))
 }
 
-/// Deletes the events past retention at `now`, batch by batch (`each_batch` hears of each),
-/// then gives the space back; `None` when events are kept forever.
+/// Deletes the events past retention at `now`, batch by batch (`each_batch` hears of each, and
+/// how long its transaction took), then gives the space back; `None` when events are kept
+/// forever.
 pub async fn prune(
     store: &Store,
     settings: &RetentionSettings,
     now: Millis,
-    each_batch: impl FnMut(Removed),
+    each_batch: impl FnMut(Removed, Duration),
 ) -> Result<Option<Pruned>, StoreError> {
     let Some(before) = cutoff(settings, now) else {
         return Ok(None);
@@ -87,7 +90,7 @@ pub async fn delete_account(
         return Ok(None);
     }
     let scope = EventScope::OfAccount(account_id);
-    let removed = delete_in_batches(store, scope, batch, |_| {}).await?;
+    let removed = delete_in_batches(store, scope, batch, |_, _| {}).await?;
     store.delete_account_row(account_id).await?;
     Ok(Some(removed))
 }
@@ -96,29 +99,35 @@ async fn delete_in_batches(
     store: &Store,
     scope: EventScope<'_>,
     batch: u32,
-    mut each_batch: impl FnMut(Removed),
+    mut each_batch: impl FnMut(Removed, Duration),
 ) -> Result<Removed, StoreError> {
     let mut total = Removed::default();
     loop {
+        let clock = Instant::now();
         let removed = store.delete_events(scope, batch).await?;
-        each_batch(removed);
+        let took = clock.elapsed();
+        each_batch(removed, took);
         total.add(removed);
         if removed.events < u64::from(batch) {
             return Ok(total);
         }
-        tokio::time::sleep(BATCH_PAUSE).await;
+        tokio::time::sleep(took.max(BATCH_PAUSE)).await;
     }
 }
 
 /// Gives the free pages back step by step; the bytes given back.
 async fn shrink(store: &Store) -> Result<Option<u64>, StoreError> {
     let mut freed = None;
-    while let Some(bytes) = store.shrink(SHRINK_PAGES).await? {
+    loop {
+        let clock = Instant::now();
+        let Some(bytes) = store.shrink(SHRINK_PAGES).await? else {
+            break;
+        };
         *freed.get_or_insert(0) += bytes;
         if bytes == 0 {
             break;
         }
-        tokio::time::sleep(BATCH_PAUSE).await;
+        tokio::time::sleep(clock.elapsed().max(BATCH_PAUSE)).await;
     }
     Ok(freed)
 }
@@ -162,8 +171,10 @@ async fn pass(state: &AppState, settings: &RetentionSettings, interval: Duration
             return;
         }
     }
-    let result = prune(store, settings, now, |removed| {
-        state.metrics.retention(removed)
+    let mut longest_batch = Duration::ZERO;
+    let result = prune(store, settings, now, |removed, took| {
+        state.metrics.retention(removed);
+        longest_batch = longest_batch.max(took);
     })
     .await;
     match result {
@@ -172,6 +183,7 @@ async fn pass(state: &AppState, settings: &RetentionSettings, interval: Duration
             deliveries = pruned.removed.deliveries,
             attempts = pruned.removed.attempts,
             bytes_freed = pruned.bytes_freed,
+            longest_batch_ms = longest_batch.as_millis() as u64,
             "retention: deleted events past retention.events"
         ),
         Ok(_) => {}
