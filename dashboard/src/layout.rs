@@ -2,6 +2,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 use pingpilot_core::model::{DeliveryStatus, Millis, to_datetime};
+use pingpilot_core::service::health::Attention;
 use poem::web::Html;
 use poem::{IntoResponse, Response};
 
@@ -36,6 +37,7 @@ fn document(title: &str, body: Markup) -> Html<String> {
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) " · PingPilot" }
                     link rel="stylesheet" href={ (PREFIX) "/assets/dashboard.css" };
+                    link rel="icon" type="image/svg+xml" href={ (PREFIX) "/assets/favicon.svg" };
                     // The content security policy allows no inline style (htmx would add one
                     // for its request indicators, which no page uses) and no eval.
                     meta name="htmx-config"
@@ -66,6 +68,8 @@ pub fn bare(title: &str, body: Markup) -> Html<String> {
 pub trait Viewer {
     fn account_name(&self) -> &str;
     fn csrf(&self) -> &str;
+    /// What needs the account owner's action, shown above every page.
+    fn attention(&self) -> &[Attention];
 }
 
 /// The hidden field every form of a signed-in page carries.
@@ -100,10 +104,95 @@ pub fn page(user: &impl Viewer, active: Option<Nav>, title: &str, body: Markup) 
                     button type="submit" { "Sign out" }
                 }
             }
-            main #main { (body) }
+            main #main {
+                (attention_banner(user.attention()))
+                (body)
+            }
         },
     )
     .into_response()
+}
+
+/// What needs action, each with the page that fixes it; nothing when all is well.
+pub fn attention_banner(items: &[Attention]) -> Markup {
+    html! {
+        @if !items.is_empty() {
+            section.attention aria-labelledby="attention-title" {
+                h2 #attention-title.visually-hidden { "Needs your attention" }
+                ul {
+                    @for item in items {
+                        @let (text, fix, label) = attention_text(item);
+                        li class=(if item.blocks_events() { "blocking" } else { "warning" }) {
+                            span { (text) }
+                            " "
+                            a href={ (PREFIX) (fix) } { (label) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An item's sentence, and the page (under the dashboard) and link text that fix it.
+fn attention_text(item: &Attention) -> (String, &'static str, &'static str) {
+    match item {
+        Attention::EventsRefused { message } => (
+            format!("Every event is refused with: \u{201c}{message}\u{201d}"),
+            "/settings",
+            "Fix it in Settings",
+        ),
+        Attention::QuotaReached { limit, resets_at } => (
+            format!(
+                "This month's {} events are used up: new events are refused until {}.",
+                thousands(*limit),
+                resets_at.format("%-d %B %Y")
+            ),
+            "/usage",
+            "See usage",
+        ),
+        Attention::QuotaNearlyUsed { used, limit } => (
+            format!(
+                "{} of this month's {} events are used ({} %).",
+                thousands(*used),
+                thousands(*limit),
+                used * 100 / (*limit).max(1)
+            ),
+            "/usage",
+            "See usage",
+        ),
+        Attention::DeliveriesFailed { count } => (
+            format!(
+                "{} {} failed in the last 24 hours.",
+                thousands(*count),
+                if *count == 1 {
+                    "delivery"
+                } else {
+                    "deliveries"
+                }
+            ),
+            "",
+            "See your categories",
+        ),
+        Attention::ChannelWaiting { channel, reason } => (
+            format!("{channel} notifications are held: {reason}"),
+            "/settings",
+            "Open Settings",
+        ),
+    }
+}
+
+/// A count with thousands separators: `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// A message above a page's content, e.g. after a form was sent.
@@ -206,6 +295,18 @@ mod tests {
     fn colours_are_six_hex_digits() {
         assert_eq!(color_hex(0x00ff_0000), "#ff0000");
         assert_eq!(color_hex(0x12), "#000012");
+    }
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        for (n, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(thousands(n), text);
+        }
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     let route = Route::new()
         .at("/assets/htmx.min.js", get(htmx))
         .at("/assets/copy-key.js", get(copy_key))
-        .at("/assets/dashboard.css", get(stylesheet));
+        .at("/assets/dashboard.css", get(stylesheet))
+        .at("/assets/favicon.svg", get(favicon));
     // Not `/*rest`: poem's tree prefers a catch-all over `/` itself, which hid the overview.
     let route = pages::routes(route)
         .at("/:first", not_found)
@@ -138,6 +139,12 @@ fn stylesheet() -> Response {
         include_str!("../assets/dashboard.css"),
         "text/css; charset=utf-8",
     )
+}
+
+/// The paper plane of the brand, so that browsers ask for no /favicon.ico.
+#[handler]
+fn favicon() -> Response {
+    asset(include_str!("../assets/favicon.svg"), "image/svg+xml")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -9,6 +9,7 @@ use pingpilot_core::model::{
     ACCOUNT_DISABLED_MESSAGE, Account, AccountId, KeyId, Millis, hash_api_key, new_secret,
     now_millis,
 };
+use pingpilot_core::service::health::{self, Attention};
 use pingpilot_core::store::{SessionRecord, StoreError};
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Response};
@@ -217,6 +218,8 @@ pub struct SignedIn {
     /// The API key this session was signed in with (`None`: a one-time link).
     pub key_id: Option<KeyId>,
     session_hash: String,
+    /// What needs the owner's action, for the banner of every page.
+    attention: Vec<Attention>,
 }
 
 impl SignedIn {
@@ -268,12 +271,16 @@ impl<'a> FromRequest<'a> for SignedIn {
         if account.disabled_at.is_some() {
             return Err(DashError::AccountDisabled.into());
         }
+        let attention = health::attention(&state, &account, now_millis())
+            .await
+            .map_err(DashError::from)?;
         Ok(Self {
             state,
             account,
             csrf: session.csrf_token,
             key_id: session.key_id,
             session_hash,
+            attention,
         })
     }
 }
@@ -299,6 +306,10 @@ impl layout::Viewer for SignedIn {
 
     fn csrf(&self) -> &str {
         &self.csrf
+    }
+
+    fn attention(&self) -> &[Attention] {
+        &self.attention
     }
 }
 

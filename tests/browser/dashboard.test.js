@@ -97,6 +97,11 @@ test('signing in with the API key opens the overview, empty at first', async () 
   await page.getByText('Ada Browser').waitFor();
   await page.getByText('0 of 3 categories on the free plan').waitFor();
   await page.getByText('No categories yet').waitFor();
+  // Telegram is on but not linked yet: the banner says so, with the page that fixes it.
+  const attention = page.getByRole('region', { name: 'Needs your attention' });
+  await attention.getByText(/^Telegram notifications are held: /).waitFor();
+  await attention.getByRole('link', { name: 'Open Settings' }).waitFor();
+  await capture('overview-attention');
 });
 
 test('the quick start creates bug, sale and question, up to the plan limit', async () => {
@@ -198,6 +203,7 @@ test('settings: Telegram is linked, the Discord ID changed, and a test notificat
     await page.reload();
     return (await page.getByText('Linked', { exact: true }).count()) > 0;
   });
+  assert.equal(await page.getByRole('region', { name: 'Needs your attention' }).count(), 0, 'nothing left to fix');
 
   // The events that waited for the chat go out now.
   await eventually('every event delivered through both channels', async () => {

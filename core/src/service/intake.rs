@@ -12,7 +12,9 @@ use serde_json::{Map, Value};
 use super::intake_cache::IntakeContext;
 use super::intake_rate::Rate;
 use crate::app::{AppState, KEY_TOUCH_INTERVAL_MS};
-use crate::model::{Account, Category, DeliveryStatus, EventId, now_millis};
+use crate::model::{
+    ACCOUNT_DISABLED_MESSAGE, Account, Category, DeliveryStatus, EventId, now_millis,
+};
 use crate::store::{DecidedFrom, IdempotencyKey, IntakeResult, NewEvent, StoreError};
 
 /// The 403 when an account has no channel switched on.
@@ -309,6 +311,18 @@ async fn decide<R: Clone>(
             state.work_ready.notify_one();
             Ok(Decided { event_id, wait })
         }
+    }
+}
+
+/// The 403 intake answers every event of the account with, whatever its category, if any:
+/// what the dashboard warns of.
+pub fn account_refusal(state: &AppState, account: &Account) -> Option<&'static str> {
+    if account.disabled_at.is_some() {
+        return Some(ACCOUNT_DISABLED_MESSAGE);
+    }
+    match enabled_channels::<()>(state, account, None) {
+        Err(IntakeError::ChannelNotReady(message)) => Some(message),
+        _ => None,
     }
 }
 

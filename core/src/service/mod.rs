@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod categories;
 pub mod deliveries;
+pub mod health;
 pub mod intake;
 pub(crate) mod intake_cache;
 pub(crate) mod intake_rate;

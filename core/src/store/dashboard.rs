@@ -46,6 +46,9 @@ pub trait DashboardStorage: Send + Sync {
         since: Millis,
     ) -> Result<BTreeMap<String, i64>>;
 
+    /// How many deliveries of the account's events created since `since` failed.
+    async fn failed_deliveries_since(&self, account_id: &AccountId, since: Millis) -> Result<u64>;
+
     /// The deliveries of each of these events (the account's only), in provider order.
     async fn delivery_badges(
         &self,
@@ -108,6 +111,23 @@ macro_rules! dashboard_for {
                 .fetch_all(self.reads())
                 .await?;
                 Ok(counts.into_iter().collect())
+            }
+
+            async fn failed_deliveries_since(
+                &self,
+                account_id: &$crate::model::AccountId,
+                since: $crate::model::Millis,
+            ) -> $crate::store::Result<u64> {
+                // Events by their id, which sorts by creation time (see `EventId::first_at`).
+                let failed: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM events e JOIN deliveries d ON d.event_id = e.id \
+                     WHERE e.account_id = $1 AND e.id >= $2 AND d.status = 'FAILED'",
+                )
+                .bind(account_id)
+                .bind($crate::model::EventId::first_at(since))
+                .fetch_one(self.reads())
+                .await?;
+                Ok(u64::try_from(failed).unwrap_or(0))
             }
 
             async fn delivery_badges(
