@@ -1,6 +1,7 @@
 // Debian's Chromium, headless, driven by playwright-core; screenshots at desktop and phone width.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,6 +11,9 @@ const repository = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SCREENSHOTS = process.env.SCREENSHOT_DIR || join(repository, 'target', 'browser', 'screenshots');
 export const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
+
+/** axe-core, evaluated in the page (as the test harness, so the page's CSP does not apply). */
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 export async function launchBrowser() {
   return chromium.launch({
@@ -55,28 +59,49 @@ export async function newPage(browser) {
 /**
  * Chromium logs every answer with an error status as "Failed to load resource". For the page
  * itself that is the answer a test asked for (a refused key: 401, an invalid field: 422), and
- * the test checks what it shows; the relay has no /favicon.ico, which Chromium asks for. Any
- * other failed load, such as a missing script or style sheet, counts as an error.
+ * the test checks what it shows. Any other failed load, such as a missing script, style sheet or
+ * icon, counts as an error.
  */
 function expectedFailure(page, message) {
   if (!message.text().startsWith('Failed to load resource: the server responded with a status of')) {
     return false;
   }
-  const url = message.location().url;
-  return url === page.url() || new URL(url).pathname === '/favicon.ico';
+  return message.location().url === page.url();
 }
 
 /**
- * Saves `<name>-desktop.png` and `<name>-phone.png` (whole page) and checks that nothing is
- * wider than a phone's screen.
+ * The page's serious and critical accessibility findings by axe-core (WCAG 2.x A and AA rules),
+ * each as "rule: help (target, …)"; none is the goal.
+ */
+export async function accessibilityFindings(page) {
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    const results = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+      resultTypes: ['violations'],
+    });
+    return results.violations.map((v) => ({
+      id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')),
+    }));
+  });
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.help} (${v.targets.slice(0, 5).join(', ')})`);
+}
+
+/**
+ * Saves `<name>-desktop.png` and `<name>-phone.png` (whole page), and says how much wider than
+ * a phone's screen the page is and what axe-core finds at each width.
  */
 export async function screenshots(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.setViewportSize(DESKTOP);
   await page.screenshot({ path: join(SCREENSHOTS, `${name}-desktop.png`), fullPage: true });
+  const findings = (await accessibilityFindings(page)).map((f) => `desktop: ${f}`);
   await page.setViewportSize(PHONE);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   await page.screenshot({ path: join(SCREENSHOTS, `${name}-phone.png`), fullPage: true });
+  findings.push(...(await accessibilityFindings(page)).map((f) => `phone: ${f}`));
   await page.setViewportSize(DESKTOP);
-  return { phoneOverflow: overflow };
+  return { phoneOverflow: overflow, accessibility: findings };
 }

@@ -42,10 +42,14 @@ after(async () => {
   await standins?.close();
 });
 
-/** Screenshots at both widths; the page must not scroll sideways on a phone. */
+/**
+ * Screenshots at both widths; the page must not scroll sideways on a phone, and axe-core must
+ * find nothing serious or critical at either width.
+ */
 async function capture(name) {
-  const { phoneOverflow } = await screenshots(page, name);
+  const { phoneOverflow, accessibility } = await screenshots(page, name);
   assert.ok(phoneOverflow <= 0, `${name} is ${phoneOverflow}px wider than a phone's screen`);
+  assert.deepEqual(accessibility, [], `${name}: accessibility findings`);
 }
 
 function path() {
