@@ -43,6 +43,7 @@ fn document(title: &str, body: Markup) -> Html<String> {
                     meta name="htmx-config"
                         content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
                     script src={ (PREFIX) "/assets/htmx.min.js" } defer {}
+                    script src={ (PREFIX) "/assets/local-time.js" } defer {}
                 }
                 body { (body) }
             }
@@ -210,13 +211,30 @@ pub enum NoticeKind {
     Problem,
 }
 
-/// A moment in UTC, e.g. `2026-11-28 13:05 UTC`, with its machine-readable form.
+/// A moment to the minute, e.g. `2026-11-28 13:05 UTC`; in the reader's time zone once the page
+/// script has run, UTC on hover.
 pub fn time(millis: Millis) -> Markup {
+    moment(millis, "minute", "%Y-%m-%d %H:%M UTC")
+}
+
+/// A moment to the second: attempts and events often come seconds apart.
+pub fn precise_time(millis: Millis) -> Markup {
+    moment(millis, "second", "%Y-%m-%d %H:%M:%S UTC")
+}
+
+/// A moment as "3 minutes ago" once the page script has run (to the second in UTC before),
+/// the exact moment on hover: the events table, where recency matters most.
+pub fn relative_time(millis: Millis) -> Markup {
+    moment(millis, "relative", "%Y-%m-%d %H:%M:%S UTC")
+}
+
+/// A `<time>` in UTC, marked for `local-time.js` with `style`.
+fn moment(millis: Millis, style: &str, utc_format: &str) -> Markup {
     let at = to_datetime(millis);
+    let utc = at.format(utc_format).to_string();
     html! {
-        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) {
-            (at.format("%Y-%m-%d %H:%M UTC"))
-        }
+        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            title=(utc) data-time=(style) { (utc) }
     }
 }
 
@@ -310,11 +328,20 @@ mod tests {
     }
 
     #[test]
-    fn times_read_in_utc() {
+    fn times_read_in_utc_until_the_script_makes_them_local() {
         let text = time(1_764_334_800_000).into_string();
-        assert!(text.contains("2025-11-28 13:00 UTC"), "{text}");
+        assert_eq!(
+            text,
+            r#"<time datetime="2025-11-28T13:00:00.000Z" title="2025-11-28 13:00 UTC" data-time="minute">2025-11-28 13:00 UTC</time>"#
+        );
+        let text = precise_time(1_764_334_805_250).into_string();
         assert!(
-            text.contains(r#"datetime="2025-11-28T13:00:00Z""#),
+            text.contains(r#"data-time="second">2025-11-28 13:00:05 UTC<"#),
+            "{text}"
+        );
+        let text = relative_time(1_764_334_805_250).into_string();
+        assert!(
+            text.contains(r#"data-time="relative">2025-11-28 13:00:05 UTC<"#),
             "{text}"
         );
     }

@@ -45,6 +45,7 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     let route = Route::new()
         .at("/assets/htmx.min.js", get(htmx))
         .at("/assets/copy-key.js", get(copy_key))
+        .at("/assets/local-time.js", get(local_time))
         .at("/assets/dashboard.css", get(stylesheet))
         .at("/assets/favicon.svg", get(favicon));
     // Not `/*rest`: poem's tree prefers a catch-all over `/` itself, which hid the overview.
@@ -129,6 +130,15 @@ fn htmx() -> Response {
 fn copy_key() -> Response {
     asset(
         include_str!("../assets/copy-key.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+/// Times in the reader's time zone.
+#[handler]
+fn local_time() -> Response {
+    asset(
+        include_str!("../assets/local-time.js"),
         "text/javascript; charset=utf-8",
     )
 }

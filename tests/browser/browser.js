@@ -27,10 +27,11 @@ export async function launchBrowser() {
 /**
  * A fresh browser context (its own cookies) with one page at desktop width. What goes wrong in
  * the page is collected for the tests to check: script errors in `page.scriptErrors`, console
- * errors, content security policy violations among them, in `page.consoleErrors`.
+ * errors, content security policy violations among them, in `page.consoleErrors`. `options`
+ * go to the context (a time zone, a locale).
  */
-export async function newPage(browser) {
-  const context = await browser.newContext({ viewport: DESKTOP });
+export async function newPage(browser, options = {}) {
+  const context = await browser.newContext({ viewport: DESKTOP, ...options });
   context.setDefaultTimeout(10_000);
   context.setDefaultNavigationTimeout(15_000);
   // Every content security policy violation the page sees also goes to the console, with the

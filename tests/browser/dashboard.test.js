@@ -334,6 +334,32 @@ test('usage shows the events and categories against the plan', async () => {
   await capture('usage');
 });
 
+test('times read in the reader\'s time zone, exact and in UTC on hover', async () => {
+  const reader = await newPage(browser, { timezoneId: 'America/New_York', locale: 'en-US' });
+  try {
+    await signIn(reader);
+    await reader.goto(`${relay.base}/dashboard/categories/sale`);
+    // The events table: how long ago, on one line; the moment in local time and UTC on hover.
+    const latest = reader.getByRole('table').getByRole('row').nth(1).locator('time');
+    assert.match(await latest.textContent(), /^(\d+ (seconds?|minutes?) ago|now)$/);
+    assert.match(await latest.getAttribute('title'), /^[A-Z][a-z]{2} \d+, \d{4}, \d+:\d\d:\d\d [AP]M \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)$/);
+    // The event page: the local time, New York's, 4 or 5 hours behind UTC.
+    await latest.click();
+    const received = reader.locator('time[data-time="minute"]').first();
+    const local = await received.textContent();
+    const utc = await received.getAttribute('title');
+    assert.match(local, /^[A-Z][a-z]{2} \d+, \d{4}, \d+:\d\d [AP]M$/);
+    assert.match(utc, /^\d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
+    const shown = new Date(`${local.replace(',', '').replace(',', '')} UTC`);
+    const hours = (Date.parse(utc.replace(' UTC', 'Z').replace(' ', 'T')) - shown.getTime()) / 3_600_000;
+    assert.ok(hours === 4 || hours === 5, `${local} is ${hours} hours from ${utc}`);
+    assert.deepEqual(reader.consoleErrors, [], 'console errors');
+    assert.deepEqual(reader.scriptErrors, [], 'script errors');
+  } finally {
+    await reader.context().close();
+  }
+});
+
 test('signing out ends the session', async () => {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(`${relay.base}/dashboard/login`);

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use chrono::SecondsFormat;
 use maud::{Markup, html};
 use pingpilot_core::api::CategoryPatch;
-use pingpilot_core::model::{Category, EventId, EventRecord, now_millis, to_datetime};
+use pingpilot_core::model::{Category, EventId, EventRecord, now_millis};
 use pingpilot_core::store::{CategoryUpdate, DeliveryBadge, EventFilter, EventSample};
 use poem::http::StatusCode;
 use poem::web::{Form, Html, Path, Query};
@@ -435,7 +434,8 @@ fn events_table(
 ) -> Markup {
     let columns = field_columns(events);
     html! {
-        div.table-wrap {
+        // Focusable, so that a table wider than the screen scrolls by keyboard too.
+        div.table-wrap tabindex="0" role="region" aria-label="Events" {
             table.events {
                 thead {
                     tr {
@@ -450,7 +450,7 @@ fn events_table(
                         tr {
                             td {
                                 a href={ (PREFIX) "/events/" (event.id) } {
-                                    (time_with_seconds(event.created_at))
+                                    (layout::relative_time(event.created_at))
                                 }
                             }
                             @for column in &columns {
@@ -478,16 +478,6 @@ fn delivery_badge(user: &SignedIn, badge: &DeliveryBadge) -> Markup {
             entry.registration.display_name
         });
     layout::status_badge(Some(provider), badge.status, badge.waiting, badge.had_error)
-}
-
-/// When an event came, to the second: several often arrive within a minute.
-fn time_with_seconds(millis: i64) -> Markup {
-    let at = to_datetime(millis);
-    html! {
-        time datetime=(at.to_rfc3339_opts(SecondsFormat::Millis, true)) {
-            (at.format("%Y-%m-%d %H:%M:%S UTC"))
-        }
-    }
 }
 
 /// Field names in the order they first appear, newest event first.
@@ -590,7 +580,7 @@ mod tests {
 
     #[test]
     fn event_times_show_seconds() {
-        let text = time_with_seconds(1_764_334_805_123).into_string();
+        let text = layout::relative_time(1_764_334_805_123).into_string();
         assert!(text.contains(">2025-11-28 13:00:05 UTC<"), "{text}");
         assert!(
             text.contains(r#"datetime="2025-11-28T13:00:05.123Z""#),

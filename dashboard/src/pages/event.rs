@@ -1,9 +1,7 @@
 //! One event: its fields, each delivery with every attempt made, and a retry of the failed ones.
 
 use maud::{Markup, html};
-use pingpilot_core::model::{
-    AttemptRecord, DeliveryRecord, DeliveryStatus, EventId, EventRecord, Millis, to_datetime,
-};
+use pingpilot_core::model::{AttemptRecord, DeliveryRecord, DeliveryStatus, EventId, EventRecord};
 use pingpilot_core::provider::EventMessage;
 use pingpilot_core::service::deliveries::retry_failed_deliveries;
 use poem::web::{Form, Path, Query};
@@ -144,10 +142,10 @@ fn delivery_card(user: &SignedIn, delivery: &DeliveryRecord) -> Markup {
                     dt { "Last error" } dd { (error) }
                 }
                 @if let Some(at) = delivery.next_attempt_at {
-                    dt { "Next attempt" } dd { (precise_time(at)) }
+                    dt { "Next attempt" } dd { (layout::precise_time(at)) }
                 }
                 @if let Some(at) = delivery.delivered_at {
-                    dt { "Delivered at" } dd { (precise_time(at)) }
+                    dt { "Delivered at" } dd { (layout::precise_time(at)) }
                 }
             }
             (attempts_table(name, &delivery.attempts))
@@ -160,7 +158,8 @@ fn attempts_table(provider: &str, attempts: &[AttemptRecord]) -> Markup {
         @if attempts.is_empty() {
             p.muted { "No attempt yet." }
         } @else {
-            div.table-wrap {
+            // Focusable, so that a table wider than the screen scrolls by keyboard too.
+            div.table-wrap tabindex="0" role="region" aria-label={ "Attempts through " (provider) } {
                 table {
                     caption.visually-hidden { "Attempts through " (provider) }
                     thead { tr {
@@ -172,7 +171,7 @@ fn attempts_table(provider: &str, attempts: &[AttemptRecord]) -> Markup {
                     tbody {
                         @for attempt in attempts {
                             tr {
-                                td { (precise_time(attempt.started_at)) }
+                                td { (layout::precise_time(attempt.started_at)) }
                                 td { (attempt.duration_ms) " ms" }
                                 td {
                                     @match attempt.http_status {
@@ -195,16 +194,6 @@ fn attempts_table(provider: &str, attempts: &[AttemptRecord]) -> Markup {
     }
 }
 
-/// A moment to the second, in UTC: attempts often come seconds apart.
-fn precise_time(millis: Millis) -> Markup {
-    let at = to_datetime(millis);
-    html! {
-        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)) {
-            (at.format("%Y-%m-%d %H:%M:%S UTC"))
-        }
-    }
-}
-
 #[handler]
 async fn retry(user: SignedIn, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> PageResult {
     user.check_csrf(&form.csrf)?;
@@ -216,15 +205,4 @@ async fn retry(user: SignedIn, Path(id): Path<String>, Form(form): Form<CsrfOnly
     };
     let done = if requeued == 0 { "nothing" } else { "retried" };
     Ok(see_other(&format!("{}?done={done}", event_url(&id))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempt_times_show_seconds() {
-        let text = precise_time(1_764_334_805_250).into_string();
-        assert!(text.contains("2025-11-28 13:00:05 UTC"), "{text}");
-    }
 }

@@ -47,7 +47,8 @@ fn keys_table(user: &SignedIn, keys: &[ApiKeyInfo]) -> Markup {
         @if keys.is_empty() {
             p.muted { "This account has no API key. Create one to send events." }
         } @else {
-            div.table-wrap {
+            // Focusable, so that a table wider than the screen scrolls by keyboard too.
+            div.table-wrap tabindex="0" role="region" aria-label="Your API keys" {
                 table {
                     caption.visually-hidden { "Your API keys" }
                     thead { tr {
