@@ -26,12 +26,65 @@ impl Nav {
     ];
 }
 
+/// The colour theme a reader chose with the header's switch; `Auto` follows the system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Theme {
+    #[default]
+    Auto,
+    Dark,
+    Light,
+}
+
+impl Theme {
+    /// The cookie that keeps the choice.
+    pub const COOKIE: &'static str = "pp_theme";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "dark" => Some(Self::Dark),
+            "light" => Some(Self::Light),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Dark => "dark",
+            Self::Light => "light",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Auto => "Auto",
+            Self::Dark => "Dark",
+            Self::Light => "Light",
+        }
+    }
+
+    /// What the switch offers next: auto, dark, light, auto, …
+    fn next(self) -> Self {
+        match self {
+            Self::Auto => Self::Dark,
+            Self::Dark => Self::Light,
+            Self::Light => Self::Auto,
+        }
+    }
+
+    /// `<html data-theme>`: absent for auto, which the style sheet leaves to the system.
+    fn attribute(self) -> Option<&'static str> {
+        (self != Self::Auto).then(|| self.as_str())
+    }
+}
+
 /// The whole document: head (styles, htmx) and `body`'s content.
-fn document(title: &str, body: Markup) -> Html<String> {
+fn document(title: &str, theme: Theme, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
-            html lang="en" {
+            html lang="en" data-theme=[theme.attribute()] {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
@@ -54,10 +107,11 @@ fn document(title: &str, body: Markup) -> Html<String> {
 
 const BRAND: &str = "🛩️ PingPilot";
 
-/// A page without navigation: sign-in and error pages.
+/// A page without navigation: sign-in and error pages, in the system's theme.
 pub fn bare(title: &str, body: Markup) -> Html<String> {
     document(
         title,
+        Theme::Auto,
         html! {
             header.top { a.brand href=(PREFIX) { (BRAND) } }
             main.narrow { (body) }
@@ -71,6 +125,7 @@ pub trait Viewer {
     fn csrf(&self) -> &str;
     /// What needs the account owner's action, shown above every page.
     fn attention(&self) -> &[Attention];
+    fn theme(&self) -> Theme;
 }
 
 /// The hidden field every form of a signed-in page carries.
@@ -80,8 +135,10 @@ pub fn csrf_field(token: &str) -> Markup {
 
 /// A signed-in page: navigation, the account's name, sign-out, then `body`.
 pub fn page(user: &impl Viewer, active: Option<Nav>, title: &str, body: Markup) -> Response {
+    let theme = user.theme();
     document(
         title,
+        theme,
         html! {
             a.skip href="#main" { "Skip to content" }
             header.top {
@@ -98,6 +155,12 @@ pub fn page(user: &impl Viewer, active: Option<Nav>, title: &str, body: Markup) 
                             }
                         }
                     }
+                }
+                form.theme method="post" action={ (PREFIX) "/theme" } {
+                    (csrf_field(user.csrf()))
+                    button type="submit" name="theme" value=(theme.next().as_str())
+                        aria-label={ "Colour theme: " (theme.label()) ". Switch to " (theme.next().label()) }
+                    { "Theme: " (theme.label()) }
                 }
                 form.signout method="post" action={ (PREFIX) "/logout" } {
                     (csrf_field(user.csrf()))

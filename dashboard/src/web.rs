@@ -14,8 +14,8 @@ use pingpilot_core::store::{SessionRecord, StoreError};
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Response};
 
-use crate::layout;
 pub use crate::layout::csrf_field;
+use crate::layout::{self, Theme};
 
 pub const SESSION_COOKIE: &str = "pp_session";
 /// Double-submit token of the sign-in form, which has no session yet.
@@ -220,6 +220,8 @@ pub struct SignedIn {
     session_hash: String,
     /// What needs the owner's action, for the banner of every page.
     attention: Vec<Attention>,
+    /// The colour theme this browser chose.
+    theme: Theme,
 }
 
 impl SignedIn {
@@ -281,6 +283,9 @@ impl<'a> FromRequest<'a> for SignedIn {
             key_id: session.key_id,
             session_hash,
             attention,
+            theme: cookie(req, Theme::COOKIE)
+                .and_then(Theme::parse)
+                .unwrap_or_default(),
         })
     }
 }
@@ -310,6 +315,10 @@ impl layout::Viewer for SignedIn {
 
     fn attention(&self) -> &[Attention] {
         &self.attention
+    }
+
+    fn theme(&self) -> Theme {
+        self.theme
     }
 }
 

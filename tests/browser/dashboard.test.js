@@ -334,6 +334,34 @@ test('usage shows the events and categories against the plan', async () => {
   await capture('usage');
 });
 
+test('the theme switch turns the dashboard dark, light and back to the system\'s', async () => {
+  const background = () => page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+  const theme = () => page.evaluate(() => document.documentElement.dataset.theme ?? 'auto');
+  await page.goto(`${relay.base}/dashboard`);
+  await page.getByRole('button', { name: 'Colour theme: Auto. Switch to Dark' }).click();
+  await page.waitForURL(`${relay.base}/dashboard`);
+  assert.equal(await theme(), 'dark');
+  assert.equal(await background(), 'rgb(17, 20, 24)');
+  // Dark keeps AA contrast: axe-core checks each page as it checks the light ones.
+  await capture('overview-dark');
+  for (const [name, path] of [['category-dark', '/categories/sale'], ['settings-dark', '/settings'], ['usage-dark', '/usage']]) {
+    await page.goto(`${relay.base}/dashboard${path}`);
+    await capture(name);
+  }
+  // The switch goes back to the page it was on.
+  await page.getByRole('button', { name: 'Colour theme: Dark. Switch to Light' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/usage`);
+  assert.equal(await theme(), 'light');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  assert.equal(await background(), 'rgb(246, 247, 249)', 'light was chosen: the system is not asked');
+  await page.getByRole('button', { name: 'Colour theme: Light. Switch to Auto' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/usage`);
+  assert.equal(await theme(), 'auto');
+  assert.equal(await background(), 'rgb(17, 20, 24)', 'auto follows the system\'s dark');
+  await page.emulateMedia({ colorScheme: 'light' });
+  assert.equal(await background(), 'rgb(246, 247, 249)');
+});
+
 test('times read in the reader\'s time zone, exact and in UTC on hover', async () => {
   const reader = await newPage(browser, { timezoneId: 'America/New_York', locale: 'en-US' });
   try {

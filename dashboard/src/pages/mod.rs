@@ -6,6 +6,7 @@ mod keys;
 mod overview;
 mod settings;
 mod signin;
+mod theme;
 mod usage;
 
 use poem::Route;
@@ -17,5 +18,6 @@ pub fn routes(route: Route) -> Route {
     let route = event::routes(route);
     let route = settings::routes(route);
     let route = keys::routes(route);
+    let route = theme::routes(route);
     usage::routes(route)
 }
