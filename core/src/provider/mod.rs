@@ -377,6 +377,13 @@ pub trait Provider: Send + Sync {
     /// Readiness of an account's channel beyond its account fields, and what to show about it.
     fn channel_status(&self, channel: &ChannelContext<'_>) -> ChannelStatus;
 
+    /// What the account owner can do about a delivery error this provider recorded (e.g. allow
+    /// the bot's direct messages), in plain words; `None` when there is nothing to say.
+    fn advice(&self, error: &str) -> Option<&'static str> {
+        let _ = error;
+        None
+    }
+
     /// Sends one event. Must not panic; every failure is an outcome.
     async fn deliver(&self, request: DeliveryRequest<'_>) -> DeliveryOutcome;
 

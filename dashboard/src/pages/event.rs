@@ -116,7 +116,18 @@ fn deliveries_section(
     }
 }
 
+/// The delivery's provider's advice on an error it recorded.
+fn advice(user: &SignedIn, delivery: &DeliveryRecord, error: &str) -> Option<&'static str> {
+    user.state
+        .provider(&delivery.provider)
+        .and_then(|entry| entry.provider.advice(error))
+}
+
 fn delivery_card(user: &SignedIn, delivery: &DeliveryRecord) -> Markup {
+    let delivered = delivery.status == DeliveryStatus::Delivered;
+    let queued = delivery.status == DeliveryStatus::Pending
+        && delivery.waiting_reason.is_none()
+        && delivery.attempts.is_empty();
     let name = user
         .state
         .provider(&delivery.provider)
@@ -138,8 +149,12 @@ fn delivery_card(user: &SignedIn, delivery: &DeliveryRecord) -> Markup {
                 @if let Some(reason) = &delivery.waiting_reason {
                     dt { "Waiting because" } dd { (reason) }
                 }
-                @if let Some(error) = &delivery.last_error {
+                // Once delivered, an earlier attempt's error is history: the table keeps it.
+                @if let (Some(error), false) = (&delivery.last_error, delivered) {
                     dt { "Last error" } dd { (error) }
+                    @if let Some(advice) = advice(user, delivery, error) {
+                        dt { "What to do" } dd { (advice) }
+                    }
                 }
                 @if let Some(at) = delivery.next_attempt_at {
                     dt { "Next attempt" } dd { (layout::precise_time(at)) }
@@ -148,7 +163,18 @@ fn delivery_card(user: &SignedIn, delivery: &DeliveryRecord) -> Markup {
                     dt { "Delivered at" } dd { (layout::precise_time(at)) }
                 }
             }
-            (attempts_table(name, &delivery.attempts))
+            @if queued {
+                p.muted {
+                    "No attempt yet: the first is due "
+                    @if let Some(at) = delivery.next_attempt_at {
+                        (layout::precise_time(at))
+                    } @else { "now" }
+                    ". Deliveries through one channel are spaced out to keep within its rate \
+                     limit, so a busy channel can hold one back for a moment."
+                }
+            } @else {
+                (attempts_table(name, &delivery.attempts))
+            }
         }
     }
 }

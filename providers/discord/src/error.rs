@@ -6,6 +6,23 @@ use pingpilot_core::provider::DeliveryOutcome;
 use pingpilot_core::provider::kit::{http, outcome};
 use serde::Deserialize;
 
+/// What a user can do about an error this crate recorded (`DiscordError`'s text).
+pub fn advice(error: &str) -> Option<&'static str> {
+    if error.contains("(code 50007)") || error.contains("(code 50278)") {
+        Some(
+            "Discord lets a bot message only people who share a server with it and accept direct \
+             messages from that server's members: invite the bot to a server you are in, and \
+             turn on Direct Messages in that server's privacy settings. Then retry.",
+        )
+    } else if error.contains("(code 50033)") || error.contains("Discord 400") {
+        Some("Check the Discord user ID in Settings: it is a number of 17 to 20 digits.")
+    } else if error.contains("Discord 401") {
+        Some("The relay's Discord bot token is wrong or was reset: ask the relay's operator.")
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DiscordError {
     /// No HTTP answer: connection failure, timeout, broken body.
@@ -135,6 +152,23 @@ fn snippet(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_direct_messages_come_with_what_to_do() {
+        let refused = DiscordError::Api {
+            status: 403,
+            code: Some(50007),
+            message: "Cannot send messages to this user".into(),
+            retry_after: None,
+            global: false,
+        };
+        let said = advice(&refused.to_string()).expect("advice");
+        assert!(
+            said.contains("invite the bot to a server you are in"),
+            "{said}"
+        );
+        assert_eq!(advice("Discord request failed: timed out"), None);
+    }
 
     #[test]
     fn permanent_errors_fail_with_code_and_message() {

@@ -194,6 +194,10 @@ impl Provider for DiscordProvider {
         self.token.is_none().then(not_configured)
     }
 
+    fn advice(&self, error: &str) -> Option<&'static str> {
+        error::advice(error)
+    }
+
     fn channel_status(&self, _channel: &ChannelContext<'_>) -> ChannelStatus {
         ChannelStatus {
             waiting: self.token.is_none().then(not_configured),

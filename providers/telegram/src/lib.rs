@@ -346,6 +346,16 @@ impl Provider for TelegramProvider {
         self.token.is_none().then(not_configured)
     }
 
+    fn advice(&self, error: &str) -> Option<&'static str> {
+        if error.contains("bot was blocked by the user") {
+            Some("You blocked the bot in Telegram: open its chat, unblock it, then retry.")
+        } else if error.contains("chat not found") || error.contains("user is deactivated") {
+            Some("The linked chat is gone: connect Telegram again from Settings, then retry.")
+        } else {
+            None
+        }
+    }
+
     fn channel_status(&self, channel: &ChannelContext<'_>) -> ChannelStatus {
         let link_url = self.link_url(channel.link_token);
         let linked = chat_id(channel.state).is_some();

@@ -121,6 +121,8 @@ async fn failed_deliveries_are_retried_from_the_page() {
         r#"<span class="badge failed">Failed</span>"#,
         "Last error",
         "50007",
+        "<dt>What to do</dt>",
+        "invite the bot to a server you are in",
         "<td>403</td>",
         &format!(r#"action="{retry_path}""#),
         "Retry failed deliveries",
@@ -162,6 +164,9 @@ async fn failed_deliveries_are_retried_from_the_page() {
         r#"<span class="badge delivered">Delivered</span>"#,
     ]);
     assert!(!page.body.contains("Retry failed deliveries"));
+    // Delivered now: the earlier error stays in the attempts table only.
+    assert!(!page.body.contains("Last error"));
+    assert!(!page.body.contains("What to do"));
 
     // A second retry finds nothing failed.
     let again = browser.post(&retry_path, &[]).await;
