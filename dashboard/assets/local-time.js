@@ -28,6 +28,7 @@
       var date = new Date(element.getAttribute("datetime"));
       if (isNaN(date.getTime())) { continue; }
       var style = element.getAttribute("data-time");
+      // The first pass keeps the server's UTC text; later passes (the timer) reuse it.
       var utc = element.getAttribute("data-utc") || element.textContent;
       element.setAttribute("data-utc", utc);
       if (style === "relative" && relative) {
@@ -42,4 +43,6 @@
 
   localize(document);
   document.addEventListener("htmx:afterSettle", function (event) { localize(event.target); });
+  // "3 minutes ago" moves on while the page stays open.
+  setInterval(function () { localize(document); }, 30000);
 })();

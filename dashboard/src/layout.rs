@@ -97,6 +97,7 @@ fn document(title: &str, theme: Theme, body: Markup) -> Html<String> {
                         content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
                     script src={ (PREFIX) "/assets/htmx.min.js" } defer {}
                     script src={ (PREFIX) "/assets/local-time.js" } defer {}
+                    script src={ (PREFIX) "/assets/keep-scroll.js" } defer {}
                 }
                 body { (body) }
             }

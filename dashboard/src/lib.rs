@@ -46,6 +46,7 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
         .at("/assets/htmx.min.js", get(htmx))
         .at("/assets/copy-key.js", get(copy_key))
         .at("/assets/local-time.js", get(local_time))
+        .at("/assets/keep-scroll.js", get(keep_scroll))
         .at("/assets/dashboard.css", get(stylesheet))
         .at("/assets/favicon.svg", get(favicon));
     // Not `/*rest`: poem's tree prefers a catch-all over `/` itself, which hid the overview.
@@ -139,6 +140,15 @@ fn copy_key() -> Response {
 fn local_time() -> Response {
     asset(
         include_str!("../assets/local-time.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+/// Live tables keep their sideways scroll.
+#[handler]
+fn keep_scroll() -> Response {
+    asset(
+        include_str!("../assets/keep-scroll.js"),
         "text/javascript; charset=utf-8",
     )
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
 
-import { launchBrowser, newPage, screenshots } from './browser.js';
+import { PHONE, DESKTOP, launchBrowser, newPage, screenshots } from './browser.js';
 import { startRelay } from './relay.js';
 import { startStandins } from './standins.js';
 
@@ -386,6 +386,31 @@ test('times read in the reader\'s time zone, exact and in UTC on hover', async (
   } finally {
     await reader.context().close();
   }
+});
+
+test('a live events table keeps its sideways scroll when new events arrive', async () => {
+  const send = (n) => relay.api('POST', '/api/v1/event', account.apiKey, {
+    category: 'bug',
+    description: `Stack trace ${n}: ${'at handler (src/server.js:42:13) '.repeat(20)}`,
+    fields: { service: 'checkout', region: 'eu-west-1', build: `2026.12.${n}`, host: `web-${n}`, user: 'ada@example.com' },
+  });
+  await send(1);
+  await page.setViewportSize(PHONE);
+  await page.goto(`${relay.base}/dashboard/categories/bug`);
+  const region = page.getByRole('region', { name: 'Events table' });
+  const rows = region.getByRole('row');
+  await eventually('the first event', async () => (await rows.count()) === 2);
+  // Cut with an ellipsis, whole on hover.
+  const description = rows.nth(1).locator('.cut').first();
+  assert.equal(await description.evaluate((cell) => cell.scrollWidth > cell.clientWidth), true);
+  assert.match(await description.getAttribute('title'), /^Stack trace 1: at handler/);
+  await region.evaluate((element) => { element.scrollLeft = 150; });
+  await send(2);
+  await eventually('the new event swapped in', async () => (await rows.count()) === 3, 15_000);
+  const left = await region.evaluate((element) => element.scrollLeft);
+  assert.ok(Math.abs(left - 150) <= 1, `scrolled to ${left} after the refresh`);
+  await page.setViewportSize(DESKTOP);
+  await capture('category-long');
 });
 
 test('signing out ends the session', async () => {

@@ -318,6 +318,7 @@ fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
             }
             @if summary.paged || summary.older.is_some() {
                 nav.pager.row aria-label="Pages" {
+                    span { (page_position(summary)) }
                     @if summary.paged {
                         a href={ (PREFIX) "/categories/" (summary.category.name) "?range="
                             (range.query()) } { "← Newest events" }
@@ -330,6 +331,25 @@ fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
             }
         }
     }
+}
+
+/// Where this page is among the range's events: "Events 26–50 of 73, newest first".
+fn page_position(summary: &Summary) -> String {
+    let total = summary.samples.len();
+    let newer = summary.events.first().map_or(0, |first| {
+        summary
+            .samples
+            .iter()
+            .filter(|sample| sample.created_at > first.created_at)
+            .count()
+    });
+    let last = (newer + summary.events.len()).min(total);
+    format!(
+        "Events {}\u{2013}{} of {}, newest first",
+        layout::thousands((newer + 1).min(last) as u64),
+        layout::thousands(last as u64),
+        layout::thousands(total as u64)
+    )
 }
 
 fn empty_state(user: &SignedIn, summary: &Summary) -> Markup {
@@ -427,39 +447,55 @@ fn chart_label(window: &Window, bars: &[Bar]) -> String {
     label
 }
 
+/// Field columns the events table shows at most; the other fields are on each event's page.
+const FIELD_COLUMNS: usize = 4;
+
+/// The events, newest first: when, what, where it went, then the first few fields, each cell on
+/// one line and cut with an ellipsis (the whole text on hover and on the event's page).
 fn events_table(
     user: &SignedIn,
     events: &[EventRecord],
     badges: &BTreeMap<EventId, Vec<DeliveryBadge>>,
 ) -> Markup {
-    let columns = field_columns(events);
+    let all_columns = field_columns(events);
+    let shown = &all_columns[..all_columns.len().min(FIELD_COLUMNS)];
+    let more_columns = all_columns.len() > shown.len();
     html! {
         // Focusable, so that a table wider than the screen scrolls by keyboard too.
-        div.table-wrap tabindex="0" role="region" aria-label="Events" {
+        div.table-wrap tabindex="0" role="region" aria-label="Events table" {
             table.events {
                 thead {
                     tr {
                         th scope="col" { "Time" }
-                        @for column in &columns { th scope="col" { (column) } }
                         th scope="col" { "Description" }
                         th scope="col" { "Delivery" }
+                        @for column in shown { th scope="col" { (column) } }
+                        @if more_columns { th scope="col" { "Other fields" } }
                     }
                 }
                 tbody {
                     @for event in events {
+                        @let url = format!("{PREFIX}/events/{}", event.id);
                         tr {
                             td {
-                                a href={ (PREFIX) "/events/" (event.id) } {
-                                    (layout::relative_time(event.created_at))
-                                }
+                                a href=(url) { (layout::relative_time(event.created_at)) }
                             }
-                            @for column in &columns {
-                                td { (event.fields.get(column).map(field_text).unwrap_or_default()) }
-                            }
-                            td { (event.description) }
+                            td { span.cut title=(event.description) { (event.description) } }
                             td.badges {
                                 @for badge in badges.get(&event.id).into_iter().flatten() {
                                     (delivery_badge(user, badge)) " "
+                                }
+                            }
+                            @for column in shown {
+                                @let text = event.fields.get(column).map(field_text).unwrap_or_default();
+                                td { span.cut title=(text) { (text) } }
+                            }
+                            @if more_columns {
+                                @let hidden = event.fields.keys().filter(|name| !shown.contains(name)).count();
+                                td {
+                                    @if hidden > 0 {
+                                        a.more href=(url) { "+" (hidden) "\u{a0}more" }
+                                    }
                                 }
                             }
                         }

@@ -78,9 +78,9 @@ async fn totals_sums_fields_and_delivery_badges() {
         r#"<th scope="col">plan</th>"#,
         r#"<th scope="col">seats</th>"#,
         r#"<th scope="col">recurring</th>"#,
-        "<td>pro</td>",
-        "<td>12.5</td>",
-        "<td>true</td>",
+        r#"<td><span class="cut" title="pro">pro</span></td>"#,
+        r#"<td><span class="cut" title="12.5">12.5</span></td>"#,
+        r#"<td><span class="cut" title="true">true</span></td>"#,
         "First sale",
         "Second sale",
         &format!(r#"<a href="/dashboard/events/{first}">"#),
@@ -166,7 +166,7 @@ async fn the_table_pages_25_events_at_a_time() {
     let older = format!(
         r#"<a href="/dashboard/categories/sale?range=today&amp;before={last_shown}" rel="next">Older events →</a>"#
     );
-    first.assert_contains(&[&older]);
+    first.assert_contains(&[&older, "<span>Events 1–25 of 27, newest first</span>"]);
     assert!(!first.body.contains("Newest events"));
 
     let second = browser
@@ -177,7 +177,11 @@ async fn the_table_pages_25_events_at_a_time() {
     assert_eq!(second.status, StatusCode::OK);
     let second_ids = event_links(&second);
     assert_eq!(second_ids.len(), 2);
-    second.assert_contains(&["← Newest events", "<dd>27</dd>"]);
+    second.assert_contains(&[
+        "← Newest events",
+        "<dd>27</dd>",
+        "<span>Events 26–27 of 27, newest first</span>",
+    ]);
     assert!(!second.body.contains("Older events"));
     // Older pages do not refresh themselves.
     assert!(!second.body.contains("hx-get"));
@@ -339,5 +343,49 @@ async fn a_categorys_channels_are_chosen_on_its_page() {
         )
         .await;
     assert_eq!(category["channels"], Value::Null);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_table_leads_with_time_description_and_delivery_and_caps_field_columns() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    let long = "x".repeat(4096);
+    let event = send(
+        &relay,
+        &key,
+        json!({"category": "sale", "description": long,
+               "fields": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": "six"}}),
+    )
+    .await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let page = browser.get("/dashboard/categories/sale").await;
+    let headers: Vec<&str> = page
+        .body
+        .match_indices(r#"<th scope="col">"#)
+        .map(|(at, tag)| {
+            let rest = &page.body[at + tag.len()..];
+            &rest[..rest.find("</th>").expect("end")]
+        })
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "Time",
+            "Description",
+            "Delivery",
+            "a",
+            "b",
+            "c",
+            "d",
+            "Other fields"
+        ]
+    );
+    // The long description is cut on screen, whole in its title; the rest of the fields are
+    // behind the event's link.
+    page.assert_contains(&[
+        &format!(r#"<span class="cut" title="{long}">{long}</span>"#),
+        &format!("<a class=\"more\" href=\"/dashboard/events/{event}\">+2\u{a0}more</a>"),
+    ]);
     relay.stop().await;
 }
