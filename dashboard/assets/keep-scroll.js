@@ -8,7 +8,8 @@
       kept[regions[i].getAttribute("aria-label")] = regions[i].scrollLeft;
     }
   });
-  document.addEventListener("htmx:afterSettle", function () {
+  // Right after the new content is in, before the browser paints it (not at settle, later).
+  document.addEventListener("htmx:afterSwap", function () {
     var regions = document.querySelectorAll(".table-wrap[aria-label]");
     for (var i = 0; i < regions.length; i++) {
       var left = kept[regions[i].getAttribute("aria-label")];
