@@ -42,13 +42,15 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     if !state.settings.dashboard.enabled {
         return None;
     }
-    let route = Route::new()
-        .at("/assets/htmx.min.js", get(htmx))
-        .at("/assets/copy-key.js", get(copy_key))
-        .at("/assets/local-time.js", get(local_time))
-        .at("/assets/keep-scroll.js", get(keep_scroll))
-        .at("/assets/dashboard.css", get(stylesheet))
-        .at("/assets/favicon.svg", get(favicon));
+    let mut route = Route::new();
+    for (name, body, content_type) in ASSETS {
+        route = route.at(
+            format!("/assets/{name}"),
+            get(poem::endpoint::make_sync(move |_| {
+                asset(body, content_type)
+            })),
+        );
+    }
     // Not `/*rest`: poem's tree prefers a catch-all over `/` itself, which hid the overview.
     let route = pages::routes(route)
         .at("/:first", not_found)
@@ -117,55 +119,47 @@ fn not_found() -> web::PageResult {
     Err(web::DashError::NotFound)
 }
 
-/// htmx 2.0.11 (Zero-Clause BSD), vendored: no JavaScript build step, nothing fetched at run time.
-#[handler]
-fn htmx() -> Response {
-    asset(
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// The files under `/dashboard/assets/`, compiled in: name, content, type.
+const ASSETS: [(&str, &str, &str); 6] = [
+    // htmx 2.0.11 (Zero-Clause BSD), vendored: no JavaScript build step, nothing fetched at
+    // run time.
+    (
+        "htmx.min.js",
         include_str!("../assets/htmx.min.js"),
-        "text/javascript; charset=utf-8",
-    )
-}
-
-/// The new-key page's copy button.
-#[handler]
-fn copy_key() -> Response {
-    asset(
+        JAVASCRIPT,
+    ),
+    // The new-key page's copy button.
+    (
+        "copy-key.js",
         include_str!("../assets/copy-key.js"),
-        "text/javascript; charset=utf-8",
-    )
-}
-
-/// Times in the reader's time zone.
-#[handler]
-fn local_time() -> Response {
-    asset(
+        JAVASCRIPT,
+    ),
+    // Times in the reader's time zone.
+    (
+        "local-time.js",
         include_str!("../assets/local-time.js"),
-        "text/javascript; charset=utf-8",
-    )
-}
-
-/// Live tables keep their sideways scroll.
-#[handler]
-fn keep_scroll() -> Response {
-    asset(
+        JAVASCRIPT,
+    ),
+    // Live tables keep their sideways scroll.
+    (
+        "keep-scroll.js",
         include_str!("../assets/keep-scroll.js"),
-        "text/javascript; charset=utf-8",
-    )
-}
-
-#[handler]
-fn stylesheet() -> Response {
-    asset(
+        JAVASCRIPT,
+    ),
+    (
+        "dashboard.css",
         include_str!("../assets/dashboard.css"),
         "text/css; charset=utf-8",
-    )
-}
-
-/// The paper plane of the brand, so that browsers ask for no /favicon.ico.
-#[handler]
-fn favicon() -> Response {
-    asset(include_str!("../assets/favicon.svg"), "image/svg+xml")
-}
+    ),
+    // The paper plane of the brand, so that browsers ask for no /favicon.ico.
+    (
+        "favicon.svg",
+        include_str!("../assets/favicon.svg"),
+        "image/svg+xml",
+    ),
+];
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     body.with_content_type(content_type)

@@ -117,7 +117,8 @@ test('the quick start creates bug, sale and question, up to the plan limit', asy
   await page.getByText('3 of 3 categories on the free plan').waitFor();
   // Full: the create form says so and cannot be sent.
   assert.equal(await page.getByRole('button', { name: 'Create category' }).isDisabled(), true);
-  assert.equal(await page.getByRole('button', { name: 'Create the starter categories' }).isDisabled(), true);
+  // All three are there: the quick start is gone.
+  assert.equal(await page.getByRole('button', { name: 'Create the starter categories' }).count(), 0);
   // Every input of the create form has a label.
   await page.getByLabel('Name', { exact: true }).waitFor();
   await page.getByLabel('Or another colour, #RRGGBB').waitFor();
@@ -285,8 +286,15 @@ test('a category is routed to Discord alone from its page, and back to every cha
 test('the overview counts the events of each category', async () => {
   await page.goto(`${relay.base}/dashboard`);
   const sale = page.getByRole('article').filter({ has: page.getByRole('heading', { name: 'sale' }) });
-  await sale.getByRole('definition').filter({ hasText: /^3$/ }).waitFor();
+  await sale.getByText('3 events this month').waitFor();
+  await sale.getByRole('img', { name: '3 events in the last 14 days' }).waitFor();
+  await sale.getByText(/^Last (\d+ (seconds?|minutes?) ago|now)$/).waitFor();
+  // The create form waits behind "Add a category" once there are categories.
+  const name = page.getByLabel('Name', { exact: true });
+  assert.equal(await name.isVisible(), false);
   await capture('overview');
+  await page.getByText('Add a category').click();
+  assert.equal(await name.isVisible(), true);
 });
 
 test('an API key is created, shown once, works, and stops working when revoked', async () => {

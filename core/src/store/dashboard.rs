@@ -46,6 +46,22 @@ pub trait DashboardStorage: Send + Sync {
         since: Millis,
     ) -> Result<BTreeMap<String, i64>>;
 
+    /// Events per category and day since `since`: `(category, day, count)`, the day counted
+    /// from `since` (0 is its first 24 hours). For the overview's small charts.
+    async fn category_days_since(
+        &self,
+        account_id: &AccountId,
+        since: Millis,
+    ) -> Result<Vec<(String, i64, i64)>>;
+
+    /// Failed deliveries per category of the account's events created since `since`
+    /// (categories without any are absent).
+    async fn category_failures_since(
+        &self,
+        account_id: &AccountId,
+        since: Millis,
+    ) -> Result<BTreeMap<String, i64>>;
+
     /// How many deliveries of the account's events created since `since` failed.
     async fn failed_deliveries_since(&self, account_id: &AccountId, since: Millis) -> Result<u64>;
 
@@ -100,17 +116,47 @@ macro_rules! dashboard_for {
                 account_id: &$crate::model::AccountId,
                 since: $crate::model::Millis,
             ) -> $crate::store::Result<std::collections::BTreeMap<String, i64>> {
-                let counts: Vec<(String, i64)> = sqlx::query_as(
+                self.counts_by_category(
                     "SELECT c.name, COUNT(*) FROM categories c \
                      JOIN events e ON e.category_id = c.id \
                      WHERE c.account_id = $1 AND e.created_at >= $2 \
                      GROUP BY c.name",
+                    account_id,
+                    since,
+                )
+                .await
+            }
+
+            async fn category_days_since(
+                &self,
+                account_id: &$crate::model::AccountId,
+                since: $crate::model::Millis,
+            ) -> $crate::store::Result<Vec<(String, i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT c.name, (e.created_at - $2) / 86400000, COUNT(*) FROM categories c \
+                     JOIN events e ON e.category_id = c.id \
+                     WHERE c.account_id = $1 AND e.created_at >= $2 GROUP BY 1, 2",
                 )
                 .bind(account_id)
                 .bind(since)
                 .fetch_all(self.reads())
-                .await?;
-                Ok(counts.into_iter().collect())
+                .await?)
+            }
+
+            async fn category_failures_since(
+                &self,
+                account_id: &$crate::model::AccountId,
+                since: $crate::model::Millis,
+            ) -> $crate::store::Result<std::collections::BTreeMap<String, i64>> {
+                self.counts_by_category(
+                    "SELECT c.name, COUNT(*) FROM categories c \
+                     JOIN events e ON e.category_id = c.id JOIN deliveries d ON d.event_id = e.id \
+                     WHERE c.account_id = $1 AND e.created_at >= $2 AND d.status = 'FAILED' \
+                     GROUP BY c.name",
+                    account_id,
+                    since,
+                )
+                .await
             }
 
             async fn failed_deliveries_since(
@@ -172,6 +218,23 @@ macro_rules! dashboard_for {
                         });
                 }
                 Ok(badges)
+            }
+        }
+
+        impl $store {
+            /// `statement`'s `(category, count)` rows for account `$1` since `$2`, by name.
+            async fn counts_by_category(
+                &self,
+                statement: &'static str,
+                account_id: &$crate::model::AccountId,
+                since: $crate::model::Millis,
+            ) -> $crate::store::Result<std::collections::BTreeMap<String, i64>> {
+                let counts: Vec<(String, i64)> = sqlx::query_as(statement)
+                    .bind(account_id)
+                    .bind(since)
+                    .fetch_all(self.reads())
+                    .await?;
+                Ok(counts.into_iter().collect())
             }
         }
     };

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use maud::{Markup, html};
 use pingpilot_core::api::{NewCategory, ValidationFailure};
-use pingpilot_core::model::{Category, now_millis};
+use pingpilot_core::model::{Category, Millis, now_millis};
 use pingpilot_core::service::ServiceError;
 use pingpilot_core::service::categories::{category_limit_message, create_category};
+use pingpilot_core::service::health::FAILED_WINDOW_MS;
 use poem::http::StatusCode;
 use poem::web::{Form, Path, Query};
 use poem::{Route, get, handler, post};
@@ -282,10 +283,18 @@ async fn render(
     form: &CreateForm,
 ) -> PageResult {
     let store = user.state.store();
-    let categories = store.categories(&user.account.id).await?;
-    let this_month = store
-        .category_counts_since(&user.account.id, Range::Month.start_around(now_millis()))
-        .await?;
+    let account = &user.account.id;
+    let now = now_millis();
+    let categories = store.categories(account).await?;
+    let activity = Activity {
+        this_month: store
+            .category_counts_since(account, Range::Month.start_around(now))
+            .await?,
+        days: days_by_category(store.category_days_since(account, spark_start(now)).await?),
+        failed: store
+            .category_failures_since(account, now - FAILED_WINDOW_MS)
+            .await?,
+    };
     let limit = user.state.plan(&user.account.plan).categories;
     let full = limit.is_some_and(|limit| categories.len() as u64 >= limit);
     let body = html! {
@@ -298,10 +307,14 @@ async fn render(
         @if categories.is_empty() {
             p.card { "No categories yet. Events are filed under a category: start with the quick start below, or create your own." }
         } @else {
-            div.cards { @for category in &categories { (card(category, &this_month)) } }
+            div.cards { @for category in &categories { (card(category, &activity)) } }
         }
         (quick_start_form(user, &categories, limit))
-        (create_form(user, form, full.then_some(limit).flatten()))
+        // Open when it is the way to start, or when it has something to say.
+        details.add open[categories.is_empty() || !notices.is_empty() || !form.name.is_empty()] {
+            summary.button { "Add a category" }
+            (create_form(user, form, full.then_some(limit).flatten()))
+        }
     };
     let mut response = layout::page(user, Some(Nav::Overview), "Categories", body);
     response.set_status(status);
@@ -317,12 +330,53 @@ fn limit_text(used: usize, limit: Option<u64>, plan: &str) -> String {
     }
 }
 
-fn card(category: &Category, this_month: &BTreeMap<String, i64>) -> Markup {
+/// Days in a card's small chart, today included.
+const SPARK_DAYS: i64 = 14;
+
+fn spark_start(now: Millis) -> Millis {
+    now - SPARK_DAYS * DAY_MS
+}
+
+const DAY_MS: Millis = 86_400_000;
+
+/// What the cards tell of each category, by name.
+struct Activity {
+    this_month: BTreeMap<String, i64>,
+    /// Events per day, oldest day first, [`SPARK_DAYS`] of them.
+    days: BTreeMap<String, Vec<i64>>,
+    /// Failed deliveries of the last 24 hours' events.
+    failed: BTreeMap<String, i64>,
+}
+
+fn days_by_category(rows: Vec<(String, i64, i64)>) -> BTreeMap<String, Vec<i64>> {
+    let mut days: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (name, day, count) in rows {
+        let counts = days
+            .entry(name)
+            .or_insert_with(|| vec![0; SPARK_DAYS as usize]);
+        if let Some(slot) = usize::try_from(day)
+            .ok()
+            .and_then(|day| counts.get_mut(day))
+        {
+            *slot += count;
+        }
+    }
+    days
+}
+
+/// A category at a glance: its events this month, when the last came, failed deliveries, and
+/// its last two weeks as a small chart. Its colour runs along the top.
+fn card(category: &Category, activity: &Activity) -> Markup {
     let color = color_hex(category.color);
     let link = format!("{PREFIX}/categories/{}", category.name);
+    let this_month = activity
+        .this_month
+        .get(&category.name)
+        .copied()
+        .unwrap_or(0);
+    let failed = activity.failed.get(&category.name).copied().unwrap_or(0);
     html! {
         article.card.category {
-            // The category's colour along the card's top edge.
             svg.stripe viewBox="0 0 1 1" preserveAspectRatio="none" aria-hidden="true"
                 focusable="false" { rect width="1" height="1" fill=(color) {} }
             h2 {
@@ -330,26 +384,50 @@ fn card(category: &Category, this_month: &BTreeMap<String, i64>) -> Markup {
                 " "
                 a href=(link) { (category.name) }
             }
-            dl.facts {
-                dt { "Colour" }
-                dd { (layout::swatch(&color, None)) " " code { (color.to_uppercase()) } }
-                dt { "Created" }
-                dd { (layout::time(category.created_at)) }
-                dt { "Last event" }
-                dd {
-                    @match category.last_ping {
-                        Some(at) => (layout::time(at)),
-                        None => span.muted { "No events yet" },
+            p.count {
+                strong { (layout::thousands(this_month.max(0) as u64)) }
+                " " (if this_month == 1 { "event" } else { "events" }) " this month"
+            }
+            p.muted {
+                @match category.last_ping {
+                    Some(at) => { "Last " (layout::relative_time(at)) }
+                    None => "No events yet",
+                }
+            }
+            @if failed > 0 {
+                p.failed {
+                    a href=(link) {
+                        (failed) " failed " (if failed == 1 { "delivery" } else { "deliveries" })
+                        " in 24 hours"
                     }
                 }
-                dt { "Events this month" }
-                dd { (this_month.get(&category.name).copied().unwrap_or(0)) }
             }
+            (sparkline(activity.days.get(&category.name)))
             div.row {
                 a.button href=(link) { "Open" span.visually-hidden { " " (category.name) } }
                 a.button.danger href={ (link) "/delete" } {
                     "Delete…" span.visually-hidden { " " (category.name) }
                 }
+            }
+        }
+    }
+}
+
+/// Events per day over the last two weeks, as bars; its label says the total.
+fn sparkline(days: Option<&Vec<i64>>) -> Markup {
+    let zeros = vec![0; SPARK_DAYS as usize];
+    let days = days.unwrap_or(&zeros);
+    let total: i64 = days.iter().sum();
+    let top = days.iter().copied().max().unwrap_or(0).max(1);
+    let label = format!("{total} events in the last {SPARK_DAYS} days");
+    html! {
+        svg.spark viewBox={ "0 0 " (SPARK_DAYS * 10) " 30" } preserveAspectRatio="none"
+            role="img" aria-label=(label) {
+            rect.base x="0" y="29" width=(SPARK_DAYS * 10) height="1" {}
+            @for (day, count) in days.iter().enumerate() {
+                @let height = (*count as f64 / top as f64 * 28.0).max(if *count > 0 { 2.0 } else { 0.0 });
+                rect x=(day * 10 + 1) y=(format!("{:.1}", 30.0 - height)) width="8"
+                    height=(format!("{height:.1}")) {}
             }
         }
     }
@@ -363,15 +441,15 @@ fn quick_start_form(user: &SignedIn, categories: &[Category], limit: Option<u64>
         .collect();
     let room = limit.map(|limit| limit.saturating_sub(categories.len() as u64) as usize);
     html! {
+        // Once all three are there, it has done its job and goes.
+        @if !missing.is_empty() {
         section.card.quick-start aria-labelledby="quick-start" {
             h2 #quick-start { "Quick start" }
             p {
                 "Creates " strong { "bug 🐛" } ", " strong { "sale 💰" } " and "
                 strong { "question 🤔" } ", skipping the ones you already have."
             }
-            @if missing.is_empty() {
-                p.hint { "You have all three already." }
-            } @else if room == Some(0) {
+            @if room == Some(0) {
                 p.hint { "Your plan has no room for another category." }
             } @else if let Some(room) = room.filter(|room| *room < missing.len()) {
                 p.hint {
@@ -381,10 +459,11 @@ fn quick_start_form(user: &SignedIn, categories: &[Category], limit: Option<u64>
             }
             form method="post" action={ (PREFIX) "/quick-start" } {
                 (csrf_field(&user.csrf))
-                button.primary type="submit" disabled[missing.is_empty() || room == Some(0)] {
+                button.primary type="submit" disabled[room == Some(0)] {
                     "Create the starter categories"
                 }
             }
+        }
         }
     }
 }

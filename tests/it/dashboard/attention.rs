@@ -132,5 +132,9 @@ async fn failed_deliveries_of_the_last_day_are_counted() {
         shown.contains("2 deliveries failed in the last 24 hours."),
         "{shown}"
     );
+    // The category's card counts them too, with a link to its events.
+    page.assert_contains(&[
+        r#"<p class="failed"><a href="/dashboard/categories/sale">2 failed deliveries in 24 hours</a></p>"#,
+    ]);
     relay.stop().await;
 }
