@@ -389,7 +389,7 @@ fn totals(samples: &[EventSample]) -> Markup {
         dl.totals {
             div {
                 dt { "Events" }
-                dd { (samples.len()) }
+                dd { (layout::thousands(samples.len() as u64)) }
             }
             @for (field, sum) in numeric_sums(samples) {
                 div {
@@ -551,13 +551,25 @@ fn numeric_sums(samples: &[EventSample]) -> BTreeMap<String, f64> {
 }
 
 /// A sum without float noise: `20`, `0.3`, `1234.56`.
+/// A sum as people read it: at most six decimals, none trailing, thousands separated
+/// (`1,234.56`).
 fn format_number(value: f64) -> String {
     let text = format!("{value:.6}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" {
-        "0".into()
-    } else {
-        text.into()
+        return "0".into();
+    }
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let whole = whole
+        .parse::<u64>()
+        .map_or_else(|_| whole.to_string(), layout::thousands);
+    match fraction {
+        "" => format!("{sign}{whole}"),
+        fraction => format!("{sign}{whole}.{fraction}"),
     }
 }
 
@@ -589,7 +601,9 @@ mod tests {
     fn sums_read_cleanly() {
         assert_eq!(format_number(20.0), "20");
         assert_eq!(format_number(0.1 + 0.2), "0.3");
-        assert_eq!(format_number(1234.56), "1234.56");
+        assert_eq!(format_number(1234.56), "1,234.56");
+        assert_eq!(format_number(1_234_567.0), "1,234,567");
+        assert_eq!(format_number(-98_765.5), "-98,765.5");
         assert_eq!(format_number(-2.5), "-2.5");
         assert_eq!(format_number(-0.0000001), "0");
     }
