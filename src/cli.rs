@@ -246,7 +246,7 @@ pub fn run() -> ExitCode {
         .flatten();
     // Flushes what the log's writer thread (and the trace exporter) still hold at the end.
     let _logging = init_logging(serving, config.as_ref().map(|config| &config.settings));
-    match run_command(cli, &matches) {
+    match run_command(cli, &matches, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -255,16 +255,17 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn run_command(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
-    // The server's runtime is sized by its configuration (`server.worker_threads`); a bad
-    // configuration is reported by the command itself.
-    let worker_threads = match cli.command {
-        Command::Serve => Config::load(cli.config.as_deref()).ok().map(|config| {
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            config.settings.worker_threads(cores)
-        }),
-        _ => None,
-    };
+/// Runs the command; `server_config` is the server's configuration, when it loaded.
+fn run_command(
+    cli: Cli,
+    matches: &ArgMatches,
+    server_config: Option<Config>,
+) -> Result<(), CliError> {
+    // The server's runtime is sized by its configuration (`server.worker_threads`).
+    let worker_threads = server_config.as_ref().map(|config| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        config.settings.worker_threads(cores)
+    });
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = worker_threads {
         builder.worker_threads(threads);
@@ -272,7 +273,7 @@ fn run_command(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
     let runtime = builder.enable_all().build().map_err(|err| {
         std::io::Error::new(err.kind(), format!("cannot start the runtime: {err}"))
     })?;
-    runtime.block_on(execute(cli, matches))
+    runtime.block_on(execute(cli, matches, server_config))
 }
 
 /// What must outlive the command for its log and traces to be complete.
@@ -341,7 +342,11 @@ fn print_json(value: &Value) {
     println!("{value}");
 }
 
-async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
+async fn execute(
+    cli: Cli,
+    matches: &ArgMatches,
+    server_config: Option<Config>,
+) -> Result<(), CliError> {
     let config_path = cli.config.as_deref();
     match cli.command {
         Command::Openapi { format } => {
@@ -395,7 +400,11 @@ async fn execute(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             }));
             Ok(())
         }
-        Command::Serve => serve(&Config::load(config_path)?).await,
+        // A configuration that did not load is loaded again here, to report why.
+        Command::Serve => match server_config {
+            Some(config) => serve(&config).await,
+            None => serve(&Config::load(config_path)?).await,
+        },
         Command::Account(command) => {
             let config = Config::load(config_path)?;
             account_command(&config, command, matches).await

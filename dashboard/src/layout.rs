@@ -124,8 +124,6 @@ pub fn bare(title: &str, body: Markup) -> Html<String> {
 pub trait Viewer {
     fn account_name(&self) -> &str;
     fn csrf(&self) -> &str;
-    /// What needs the account owner's action, shown above every page.
-    fn attention(&self) -> &[Attention];
     fn theme(&self) -> Theme;
 }
 
@@ -134,8 +132,14 @@ pub fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 
-/// A signed-in page: navigation, the account's name, sign-out, then `body`.
-pub fn page(user: &impl Viewer, active: Option<Nav>, title: &str, body: Markup) -> Response {
+/// A signed-in page: navigation, the account's name, sign-out, what needs action, then `body`.
+pub fn page(
+    user: &impl Viewer,
+    attention: &[Attention],
+    active: Option<Nav>,
+    title: &str,
+    body: Markup,
+) -> Response {
     let theme = user.theme();
     document(
         title,
@@ -170,7 +174,7 @@ pub fn page(user: &impl Viewer, active: Option<Nav>, title: &str, body: Markup) 
                 }
             }
             main #main {
-                (attention_banner(user.attention()))
+                (attention_banner(attention))
                 (body)
             }
         },

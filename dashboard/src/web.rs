@@ -9,7 +9,7 @@ use pingpilot_core::model::{
     ACCOUNT_DISABLED_MESSAGE, Account, AccountId, KeyId, Millis, hash_api_key, new_secret,
     now_millis,
 };
-use pingpilot_core::service::health::{self, Attention};
+use pingpilot_core::service::health;
 use pingpilot_core::store::{SessionRecord, StoreError};
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Response};
@@ -218,13 +218,24 @@ pub struct SignedIn {
     /// The API key this session was signed in with (`None`: a one-time link).
     pub key_id: Option<KeyId>,
     session_hash: String,
-    /// What needs the owner's action, for the banner of every page.
-    attention: Vec<Attention>,
     /// The colour theme this browser chose.
     theme: Theme,
 }
 
 impl SignedIn {
+    /// A whole page for this session, under the banner of what needs the owner's action. That
+    /// is worked out here, for whole pages only: forms that redirect and the live sections that
+    /// poll every few seconds need none of it.
+    pub async fn page(
+        &self,
+        active: Option<layout::Nav>,
+        title: &str,
+        body: maud::Markup,
+    ) -> PageResult<Response> {
+        let attention = health::attention(&self.state, &self.account, now_millis()).await?;
+        Ok(layout::page(self, &attention, active, title, body))
+    }
+
     /// Refuses a form whose token is not this session's.
     pub fn check_csrf(&self, token: &str) -> Result<(), DashError> {
         if same_token(token, &self.csrf) {
@@ -273,16 +284,12 @@ impl<'a> FromRequest<'a> for SignedIn {
         if account.disabled_at.is_some() {
             return Err(DashError::AccountDisabled.into());
         }
-        let attention = health::attention(&state, &account, now_millis())
-            .await
-            .map_err(DashError::from)?;
         Ok(Self {
             state,
             account,
             csrf: session.csrf_token,
             key_id: session.key_id,
             session_hash,
-            attention,
             theme: cookie(req, Theme::COOKIE)
                 .and_then(Theme::parse)
                 .unwrap_or_default(),
@@ -311,10 +318,6 @@ impl layout::Viewer for SignedIn {
 
     fn csrf(&self) -> &str {
         &self.csrf
-    }
-
-    fn attention(&self) -> &[Attention] {
-        &self.attention
     }
 
     fn theme(&self) -> Theme {

@@ -105,7 +105,7 @@ async fn render_page(
         @if let Some(notice) = notice { (notice) }
         (channels_form(user, category))
     };
-    Ok(layout::page(user, Some(Nav::Overview), &title, body))
+    user.page(Some(Nav::Overview), &title, body).await
 }
 
 /// Where the category's events go: every channel the account has on, or the ones ticked.

@@ -51,7 +51,7 @@ async fn event_page(
         (summary(&event))
         (deliveries_section(&user, &event, &deliveries))
     };
-    Ok(layout::page(&user, Some(Nav::Overview), &title, body))
+    user.page(Some(Nav::Overview), &title, body).await
 }
 
 fn summary(event: &EventRecord) -> Markup {

@@ -39,7 +39,7 @@ async fn keys_page(user: SignedIn, Query(query): Query<Done>) -> PageResult {
         (create_form(&user))
         (sessions_form(&user))
     };
-    Ok(layout::page(&user, Some(Nav::Keys), "API keys", body))
+    user.page(Some(Nav::Keys), "API keys", body).await
 }
 
 fn keys_table(user: &SignedIn, keys: &[ApiKeyInfo]) -> Markup {
@@ -153,7 +153,9 @@ async fn create_key(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageResult {
         (keys_table(&user, &keys))
     };
     // The key is on this page only: no cache may keep it.
-    Ok(layout::page(&user, Some(Nav::Keys), "New API key", body)
+    Ok(user
+        .page(Some(Nav::Keys), "New API key", body)
+        .await?
         .with_header(header::CACHE_CONTROL, "no-store")
         .into_response())
 }
@@ -200,7 +202,7 @@ async fn confirm_revoke(user: SignedIn, Path(id): Path<String>) -> PageResult {
             }
         }
     };
-    Ok(layout::page(&user, Some(Nav::Keys), &title, body))
+    user.page(Some(Nav::Keys), &title, body).await
 }
 
 #[handler]

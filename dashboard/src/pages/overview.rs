@@ -246,12 +246,8 @@ async fn confirm_delete(user: SignedIn, Path(name): Path<String>) -> PageResult 
             }
         }
     };
-    Ok(layout::page(
-        &user,
-        Some(Nav::Overview),
-        "Delete a category",
-        body,
-    ))
+    user.page(Some(Nav::Overview), "Delete a category", body)
+        .await
 }
 
 #[handler]
@@ -316,7 +312,7 @@ async fn render(
             (create_form(user, form, full.then_some(limit).flatten()))
         }
     };
-    let mut response = layout::page(user, Some(Nav::Overview), "Categories", body);
+    let mut response = user.page(Some(Nav::Overview), "Categories", body).await?;
     response.set_status(status);
     Ok(response)
 }

@@ -15,7 +15,7 @@ use pingpilot_core::service::accounts::{
 };
 use poem::http::StatusCode;
 use poem::web::{Form, Path, Query};
-use poem::{IntoResponse, Response, Route, get, handler, post};
+use poem::{IntoResponse, Route, get, handler, post};
 use serde_json::{Map, Value};
 
 use crate::PREFIX;
@@ -123,7 +123,7 @@ async fn settings_page(user: SignedIn, Query(query): Query<Done>) -> PageResult 
         _ => None,
     }
     .map(|text| layout::notice(NoticeKind::Done, text));
-    Ok(render(&user, &channels, &values, &[], notice, None))
+    render(&user, &channels, &values, &[], notice, None).await
 }
 
 #[handler]
@@ -141,7 +141,7 @@ async fn save_settings(user: SignedIn, Form(pairs): Form<Vec<(String, String)>>)
             let channels = channel_states(&user.state, &user.account).await?;
             let values = FormValues::from_post(&fields);
             let notice = problems(&errors);
-            let page = render(&user, &channels, &values, &errors, Some(notice), None);
+            let page = render(&user, &channels, &values, &errors, Some(notice), None).await?;
             Ok(page
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY)
                 .into_response())
@@ -169,7 +169,7 @@ async fn test_notification(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageRe
     let channels = channel_states(&user.state, &user.account).await?;
     let values = FormValues::from_account(&user.account, &channels);
     let results = test_results(&channels, &answers);
-    Ok(render(&user, &channels, &values, &[], None, Some(results)))
+    render(&user, &channels, &values, &[], None, Some(results)).await
 }
 
 /// Every violation, as the API words it.
@@ -189,14 +189,14 @@ fn problems(errors: &[FieldError]) -> Markup {
     }
 }
 
-fn render(
+async fn render(
     user: &SignedIn,
     channels: &[ChannelState],
     values: &FormValues,
     errors: &[FieldError],
     notice: Option<Markup>,
     results: Option<Markup>,
-) -> Response {
+) -> PageResult {
     let error_at = |path: &str| {
         errors
             .iter()
@@ -230,7 +230,7 @@ fn render(
             }
         }
     };
-    layout::page(user, Some(Nav::Settings), "Settings", body)
+    user.page(Some(Nav::Settings), "Settings", body).await
 }
 
 fn text_input(

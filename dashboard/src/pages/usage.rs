@@ -37,7 +37,7 @@ async fn usage_page(user: SignedIn) -> PageResult {
         }
         p.hint { "Test notifications from the settings page do not count." }
     };
-    Ok(layout::page(&user, Some(Nav::Usage), "Usage", body))
+    user.page(Some(Nav::Usage), "Usage", body).await
 }
 
 /// `used of limit` with a bar, or the count and "No limit".
