@@ -117,12 +117,23 @@ pub struct RetentionSettings {
     pub interval: DurationSetting,
     /// Events deleted per transaction: small batches keep the database free for intake.
     pub batch: u32,
+    /// How long the record of API requests shown on the dashboard's Activity page is kept; `0`
+    /// records none.
+    pub activity: DurationSetting,
+    /// The most rows of that record kept per account (a row is one kind of request in one
+    /// minute, with its count), newest first.
+    pub activity_rows: u32,
 }
 
 impl RetentionSettings {
     /// The age past which events go, unless they are kept forever.
     pub fn max_age(&self) -> Option<std::time::Duration> {
         Some(self.events.get()).filter(|age| !age.is_zero())
+    }
+
+    /// How long API requests are remembered, unless they are not recorded at all.
+    pub fn activity_age(&self) -> Option<std::time::Duration> {
+        Some(self.activity.get()).filter(|age| !age.is_zero())
     }
 }
 
@@ -132,6 +143,8 @@ impl Default for RetentionSettings {
             events: DurationSetting::from_secs(90 * 24 * 3600),
             interval: DurationSetting::from_secs(3600),
             batch: 100,
+            activity: DurationSetting::from_secs(7 * 24 * 3600),
+            activity_rows: 1000,
         }
     }
 }
@@ -525,6 +538,7 @@ impl Config {
             ("delivery.max_attempts", s.delivery.max_attempts as u64),
             ("delivery.concurrency", s.delivery.concurrency as u64),
             ("retention.batch", s.retention.batch as u64),
+            ("retention.activity_rows", s.retention.activity_rows as u64),
             (
                 "database.max_connections",
                 s.database.max_connections as u64,

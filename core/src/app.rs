@@ -15,6 +15,7 @@ use crate::provider::{
     self, ChannelContext, ChannelStatus, HostError, LinkOutcome, LinkRequest, Provider,
     ProviderHost, ProviderRegistration, ProviderSetup,
 };
+use crate::service::activity::ActivityCounter;
 use crate::service::intake_cache::IntakeCache;
 use crate::service::intake_rate::IntakeRate;
 use crate::store::{Authenticated, Store, StoreError};
@@ -60,6 +61,8 @@ pub struct AppState {
     pub(crate) intake_cache: IntakeCache,
     /// Each account's intake rate (`plans.<name>.events_per_second`).
     pub(crate) intake_rate: IntakeRate,
+    /// API requests counted for the activity record, not written yet.
+    pub(crate) activity: ActivityCounter,
 }
 
 /// What a request authenticated as.
@@ -102,6 +105,7 @@ impl AppState {
             metrics: Metrics::default(),
             intake_cache: IntakeCache::default(),
             intake_rate: IntakeRate::default(),
+            activity: ActivityCounter::default(),
         });
         Ok(state)
     }

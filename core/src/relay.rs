@@ -37,6 +37,10 @@ pub async fn serve(
         state.clone(),
         shutdown.clone(),
     ));
+    background.spawn(crate::service::activity::run(
+        state.clone(),
+        shutdown.clone(),
+    ));
     let deliveries = crate::delivery::start_on_own_thread(state.clone(), shutdown.clone())?;
     background.spawn(async move {
         // An error here means the thread is gone: there is nothing left to wait for.
@@ -63,6 +67,10 @@ pub async fn serve(
     let app = Arc::new(crate::api::routes(state.clone(), mounts).boxed());
     crate::server::run(listener, app, limits, shutdown).await?;
     while background.join_next().await.is_some() {}
+    // The requests answered while the server stopped.
+    if let Err(err) = crate::service::activity::flush(&state).await {
+        tracing::warn!(error = %err, "could not write the last of the activity record");
+    }
     Ok(())
 }
 

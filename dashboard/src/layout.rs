@@ -12,14 +12,16 @@ use crate::PREFIX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Overview,
+    Activity,
     Usage,
     Keys,
     Settings,
 }
 
 impl Nav {
-    const ALL: [(Nav, &'static str, &'static str); 4] = [
+    const ALL: [(Nav, &'static str, &'static str); 5] = [
         (Nav::Overview, "", "Overview"),
+        (Nav::Activity, "/activity", "Activity"),
         (Nav::Usage, "/usage", "Usage"),
         (Nav::Keys, "/keys", "API keys"),
         (Nav::Settings, "/settings", "Settings"),
@@ -210,6 +212,40 @@ fn attention_text(item: &Attention) -> (String, &'static str, &'static str) {
             format!("Every event is refused with: \u{201c}{message}\u{201d}"),
             "/settings",
             "Fix it in Settings",
+        ),
+        Attention::CategoryRefused {
+            category,
+            status,
+            message,
+            count,
+        } => (
+            format!(
+                "{} refused with {status} \u{201c}{message}\u{201d}, {} in the last 24 hours.",
+                match category {
+                    Some(name) => format!("Events sent to \u{201c}{name}\u{201d} are"),
+                    None => "Events without a valid category are".to_string(),
+                },
+                match count {
+                    1 => "once".to_string(),
+                    n => format!("{} times", thousands(*n)),
+                },
+            ),
+            "/activity?status=refused",
+            "See activity",
+        ),
+        Attention::RateLimited { count } => (
+            format!(
+                "{} {} slowed down (429) in the last hour: your app sends faster than the plan \
+                 allows.",
+                thousands(*count),
+                if *count == 1 {
+                    "event was"
+                } else {
+                    "events were"
+                }
+            ),
+            "/activity?status=429",
+            "See activity",
         ),
         Attention::QuotaReached { limit, resets_at } => (
             format!(

@@ -421,6 +421,34 @@ test('a live events table keeps its sideways scroll when new events arrive', asy
   await capture('category-long');
 });
 
+test('activity lists the requests, refused ones included, and the banner names the refused category', async () => {
+  const refused = await relay.api('POST', '/api/v1/event', account.apiKey, { category: 'nope', description: 'x' });
+  assert.equal(refused.status, 404);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Activity' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/activity`);
+  // Requests are written about once a second: reload until the refusal is there.
+  const table = page.getByRole('region', { name: 'Activity table' });
+  await eventually('the refused request', async () => {
+    await page.reload();
+    return (await table.getByText('Category nope').count()) === 1;
+  });
+  const attention = page.getByRole('region', { name: 'Needs your attention' });
+  await attention.getByText(/^Events sent to “nope” are refused with 404 “You dont have a category named "nope"”, once in the last 24 hours\.$/).waitFor();
+  await table.getByText('POST /api/v1/event').first().waitFor();
+  await table.getByText('GET /api/v1/quota').first().waitFor();
+  await capture('activity');
+
+  // Only the refused ones, chosen in the form (which works without JavaScript: a GET).
+  await page.getByLabel('Status').selectOption('refused');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/activity?key=&status=refused`);
+  const statuses = await table.locator('tbody .badge').allTextContents();
+  assert.ok(statuses.length >= 1);
+  assert.ok(statuses.every((status) => Number(status) >= 400), statuses.join(', '));
+  await attention.getByRole('link', { name: 'See activity' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/activity?status=refused`);
+});
+
 test('signing out ends the session', async () => {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(`${relay.base}/dashboard/login`);

@@ -4,7 +4,7 @@
 # dir) and headless Chromium (/usr/bin/chromium), and stops them when done.
 # Screenshots: target/browser/screenshots/<page>-<desktop|phone>.png.
 # Needs: `npm ci` in this directory, and Debian's chromium.
-# UPDATE_README_SCREENSHOTS=1 also copies the overview and category shots to docs/screenshots/.
+# UPDATE_README_SCREENSHOTS=1 also copies the overview, category and activity shots to docs/screenshots/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -42,6 +42,7 @@ if [ "${UPDATE_README_SCREENSHOTS:-0}" = 1 ]; then
   mkdir -p "$root/docs/screenshots"
   cp "$screenshots/overview-desktop.png" "$root/docs/screenshots/overview.png"
   cp "$screenshots/category-desktop.png" "$root/docs/screenshots/category.png"
+  cp "$screenshots/activity-desktop.png" "$root/docs/screenshots/activity.png"
   echo "README screenshots updated in docs/screenshots/"
 fi
 echo "browser tests passed; screenshots in $screenshots"

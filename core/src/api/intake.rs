@@ -21,12 +21,11 @@ use super::{Tag, presented_key};
 use crate::app::AppState;
 use crate::model::ACCOUNT_DISABLED_MESSAGE;
 use crate::model::{DeliveryStatus, hash_api_key};
+use crate::service::activity;
 use crate::service::intake::{self, IntakeError, Submission, ValidEvent};
 use crate::service::intake::{NO_CATEGORY_CHANNEL_MESSAGE, NO_CHANNEL_MESSAGE};
+pub use crate::service::intake::{QUOTA_MESSAGE, RATE_MESSAGE};
 
-pub const QUOTA_MESSAGE: &str = "Monthly quota reached. Please upgrade your plan for more events";
-pub const RATE_MESSAGE: &str =
-    "Too many requests: slow down and retry after the number of seconds in Retry-After";
 pub const ACCEPTED_MESSAGE: &str = "Event processed successfully";
 
 /// An event's category name: letters, digits and hyphens.
@@ -401,10 +400,11 @@ async fn checked_accept(
     wait: Option<String>,
     body: JsonBody<EventRequest>,
 ) -> Result<EventAccepted, ApiError> {
-    let key_hash = hash_api_key(presented_key(&auth)?);
+    let key = presented_key(&auth)?;
     // The key is checked before any of the body is read: a request with a bad key is
     // answered from its headers alone, whatever body it declares.
-    let authorized = intake::authorize(state, key_hash).await?;
+    let authorized = intake::authorize(state, hash_api_key(key)).await?;
+    activity::attribute(authorized.account_id(), key);
     let body = body.value().await;
     let idempotency_key = parse_idempotency_key(idempotency_key);
     let request_hash = match (&idempotency_key, &body) {
@@ -413,6 +413,9 @@ async fn checked_accept(
     };
     let event =
         body.and_then(|body| EventRequest::validate(&body).map_err(ApiError::unprocessable));
+    if let Ok(event) = &event {
+        activity::note_category(&event.category);
+    }
     let submission = Submission::new(
         idempotency_key,
         request_hash,

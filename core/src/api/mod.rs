@@ -25,7 +25,8 @@ pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
 pub use intake::EventRequest;
 
 use crate::app::AppState;
-use crate::model::ACCOUNT_DISABLED_MESSAGE;
+use crate::model::{ACCOUNT_DISABLED_MESSAGE, now_millis};
+use crate::service::activity;
 
 /// A web surface served beside the API under its own path prefix (the dashboard). Its answers
 /// pass through as they are: its error pages are not turned into JSON.
@@ -134,7 +135,10 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output 
         )
         .nest("/docs", swagger)
         .at("/api/v1/:provider/webhook", ops::webhook(state.clone()))
-        .nest(API_PREFIX, api.data(state.clone()))
+        .nest(
+            API_PREFIX,
+            with_activity(state.clone(), api.data(state.clone())),
+        )
         .nest("/", ops::routes(state))
         .around(move |next, req| {
             let allowed = allowed.clone();
@@ -188,6 +192,64 @@ pub fn routes(state: Arc<AppState>, mounts: Vec<Mount>) -> impl Endpoint<Output 
             }
             .instrument(span)
         })
+}
+
+/// `api`, with each request an account's key made counted for the activity record, refused
+/// ones included; requests with no key found (a 401) belong to no account and are not.
+fn with_activity(
+    state: Arc<AppState>,
+    api: impl Endpoint + 'static,
+) -> impl Endpoint<Output = Response> {
+    let recording = activity::enabled(&state);
+    api.around(move |next, req| {
+        let state = state.clone();
+        async move {
+            if !recording {
+                return next.call(req).await.map(IntoResponse::into_response);
+            }
+            let method = req.method().clone();
+            let path = req.original_uri().path().to_string();
+            let client = req
+                .remote_addr()
+                .as_socket_addr()
+                .map(|a| a.ip().to_string());
+            let (result, caller) = activity::observe(next.call(req)).await;
+            let Some(caller) = caller else {
+                return result.map(IntoResponse::into_response);
+            };
+            let response = match result {
+                Ok(response) => response.into_response(),
+                Err(err) => err.into_response(),
+            };
+            let (response, message) = refusal_message(response).await;
+            let answered = activity::Answered {
+                method: method.as_str(),
+                path: &path,
+                status: response.status().as_u16(),
+                message: message.as_deref(),
+                client,
+            };
+            state.activity.count(caller, &answered, now_millis());
+            Ok(response)
+        }
+    })
+}
+
+/// The `message` of an error answer, read from its JSON body (which is put back).
+async fn refusal_message(response: Response) -> (Response, Option<String>) {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = body.into_bytes().await.unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|body| Some(body.get("message")?.as_str()?.to_string()));
+    (
+        Response::from_parts(parts, poem::Body::from(bytes)),
+        message,
+    )
 }
 
 /// The header that names a request in the relay's log and in its answer.
@@ -357,6 +419,7 @@ async fn authenticate(
         .await?
         .map(|found| found.account)
         .ok_or_else(|| ApiError::unauthorized(INVALID_KEY))?;
+    crate::service::activity::attribute(&account.id, key);
     if account.disabled_at.is_some() {
         return Err(ApiError::forbidden(ACCOUNT_DISABLED_MESSAGE));
     }

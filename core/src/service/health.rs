@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::accounts::channel_states;
+use super::activity::{rate_limited, refused_events};
 use super::deliveries::quota;
 use super::intake::account_refusal;
 use crate::app::AppState;
@@ -12,8 +13,10 @@ use crate::store::StoreError;
 /// From this share of the monthly events on, the quota is worth a warning.
 const QUOTA_WARNING_PERCENT: u64 = 80;
 
-/// How far back failed deliveries are counted.
+/// How far back failed deliveries and refused events are counted.
 pub const FAILED_WINDOW_MS: Millis = 24 * 3600 * 1000;
+/// How far back slowed-down events are counted: the rate is a matter of the moment.
+pub const RATE_WINDOW_MS: Millis = 3600 * 1000;
 
 /// One thing that needs action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +28,16 @@ pub enum Attention {
         limit: u64,
         resets_at: DateTime<Utc>,
     },
+    /// Events sent to a category (`None`: a body that named none) were refused, and none has
+    /// got through there since; the latest refusal's status and message.
+    CategoryRefused {
+        category: Option<String>,
+        status: u16,
+        message: String,
+        count: u64,
+    },
+    /// Events came faster than the plan's rate and were answered 429 in the last hour.
+    RateLimited { count: u64 },
     /// Most of the month's events are used.
     QuotaNearlyUsed { used: u64, limit: u64 },
     /// Deliveries of the last day's events failed.
@@ -39,7 +52,10 @@ pub enum Attention {
 impl Attention {
     /// Whether nothing gets through until it is fixed (rather than a warning).
     pub fn blocks_events(&self) -> bool {
-        matches!(self, Self::EventsRefused { .. } | Self::QuotaReached { .. })
+        matches!(
+            self,
+            Self::EventsRefused { .. } | Self::QuotaReached { .. } | Self::CategoryRefused { .. }
+        )
     }
 }
 
@@ -50,8 +66,23 @@ pub async fn attention(
     now: Millis,
 ) -> Result<Vec<Attention>, StoreError> {
     let mut found = Vec::new();
-    if let Some(message) = account_refusal(state, account) {
+    let refusal = account_refusal(state, account);
+    if let Some(message) = refusal {
         found.push(Attention::EventsRefused { message });
+    }
+    // What the account-wide refusal explains already is not said again per category.
+    for refused in refused_events(state, &account.id, now - FAILED_WINDOW_MS).await? {
+        if Some(refused.message.as_str()) != refusal && refused.status != 429 {
+            found.push(Attention::CategoryRefused {
+                category: refused.category,
+                status: refused.status,
+                message: refused.message,
+                count: refused.count,
+            });
+        }
+    }
+    if let Some((count, _)) = rate_limited(state, &account.id, now - RATE_WINDOW_MS).await? {
+        found.push(Attention::RateLimited { count });
     }
     let quota = quota(state, account, now).await?;
     if let Some(limit) = quota.events_limit {

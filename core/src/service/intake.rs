@@ -24,6 +24,14 @@ pub const NO_CHANNEL_MESSAGE: &str =
 pub const NO_CATEGORY_CHANNEL_MESSAGE: &str = "None of this category's channels is enabled. \
      Enable one in your account settings or change the category's channels";
 
+/// The 429 when the month's events are used up.
+pub const QUOTA_MESSAGE: &str = "Monthly quota reached. Please upgrade your plan for more events";
+/// The 429 when events come faster than the plan's rate.
+pub const RATE_MESSAGE: &str =
+    "Too many requests: slow down and retry after the number of seconds in Retry-After";
+/// Where events are sent (`POST`): the documented path and its alias.
+pub const INTAKE_PATHS: [&str; 2] = ["/api/v1/event", "/api/v1/events"];
+
 /// How often a waiting answer looks for other processes' delivery results.
 const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Fresh reads of an account that keeps changing under intake before it gives up.
@@ -119,6 +127,12 @@ pub struct Authorized {
     key_hash: String,
     context: Arc<IntakeContext>,
     source: Source,
+}
+
+impl Authorized {
+    pub fn account_id(&self) -> &crate::model::AccountId {
+        &self.context.account.id
+    }
 }
 
 /// Finds the account behind an API key hash; [`IntakeError::UnknownKey`] when the key is

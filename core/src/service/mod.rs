@@ -5,6 +5,7 @@
 //! pages.
 
 pub mod accounts;
+pub mod activity;
 pub mod categories;
 pub mod deliveries;
 pub mod health;

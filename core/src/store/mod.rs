@@ -43,6 +43,7 @@ fn events_counted(stored: Option<i64>) -> i64 {
 }
 
 mod accounts;
+mod activity;
 mod categories;
 mod cluster;
 #[cfg(test)]
@@ -71,6 +72,7 @@ mod sqlite_writer;
 use std::sync::Arc;
 
 pub use accounts::Accounts;
+pub use activity::{Activity, ActivityQuery, ActivityRow, StatusFilter};
 pub use categories::Categories;
 pub use cluster::Cluster;
 pub use dashboard::{DashboardStorage, DeliveryBadge, EventSample};
@@ -445,6 +447,7 @@ pub trait Storage:
     + DashboardStorage
     + Retention
     + Space
+    + Activity
     + Send
     + Sync
 {

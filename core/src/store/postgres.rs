@@ -24,7 +24,8 @@ use super::migrations::{self, Migration, migrations};
 use super::postgres_batch::{PgBatchWriter, refresh_event_statuses};
 use super::*;
 use super::{
-    accounts, categories, cluster, dashboard, keys, links, provider_values, retention, sessions,
+    accounts, activity, categories, cluster, dashboard, keys, links, provider_values, retention,
+    sessions,
 };
 
 pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
@@ -42,6 +43,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0012_channel_secrets",
     "0013_category_channels",
     "0014_account_disabled",
+    "0015_api_activity",
 );
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed
@@ -186,6 +188,7 @@ sessions::sessions_for!(PgStore);
 events::events_for!(PgStore);
 queue::queue_for!(PgStore);
 retention::retention_for!(PgStore);
+activity::activity_for!(PgStore);
 
 /// PostgreSQL reuses deleted rows' space itself (autovacuum).
 #[async_trait::async_trait]

@@ -19,7 +19,8 @@ use super::sqlite_batch::{SqliteBatchWriter, refresh_event_status};
 use super::sqlite_writer::Writer;
 use super::*;
 use super::{
-    accounts, categories, cluster, dashboard, keys, links, provider_values, retention, sessions,
+    accounts, activity, categories, cluster, dashboard, keys, links, provider_values, retention,
+    sessions,
 };
 
 pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
@@ -36,6 +37,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0011_channel_secrets",
     "0012_category_channels",
     "0013_account_disabled",
+    "0014_api_activity",
 );
 
 #[derive(Clone)]
@@ -142,6 +144,7 @@ sessions::sessions_for!(SqliteStore);
 events::events_for!(SqliteStore);
 queue::queue_for!(SqliteStore);
 retention::retention_for!(SqliteStore);
+activity::activity_for!(SqliteStore);
 dashboard::dashboard_for!(
     SqliteStore,
     ids_in = "IN (SELECT value FROM json_each($2))",

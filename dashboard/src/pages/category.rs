@@ -9,6 +9,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use maud::{Markup, html};
 use pingpilot_core::api::CategoryPatch;
 use pingpilot_core::model::{Category, EventId, EventRecord, now_millis};
+use pingpilot_core::service::activity::{Refused, refused_events};
+use pingpilot_core::service::health::FAILED_WINDOW_MS;
 use pingpilot_core::store::{CategoryUpdate, DeliveryBadge, EventFilter, EventSample};
 use poem::http::StatusCode;
 use poem::web::{Form, Html, Path, Query};
@@ -58,6 +60,8 @@ struct Summary {
     older: Option<EventId>,
     /// Whether this is an older page (no live refresh there).
     paged: bool,
+    /// Events sent here are being refused: none got through since.
+    refused: Option<Refused>,
 }
 
 #[handler]
@@ -259,6 +263,15 @@ async fn summarise(
     };
     let ids: Vec<EventId> = events.iter().map(|event| event.id.clone()).collect();
     let badges = store.delivery_badges(account, &ids).await?;
+    let refused = refused_events(&user.state, account, now_millis() - FAILED_WINDOW_MS)
+        .await?
+        .into_iter()
+        .find(|refused| {
+            refused
+                .category
+                .as_ref()
+                .is_some_and(|sent| sent.to_lowercase() == category.name.to_lowercase())
+        });
     Ok(Summary {
         category,
         window,
@@ -267,6 +280,7 @@ async fn summarise(
         badges,
         older,
         paged,
+        refused,
     })
 }
 
@@ -305,6 +319,7 @@ fn fingerprint(content: &Markup) -> String {
 fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
     let range = summary.window.range;
     html! {
+        @if let Some(refused) = &summary.refused { (refused_notice(refused)) }
         @if summary.samples.is_empty() && summary.events.is_empty() && !summary.paged {
             (empty_state(user, summary))
         } @else {
@@ -329,6 +344,22 @@ fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Says that events sent here are refused, with the relay's answer and where to see them.
+fn refused_notice(refused: &Refused) -> Markup {
+    html! {
+        div.notice.problem role="alert" {
+            strong { "Events sent to this category are being refused." }
+            " The relay answers " (refused.status) " \u{201c}" (refused.message) "\u{201d}: "
+            (match refused.count {
+                1 => "once".to_string(),
+                n => format!("{} times", layout::thousands(n)),
+            })
+            " in the last 24 hours, the latest " (layout::relative_time(refused.last_at)) ". "
+            a href={ (PREFIX) "/activity?status=refused" } { "See activity" }
         }
     }
 }
@@ -358,7 +389,9 @@ fn empty_state(user: &SignedIn, summary: &Summary) -> Markup {
     let base = settings.dashboard.base_url(settings.server.bind);
     html! {
         div.card.empty {
-            @if category.last_ping.is_none() {
+            @if summary.refused.is_some() {
+                h2 { "No event has got through" }
+            } @else if category.last_ping.is_none() {
                 h2 { "Waiting for the first event" }
             } @else {
                 h2 { "No events " (summary.window.range.label().to_lowercase()) }

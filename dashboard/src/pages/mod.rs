@@ -1,5 +1,6 @@
 //! One module per page (or group of forms); each adds its routes.
 
+mod activity;
 mod category;
 mod event;
 mod keys;
@@ -18,6 +19,7 @@ pub fn routes(route: Route) -> Route {
     let route = event::routes(route);
     let route = settings::routes(route);
     let route = keys::routes(route);
+    let route = activity::routes(route);
     let route = theme::routes(route);
     usage::routes(route)
 }

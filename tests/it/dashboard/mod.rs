@@ -1,6 +1,7 @@
 //! The dashboard over real HTTP: a cookie-keeping client that signs in through the form and
 //! sends forms with the page's CSRF token, as a browser would.
 
+mod activity;
 mod attention;
 mod category;
 mod event;

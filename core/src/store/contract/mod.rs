@@ -4,6 +4,7 @@
 //! listed in its module's [`on_both_backends!`]; its names are then
 //! `store::contract::<module>::sqlite::<test>` and `…::postgres::<test>`.
 
+mod activity;
 mod links;
 mod retention;
 mod sessions;
