@@ -12,6 +12,7 @@ use crate::PREFIX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Overview,
+    Events,
     Activity,
     Usage,
     Keys,
@@ -19,8 +20,9 @@ pub enum Nav {
 }
 
 impl Nav {
-    const ALL: [(Nav, &'static str, &'static str); 5] = [
+    const ALL: [(Nav, &'static str, &'static str); 6] = [
         (Nav::Overview, "", "Overview"),
+        (Nav::Events, "/events", "Events"),
         (Nav::Activity, "/activity", "Activity"),
         (Nav::Usage, "/usage", "Usage"),
         (Nav::Keys, "/keys", "API keys"),
@@ -280,11 +282,29 @@ fn attention_text(item: &Attention) -> (String, &'static str, &'static str) {
             "See your categories",
         ),
         Attention::ChannelWaiting { channel, reason } => (
-            format!("{channel} notifications are held: {reason}"),
+            format!(
+                "{channel} notifications are held: {}",
+                without_links(reason)
+            ),
             "/settings",
             "Open Settings",
         ),
     }
+}
+
+/// `text` with each web address in it said as "the link in Settings": a provider's reason may
+/// carry a long one-time link, which Settings shows as a button.
+pub fn without_links(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.starts_with("https://") || word.starts_with("http://") {
+                "the link in Settings"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A count with thousands separators: `12,345`.

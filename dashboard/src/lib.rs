@@ -4,6 +4,7 @@
 //! adds live updates where a page has them.
 
 mod chart;
+mod events_table;
 mod layout;
 mod pages;
 mod range;

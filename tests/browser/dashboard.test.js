@@ -197,7 +197,11 @@ test('an event page lists each delivery with its attempts', async () => {
 test('settings: Telegram is linked, the Discord ID changed, and a test notification goes out', async () => {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
   await page.waitForURL(`${relay.base}/dashboard/settings`);
-  await page.getByText('Not linked', { exact: true }).waitFor();
+  await page.getByText('Not connected', { exact: true }).waitFor();
+  // Plain words: labels, help on where to find the value, examples rather than patterns.
+  await page.getByLabel('Discord user ID').waitFor();
+  await page.getByText(/turn on Developer Mode, then right-click your name/).waitFor();
+  assert.equal(await page.getByText('^[0-9]{17,20}$').count(), 0);
 
   // The bot gets "/start <token>" from the link, as when the user presses Start in Telegram.
   const connect = page.getByRole('link', { name: 'Connect Telegram' });
@@ -206,7 +210,7 @@ test('settings: Telegram is linked, the Discord ID changed, and a test notificat
   standins.queueTelegramStart(new URL(href).searchParams.get('start'), 'ada_browser');
   await eventually('the chat to be linked', async () => {
     await page.reload();
-    return (await page.getByText('Linked', { exact: true }).count()) > 0;
+    return (await page.getByText('Connected', { exact: true }).count()) > 0;
   });
   assert.equal(await page.getByRole('region', { name: 'Needs your attention' }).count(), 0, 'nothing left to fix');
 
@@ -223,6 +227,8 @@ test('settings: Telegram is linked, the Discord ID changed, and a test notificat
   await page.getByRole('button', { name: 'Save settings' }).click();
   await page.getByRole('alert').filter({ hasText: 'not saved' }).waitFor();
   assert.equal(await discordId.getAttribute('aria-invalid'), 'true');
+  await page.getByText('This must be a Discord user ID: 17 to 20 digits.').first().waitFor();
+  await capture('settings-error');
 
   await discordId.fill(NEW_DISCORD_ID);
   await page.getByRole('button', { name: 'Save settings' }).click();
@@ -447,6 +453,31 @@ test('activity lists the requests, refused ones included, and the banner names t
   assert.ok(statuses.every((status) => Number(status) >= 400), statuses.join(', '));
   await attention.getByRole('link', { name: 'See activity' }).click();
   await page.waitForURL(`${relay.base}/dashboard/activity?status=refused`);
+});
+
+test('the events page lists every category and filters by text, category and day', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Events', exact: true }).click();
+  await page.waitForURL(`${relay.base}/dashboard/events`);
+  const table = page.getByRole('region', { name: 'Events table' });
+  await table.getByRole('columnheader', { name: 'Category' }).waitFor();
+  await table.getByRole('link', { name: 'bug' }).first().waitFor();
+  await table.getByRole('link', { name: 'sale' }).first().waitFor();
+  await page.getByText(/^Events 1–\d+ of \d+, newest first$/).waitFor();
+
+  await page.getByLabel('Search').fill('lisbon');
+  await page.getByLabel('Category').selectOption('sale');
+  await page.getByLabel('From').fill(new Date().toISOString().slice(0, 10));
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/\/dashboard\/events\?category=sale&status=&channel=&q=lisbon&from=/);
+  await page.getByText('Events 1–1 of 1, newest first').waitFor();
+  await table.getByText('New sale from Lisbon').waitFor();
+  await capture('events');
+
+  await page.getByLabel('Search').fill('no such text');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.getByText('No events match these filters.').waitFor();
+  await page.getByRole('link', { name: 'Clear' }).click();
+  await page.waitForURL(`${relay.base}/dashboard/events`);
 });
 
 test('signing out ends the session', async () => {

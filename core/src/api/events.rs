@@ -499,6 +499,7 @@ impl EventsApi {
                 .transpose()?,
             before_id: cursor.0,
             limit: limit + 1,
+            ..EventFilter::default()
         };
         let mut events = state.store().events(&account.id, &filter).await?;
         let next_cursor = if events.len() > limit as usize {

@@ -207,12 +207,10 @@ fn with_activity(
             if !recording {
                 return next.call(req).await.map(IntoResponse::into_response);
             }
+            // Kept cheaply (the path's bytes are shared): most requests add to a counted kind.
             let method = req.method().clone();
-            let path = req.original_uri().path().to_string();
-            let client = req
-                .remote_addr()
-                .as_socket_addr()
-                .map(|a| a.ip().to_string());
+            let uri = req.original_uri().clone();
+            let client = req.remote_addr().as_socket_addr().map(|a| a.ip());
             let (result, caller) = activity::observe(next.call(req)).await;
             let Some(caller) = caller else {
                 return result.map(IntoResponse::into_response);
@@ -224,7 +222,7 @@ fn with_activity(
             let (response, message) = refusal_message(response).await;
             let answered = activity::Answered {
                 method: method.as_str(),
-                path: &path,
+                path: uri.path(),
                 status: response.status().as_u16(),
                 message: message.as_deref(),
                 client,

@@ -27,7 +27,9 @@ pub struct AccountField {
     pub missing_message: &'static str,
     /// Validates a value the user entered and returns the form to store (e.g. without a leading `@`).
     pub normalize: fn(&str) -> Result<String, String>,
-    /// JSON Schema of the stored value.
+    /// JSON Schema of the stored value. The dashboard labels the field with its `title` and
+    /// shows its `description` as help (where to find the value), in words for people; without
+    /// a `title` it labels it with `description` above.
     pub schema: fn() -> schemars::Schema,
 }
 

@@ -8,8 +8,11 @@
 //! its last second is lost; the record is for people looking into their traffic, not an audit
 //! log.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,21 +48,23 @@ pub struct Caller {
 }
 
 tokio::task_local! {
-    static CALLER: Arc<Mutex<Option<Caller>>>;
+    static CALLER: RefCell<Option<Caller>>;
 }
 
 /// Runs a request's handling, and tells who made it if the handling found out.
 pub async fn observe<F: Future>(handling: F) -> (F::Output, Option<Caller>) {
-    let slot = Arc::new(Mutex::new(None));
-    let output = CALLER.scope(slot.clone(), handling).await;
-    let caller = lock(&slot).take();
-    (output, caller)
+    CALLER
+        .scope(RefCell::new(None), async {
+            let output = handling.await;
+            (output, CALLER.with(|slot| slot.borrow_mut().take()))
+        })
+        .await
 }
 
 /// The request being handled was made with `key`, of `account_id`.
 pub fn attribute(account_id: &AccountId, key: &str) {
     let _ = CALLER.try_with(|slot| {
-        *lock(slot) = Some(Caller {
+        *slot.borrow_mut() = Some(Caller {
             account_id: account_id.clone(),
             key_prefix: key_prefix(key),
             category: None,
@@ -70,8 +75,8 @@ pub fn attribute(account_id: &AccountId, key: &str) {
 /// The request being handled sends an event to `category`.
 pub fn note_category(category: &str) {
     let _ = CALLER.try_with(|slot| {
-        if let Some(caller) = lock(slot).as_mut() {
-            caller.category = Some(cut(category, MAX_CATEGORY));
+        if let Some(caller) = slot.borrow_mut().as_mut() {
+            caller.category = Some(cut(category, MAX_CATEGORY).to_string());
         }
     });
 }
@@ -82,11 +87,11 @@ pub struct Answered<'a> {
     pub path: &'a str,
     pub status: u16,
     pub message: Option<&'a str>,
-    pub client: Option<String>,
+    pub client: Option<IpAddr>,
 }
 
 /// Requests of one kind in one minute.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Kind {
     account_id: AccountId,
     key_prefix: String,
@@ -94,9 +99,24 @@ struct Kind {
     path: String,
     status: u16,
     message: Option<String>,
-    client: Option<String>,
+    client: Option<IpAddr>,
     category: Option<String>,
     minute: i64,
+}
+
+impl Kind {
+    /// Whether a request is of this kind (texts already cut).
+    fn is(&self, caller: &Caller, answered: &Answered<'_>, minute: i64) -> bool {
+        self.minute == minute
+            && self.status == answered.status
+            && self.account_id == caller.account_id
+            && self.key_prefix == caller.key_prefix
+            && self.method == answered.method
+            && self.path == answered.path
+            && self.message.as_deref() == answered.message
+            && self.client == answered.client
+            && self.category == caller.category
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,10 +126,19 @@ struct Tally {
     last_at: Millis,
 }
 
+/// The kinds counted since the last write, by a hash of what tells them apart, so that a
+/// request of a kind already counted costs no allocation.
+#[derive(Default)]
+struct Pending {
+    by_hash: HashMap<u64, Vec<(Kind, Tally)>>,
+    kinds: usize,
+}
+
 /// This process's requests counted since the last write.
 #[derive(Default)]
 pub struct ActivityCounter {
-    pending: Mutex<HashMap<Kind, Tally>>,
+    pending: Mutex<Pending>,
+    hasher: RandomState,
     /// Requests not recorded because too many kinds were waiting.
     dropped: AtomicU64,
 }
@@ -117,33 +146,56 @@ pub struct ActivityCounter {
 impl ActivityCounter {
     /// Counts an answered request of `caller`'s at `now`.
     pub fn count(&self, caller: Caller, answered: &Answered<'_>, now: Millis) {
+        let answered = Answered {
+            path: cut(answered.path, MAX_PATH),
+            message: answered.message.map(|m| cut(m, MAX_MESSAGE)),
+            ..*answered
+        };
+        let minute = now.div_euclid(60_000);
+        let hash = self.hasher.hash_one((
+            caller.account_id.as_str(),
+            caller.key_prefix.as_str(),
+            answered.method,
+            answered.path,
+            answered.status,
+            answered.message,
+            answered.client,
+            caller.category.as_deref(),
+            minute,
+        ));
+        let mut pending = lock(&self.pending);
+        let Pending { by_hash, kinds } = &mut *pending;
+        let bucket = by_hash.entry(hash).or_default();
+        if let Some((_, tally)) = bucket
+            .iter_mut()
+            .find(|(kind, _)| kind.is(&caller, &answered, minute))
+        {
+            tally.count += 1;
+            tally.last_at = tally.last_at.max(now);
+            return;
+        }
+        if *kinds >= MAX_PENDING {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *kinds += 1;
         let kind = Kind {
             account_id: caller.account_id,
             key_prefix: caller.key_prefix,
             method: answered.method.to_string(),
-            path: cut(answered.path, MAX_PATH),
+            path: answered.path.to_string(),
             status: answered.status,
-            message: answered.message.map(|m| cut(m, MAX_MESSAGE)),
-            client: answered.client.clone(),
+            message: answered.message.map(str::to_string),
+            client: answered.client,
             category: caller.category,
-            minute: now.div_euclid(60_000),
+            minute,
         };
-        let mut pending = lock(&self.pending);
-        if let Some(tally) = pending.get_mut(&kind) {
-            tally.count += 1;
-            tally.last_at = tally.last_at.max(now);
-        } else if pending.len() < MAX_PENDING {
-            pending.insert(
-                kind,
-                Tally {
-                    count: 1,
-                    first_at: now,
-                    last_at: now,
-                },
-            );
-        } else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        let tally = Tally {
+            count: 1,
+            first_at: now,
+            last_at: now,
+        };
+        bucket.push((kind, tally));
     }
 
     /// What was counted since the last call, as rows to add, and how many requests were
@@ -151,7 +203,9 @@ impl ActivityCounter {
     fn take(&self) -> (Vec<ActivityRow>, u64) {
         let pending = std::mem::take(&mut *lock(&self.pending));
         let rows = pending
-            .into_iter()
+            .by_hash
+            .into_values()
+            .flatten()
             .map(|(kind, tally)| ActivityRow {
                 account_id: kind.account_id,
                 key_prefix: kind.key_prefix,
@@ -159,7 +213,7 @@ impl ActivityCounter {
                 path: kind.path,
                 status: kind.status,
                 message: kind.message,
-                client: kind.client,
+                client: kind.client.map(|ip| ip.to_string()),
                 category: kind.category,
                 count: tally.count,
                 first_at: tally.first_at,
@@ -171,10 +225,10 @@ impl ActivityCounter {
 }
 
 /// `text`, at most `max` characters of it.
-fn cut(text: &str, max: usize) -> String {
+fn cut(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
-        Some((end, _)) => text[..end].to_string(),
-        None => text.to_string(),
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }
 
@@ -345,7 +399,7 @@ mod tests {
             path: "/api/v1/event",
             status,
             message: None,
-            client: Some("127.0.0.1".into()),
+            client: Some(IpAddr::from([127, 0, 0, 1])),
         }
     }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app::AppState;
 use crate::model::{Account, AccountId, EventId, Millis, next_month_start};
-use crate::store::StoreError;
+use crate::store::{EventFilter, StoreError};
 
 /// Puts an event's failed deliveries back in the queue with a fresh attempt budget and wakes
 /// the workers; how many were requeued, or `None` when the account has no such event.
@@ -15,6 +15,20 @@ pub async fn retry_failed_deliveries(
 ) -> Result<Option<u64>, StoreError> {
     let requeued = state.store().retry_event(account_id, event_id).await?;
     if requeued.is_some() {
+        state.work_ready.notify_one();
+    }
+    Ok(requeued)
+}
+
+/// Puts the failed deliveries of every event the filter matches back in the queue (with a
+/// channel, only those there) and wakes the workers; how many.
+pub async fn retry_matching(
+    state: &AppState,
+    account_id: &AccountId,
+    filter: &EventFilter,
+) -> Result<u64, StoreError> {
+    let requeued = state.store().retry_matching(account_id, filter).await?;
+    if requeued > 0 {
         state.work_ready.notify_one();
     }
     Ok(requeued)

@@ -42,6 +42,83 @@ pub trait Events: Send + Sync {
 
     /// Re-queues the event's failed deliveries; `None` when there is no such event.
     async fn retry_event(&self, account_id: &AccountId, event_id: &EventId) -> Result<Option<u64>>;
+
+    /// How many events match the filter (its cursor and limit aside).
+    async fn count_matching(&self, account_id: &AccountId, filter: &EventFilter) -> Result<u64>;
+
+    /// Re-queues the failed deliveries of every event that matches the filter (its cursor and
+    /// limit aside; with a channel, only the deliveries there), in one transaction; how many.
+    async fn retry_matching(&self, account_id: &AccountId, filter: &EventFilter) -> Result<u64>;
+}
+
+/// The `LIKE` pattern that finds `text` anywhere, lower-cased, its wildcards escaped with `\`.
+pub(super) fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Adds the filter's conditions (cursor and limit aside) to a query on `events` that ends in a
+/// `WHERE` clause. One text for both backends.
+pub(super) fn push_conditions<DB>(
+    query: &mut sqlx::QueryBuilder<DB>,
+    account_id: &AccountId,
+    filter: &EventFilter,
+) where
+    DB: sqlx::Database,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    query
+        .push(" events.account_id = ")
+        .push_bind(account_id.to_string());
+    if let Some(category) = &filter.category {
+        query
+            .push(" AND events.category_name = lower(")
+            .push_bind(category.clone())
+            .push(")");
+    }
+    match (&filter.channel, filter.status) {
+        (Some(channel), status) => {
+            query
+                .push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.provider = ")
+                .push_bind(channel.clone());
+            if let Some(status) = status {
+                query
+                    .push(" AND d.status = ")
+                    .push_bind(status.as_str().to_string());
+            }
+            query.push(")");
+        }
+        (None, Some(status)) => {
+            query
+                .push(" AND events.delivery_status = ")
+                .push_bind(status.as_str().to_string());
+        }
+        (None, None) => {}
+    }
+    if let Some(search) = filter.search.as_deref().filter(|text| !text.is_empty()) {
+        let pattern = contains_pattern(search);
+        query
+            .push(" AND (lower(events.description) LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\' OR lower(events.fields) LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\')");
+    }
+    if let Some(since) = filter.since {
+        query.push(" AND events.created_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        query.push(" AND events.created_at < ").push_bind(until);
+    }
 }
 
 /// An `events` row, on either backend.
@@ -125,26 +202,9 @@ macro_rules! events_for {
             ) -> $crate::store::Result<Vec<$crate::model::EventRecord>> {
                 let mut query =
                     sqlx::QueryBuilder::<<Self as $crate::store::sql::Backend>::Database>::new(
-                        "SELECT * FROM events WHERE account_id = ",
+                        "SELECT * FROM events WHERE",
                     );
-                query.push_bind(account_id.to_string());
-                if let Some(category) = &filter.category {
-                    query
-                        .push(" AND category_name = lower(")
-                        .push_bind(category.clone())
-                        .push(")");
-                }
-                if let Some(status) = filter.status {
-                    query
-                        .push(" AND delivery_status = ")
-                        .push_bind(status.as_str());
-                }
-                if let Some(since) = filter.since {
-                    query.push(" AND created_at >= ").push_bind(since);
-                }
-                if let Some(until) = filter.until {
-                    query.push(" AND created_at < ").push_bind(until);
-                }
+                $crate::store::events::push_conditions(&mut query, account_id, filter);
                 if let Some(before) = &filter.before_id {
                     query.push(" AND id < ").push_bind(before.clone());
                 }
@@ -250,6 +310,69 @@ macro_rules! events_for {
                 Self::refresh_event_statuses(&mut tx, std::slice::from_ref(event_id)).await?;
                 tx.commit().await?;
                 Ok(Some(done.rows_affected()))
+            }
+
+            async fn count_matching(
+                &self,
+                account_id: &$crate::model::AccountId,
+                filter: &$crate::store::EventFilter,
+            ) -> $crate::store::Result<u64> {
+                let mut query =
+                    sqlx::QueryBuilder::<<Self as $crate::store::sql::Backend>::Database>::new(
+                        "SELECT COUNT(*) FROM events WHERE",
+                    );
+                $crate::store::events::push_conditions(&mut query, account_id, filter);
+                let count: i64 = query.build_query_scalar().fetch_one(self.reads()).await?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            }
+
+            async fn retry_matching(
+                &self,
+                account_id: &$crate::model::AccountId,
+                filter: &$crate::store::EventFilter,
+            ) -> $crate::store::Result<u64> {
+                use $crate::store::sql::BeginWrite as _;
+                let now = $crate::model::now_millis();
+                let mut conn = self.write_conn().await?;
+                let mut tx = conn.begin_write().await?;
+                let mut query =
+                    sqlx::QueryBuilder::<<Self as $crate::store::sql::Backend>::Database>::new(
+                        "SELECT events.id FROM events WHERE",
+                    );
+                $crate::store::events::push_conditions(&mut query, account_id, filter);
+                query.push(
+                    " AND EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = events.id \
+                     AND f.status = 'FAILED')",
+                );
+                let ids: Vec<$crate::model::EventId> =
+                    query.build_query_scalar().fetch_all(&mut *tx).await?;
+                let mut requeued = 0;
+                for chunk in ids.chunks(500) {
+                    let mut update =
+                        sqlx::QueryBuilder::<<Self as $crate::store::sql::Backend>::Database>::new(
+                            "UPDATE deliveries SET status = 'PENDING', attempts = 0, queued_at = ",
+                        );
+                    update
+                        .push_bind(now)
+                        .push(", next_attempt_at = ")
+                        .push_bind(now)
+                        .push(
+                            ", lease_owner = NULL, lease_expires_at = NULL \
+                             WHERE status = 'FAILED' AND event_id IN (",
+                        );
+                    let mut ids = update.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(id.to_string());
+                    }
+                    update.push(")");
+                    if let Some(channel) = &filter.channel {
+                        update.push(" AND provider = ").push_bind(channel.clone());
+                    }
+                    requeued += update.build().execute(&mut *tx).await?.rows_affected();
+                    Self::refresh_event_statuses(&mut tx, chunk).await?;
+                }
+                tx.commit().await?;
+                Ok(requeued)
             }
         }
     };

@@ -293,10 +293,16 @@ impl AccountChanges {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct EventFilter {
     pub category: Option<String>,
+    /// The event's status; with `channel`, the status of its delivery there.
     pub status: Option<DeliveryStatus>,
+    /// Only events with a delivery on this provider.
+    pub channel: Option<String>,
+    /// Only events whose description or fields contain this text (case-insensitive for ASCII
+    /// letters).
+    pub search: Option<String>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
     /// Only events with an id below this one (the cursor of the previous page).

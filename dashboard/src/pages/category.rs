@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::PREFIX;
 use crate::chart::{self, Bar};
+use crate::events_table::events_table;
 use crate::layout::NoticeKind;
 use crate::layout::{self, Nav};
 use crate::range::{Range, Window};
@@ -329,7 +330,7 @@ fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
             @if summary.events.is_empty() {
                 p.muted { "No older events in this range." }
             } @else {
-                (events_table(user, &summary.events, &summary.badges))
+                (events_table(user, &summary.events, &summary.badges, false))
             }
             @if summary.paged || summary.older.is_some() {
                 nav.pager.row aria-label="Pages" {
@@ -480,96 +481,6 @@ fn chart_label(window: &Window, bars: &[Bar]) -> String {
     label
 }
 
-/// Field columns the events table shows at most; the other fields are on each event's page.
-const FIELD_COLUMNS: usize = 4;
-
-/// The events, newest first: when, what, where it went, then the first few fields, each cell on
-/// one line and cut with an ellipsis (the whole text on hover and on the event's page).
-fn events_table(
-    user: &SignedIn,
-    events: &[EventRecord],
-    badges: &BTreeMap<EventId, Vec<DeliveryBadge>>,
-) -> Markup {
-    let all_columns = field_columns(events);
-    let shown = &all_columns[..all_columns.len().min(FIELD_COLUMNS)];
-    let more_columns = all_columns.len() > shown.len();
-    html! {
-        // Focusable, so that a table wider than the screen scrolls by keyboard too.
-        div.table-wrap tabindex="0" role="region" aria-label="Events table" {
-            table.events {
-                thead {
-                    tr {
-                        th scope="col" { "Time" }
-                        th scope="col" { "Description" }
-                        th scope="col" { "Delivery" }
-                        @for column in shown { th scope="col" { (column) } }
-                        @if more_columns { th scope="col" { "Other fields" } }
-                    }
-                }
-                tbody {
-                    @for event in events {
-                        @let url = format!("{PREFIX}/events/{}", event.id);
-                        tr {
-                            td {
-                                a href=(url) { (layout::relative_time(event.created_at)) }
-                            }
-                            td { span.cut title=(event.description) { (event.description) } }
-                            td.badges {
-                                @for badge in badges.get(&event.id).into_iter().flatten() {
-                                    (delivery_badge(user, badge)) " "
-                                }
-                            }
-                            @for column in shown {
-                                @let text = event.fields.get(column).map(field_text).unwrap_or_default();
-                                td { span.cut title=(text) { (text) } }
-                            }
-                            @if more_columns {
-                                @let hidden = event.fields.keys().filter(|name| !shown.contains(name)).count();
-                                td {
-                                    @if hidden > 0 {
-                                        a.more href=(url) { "+" (hidden) "\u{a0}more" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn delivery_badge(user: &SignedIn, badge: &DeliveryBadge) -> Markup {
-    let provider = user
-        .state
-        .provider(&badge.provider)
-        .map_or(badge.provider.as_str(), |entry| {
-            entry.registration.display_name
-        });
-    layout::status_badge(Some(provider), badge.status, badge.waiting, badge.had_error)
-}
-
-/// Field names in the order they first appear, newest event first.
-fn field_columns(events: &[EventRecord]) -> Vec<String> {
-    let mut columns: Vec<String> = Vec::new();
-    for event in events {
-        for name in event.fields.keys() {
-            if !columns.contains(name) {
-                columns.push(name.clone());
-            }
-        }
-    }
-    columns
-}
-
-/// A field's value as a table shows it: strings without quotes.
-fn field_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The sum of every field that holds a JSON number, by field name.
 fn numeric_sums(samples: &[EventSample]) -> BTreeMap<String, f64> {
     let mut sums = BTreeMap::new();
@@ -639,26 +550,6 @@ mod tests {
         assert_eq!(format_number(-98_765.5), "-98,765.5");
         assert_eq!(format_number(-2.5), "-2.5");
         assert_eq!(format_number(-0.0000001), "0");
-    }
-
-    #[test]
-    fn columns_follow_first_appearance() {
-        let event = |fields: Value| EventRecord {
-            id: EventId::parse("evt_1").expect("an event id"),
-            category: "sale".into(),
-            description: String::new(),
-            fields: fields.as_object().cloned().unwrap_or_default(),
-            delivery_status: pingpilot_core::model::DeliveryStatus::Pending,
-            created_at: 0,
-        };
-        let columns = field_columns(&[
-            event(json!({"plan": "pro"})),
-            event(json!({"amount": 1, "plan": "x"})),
-        ]);
-        assert_eq!(columns, ["plan", "amount"]);
-        assert_eq!(field_text(&json!("pro")), "pro");
-        assert_eq!(field_text(&json!(12.5)), "12.5");
-        assert_eq!(field_text(&json!(true)), "true");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod activity;
 mod category;
 mod event;
+mod events;
 mod keys;
 mod overview;
 mod settings;
@@ -17,6 +18,7 @@ pub fn routes(route: Route) -> Route {
     let route = overview::routes(route);
     let route = category::routes(route);
     let route = event::routes(route);
+    let route = events::routes(route);
     let route = settings::routes(route);
     let route = keys::routes(route);
     let route = activity::routes(route);

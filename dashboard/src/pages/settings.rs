@@ -140,7 +140,7 @@ async fn save_settings(user: SignedIn, Form(pairs): Form<Vec<(String, String)>>)
         Err(errors) => {
             let channels = channel_states(&user.state, &user.account).await?;
             let values = FormValues::from_post(&fields);
-            let notice = problems(&errors);
+            let notice = problems(&user, &errors);
             let page = render(&user, &channels, &values, &errors, Some(notice), None).await?;
             Ok(page
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY)
@@ -172,21 +172,44 @@ async fn test_notification(user: SignedIn, Form(form): Form<CsrfOnly>) -> PageRe
     render(&user, &channels, &values, &[], None, Some(results)).await
 }
 
-/// Every violation, as the API words it.
-fn problems(errors: &[FieldError]) -> Markup {
+/// Every violation, each with the label of its field and a link to it.
+fn problems(user: &SignedIn, errors: &[FieldError]) -> Markup {
     html! {
         div.notice.problem role="alert" {
-            p { "The settings were not saved:" }
+            p { "The settings were not saved. Please check:" }
             ul {
                 @for error in errors {
+                    @let (label, target) = field_label(user, &error.path);
                     li {
-                        @if !error.path.is_empty() { (error.path) ": " }
-                        (error.message)
+                        a href={ "#" (target) } { (label) }
+                        ": " (field_error_text(&error.path, &error.message))
                     }
                 }
             }
         }
     }
+}
+
+/// The label of the field a violation's path names, and the id of its input.
+fn field_label(user: &SignedIn, path: &str) -> (String, String) {
+    if let Some(id) = path.strip_prefix("channels.") {
+        let name = user
+            .state
+            .provider(id)
+            .map_or(id, |entry| entry.registration.display_name);
+        return (name.to_string(), format!("enabled-{id}"));
+    }
+    let label = match path {
+        NAME => "Name".to_string(),
+        EMAIL => "E-mail".to_string(),
+        _ => pingpilot_core::provider::account_fields()
+            .find(|(_, field)| field.name == path)
+            .map_or_else(
+                || path.to_string(),
+                |(_, field)| FieldWords::of(field).label,
+            ),
+    };
+    (label, path.to_string())
 }
 
 async fn render(
@@ -252,7 +275,7 @@ fn text_input(
         input #(name) type=(kind) name=(name) value=(value) aria-describedby=(described)
             aria-invalid=[error.map(|_| "true")];
         @if let Some(hint) = hint { p.hint #(hint_id) { (hint) } }
-        @if let Some(error) = error { p.field-error #(error_id) { (error) } }
+        @if let Some(error) = error { p.field-error #(error_id) { (field_error_text(name, error)) } }
     }
 }
 
@@ -276,7 +299,7 @@ fn channel_fieldset<'e>(
                 label for=(switch_id) { "Send notifications through " (registration.display_name) }
             }
             @if let Some(error) = error_at(&format!("channels.{id}")) {
-                p.field-error { (error) }
+                p.field-error { (field_error_text(id, error)) }
             }
             @for field in registration.account_fields {
                 (field_input(field, values.text(field.name), error_at(field.name)))
@@ -286,32 +309,80 @@ fn channel_fieldset<'e>(
     }
 }
 
+/// What the dashboard says of an account field: a label, where to find the value, and an
+/// example, from its JSON schema's `title` and `description` (see [`AccountField::schema`]).
+struct FieldWords {
+    label: String,
+    help: Option<String>,
+}
+
+impl FieldWords {
+    fn of(field: &AccountField) -> Self {
+        let schema = serde_json::to_value((field.schema)()).unwrap_or_default();
+        let text = |key: &str| schema.get(key).and_then(Value::as_str).map(str::to_string);
+        match text("title") {
+            Some(label) => Self {
+                label,
+                help: text("description"),
+            },
+            None => Self {
+                label: field.description.to_string(),
+                help: None,
+            },
+        }
+    }
+}
+
 fn field_input(field: &AccountField, value: &str, error: Option<&str>) -> Markup {
-    let pattern = serde_json::to_value((field.schema)())
-        .ok()
-        .and_then(|schema| {
-            schema
-                .get("pattern")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+    let words = FieldWords::of(field);
     let hint_id = format!("{}-hint", field.name);
     let error_id = format!("{}-error", field.name);
     let described = match error {
-        Some(_) => format!("{hint_id} {error_id}"),
+        Some(_) => format!("{error_id} {hint_id}"),
         None => hint_id.clone(),
     };
     html! {
-        label for=(field.name) { (field.description) }
+        label for=(field.name) { (words.label) }
+        // The error next to its field, before the help: it is what to read first.
+        @if let Some(error) = error {
+            p.field-error #(error_id) { (field_error_text(field.name, error)) }
+        }
         input #(field.name) type="text" name=(field.name) value=(value)
             placeholder=(field.example) autocomplete="off" aria-describedby=(described)
             aria-invalid=[error.map(|_| "true")];
         p.hint #(hint_id) {
-            "Leave empty to remove it."
-            @if let Some(pattern) = pattern { " Format: " code { (pattern) } }
+            @if let Some(help) = &words.help { (help) " " }
+            "For example " code { (field.example) } ". Leave it empty to remove it."
         }
-        @if let Some(error) = error { p.field-error #(error_id) { (error) } }
     }
+}
+
+/// A violation of a field in words for people: the API's message says the field's JSON name
+/// first (`discordId must be …`), which the label above the field already says.
+fn field_error_text(name: &str, message: &str) -> String {
+    let rest = message
+        .strip_prefix(name)
+        .map(str::trim_start)
+        .unwrap_or(message);
+    let mut text = String::with_capacity(rest.len() + 8);
+    if rest.starts_with("must") || rest.starts_with("is ") {
+        text.push_str("This ");
+        text.push_str(rest);
+    } else {
+        let mut chars = rest.chars();
+        if let Some(first) = chars.next() {
+            text.extend(first.to_uppercase());
+            text.push_str(chars.as_str());
+        }
+    }
+    // The API's `null` is the form's empty field.
+    if let Some(start) = text.strip_suffix(" or null") {
+        text = format!("{start} or empty");
+    }
+    if !text.ends_with('.') {
+        text.push('.');
+    }
+    text
 }
 
 /// The secrets of the channels that sign what they send, each with a button that replaces it
@@ -340,7 +411,7 @@ fn signing_secrets(user: &SignedIn, channels: &[ChannelState]) -> Markup {
     }
 }
 
-/// Whether the channel delivers now, and what it still needs.
+/// Whether the channel delivers now, in one line, with the one action it needs, if any.
 fn channel_state(channel: &ChannelState) -> Markup {
     let extra = &channel.status.extra;
     let linked = extra.get("linked").and_then(Value::as_bool);
@@ -348,43 +419,32 @@ fn channel_state(channel: &ChannelState) -> Markup {
     let name = channel.registration.display_name;
     html! {
         div.channel-state {
-            @if channel.ready() {
-                span.badge.delivered { "Ready" }
-            } @else if !channel.enabled {
-                span.badge.pending { "Off" }
-                " Events are not sent through " (name) "."
-            } @else {
-                span.badge.waiting { "Not ready" }
-            }
-            @if channel.enabled {
-                @for field in &channel.missing {
-                    p.hint { "Missing: " (field.description) }
-                }
-                @if let Some(reason) = &channel.status.waiting {
-                    p.hint { "Waiting: " (reason) }
-                }
-            }
-            @if let Some(linked) = linked {
-                p {
-                    @if linked {
-                        span.badge.delivered { "Linked" }
-                    } @else {
-                        span.badge.waiting { "Not linked" }
+            p {
+                @if !channel.enabled {
+                    span.badge.pending { "Off" } " Events are not sent through " (name) "."
+                } @else if let Some(field) = channel.missing.first() {
+                    span.badge.waiting { "Not ready" }
+                    " Enter your " (FieldWords::of(field).label) " above and save."
+                } @else if let (Some(false), Some(url)) = (linked, link_url) {
+                    span.badge.waiting { "Not connected" }
+                    " Open the link from your " (name) " account and press Start. "
+                    a.button href=(url) rel="noopener noreferrer" target="_blank" {
+                        "Connect " (name)
                     }
-                    @if let Some(url) = link_url {
-                        " "
-                        a.button href=(url) rel="noopener noreferrer" target="_blank" {
-                            "Connect " (name)
-                        }
-                        @if linked {
-                            span.hint { " To move notifications to another chat, open the link there and press Start." }
-                        } @else {
-                            span.hint { " Open the link and press Start; this page shows Linked afterwards." }
-                        }
-                        // The link works once, so a leaked old link cannot take the channel over.
-                        span.hint { " Each link works once: after use, a new one is shown here." }
+                } @else if let Some(reason) = &channel.status.waiting {
+                    span.badge.waiting { "Not ready" } " " (layout::without_links(reason))
+                } @else if let (Some(true), Some(url)) = (linked, link_url) {
+                    span.badge.delivered { "Connected" } " Notifications go to your chat. "
+                    a href=(url) rel="noopener noreferrer" target="_blank" {
+                        "Move them to another chat"
                     }
+                } @else {
+                    span.badge.delivered { "Ready" } " Events are sent through " (name) "."
                 }
+            }
+            @if channel.enabled && channel.missing.is_empty() && link_url.is_some() && linked.is_some() {
+                // The link works once, so a leaked old link cannot take the channel over.
+                p.hint { "Each link works once: after use, a new one is shown here." }
             }
         }
     }
@@ -442,6 +502,25 @@ fn outcome_text(outcome: &DeliveryOutcome) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_errors_are_said_without_the_json_name() {
+        assert_eq!(
+            field_error_text(
+                "discordId",
+                "discordId must be a Discord user ID: 17 to 20 digits"
+            ),
+            "This must be a Discord user ID: 17 to 20 digits."
+        );
+        assert_eq!(
+            field_error_text("email", "must be an e-mail address or null"),
+            "This must be an e-mail address or empty."
+        );
+        assert_eq!(
+            field_error_text("webhookUrl", "the address is private."),
+            "The address is private."
+        );
+    }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

@@ -85,7 +85,10 @@ fn discord_id_schema() -> schemars::Schema {
     schemars::json_schema!({
         "type": "string",
         "pattern": "^[0-9]{17,20}$",
-        "description": "Discord user ID (Settings → Advanced → Developer Mode, then Copy User ID).",
+        "title": "Discord user ID",
+        "description": "To find it: in Discord, open User Settings → Advanced and turn on \
+            Developer Mode, then right-click your name and choose Copy User ID. The bot can \
+            message you once you share a server with it, or allow direct messages from it.",
         "examples": ["123456789012345678"],
     })
 }

@@ -83,7 +83,8 @@ fn address_schema() -> schemars::Schema {
         "type": "string",
         "format": "email",
         "maxLength": MAX_ADDRESS_CHARS,
-        "description": "E-mail address that receives the notifications.",
+        "title": "E-mail address",
+        "description": "The address that receives each event as an e-mail.",
         "examples": ["ann@example.com"],
     })
 }

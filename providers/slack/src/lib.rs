@@ -40,7 +40,9 @@ fn webhook_url_schema() -> schemars::Schema {
         "type": "string",
         "format": "uri",
         "maxLength": target::MAX_URL_CHARS,
-        "description": "Slack incoming webhook URL (Slack app → Incoming Webhooks → Add New Webhook).",
+        "title": "Slack webhook URL",
+        "description": "In Slack, create an app for your workspace, turn on Incoming Webhooks, \
+            choose Add New Webhook, pick the channel and copy the URL it shows.",
         "examples": ["https://hooks.slack.com/services/T000/B000/XXXX"],
     })
 }

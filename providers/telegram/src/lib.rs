@@ -124,7 +124,10 @@ fn username_schema() -> schemars::Schema {
     schemars::json_schema!({
         "type": "string",
         "pattern": "^@?[A-Za-z0-9_]{5,32}$",
-        "description": "Telegram username; a leading @ is accepted and dropped.",
+        "title": "Telegram username",
+        "description": "Your username in Telegram (Settings → Username), with or without the \
+            @. Then connect your chat: open the bot's link from that Telegram account and press \
+            Start.",
         "examples": ["pingpilot_user"],
     })
 }

@@ -40,7 +40,9 @@ fn webhook_url_schema() -> schemars::Schema {
         "type": "string",
         "format": "uri",
         "maxLength": target::MAX_URL_CHARS,
-        "description": "URL that receives each event as a signed POST (Standard Webhooks).",
+        "title": "Webhook URL",
+        "description": "An address of yours that receives each event as a signed POST \
+            (Standard Webhooks): http or https, on a public address.",
         "examples": ["https://hooks.example.com/pingpilot"],
     })
 }

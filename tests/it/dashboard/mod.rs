@@ -5,6 +5,7 @@ mod activity;
 mod attention;
 mod category;
 mod event;
+mod events;
 mod headers;
 mod keys;
 mod overview;

@@ -42,25 +42,35 @@ async fn settings_show_every_field_and_save_valid_changes_only() {
         r#"<label for="name">Name</label>"#,
         r#"value="Test User""#,
         r#"<label for="email">E-mail</label>"#,
-        // Provider fields come from the registry, labelled with their descriptions and patterns.
-        r#"<label for="discordId">Discord user ID that receives the bot's direct messages"#,
+        // Provider fields come from the registry, labelled and explained by their schemas, with
+        // an example rather than a pattern.
+        r#"<label for="discordId">Discord user ID</label>"#,
         &format!(r#"name="discordId" value="{DISCORD_ID}""#),
-        "^[0-9]{17,20}$",
-        r#"<label for="telegramUsername">Your Telegram username"#,
+        "open User Settings → Advanced and turn on Developer Mode",
+        "For example <code>123456789012345678</code>. Leave it empty to remove it.",
+        r#"<label for="telegramUsername">Telegram username</label>"#,
         r#"name="telegramUsername" value="test_user""#,
         r#"<legend>Discord</legend>"#,
         r#"<legend>Telegram</legend>"#,
         r#"name="enabled" value="discord" checked"#,
         r#"name="enabled" value="telegram" checked"#,
         "Send notifications through Telegram",
-        r#"<span class="badge waiting">Not linked</span>"#,
-        r#"href="https://t.me/PingPilotTestBot?start="#,
+        // Telegram's state in one line, with its one action.
+        r#"<span class="badge waiting">Not connected</span> Open the link from your Telegram account and press Start. <a class="button" href="https://t.me/PingPilotTestBot?start="#,
         "Connect Telegram",
-        "Open the link and press Start; this page shows Linked afterwards.",
         "Each link works once: after use, a new one is shown here.",
-        "Telegram chat not linked yet",
         "Send test notification",
     ]);
+    // (The banner above may quote the provider's own reason.)
+    let form = &page.body[page.body.find("<h1>Settings</h1>").expect("heading")..];
+    for api_speak in [
+        "^[0-9]",
+        "channels.linkUrl",
+        "Telegram chat not linked yet",
+        "Linked",
+    ] {
+        assert!(!form.contains(api_speak), "{api_speak}:\n{form}");
+    }
 
     let forged = browser
         .post(
@@ -85,9 +95,10 @@ async fn settings_show_every_field_and_save_valid_changes_only() {
         .await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     invalid.assert_contains(&[
-        "The settings were not saved",
-        "discordId must be a Discord user ID: 17 to 20 digits",
-        "email: must be an e-mail address or null",
+        "The settings were not saved. Please check:",
+        r##"<li><a href="#discordId">Discord user ID</a>: This must be a Discord user ID: 17 to 20 digits.</li>"##,
+        r##"<li><a href="#email">E-mail</a>: This must be an e-mail address or empty.</li>"##,
+        r#"<p class="field-error" id="discordId-error">This must be a Discord user ID: 17 to 20 digits.</p>"#,
         r#"value="12345""#,
         r#"value="Ann""#,
         r#"aria-invalid="true""#,
@@ -140,8 +151,7 @@ async fn settings_show_every_field_and_save_valid_changes_only() {
     assert_eq!(changed["discordId"], Value::Null);
     let page = browser.get("/dashboard/settings").await;
     page.assert_contains(&[
-        r#"<span class="badge waiting">Not ready</span>"#,
-        "Missing: Discord user ID",
+        r#"<span class="badge waiting">Not ready</span> Enter your Discord user ID above and save."#,
     ]);
     relay.stop().await;
 }
@@ -198,7 +208,7 @@ async fn channel_switches_turn_channels_off_and_on() {
         .post("/dashboard/settings", &[("channel", "carrier-pigeon")])
         .await;
     assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
-    unknown.assert_contains(&["channels.carrier-pigeon: no such provider"]);
+    unknown.assert_contains(&["carrier-pigeon</a>: No such provider."]);
     relay.stop().await;
 }
 
@@ -252,9 +262,9 @@ async fn a_test_notification_shows_what_each_channel_answered() {
     // Linked, with the link that replaced the used one: it moves the chat elsewhere.
     let token = relay.telegram_link_token(&key).await;
     browser.get("/dashboard/settings").await.assert_contains(&[
-        r#"<span class="badge delivered">Linked</span>"#,
+        r#"<span class="badge delivered">Connected</span> Notifications go to your chat."#,
         &format!(r#"href="https://t.me/PingPilotTestBot?start={token}""#),
-        "To move notifications to another chat, open the link there and press Start.",
+        ">Move them to another chat</a>",
         "Each link works once: after use, a new one is shown here.",
     ]);
     // The bot's link confirmation just used the chat's budget (one message a second): the

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# How fast the dashboard's pages answer with many events, on this machine, all on loopback.
+#
+#   bench/dashboard.sh [--events 10000] [--runs 20]
+#
+# Builds the release binary, starts one relay on a fresh SQLite file (Discord pointed at a port
+# nobody answers, so deliveries stay pending and then fail, as real data has them), creates an
+# account on the unlimited plan and a `sale` category, sends --events events through the API
+# (with a few fields each, one in ten to a `bug` category), waits for the activity record, signs
+# in through a one-time link, then asks each page --runs times and prints the median and the
+# slowest time of each, in milliseconds (curl's time to the last byte).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+events=10000 runs=20
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --events) events=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+cargo build --release -q --bin pingpilot
+bin=target/release/pingpilot
+work=$(mktemp -d)
+relay_pid=
+cleanup() {
+  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=18290
+base="http://127.0.0.1:$port"
+cat > "$work/pingpilot.toml" <<TOML
+[server]
+bind = "127.0.0.1:$port"
+
+[database]
+url = "sqlite://$work/bench.db"
+
+[delivery]
+max_attempts = 2
+backoff_initial = "100ms"
+backoff_max = "100ms"
+
+[providers.discord]
+bot_token = "bench-token"
+api_base = "http://127.0.0.1:9"
+TOML
+
+created=$("$bin" account create --name bench --plan unlimited --discord-id 100000000000000001 \
+  --config "$work/pingpilot.toml")
+key=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiKey"])')
+account=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["accountId"])')
+PINGPILOT_LOG=warn "$bin" serve --config "$work/pingpilot.toml" 2>"$work/relay.log" &
+relay_pid=$!
+for _ in $(seq 1 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+
+# Events through the API on one kept-alive connection.
+python3 - "$base" "$key" "$events" <<'PY'
+import http.client, json, sys, urllib.parse
+base, key, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url = urllib.parse.urlparse(base)
+conn = http.client.HTTPConnection(url.hostname, url.port)
+def call(method, path, body=None):
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+assert call("PATCH", "/api/v1/account", {"channels": {"telegram": False}}) == 200
+for name in ("sale", "bug"):
+    assert call("POST", "/api/v1/categories", {"name": name, "color": "#FF0000"}) == 201
+for n in range(count):
+    category = "bug" if n % 10 == 0 else "sale"
+    body = {"category": category, "description": f"Event {n}: a purchase from customer {n % 97}",
+            "fields": {"amount": n % 500, "plan": ["free", "pro", "team"][n % 3],
+                       "region": ["eu", "us", "ap"][n % 3], "order": f"ord_{n}"}}
+    status = call("POST", "/api/v1/event", body)
+    assert status == 200, status
+PY
+sleep 2
+
+link=$("$bin" account login-link --account "$account" --config "$work/pingpilot.toml")
+link=${link/http:\/\/0.0.0.0:8080/$base}
+link=${link/http:\/\/127.0.0.1:8080/$base}
+curl -s -o /dev/null -c "$work/cookies" "$link"
+
+event_id=$(curl -sf "$base/api/v1/events?limit=1" -H "Authorization: Bearer $key" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["events"][0]["id"])')
+pages=(
+  /dashboard
+  /dashboard/categories/sale
+  "/dashboard/categories/sale?range=month"
+  "/dashboard/events/$event_id"
+  /dashboard/events
+  "/dashboard/events?q=customer%2042"
+  "/dashboard/events?status=failed&channel=discord"
+  /dashboard/activity
+  /dashboard/usage
+)
+printf '%-50s %10s %10s\n' page 'median ms' 'max ms'
+for page in "${pages[@]}"; do
+  status=$(curl -s -o /dev/null -w '%{http_code}' -b "$work/cookies" "$base$page")
+  [ "$status" = 200 ] || { echo "$page answered $status" >&2; exit 1; }
+  times=()
+  for _ in $(seq 1 "$runs"); do
+    times+=("$(curl -s -o /dev/null -w '%{time_total}' -b "$work/cookies" "$base$page")")
+  done
+  printf '%s\n' "${times[@]}" | python3 -c '
+import statistics, sys
+page = sys.argv[1]
+times = [float(line) * 1000 for line in sys.stdin]
+print(f"{page:<50} {statistics.median(times):10.1f} {max(times):10.1f}")' "$page"
+done
