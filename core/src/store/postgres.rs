@@ -44,6 +44,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0013_category_channels",
     "0014_account_disabled",
     "0015_api_activity",
+    "0016_failed_deliveries",
 );
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed

@@ -38,6 +38,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0012_category_channels",
     "0013_account_disabled",
     "0014_api_activity",
+    "0015_failed_deliveries",
 );
 
 #[derive(Clone)]
