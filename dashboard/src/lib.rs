@@ -8,6 +8,7 @@ mod events_table;
 mod layout;
 mod pages;
 mod range;
+mod range_stats;
 mod web;
 
 use std::sync::Arc;
@@ -59,7 +60,11 @@ pub fn mount(state: Arc<AppState>) -> Option<Mount> {
     Some(Mount {
         prefix: PREFIX,
         secret_paths: &["/login/"],
-        endpoint: route.data(state).around(secured).boxed(),
+        endpoint: route
+            .data(state)
+            .data(Arc::new(range_stats::StatsCache::default()))
+            .around(secured)
+            .boxed(),
     })
 }
 

@@ -270,12 +270,7 @@ async fn a_category_routed_to_one_channel_reaches_only_it() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/categories/sale",
-            Some(&key),
-            Some(json!({"channels": ["telegram", "discord", "telegram"]})),
-        )
+        .route_sale(&key, json!(["telegram", "discord", "telegram"]))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
@@ -292,14 +287,7 @@ async fn a_category_routed_to_one_channel_reaches_only_it() {
     );
 
     // Routed only to channels that are off: refused, saying so.
-    let (status, _) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/categories/sale",
-            Some(&key),
-            Some(json!({"channels": ["telegram"]})),
-        )
-        .await;
+    let (status, _) = relay.route_sale(&key, json!(["telegram"])).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = relay.send_event(&key, sale_event()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -308,14 +296,7 @@ async fn a_category_routed_to_one_channel_reaches_only_it() {
         json!({"message": "None of this category's channels is enabled. Enable one in your account settings or change the category's channels"})
     );
     // Back to every channel the account has on.
-    let (status, body) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/categories/sale",
-            Some(&key),
-            Some(json!({"channels": null})),
-        )
-        .await;
+    let (status, body) = relay.route_sale(&key, Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["channels"], Value::Null);
     let (status, body) = relay.send_event(&key, sale_event()).await;

@@ -434,6 +434,29 @@ impl Relay {
         key
     }
 
+    /// `PATCH /api/v1/categories/sale` routing it to `channels` (`null`: every channel on).
+    pub async fn route_sale(&self, key: &str, channels: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::PATCH,
+            "/api/v1/categories/sale",
+            Some(key),
+            Some(json!({ "channels": channels })),
+        )
+        .await
+    }
+
+    /// A relay whose Discord refuses every direct message (a permanent error: deliveries fail at
+    /// once) and whose Telegram takes every message.
+    pub async fn with_discord_refusing() -> Self {
+        let relay = Self::start_with("", false).await;
+        mount_telegram_send_ok(&relay.telegram).await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(discord_dm_refused())
+            .mount(&relay.discord)
+            .await;
+        relay
+    }
+
     /// `PATCH /api/v1/account` with `body`.
     pub async fn patch_account(&self, key: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PATCH, "/api/v1/account", Some(key), Some(body))

@@ -12,6 +12,7 @@ use crate::model::{AccountId, DeliveryStatus, EventId, Millis};
 /// One event of a category, as the category page's totals and chart need it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSample {
+    pub id: EventId,
     pub created_at: Millis,
     pub fields: Map<String, Value>,
 }
@@ -29,14 +30,26 @@ pub struct DeliveryBadge {
 
 #[async_trait]
 pub trait DashboardStorage: Send + Sync {
-    /// The events of an account's category created in `[from, to)`, oldest first.
+    /// The events of an account's category created in `[from, to)`, by id (which sorts by
+    /// creation time); with `after`, only those with a larger id.
     async fn category_samples(
         &self,
         account_id: &AccountId,
         category: &str,
         from: Millis,
         to: Millis,
+        after: Option<&EventId>,
     ) -> Result<Vec<EventSample>>;
+
+    /// How many events of the category were created in `[from, to)`, and the largest id among
+    /// them: what tells whether a summary of them is still current.
+    async fn category_window(
+        &self,
+        account_id: &AccountId,
+        category: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<(u64, Option<EventId>)>;
 
     /// How many events each of the account's categories received since `since` (categories
     /// without any are absent).
@@ -86,29 +99,54 @@ macro_rules! dashboard_for {
                 category: &str,
                 from: $crate::model::Millis,
                 to: $crate::model::Millis,
+                after: Option<&$crate::model::EventId>,
             ) -> $crate::store::Result<Vec<$crate::store::EventSample>> {
                 use sqlx::Row as _;
                 let rows = sqlx::query(
-                    "SELECT e.created_at, e.fields FROM categories c \
+                    "SELECT e.id, e.created_at, e.fields FROM categories c \
                      JOIN events e ON e.category_id = c.id \
                      WHERE c.account_id = $1 AND c.name = lower($2) \
-                     AND e.created_at >= $3 AND e.created_at < $4 \
-                     ORDER BY e.created_at, e.id",
+                     AND e.created_at >= $3 AND e.created_at < $4 AND e.id > $5 \
+                     ORDER BY e.id",
                 )
                 .bind(account_id)
                 .bind(category)
                 .bind(from)
                 .bind(to)
+                .bind(after.map_or("", |id| id.as_str()))
                 .fetch_all(self.reads())
                 .await?;
                 rows.iter()
                     .map(|row| {
                         Ok($crate::store::EventSample {
+                            id: row.try_get("id")?,
                             created_at: row.try_get("created_at")?,
                             fields: $crate::store::parse_json(row.try_get("fields")?)?,
                         })
                     })
                     .collect()
+            }
+
+            async fn category_window(
+                &self,
+                account_id: &$crate::model::AccountId,
+                category: &str,
+                from: $crate::model::Millis,
+                to: $crate::model::Millis,
+            ) -> $crate::store::Result<(u64, Option<$crate::model::EventId>)> {
+                let (count, newest): (i64, Option<$crate::model::EventId>) = sqlx::query_as(
+                    "SELECT COUNT(*), MAX(e.id) FROM categories c \
+                     JOIN events e ON e.category_id = c.id \
+                     WHERE c.account_id = $1 AND c.name = lower($2) \
+                     AND e.created_at >= $3 AND e.created_at < $4",
+                )
+                .bind(account_id)
+                .bind(category)
+                .bind(from)
+                .bind(to)
+                .fetch_one(self.reads())
+                .await?;
+                Ok((u64::try_from(count).unwrap_or(0), newest))
             }
 
             async fn category_counts_since(

@@ -5,15 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use maud::{Markup, html};
 use pingpilot_core::api::CategoryPatch;
 use pingpilot_core::model::{Category, EventId, EventRecord, now_millis};
 use pingpilot_core::service::activity::{Refused, refused_events};
 use pingpilot_core::service::health::FAILED_WINDOW_MS;
-use pingpilot_core::store::{CategoryUpdate, DeliveryBadge, EventFilter, EventSample};
+use pingpilot_core::store::{CategoryUpdate, DeliveryBadge, EventFilter};
 use poem::http::StatusCode;
-use poem::web::{Form, Html, Path, Query};
+use poem::web::{Data, Form, Html, Path, Query};
 use poem::{IntoResponse, Route, get, handler, post};
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,6 +25,7 @@ use crate::events_table::events_table;
 use crate::layout::NoticeKind;
 use crate::layout::{self, Nav};
 use crate::range::{Range, Window};
+use crate::range_stats::{RangeStats, StatsCache};
 use crate::web::{DashError, PageResult, SignedIn, csrf_field, see_other};
 
 /// Events per page of the table.
@@ -53,7 +55,8 @@ struct PageQuery {
 struct Summary {
     category: Category,
     window: Window,
-    samples: Vec<EventSample>,
+    /// The range's count, times and sums (kept between requests: see `range_stats.rs`).
+    stats: Arc<RangeStats>,
     /// This page of the table, newest first.
     events: Vec<EventRecord>,
     badges: BTreeMap<EventId, Vec<DeliveryBadge>>,
@@ -70,21 +73,23 @@ async fn category_page(
     user: SignedIn,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
+    Data(stats): Data<&Arc<StatsCache>>,
 ) -> PageResult {
     let notice = (query.done.as_deref() == Some("channels"))
         .then(|| layout::notice(NoticeKind::Done, "The category's channels are saved."));
-    render_page(&user, &name, query, notice).await
+    render_page(&user, stats, &name, query, notice).await
 }
 
 /// The page, with a notice above the channels when there is one.
 async fn render_page(
     user: &SignedIn,
+    stats: &StatsCache,
     name: &str,
     query: PageQuery,
     notice: Option<Markup>,
 ) -> PageResult {
     let range = Range::from_query(query.range.as_deref());
-    let summary = summarise(user, name, range, query.before).await?;
+    let summary = summarise(user, stats, name, range, query.before).await?;
     let category = &summary.category;
     let title = format!("Category {}", category.name);
     let body = html! {
@@ -178,6 +183,7 @@ fn channels_body(pairs: &[(String, String)]) -> Value {
 async fn save_channels(
     user: SignedIn,
     Path(name): Path<String>,
+    Data(stats): Data<&Arc<StatsCache>>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let csrf = pairs
@@ -192,7 +198,7 @@ async fn save_channels(
                 NoticeKind::Problem,
                 "Tick at least one channel, or choose every channel you have on.",
             );
-            let page = render_page(&user, &name, PageQuery::default(), Some(notice)).await?;
+            let page = render_page(&user, stats, &name, PageQuery::default(), Some(notice)).await?;
             return Ok(page
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY)
                 .into_response());
@@ -218,9 +224,10 @@ async fn live_events(
     user: SignedIn,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
+    Data(stats): Data<&Arc<StatsCache>>,
 ) -> PageResult {
     let range = Range::from_query(query.range.as_deref());
-    let summary = summarise(&user, &name, range, None).await?;
+    let summary = summarise(&user, stats, &name, range, None).await?;
     let content = live_content(&user, &summary);
     if query.seen.as_deref() == Some(fingerprint(&content).as_str()) {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -230,6 +237,7 @@ async fn live_events(
 
 async fn summarise(
     user: &SignedIn,
+    stats: &StatsCache,
     name: &str,
     range: Range,
     before: Option<String>,
@@ -241,8 +249,8 @@ async fn summarise(
         .await?
         .ok_or(DashError::NotFound)?;
     let window = Window::around(range, now_millis());
-    let samples = store
-        .category_samples(account, &category.name, window.start, window.end)
+    let stats = stats
+        .stats(store, account, &category.name, (window.start, window.end))
         .await?;
     let before = before.filter(|id| !id.is_empty());
     let paged = before.is_some();
@@ -276,7 +284,7 @@ async fn summarise(
     Ok(Summary {
         category,
         window,
-        samples,
+        stats,
         events,
         badges,
         older,
@@ -321,10 +329,10 @@ fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
     let range = summary.window.range;
     html! {
         @if let Some(refused) = &summary.refused { (refused_notice(refused)) }
-        @if summary.samples.is_empty() && summary.events.is_empty() && !summary.paged {
+        @if summary.stats.count() == 0 && summary.events.is_empty() && !summary.paged {
             (empty_state(user, summary))
         } @else {
-            (totals(&summary.samples))
+            (totals(&summary.stats))
             (events_chart(summary))
             h2 { "Events" }
             @if summary.events.is_empty() {
@@ -367,12 +375,13 @@ fn refused_notice(refused: &Refused) -> Markup {
 
 /// Where this page is among the range's events: "Events 26–50 of 73, newest first".
 fn page_position(summary: &Summary) -> String {
-    let total = summary.samples.len();
+    let total = summary.stats.times.len();
     let newer = summary.events.first().map_or(0, |first| {
         summary
-            .samples
+            .stats
+            .times
             .iter()
-            .filter(|sample| sample.created_at > first.created_at)
+            .filter(|at| **at > first.created_at)
             .count()
     });
     let last = (newer + summary.events.len()).min(total);
@@ -418,17 +427,17 @@ fn curl_command(base: &str, category: &str) -> String {
     )
 }
 
-fn totals(samples: &[EventSample]) -> Markup {
+fn totals(stats: &RangeStats) -> Markup {
     html! {
         dl.totals {
             div {
                 dt { "Events" }
-                dd { (layout::thousands(samples.len() as u64)) }
+                dd { (layout::thousands(stats.count())) }
             }
-            @for (field, sum) in numeric_sums(samples) {
+            @for (field, sum) in &stats.sums {
                 div {
                     dt { "Sum of " (field) }
-                    dd { (format_number(sum)) }
+                    dd { (format_number(*sum)) }
                 }
             }
         }
@@ -437,7 +446,7 @@ fn totals(samples: &[EventSample]) -> Markup {
 
 fn events_chart(summary: &Summary) -> Markup {
     let window = &summary.window;
-    let counts = window.counts(summary.samples.iter().map(|sample| sample.created_at));
+    let counts = window.counts(summary.stats.times.iter().copied());
     let bars: Vec<Bar> = window
         .buckets
         .iter()
@@ -481,19 +490,6 @@ fn chart_label(window: &Window, bars: &[Bar]) -> String {
     label
 }
 
-/// The sum of every field that holds a JSON number, by field name.
-fn numeric_sums(samples: &[EventSample]) -> BTreeMap<String, f64> {
-    let mut sums = BTreeMap::new();
-    for sample in samples {
-        for (name, value) in &sample.fields {
-            if let Some(number) = value.as_f64() {
-                *sums.entry(name.clone()).or_insert(0.0) += number;
-            }
-        }
-    }
-    sums
-}
-
 /// A sum without float noise: `20`, `0.3`, `1234.56`.
 /// A sum as people read it: at most six decimals, none trailing, thousands separated
 /// (`1,234.56`).
@@ -519,27 +515,7 @@ fn format_number(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn sample(fields: Value) -> EventSample {
-        EventSample {
-            created_at: 0,
-            fields: fields.as_object().cloned().unwrap_or_default(),
-        }
-    }
-
-    #[test]
-    fn only_numbers_are_summed() {
-        let sums = numeric_sums(&[
-            sample(json!({"amount": 12.5, "plan": "pro", "seats": 2})),
-            sample(json!({"amount": 7.5, "recurring": true, "seats": "3"})),
-        ]);
-        assert_eq!(sums.get("amount"), Some(&20.0));
-        assert_eq!(sums.get("seats"), Some(&2.0));
-        assert!(!sums.contains_key("plan") && !sums.contains_key("recurring"));
-    }
 
     #[test]
     fn sums_read_cleanly() {

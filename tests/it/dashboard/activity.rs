@@ -133,14 +133,7 @@ async fn a_refused_category_is_said_on_its_page_and_in_the_banner_until_events_g
     let relay = Relay::start().await;
     let key = relay.discord_only_account().await;
     // The category goes to Telegram only, which is off: intake refuses its events.
-    let (status, body) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/categories/sale",
-            Some(&key),
-            Some(json!({"channels": ["telegram"]})),
-        )
-        .await;
+    let (status, body) = relay.route_sale(&key, json!(["telegram"])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, answer) = relay.send_event(&key, sale_event()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -165,14 +158,7 @@ async fn a_refused_category_is_said_on_its_page_and_in_the_banner_until_events_g
     )]);
 
     // Routed to Discord again, the next event gets through, and neither says it any more.
-    let (status, body) = relay
-        .call(
-            Method::PATCH,
-            "/api/v1/categories/sale",
-            Some(&key),
-            Some(json!({"channels": ["discord"]})),
-        )
-        .await;
+    let (status, body) = relay.route_sale(&key, json!(["discord"])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     accepted_id(&relay, &key, sale_event()).await;
     let mut cleared = false;

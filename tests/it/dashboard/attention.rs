@@ -3,8 +3,6 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use wiremock::Mock;
-use wiremock::matchers::any;
 
 use super::{Browser, Page};
 use crate::helpers::*;
@@ -113,12 +111,7 @@ async fn the_quota_warns_from_80_percent_and_says_when_it_is_used_up() {
 
 #[tokio::test]
 async fn failed_deliveries_of_the_last_day_are_counted() {
-    let relay = Relay::start_with("", false).await;
-    mount_telegram_send_ok(&relay.telegram).await;
-    Mock::given(any())
-        .respond_with(discord_dm_refused())
-        .mount(&relay.discord)
-        .await;
+    let relay = Relay::with_discord_refusing().await;
     let key = relay.discord_only_account().await;
     for _ in 0..2 {
         let event_id = accepted_id(&relay, &key, sale_event()).await;

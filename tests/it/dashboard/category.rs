@@ -98,6 +98,20 @@ async fn totals_sums_fields_and_delivery_badges() {
     assert_eq!(event_links(&page), newest_first);
     assert_eq!(count(&page, r#"<rect class="bar""#), 24);
     assert_eq!(count(&page, r#"<span class="badge delivered">"#), 4);
+
+    // The totals are kept between views; an event sent since is counted in.
+    send(
+        &relay,
+        &key,
+        json!({"category": "sale", "description": "Third sale", "fields": {"amount": 0.5}}),
+    )
+    .await;
+    let page = browser.get("/dashboard/categories/sale").await;
+    page.assert_contains(&[
+        "<dt>Events</dt><dd>3</dd>",
+        "<dt>Sum of amount</dt><dd>20.5</dd>",
+        "3 in total; busiest",
+    ]);
     relay.stop().await;
 }
 

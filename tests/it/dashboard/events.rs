@@ -3,8 +3,6 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wiremock::Mock;
-use wiremock::matchers::any;
 
 use super::{Browser, Page};
 use crate::helpers::*;
@@ -129,12 +127,7 @@ async fn pages_say_where_they_are_and_keep_the_filters() {
 
 #[tokio::test]
 async fn failed_deliveries_are_found_by_channel_and_retried_together() {
-    let relay = Relay::start_with("", false).await;
-    mount_telegram_send_ok(&relay.telegram).await;
-    Mock::given(any())
-        .respond_with(discord_dm_refused())
-        .mount(&relay.discord)
-        .await;
+    let relay = Relay::with_discord_refusing().await;
     let key = relay.ready_account().await;
     relay.link_telegram(&key).await;
     create_category(&relay, &key, "bug").await;

@@ -349,7 +349,7 @@ async fn summaries(backend: &Backend) {
     let foreign = event(&*store, &other.id, &other_signups, 1_500, 6).await;
 
     let samples = store
-        .category_samples(&account.id, "signups", 1_000, 2_000)
+        .category_samples(&account.id, "signups", 1_000, 2_000, None)
         .await
         .expect("samples");
     let seen: Vec<_> = samples
@@ -367,23 +367,43 @@ async fn summaries(backend: &Backend) {
     // Names match as the category lookups do, case-insensitively.
     assert_eq!(
         store
-            .category_samples(&account.id, "SignUps", 1_000, 2_000)
+            .category_samples(&account.id, "SignUps", 1_000, 2_000, None)
             .await
             .expect("samples"),
         samples
     );
     let theirs = store
-        .category_samples(&other.id, "signups", 0, 10_000)
+        .category_samples(&other.id, "signups", 0, 10_000, None)
         .await
         .expect("samples");
     assert_eq!(theirs.len(), 1);
     assert_eq!(theirs[0].fields.get("n"), Some(&json!(6)));
     assert!(
         store
-            .category_samples(&account.id, "missing", 0, 10_000)
+            .category_samples(&account.id, "missing", 0, 10_000, None)
             .await
             .expect("samples")
             .is_empty()
+    );
+    // Those after an id, and what tells whether a summary is current.
+    let after = store
+        .category_samples(&account.id, "signups", 1_000, 2_000, Some(&samples[0].id))
+        .await
+        .expect("samples");
+    assert_eq!(after, samples[1..]);
+    assert_eq!(
+        store
+            .category_window(&account.id, "SignUps", 1_000, 2_000)
+            .await
+            .expect("window"),
+        (3, Some(samples[2].id.clone()))
+    );
+    assert_eq!(
+        store
+            .category_window(&account.id, "missing", 0, 10_000)
+            .await
+            .expect("window"),
+        (0, None)
     );
 
     let counts = store
