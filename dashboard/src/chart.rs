@@ -3,6 +3,8 @@
 
 use maud::{Markup, html};
 
+use crate::range::Window;
+
 /// One bar: its axis label, the span it stands for, and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bar {
@@ -61,6 +63,51 @@ pub fn bar_chart(bars: &[Bar], label: &str) -> Markup {
     }
 }
 
+/// A window's events per bucket as a figure: the chart, and what it shows in words under it.
+pub fn window_chart(window: &Window, counts: &[u64]) -> Markup {
+    let bars: Vec<Bar> = window
+        .buckets
+        .iter()
+        .zip(counts)
+        .map(|(bucket, &count)| Bar {
+            label: bucket.label.clone(),
+            title: bucket.title.clone(),
+            count,
+        })
+        .collect();
+    let label = window_label(window, &bars);
+    html! {
+        figure.chart {
+            (bar_chart(&bars, &label))
+            figcaption.hint { (label) }
+        }
+    }
+}
+
+/// What the chart shows, in words: its span, the total and the busiest bar.
+fn window_label(window: &Window, bars: &[Bar]) -> String {
+    let total: u64 = bars.iter().map(|bar| bar.count).sum();
+    let mut label = format!(
+        "Events per {}, {} (UTC): {} in total",
+        window.range.unit(),
+        window.describe(),
+        crate::layout::thousands(total)
+    );
+    if let Some(busiest) = bars
+        .iter()
+        .filter(|bar| bar.count > 0)
+        .max_by_key(|bar| bar.count)
+    {
+        label.push_str(&format!(
+            "; busiest {} with {}",
+            busiest.title,
+            count_text(busiest.count)
+        ));
+    }
+    label.push('.');
+    label
+}
+
 fn bar_height(count: u64, max: u64, plot_height: f64) -> f64 {
     if max == 0 {
         0.0
@@ -74,7 +121,7 @@ pub fn count_text(count: u64) -> String {
     if count == 1 {
         "1 event".into()
     } else {
-        format!("{count} events")
+        format!("{} events", crate::layout::thousands(count))
     }
 }
 

@@ -345,6 +345,10 @@ test('usage shows the events and categories against the plan', async () => {
   await page.getByText(`${EVENTS.length} of 100 events used`).waitFor();
   await page.getByText('3 of 3 categories used').waitFor();
   await page.getByText('The count starts again on').waitFor();
+  // This month: a bar per day, and the categories by their events.
+  await page.getByRole('img', { name: /^Events per day, .* \(UTC\): 3 in total; busiest / }).waitFor();
+  const perCategory = page.getByRole('region', { name: 'Events per category this month' });
+  await perCategory.getByRole('row').filter({ hasText: 'sale' }).getByRole('cell', { name: '100 %' }).waitFor();
   await capture('usage');
 });
 

@@ -181,7 +181,7 @@ fn activity_table(rows: &[ActivityRow]) -> Markup {
                     th scope="col" { "Request" }
                     th scope="col" { "Status" }
                     th scope="col" { "Message" }
-                    th scope="col" { "Count" }
+                    th.number scope="col" { "Count" }
                     th scope="col" { "Key and client" }
                 } }
                 tbody {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::PREFIX;
-use crate::chart::{self, Bar};
+use crate::chart;
 use crate::events_table::events_table;
 use crate::layout::NoticeKind;
 use crate::layout::{self, Nav};
@@ -446,48 +446,7 @@ fn totals(stats: &RangeStats) -> Markup {
 
 fn events_chart(summary: &Summary) -> Markup {
     let window = &summary.window;
-    let counts = window.counts(summary.stats.times.iter().copied());
-    let bars: Vec<Bar> = window
-        .buckets
-        .iter()
-        .zip(&counts)
-        .map(|(bucket, &count)| Bar {
-            label: bucket.label.clone(),
-            title: bucket.title.clone(),
-            count,
-        })
-        .collect();
-    let label = chart_label(window, &bars);
-    html! {
-        figure.chart {
-            (chart::bar_chart(&bars, &label))
-            figcaption.hint { (label) }
-        }
-    }
-}
-
-/// What the chart shows, in words: its span, the total and the busiest bar.
-fn chart_label(window: &Window, bars: &[Bar]) -> String {
-    let total: u64 = bars.iter().map(|bar| bar.count).sum();
-    let mut label = format!(
-        "Events per {}, {} (UTC): {} in total",
-        window.range.unit(),
-        window.describe(),
-        total
-    );
-    if let Some(busiest) = bars
-        .iter()
-        .filter(|bar| bar.count > 0)
-        .max_by_key(|bar| bar.count)
-    {
-        label.push_str(&format!(
-            "; busiest {} with {}",
-            busiest.title,
-            chart::count_text(busiest.count)
-        ));
-    }
-    label.push('.');
-    label
+    chart::window_chart(window, &window.counts(summary.stats.times.iter().copied()))
 }
 
 /// A sum without float noise: `20`, `0.3`, `1234.56`.

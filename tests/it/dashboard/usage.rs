@@ -1,4 +1,5 @@
-//! Usage: the same numbers as `GET /api/v1/quota`, as bars against the plan's limits.
+//! Usage: the same numbers as `GET /api/v1/quota`, as bars against the plan's limits, and this
+//! month's events per day and per category.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -40,6 +41,11 @@ async fn usage_shows_events_and_categories_against_the_plan() {
         r#"<rect width="33" height="1">"#,
         &format!("{reset_day} 00:00 UTC"),
         r#"aria-current="page">Usage</a>"#,
+        // This month per day and per category.
+        "<h2>This month</h2>",
+        r#"role="img" aria-label="Events per day, "#,
+        "(UTC): 3 in total; busiest ",
+        r#"<td><a href="/dashboard/categories/sale?range=month">sale</a></td><td class="number">3</td><td class="number">100 %</td>"#,
     ]);
     relay.stop().await;
 }
@@ -55,6 +61,7 @@ async fn unlimited_plans_have_no_bars() {
         r#"Plan: <strong class="plan">unlimited</strong>"#,
         "<strong>0</strong> events · No limit",
         "<strong>0</strong> categories · No limit",
+        "No events this month yet.",
     ]);
     assert!(!page.body.contains(r#"class="meter""#));
     relay.stop().await;
