@@ -93,7 +93,7 @@ fn delivery_badge(user: &SignedIn, badge: &DeliveryBadge) -> Markup {
 }
 
 /// Field names in the order they first appear, newest event first.
-fn field_columns(events: &[EventRecord]) -> Vec<String> {
+pub fn field_columns(events: &[EventRecord]) -> Vec<String> {
     let mut columns: Vec<String> = Vec::new();
     for event in events {
         for name in event.fields.keys() {

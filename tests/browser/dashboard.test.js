@@ -289,6 +289,21 @@ test('a category is routed to Discord alone from its page, and back to every cha
   assert.equal(saved.body.channels, null);
 });
 
+test('the sums shown are chosen with boxes, and the choice stays through the range tabs', async () => {
+  await page.goto(`${relay.base}/dashboard/categories/sale`);
+  await page.getByRole('term').filter({ hasText: 'Sum of seats' }).waitFor();
+  await page.getByText('Choose the sums (2 number fields)').click();
+  await page.getByRole('checkbox', { name: 'seats' }).uncheck();
+  await page.getByRole('button', { name: 'Show these sums' }).click();
+  await page.waitForURL(/pick=1&sum=amount$/);
+  await page.getByRole('term').filter({ hasText: 'Sum of amount' }).waitFor();
+  assert.equal(await page.getByRole('term').filter({ hasText: 'Sum of seats' }).count(), 0);
+  await page.getByRole('navigation', { name: 'Time range' }).getByRole('link', { name: 'This week' }).click();
+  await page.waitForURL(/range=week&pick=1&sum=amount$/);
+  assert.equal(await page.getByRole('term').filter({ hasText: 'Sum of seats' }).count(), 0);
+  await capture('category-sums');
+});
+
 test('the overview counts the events of each category', async () => {
   await page.goto(`${relay.base}/dashboard`);
   const sale = page.getByRole('article').filter({ has: page.getByRole('heading', { name: 'sale' }) });

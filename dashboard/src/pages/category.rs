@@ -15,13 +15,13 @@ use pingpilot_core::service::health::FAILED_WINDOW_MS;
 use pingpilot_core::store::{CategoryUpdate, DeliveryBadge, EventFilter};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Html, Path, Query};
-use poem::{IntoResponse, Route, get, handler, post};
+use poem::{IntoResponse, Request, Route, get, handler, post};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::PREFIX;
 use crate::chart;
-use crate::events_table::events_table;
+use crate::events_table::{events_table, field_columns};
 use crate::layout::NoticeKind;
 use crate::layout::{self, Nav};
 use crate::range::{Range, Window};
@@ -66,10 +66,71 @@ struct Summary {
     paged: bool,
     /// Events sent here are being refused: none got through since.
     refused: Option<Refused>,
+    /// The numeric fields whose sums the reader chose; `None`: the first few.
+    chosen: Option<Vec<String>>,
+}
+
+/// Sums shown when the reader chose none.
+const DEFAULT_SUMS: usize = 3;
+
+/// The sums the reader chose, from `?pick=1&sum=amount&sum=seats` (`pick` alone: none);
+/// `None` when the address chooses nothing.
+fn chosen_sums(req: &Request) -> Option<Vec<String>> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.uri().query().unwrap_or_default()).unwrap_or_default();
+    pairs.iter().any(|(key, _)| key == "pick").then(|| {
+        pairs
+            .into_iter()
+            .filter(|(key, _)| key == "sum")
+            .map(|(_, field)| field)
+            .collect()
+    })
+}
+
+/// The choice of sums as it travels in the page's links: `&pick=1&sum=…`, or nothing.
+fn sums_query(chosen: &Option<Vec<String>>) -> String {
+    let Some(fields) = chosen else {
+        return String::new();
+    };
+    let mut pairs = vec![("pick", "1")];
+    pairs.extend(fields.iter().map(|field| ("sum", field.as_str())));
+    format!(
+        "&{}",
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    )
+}
+
+impl Summary {
+    /// The sums shown: those chosen, or the first few numeric fields in the table's column
+    /// order (then by name).
+    fn shown_sums(&self) -> Vec<(String, f64)> {
+        let sums = &self.stats.sums;
+        let names: Vec<String> = match &self.chosen {
+            Some(fields) => fields.clone(),
+            None => {
+                let mut names: Vec<String> = field_columns(&self.events)
+                    .into_iter()
+                    .filter(|name| sums.contains_key(name))
+                    .collect();
+                for name in sums.keys() {
+                    if !names.contains(name) {
+                        names.push(name.clone());
+                    }
+                }
+                names.truncate(DEFAULT_SUMS);
+                names
+            }
+        };
+        names
+            .into_iter()
+            .filter_map(|name| sums.get(&name).map(|sum| (name, *sum)))
+            .collect()
+    }
 }
 
 #[handler]
 async fn category_page(
+    req: &Request,
     user: SignedIn,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
@@ -77,7 +138,18 @@ async fn category_page(
 ) -> PageResult {
     let notice = (query.done.as_deref() == Some("channels"))
         .then(|| layout::notice(NoticeKind::Done, "The category's channels are saved."));
-    render_page(&user, stats, &name, query, notice).await
+    let view = View {
+        query,
+        chosen: chosen_sums(req),
+    };
+    render_page(&user, stats, &name, view, notice).await
+}
+
+/// What the address asks the page for.
+#[derive(Default)]
+struct View {
+    query: PageQuery,
+    chosen: Option<Vec<String>>,
 }
 
 /// The page, with a notice above the channels when there is one.
@@ -85,11 +157,11 @@ async fn render_page(
     user: &SignedIn,
     stats: &StatsCache,
     name: &str,
-    query: PageQuery,
+    View { query, chosen }: View,
     notice: Option<Markup>,
 ) -> PageResult {
     let range = Range::from_query(query.range.as_deref());
-    let summary = summarise(user, stats, name, range, query.before).await?;
+    let summary = summarise(user, stats, name, range, query.before, chosen).await?;
     let category = &summary.category;
     let title = format!("Category {}", category.name);
     let body = html! {
@@ -102,7 +174,12 @@ async fn render_page(
         }
         nav.tabs aria-label="Time range" {
             @for tab in Range::ALL {
-                @let href = format!("{PREFIX}/categories/{}?range={}", category.name, tab.query());
+                @let href = format!(
+                    "{PREFIX}/categories/{}?range={}{}",
+                    category.name,
+                    tab.query(),
+                    sums_query(&summary.chosen)
+                );
                 @if tab == range {
                     a href=(href) aria-current="page" { (tab.label()) }
                 } @else {
@@ -112,6 +189,7 @@ async fn render_page(
         }
         p.hint { (summary.window.describe()) ". Weeks start on Monday; times are UTC." }
         (live_section(user, &summary))
+        (sums_picker(&summary))
         @if let Some(notice) = notice { (notice) }
         (channels_form(user, category))
     };
@@ -198,7 +276,7 @@ async fn save_channels(
                 NoticeKind::Problem,
                 "Tick at least one channel, or choose every channel you have on.",
             );
-            let page = render_page(&user, stats, &name, PageQuery::default(), Some(notice)).await?;
+            let page = render_page(&user, stats, &name, View::default(), Some(notice)).await?;
             return Ok(page
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY)
                 .into_response());
@@ -221,13 +299,14 @@ async fn save_channels(
 /// The live part of the first page, for htmx: 204 when nothing changed since `seen`.
 #[handler]
 async fn live_events(
+    req: &Request,
     user: SignedIn,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
     Data(stats): Data<&Arc<StatsCache>>,
 ) -> PageResult {
     let range = Range::from_query(query.range.as_deref());
-    let summary = summarise(&user, stats, &name, range, None).await?;
+    let summary = summarise(&user, stats, &name, range, None, chosen_sums(req)).await?;
     let content = live_content(&user, &summary);
     if query.seen.as_deref() == Some(fingerprint(&content).as_str()) {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -241,6 +320,7 @@ async fn summarise(
     name: &str,
     range: Range,
     before: Option<String>,
+    chosen: Option<Vec<String>>,
 ) -> PageResult<Summary> {
     let store = user.state.store();
     let account = &user.account.id;
@@ -290,6 +370,7 @@ async fn summarise(
         older,
         paged,
         refused,
+        chosen,
     })
 }
 
@@ -306,9 +387,10 @@ fn live_section(user: &SignedIn, summary: &Summary) -> Markup {
 /// `content` in the element that asks for a newer version of itself every few seconds.
 fn live_wrapper(summary: &Summary, content: Markup) -> Markup {
     let poll = format!(
-        "{PREFIX}/categories/{}/events?range={}&seen={}",
+        "{PREFIX}/categories/{}/events?range={}{}&seen={}",
         summary.category.name,
         summary.window.range.query(),
+        sums_query(&summary.chosen),
         fingerprint(&content)
     );
     html! {
@@ -332,7 +414,7 @@ fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
         @if summary.stats.count() == 0 && summary.events.is_empty() && !summary.paged {
             (empty_state(user, summary))
         } @else {
-            (totals(&summary.stats))
+            (totals(summary))
             (events_chart(summary))
             h2 { "Events" }
             @if summary.events.is_empty() {
@@ -345,11 +427,12 @@ fn live_content(user: &SignedIn, summary: &Summary) -> Markup {
                     span { (page_position(summary)) }
                     @if summary.paged {
                         a href={ (PREFIX) "/categories/" (summary.category.name) "?range="
-                            (range.query()) } { "← Newest events" }
+                            (range.query()) (sums_query(&summary.chosen)) } { "← Newest events" }
                     }
                     @if let Some(before) = &summary.older {
                         a href={ (PREFIX) "/categories/" (summary.category.name) "?range="
-                            (range.query()) "&before=" (before) } rel="next" { "Older events →" }
+                            (range.query()) (sums_query(&summary.chosen)) "&before=" (before) }
+                            rel="next" { "Older events →" }
                     }
                 }
             }
@@ -427,17 +510,49 @@ fn curl_command(base: &str, category: &str) -> String {
     )
 }
 
-fn totals(stats: &RangeStats) -> Markup {
+fn totals(summary: &Summary) -> Markup {
     html! {
         dl.totals {
             div {
                 dt { "Events" }
-                dd { (layout::thousands(stats.count())) }
+                dd { (layout::thousands(summary.stats.count())) }
             }
-            @for (field, sum) in &stats.sums {
+            @for (field, sum) in summary.shown_sums() {
                 div {
                     dt { "Sum of " (field) }
-                    dd { (format_number(*sum)) }
+                    dd { (format_number(sum)) }
+                }
+            }
+        }
+    }
+}
+
+/// Which numeric fields are summed, chosen with boxes (a GET form: the choice is in the
+/// address). Outside the live section, so a refresh never closes it while open.
+fn sums_picker(summary: &Summary) -> Markup {
+    let shown: Vec<String> = summary
+        .shown_sums()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    html! {
+        @if !summary.stats.sums.is_empty() {
+            details.sums {
+                summary { "Choose the sums (" (summary.stats.sums.len()) " number fields)" }
+                form method="get" action={ (PREFIX) "/categories/" (summary.category.name) } {
+                    input type="hidden" name="range" value=(summary.window.range.query());
+                    input type="hidden" name="pick" value="1";
+                    fieldset {
+                        legend.visually-hidden { "Fields to sum" }
+                        @for field in summary.stats.sums.keys() {
+                            label.choice {
+                                input type="checkbox" name="sum" value=(field)
+                                    checked[shown.contains(field)];
+                                (field)
+                            }
+                        }
+                    }
+                    button type="submit" { "Show these sums" }
                 }
             }
         }

@@ -403,3 +403,48 @@ async fn the_table_leads_with_time_description_and_delivery_and_caps_field_colum
     ]);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn the_sums_shown_are_the_first_few_or_those_chosen() {
+    let relay = Relay::start().await;
+    let key = relay.ready_account().await;
+    send(
+        &relay,
+        &key,
+        json!({"category": "sale", "description": "Many numbers",
+               "fields": {"total": 5, "net": 4, "tax": 1, "items": 3, "weight": 2.5, "plan": "pro"}}),
+    )
+    .await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    // The first three number fields in the table's order (the event's own); the others can be
+    // ticked.
+    let page = browser.get("/dashboard/categories/sale").await;
+    page.assert_contains(&[
+        "<dt>Sum of total</dt>",
+        "<dt>Sum of net</dt>",
+        "<dt>Sum of tax</dt>",
+        "Choose the sums (5 number fields)",
+        r#"<input type="checkbox" name="sum" value="total" checked>"#,
+        r#"<input type="checkbox" name="sum" value="weight">"#,
+    ]);
+    assert!(!page.body.contains("Sum of items") && !page.body.contains("Sum of weight"));
+    assert!(!page.body.contains("Sum of plan"));
+
+    let chosen = browser
+        .get("/dashboard/categories/sale?range=today&pick=1&sum=weight&sum=items")
+        .await;
+    chosen.assert_contains(&[
+        "<dt>Sum of weight</dt><dd>2.5</dd>",
+        "<dt>Sum of items</dt><dd>3</dd>",
+        // The choice stays in the page's links and its live refresh.
+        r#"href="/dashboard/categories/sale?range=week&amp;pick=1&amp;sum=weight&amp;sum=items""#,
+        "/dashboard/categories/sale/events?range=today&amp;pick=1&amp;sum=weight&amp;sum=items&amp;seen=",
+    ]);
+    assert!(!chosen.body.contains("Sum of total"));
+    let none = browser
+        .get("/dashboard/categories/sale?range=today&pick=1")
+        .await;
+    none.assert_contains(&["<dt>Events</dt><dd>1</dd>"]);
+    assert!(!none.body.contains("<dt>Sum of"));
+    relay.stop().await;
+}
