@@ -404,9 +404,9 @@ struct Priority {
 fn threads(pid: u32) -> Vec<(String, Priority)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
     tasks
-        .map(|task| {
-            let stat =
-                std::fs::read_to_string(task.expect("task").path().join("stat")).expect("stat");
+        // A thread that ends while it is read is left out.
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .map(|stat| {
             // "tid (name) state ppid …": the name may hold spaces; nice is the 19th field and
             // the policy the 41st.
             let (head, rest) = stat.rsplit_once(") ").expect("stat fields");
@@ -437,7 +437,18 @@ async fn thread_priorities(delivery: &str) -> (Priority, impl Fn(&str) -> Vec<Pr
     )
     .expect("config");
     let relay = RelayProcess::spawn(&config).await;
-    let threads = threads(relay.child.id());
+    let pid = relay.child.id();
+    // A new thread carries its parent's name and priority until it sets its own: read until
+    // two readings a moment apart agree, so that one caught starting is not counted.
+    let mut threads = threads(pid);
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let again = self::threads(pid);
+        if again == threads {
+            break;
+        }
+        threads = again;
+    }
     drop(relay);
     // The main thread keeps the priority the relay was started with.
     let (_, base) = *threads
