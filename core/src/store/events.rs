@@ -43,8 +43,13 @@ pub trait Events: Send + Sync {
     /// Re-queues the event's failed deliveries; `None` when there is no such event.
     async fn retry_event(&self, account_id: &AccountId, event_id: &EventId) -> Result<Option<u64>>;
 
-    /// How many events match the filter (its cursor and limit aside).
-    async fn count_matching(&self, account_id: &AccountId, filter: &EventFilter) -> Result<u64>;
+    /// How many events match the filter (its cursor and limit aside), and how many of those
+    /// have a failed delivery (with a channel: there), in one reading.
+    async fn count_matching(
+        &self,
+        account_id: &AccountId,
+        filter: &EventFilter,
+    ) -> Result<(u64, u64)>;
 
     /// Re-queues the failed deliveries of every event that matches the filter (its cursor and
     /// limit aside; with a channel, only the deliveries there), in one transaction; how many.
@@ -316,14 +321,33 @@ macro_rules! events_for {
                 &self,
                 account_id: &$crate::model::AccountId,
                 filter: &$crate::store::EventFilter,
-            ) -> $crate::store::Result<u64> {
+            ) -> $crate::store::Result<(u64, u64)> {
                 let mut query =
                     sqlx::QueryBuilder::<<Self as $crate::store::sql::Backend>::Database>::new(
-                        "SELECT COUNT(*) FROM events WHERE",
+                        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN ",
                     );
+                match &filter.channel {
+                    Some(channel) => {
+                        query
+                            .push(
+                                "EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = events.id \
+                                 AND f.status = 'FAILED' AND f.provider = ",
+                            )
+                            .push_bind(channel.clone())
+                            .push(")");
+                    }
+                    None => {
+                        query.push("events.delivery_status = 'FAILED'");
+                    }
+                }
+                query.push(" THEN 1 ELSE 0 END), 0) FROM events WHERE");
                 $crate::store::events::push_conditions(&mut query, account_id, filter);
-                let count: i64 = query.build_query_scalar().fetch_one(self.reads()).await?;
-                Ok(u64::try_from(count).unwrap_or(0))
+                let (count, failed): (i64, i64) =
+                    query.build_query_as().fetch_one(self.reads()).await?;
+                Ok((
+                    u64::try_from(count).unwrap_or(0),
+                    u64::try_from(failed).unwrap_or(0),
+                ))
             }
 
             async fn retry_matching(

@@ -152,17 +152,8 @@ async fn events_page(user: SignedIn, Query(query): Query<PageQuery>) -> PageResu
         mut filter,
         problems,
     } = query.filters.parse(&user);
-    let total = store.count_matching(account, &filter).await?;
-    // Failed deliveries among the filtered events, for the retry.
-    let failed = if matches!(filter.status, None | Some(DeliveryStatus::Failed)) {
-        let failed = EventFilter {
-            status: Some(DeliveryStatus::Failed),
-            ..filter.clone()
-        };
-        store.count_matching(account, &failed).await?
-    } else {
-        0
-    };
+    // With the events that have failed deliveries among them, for the retry.
+    let (total, failed) = store.count_matching(account, &filter).await?;
     filter.before_id = query
         .before
         .clone()
