@@ -417,7 +417,7 @@ async fn authenticate(
         .await?
         .map(|found| found.account)
         .ok_or_else(|| ApiError::unauthorized(INVALID_KEY))?;
-    crate::service::activity::attribute(&account.id, key);
+    activity::attribute(&account.id, key);
     if account.disabled_at.is_some() {
         return Err(ApiError::forbidden(ACCOUNT_DISABLED_MESSAGE));
     }

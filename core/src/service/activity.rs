@@ -91,7 +91,7 @@ pub struct Answered<'a> {
 }
 
 /// Requests of one kind in one minute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct Kind {
     account_id: AccountId,
     key_prefix: String,
@@ -294,24 +294,21 @@ fn refused_per_category(outcomes: &[ActivityRow]) -> Vec<Refused> {
     refused
 }
 
-/// Events slowed down by the plan's rate (429) at or after `since`: how many, and the latest.
+/// How many events the plan's rate slowed down (429) at or after `since`.
 pub async fn rate_limited(
     state: &AppState,
     account_id: &AccountId,
     since: Millis,
-) -> Result<Option<(u64, Millis)>, StoreError> {
+) -> Result<u64, StoreError> {
     let outcomes = state
         .store()
         .activity_outcomes(account_id, "POST", &INTAKE_PATHS, since)
         .await?;
-    let slowed = outcomes
+    Ok(outcomes
         .iter()
-        .filter(|row| row.status == 429 && row.message.as_deref() == Some(RATE_MESSAGE));
-    let count: u64 = slowed.clone().map(|row| row.count).sum();
-    Ok(slowed
-        .map(|row| row.last_at)
-        .max()
-        .map(|last| (count, last)))
+        .filter(|row| row.status == 429 && row.message.as_deref() == Some(RATE_MESSAGE))
+        .map(|row| row.count)
+        .sum())
 }
 
 /// Whether requests are recorded at all (`retention.activity` is not `0`).

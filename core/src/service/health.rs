@@ -72,7 +72,7 @@ pub async fn attention(
     }
     // What the account-wide refusal explains already is not said again per category.
     for refused in refused_events(state, &account.id, now - FAILED_WINDOW_MS).await? {
-        if Some(refused.message.as_str()) != refusal && refused.status != 429 {
+        if Some(refused.message.as_str()) != refusal {
             found.push(Attention::CategoryRefused {
                 category: refused.category,
                 status: refused.status,
@@ -81,8 +81,9 @@ pub async fn attention(
             });
         }
     }
-    if let Some((count, _)) = rate_limited(state, &account.id, now - RATE_WINDOW_MS).await? {
-        found.push(Attention::RateLimited { count });
+    let slowed = rate_limited(state, &account.id, now - RATE_WINDOW_MS).await?;
+    if slowed > 0 {
+        found.push(Attention::RateLimited { count: slowed });
     }
     let quota = quota(state, account, now).await?;
     if let Some(limit) = quota.events_limit {

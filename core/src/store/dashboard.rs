@@ -154,15 +154,17 @@ macro_rules! dashboard_for {
                 account_id: &$crate::model::AccountId,
                 since: $crate::model::Millis,
             ) -> $crate::store::Result<std::collections::BTreeMap<String, i64>> {
-                self.counts_by_category(
+                let counts: Vec<(String, i64)> = sqlx::query_as(
                     "SELECT c.name, COUNT(*) FROM categories c \
                      JOIN events e ON e.category_id = c.id \
                      WHERE c.account_id = $1 AND e.created_at >= $2 \
                      GROUP BY c.name",
-                    account_id,
-                    since,
                 )
-                .await
+                .bind(account_id)
+                .bind(since)
+                .fetch_all(self.reads())
+                .await?;
+                Ok(counts.into_iter().collect())
             }
 
             async fn category_days_since(
@@ -264,22 +266,6 @@ macro_rules! dashboard_for {
             }
         }
 
-        impl $store {
-            /// `statement`'s `(category, count)` rows for account `$1` since `$2`, by name.
-            async fn counts_by_category(
-                &self,
-                statement: &'static str,
-                account_id: &$crate::model::AccountId,
-                since: $crate::model::Millis,
-            ) -> $crate::store::Result<std::collections::BTreeMap<String, i64>> {
-                let counts: Vec<(String, i64)> = sqlx::query_as(statement)
-                    .bind(account_id)
-                    .bind(since)
-                    .fetch_all(self.reads())
-                    .await?;
-                Ok(counts.into_iter().collect())
-            }
-        }
     };
 }
 pub(super) use dashboard_for;

@@ -70,6 +70,31 @@ pub(super) fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// Adds the condition that an event has a delivery on `channel` in `status` (either left
+/// out: any): the filter's channel, and the failed deliveries a retry of a filtered set
+/// requeues.
+pub(super) fn push_has_delivery<DB>(
+    query: &mut sqlx::QueryBuilder<DB>,
+    channel: Option<&str>,
+    status: Option<DeliveryStatus>,
+) where
+    DB: sqlx::Database,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    query.push("EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id");
+    if let Some(channel) = channel {
+        query
+            .push(" AND d.provider = ")
+            .push_bind(channel.to_string());
+    }
+    if let Some(status) = status {
+        query
+            .push(" AND d.status = ")
+            .push_bind(status.as_str().to_string());
+    }
+    query.push(")");
+}
+
 /// Adds the filter's conditions (cursor and limit aside) to a query on `events` that ends in a
 /// `WHERE` clause. One text for both backends.
 pub(super) fn push_conditions<DB>(
@@ -92,15 +117,8 @@ pub(super) fn push_conditions<DB>(
     }
     match (&filter.channel, filter.status) {
         (Some(channel), status) => {
-            query
-                .push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.provider = ")
-                .push_bind(channel.clone());
-            if let Some(status) = status {
-                query
-                    .push(" AND d.status = ")
-                    .push_bind(status.as_str().to_string());
-            }
-            query.push(")");
+            query.push(" AND ");
+            push_has_delivery(query, Some(channel), status);
         }
         (None, Some(status)) => {
             query
@@ -326,16 +344,14 @@ macro_rules! events_for {
                     sqlx::QueryBuilder::<<Self as $crate::store::sql::Backend>::Database>::new(
                         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN ",
                     );
-                match &filter.channel {
-                    Some(channel) => {
-                        query
-                            .push(
-                                "EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = events.id \
-                                 AND f.status = 'FAILED' AND f.provider = ",
-                            )
-                            .push_bind(channel.clone())
-                            .push(")");
-                    }
+                // Without a channel the event's own status says it, without a look at its
+                // deliveries.
+                match filter.channel.as_deref() {
+                    Some(channel) => $crate::store::events::push_has_delivery(
+                        &mut query,
+                        Some(channel),
+                        Some($crate::model::DeliveryStatus::Failed),
+                    ),
                     None => {
                         query.push("events.delivery_status = 'FAILED'");
                     }
@@ -364,9 +380,11 @@ macro_rules! events_for {
                         "SELECT events.id FROM events WHERE",
                     );
                 $crate::store::events::push_conditions(&mut query, account_id, filter);
-                query.push(
-                    " AND EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = events.id \
-                     AND f.status = 'FAILED')",
+                query.push(" AND ");
+                $crate::store::events::push_has_delivery(
+                    &mut query,
+                    filter.channel.as_deref(),
+                    Some($crate::model::DeliveryStatus::Failed),
                 );
                 let ids: Vec<$crate::model::EventId> =
                     query.build_query_scalar().fetch_all(&mut *tx).await?;
