@@ -28,58 +28,55 @@ pub fn events_table(
     let all_columns = field_columns(events);
     let shown = &all_columns[..all_columns.len().min(FIELD_COLUMNS)];
     let more_columns = all_columns.len() > shown.len();
-    html! {
-        // Focusable, so that a table wider than the screen scrolls by keyboard too.
-        div.table-wrap tabindex="0" role="region" aria-label="Events table" {
-            table.events {
-                thead {
-                    tr {
-                        th scope="col" { "Time" }
-                        @if show_category { th scope="col" { "Category" } }
-                        th scope="col" { "Description" }
-                        th scope="col" { "Delivery" }
-                        @for column in shown { th scope="col" { (column) } }
-                        @if more_columns { th scope="col" { "Other fields" } }
+    layout::table(
+        "Events table",
+        "events",
+        html! {
+            tr {
+                th scope="col" { "Time" }
+                @if show_category { th scope="col" { "Category" } }
+                th scope="col" { "Description" }
+                th scope="col" { "Delivery" }
+                @for column in shown { th scope="col" { (column) } }
+                @if more_columns { th scope="col" { "Other fields" } }
+            }
+        },
+        html! {
+            @for event in events {
+                @let url = format!("{PREFIX}/events/{}", event.id);
+                tr {
+                    td {
+                        a href=(url) { (layout::relative_time(event.created_at)) }
                     }
-                }
-                tbody {
-                    @for event in events {
-                        @let url = format!("{PREFIX}/events/{}", event.id);
-                        tr {
-                            td {
-                                a href=(url) { (layout::relative_time(event.created_at)) }
+                    @if show_category {
+                        td {
+                            a href={ (PREFIX) "/categories/" (event.category) } {
+                                span.cut title=(event.category) { (event.category) }
                             }
-                            @if show_category {
-                                td {
-                                    a href={ (PREFIX) "/categories/" (event.category) } {
-                                        span.cut title=(event.category) { (event.category) }
-                                    }
-                                }
-                            }
-                            td { span.cut title=(event.description) { (event.description) } }
-                            td.badges {
-                                @for badge in badges.get(&event.id).into_iter().flatten() {
-                                    (delivery_badge(user, badge)) " "
-                                }
-                            }
-                            @for column in shown {
-                                @let text = event.fields.get(column).map(field_text).unwrap_or_default();
-                                td { span.cut title=(text) { (text) } }
-                            }
-                            @if more_columns {
-                                @let hidden = event.fields.keys().filter(|name| !shown.contains(name)).count();
-                                td {
-                                    @if hidden > 0 {
-                                        a.more href=(url) { "+" (hidden) "\u{a0}more" }
-                                    }
-                                }
+                        }
+                    }
+                    td { span.cut title=(event.description) { (event.description) } }
+                    td.badges {
+                        @for badge in badges.get(&event.id).into_iter().flatten() {
+                            (delivery_badge(user, badge)) " "
+                        }
+                    }
+                    @for column in shown {
+                        @let text = event.fields.get(column).map(field_text).unwrap_or_default();
+                        td { span.cut title=(text) { (text) } }
+                    }
+                    @if more_columns {
+                        @let hidden = event.fields.keys().filter(|name| !shown.contains(name)).count();
+                        td {
+                            @if hidden > 0 {
+                                a.more href=(url) { "+" (hidden) "\u{a0}more" }
                             }
                         }
                     }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 fn delivery_badge(user: &SignedIn, badge: &DeliveryBadge) -> Markup {

@@ -307,6 +307,22 @@ pub fn without_links(text: &str) -> String {
         .join(" ")
 }
 
+/// A table in a named region of its own, which scrolls sideways when the table is wider than
+/// the screen and takes the keyboard's focus so that it scrolls by keyboard too; `label` names
+/// the region and is the table's caption for screen readers. `head` is the header row, `rows`
+/// the body's; `class` styles the table (empty: none).
+pub fn table(label: &str, class: &str, head: Markup, rows: Markup) -> Markup {
+    html! {
+        div.table-wrap tabindex="0" role="region" aria-label=(label) {
+            table class=[Some(class).filter(|class| !class.is_empty())] {
+                caption.visually-hidden { (label) }
+                thead { (head) }
+                tbody { (rows) }
+            }
+        }
+    }
+}
+
 /// A count with thousands separators: `12,345`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

@@ -172,49 +172,48 @@ fn filter_form(filters: &Filters, keys: &[String]) -> Markup {
 }
 
 fn activity_table(rows: &[ActivityRow]) -> Markup {
-    html! {
-        // Focusable, so that a table wider than the screen scrolls by keyboard too.
-        div.table-wrap tabindex="0" role="region" aria-label="Activity table" {
-            table.activity {
-                thead { tr {
-                    th scope="col" { "Last seen" }
-                    th scope="col" { "Request" }
-                    th scope="col" { "Status" }
-                    th scope="col" { "Message" }
-                    th.number scope="col" { "Count" }
-                    th scope="col" { "Key and client" }
-                } }
-                tbody {
-                    @for row in rows {
-                        tr {
-                            td { (layout::relative_time(row.last_at)) }
-                            td {
-                                span.cut title={ (row.method) " " (row.path) } {
-                                    code { (row.method) " " (row.path) }
-                                }
-                                @if let Some(category) = &row.category {
-                                    span.muted.cut title=(category) { "Category " (category) }
-                                }
-                            }
-                            td { span class={ "badge " (status_class(row.status)) } { (row.status) } }
-                            td {
-                                @match &row.message {
-                                    Some(message) => span.cut title=(message) { (message) },
-                                    None => span.muted { "—" },
-                                }
-                            }
-                            td.number { (layout::thousands(row.count)) }
-                            td {
-                                code { (row.key_prefix) "…" }
-                                br;
-                                span.muted { (row.client.as_deref().unwrap_or("—")) }
-                            }
+    layout::table(
+        "Activity table",
+        "activity",
+        html! {
+            tr {
+                th scope="col" { "Last seen" }
+                th scope="col" { "Request" }
+                th scope="col" { "Status" }
+                th scope="col" { "Message" }
+                th.number scope="col" { "Count" }
+                th scope="col" { "Key and client" }
+            }
+        },
+        html! {
+            @for row in rows {
+                tr {
+                    td { (layout::relative_time(row.last_at)) }
+                    td {
+                        span.cut title={ (row.method) " " (row.path) } {
+                            code { (row.method) " " (row.path) }
                         }
+                        @if let Some(category) = &row.category {
+                            span.muted.cut title=(category) { "Category " (category) }
+                        }
+                    }
+                    td { span class={ "badge " (status_class(row.status)) } { (row.status) } }
+                    td {
+                        @match &row.message {
+                            Some(message) => span.cut title=(message) { (message) },
+                            None => span.muted { "—" },
+                        }
+                    }
+                    td.number { (layout::thousands(row.count)) }
+                    td {
+                        code { (row.key_prefix) "…" }
+                        br;
+                        span.muted { (row.client.as_deref().unwrap_or("—")) }
                     }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 /// "Rows 51–100 of 312, newest first", with links to the newer and older pages.

@@ -184,38 +184,36 @@ fn attempts_table(provider: &str, attempts: &[AttemptRecord]) -> Markup {
         @if attempts.is_empty() {
             p.muted { "No attempt yet." }
         } @else {
-            // Focusable, so that a table wider than the screen scrolls by keyboard too.
-            div.table-wrap tabindex="0" role="region" aria-label={ "Attempts through " (provider) } {
-                table {
-                    caption.visually-hidden { "Attempts through " (provider) }
-                    thead { tr {
-                        th scope="col" { "Time" }
-                        th scope="col" { "Duration" }
-                        th scope="col" { "HTTP status" }
-                        th scope="col" { "Provider answer" }
-                    } }
-                    tbody {
-                        @for attempt in attempts {
-                            tr {
-                                td { (layout::precise_time(attempt.started_at)) }
-                                td { (attempt.duration_ms) " ms" }
-                                td {
-                                    @match attempt.http_status {
-                                        Some(status) => (status),
-                                        None => span.muted { "no answer" },
-                                    }
+            (layout::table(
+                &format!("Attempts through {provider}"),
+                "",
+                html! { tr {
+                    th scope="col" { "Time" }
+                    th scope="col" { "Duration" }
+                    th scope="col" { "HTTP status" }
+                    th scope="col" { "Provider answer" }
+                } },
+                html! {
+                    @for attempt in attempts {
+                        tr {
+                            td { (layout::precise_time(attempt.started_at)) }
+                            td { (attempt.duration_ms) " ms" }
+                            td {
+                                @match attempt.http_status {
+                                    Some(status) => (status),
+                                    None => span.muted { "no answer" },
                                 }
-                                td {
-                                    @match &attempt.error {
-                                        Some(error) => (error),
-                                        None => "Accepted",
-                                    }
+                            }
+                            td {
+                                @match &attempt.error {
+                                    Some(error) => (error),
+                                    None => "Accepted",
                                 }
                             }
                         }
                     }
-                }
-            }
+                },
+            ))
         }
     }
 }

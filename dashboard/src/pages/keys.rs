@@ -47,41 +47,41 @@ fn keys_table(user: &SignedIn, keys: &[ApiKeyInfo]) -> Markup {
         @if keys.is_empty() {
             p.muted { "This account has no API key. Create one to send events." }
         } @else {
-            // Focusable, so that a table wider than the screen scrolls by keyboard too.
-            div.table-wrap tabindex="0" role="region" aria-label="Your API keys" {
-                table {
-                    caption.visually-hidden { "Your API keys" }
-                    thead { tr {
+            (layout::table(
+                "Your API keys",
+                "",
+                html! {
+                    tr {
                         th scope="col" { "Key" }
                         th scope="col" { "Created" }
                         th scope="col" { "Last used" }
                         th scope="col" { span.visually-hidden { "Actions" } }
-                    } }
-                    tbody {
-                        @for key in keys {
-                            tr {
-                                td {
-                                    code { (key.prefix) "…" }
-                                    @if signed_in_with(user, key) {
-                                        " " span.muted { "(you signed in with it)" }
-                                    }
+                    }
+                },
+                html! {
+                    @for key in keys {
+                        tr {
+                            td {
+                                code { (key.prefix) "…" }
+                                @if signed_in_with(user, key) {
+                                    " " span.muted { "(you signed in with it)" }
                                 }
-                                td { (layout::time(key.created_at)) }
-                                td {
-                                    @match key.last_used_at {
-                                        Some(at) => (layout::time(at)),
-                                        None => span.muted { "Never" },
-                                    }
+                            }
+                            td { (layout::time(key.created_at)) }
+                            td {
+                                @match key.last_used_at {
+                                    Some(at) => (layout::time(at)),
+                                    None => span.muted { "Never" },
                                 }
-                                td {
-                                    a href={ (keys_url()) "/" (key.id) "/revoke" }
-                                        aria-label={ "Revoke key " (key.prefix) "…" } { "Revoke" }
-                                }
+                            }
+                            td {
+                                a href={ (keys_url()) "/" (key.id) "/revoke" }
+                                    aria-label={ "Revoke key " (key.prefix) "…" } { "Revoke" }
                             }
                         }
                     }
-                }
-            }
+                },
+            ))
         }
         p.hint {
             "Only the first characters of each key are kept in clear. Revoking a key also ends "

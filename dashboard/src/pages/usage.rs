@@ -85,25 +85,26 @@ fn category_table(per_category: &[(String, u64)]) -> Markup {
         @if per_category.is_empty() {
             p.muted { "No events this month yet." }
         } @else {
-            div.table-wrap tabindex="0" role="region" aria-label="Events per category this month" {
-                table {
-                    caption.visually-hidden { "Events per category this month" }
-                    thead { tr {
+            (layout::table(
+                "Events per category this month",
+                "",
+                html! {
+                    tr {
                         th scope="col" { "Category" }
                         th.number scope="col" { "Events" }
                         th.number scope="col" { "Share" }
-                    } }
-                    tbody {
-                        @for (name, count) in per_category {
-                            tr {
-                                td { a href={ (PREFIX) "/categories/" (name) "?range=month" } { (name) } }
-                                td.number { (layout::thousands(*count)) }
-                                td.number { (percent(*count, total)) " %" }
-                            }
+                    }
+                },
+                html! {
+                    @for (name, count) in per_category {
+                        tr {
+                            td { a href={ (PREFIX) "/categories/" (name) "?range=month" } { (name) } }
+                            td.number { (layout::thousands(*count)) }
+                            td.number { (percent(*count, total)) " %" }
                         }
                     }
-                }
-            }
+                },
+            ))
             p.hint {
                 "Events kept now, by the day they came (UTC). The count above is what the plan "
                 "counts: it includes events deleted since, and no event's deletion gives it back."
