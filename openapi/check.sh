@@ -160,6 +160,7 @@ seed_args=(--seed "$fuzz_seed")
 # The key goes in through openapi/fuzz_hooks.py, which renews it when fuzzing revokes it (and
 # teaches schemathesis the one rule OpenAPI 3.0 cannot state; see there).
 # It runs in $tools/schemathesis, where it keeps its cache of failures to replay first.
+# `--checks all` limits answers to 10 s; intake's documented `?wait=` holds one up to 30 s.
 # One worker: with two threads, CPython 3.11.7's parser sometimes fails inside hypothesis
 # ("AST constructor recursion depth mismatch"), and two workers drawing the same seed race on
 # the same category names (one deletes what the other just created: ST302).
@@ -174,6 +175,7 @@ PYTHONPATH="$root/openapi" SCHEMATHESIS_HOOKS=fuzz_hooks \
   "${seed_args[@]}" \
   --workers 1 \
   --request-timeout 40 \
+  --max-response-time 35 \
   --generation-database none \
   --report junit --report-dir "$tools/schemathesis/reports" ||
   { echo "schemathesis found answers that contradict openapi/openapi.json (or 5xx)" >&2; relay_failed; }

@@ -165,10 +165,13 @@ enum AccountCommand {
 
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Create an API key for an account; prints {"keyId","apiKey"}.
+    /// Create an API key for an account; prints {"keyId","name","apiKey","prefix"}.
     Create {
         #[arg(long)]
         account: String,
+        /// What the key is for, e.g. "billing server" (at most 64 characters).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Revoke an API key.
     Revoke {
@@ -685,11 +688,20 @@ async fn account_command(
 async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliError> {
     let store = open_store(config).await?;
     match command {
-        KeyCommand::Create { account } => {
-            let Some((info, key)) = store.create_key(&account_id(&account)?).await? else {
+        KeyCommand::Create { account, name } => {
+            let name = match name {
+                Some(name) => api::parse_key_name(&name)
+                    .map_err(|message| CliError::Usage(format!("--name {message}")))?,
+                None => None,
+            };
+            let Some((info, key)) = store
+                .create_key(&account_id(&account)?, name.as_deref())
+                .await?
+            else {
                 return Err(no_account(&account));
             };
-            print_json(&json!({"keyId": info.id, "apiKey": key, "prefix": info.prefix}));
+            print_json(&json!({"keyId": info.id, "name": info.name, "apiKey": key,
+                               "prefix": info.prefix}));
         }
         KeyCommand::List { account } => {
             let account_id = account_id(&account)?;
@@ -701,7 +713,7 @@ async fn key_command(config: &Config, command: KeyCommand) -> Result<(), CliErro
                 .await?
                 .iter()
                 .map(|k| {
-                    json!({"keyId": k.id, "prefix": k.prefix,
+                    json!({"keyId": k.id, "name": k.name, "prefix": k.prefix,
                            "createdAt": format_time(k.created_at),
                            "lastUsedAt": k.last_used_at.map(format_time)})
                 })

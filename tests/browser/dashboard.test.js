@@ -318,11 +318,13 @@ test('the overview counts the events of each category', async () => {
   assert.equal(await name.isVisible(), true);
 });
 
-test('an API key is created, shown once, works, and stops working when revoked', async () => {
+test('an API key is created with a name, shown once, works, renamed, and stops working when revoked', async () => {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'API keys' }).click();
   await page.waitForURL(`${relay.base}/dashboard/keys`);
   assert.equal(await page.getByRole('link', { name: /^Revoke key / }).count(), 1);
+  await page.getByLabel('Name (optional)').fill('deploy bot');
   await page.getByRole('button', { name: 'Create a key' }).click();
+  await page.getByRole('heading', { name: /^Your new key “deploy bot”/ }).waitFor();
   const newKey = await page.getByLabel('New API key').inputValue();
   assert.match(newKey, /^pk_/);
   assert.notEqual(newKey, account.apiKey);
@@ -330,18 +332,25 @@ test('an API key is created, shown once, works, and stops working when revoked',
   assert.equal(usable.status, 200);
 
   await page.getByRole('link', { name: 'Done: back to the list' }).click();
-  const revokeLinks = page.getByRole('link', { name: /^Revoke key / });
-  assert.equal(await revokeLinks.count(), 2);
-  // The row of the new key: its shown prefix is the start of the key.
-  let revokeNew;
-  for (const link of await revokeLinks.all()) {
-    const prefix = (await link.getAttribute('aria-label')).replace(/^Revoke key /, '').replace(/…$/, '');
-    if (newKey.startsWith(prefix)) revokeNew = link;
-  }
-  assert.ok(revokeNew, 'the new key is listed by its prefix');
+  assert.equal(await page.getByRole('link', { name: /^Revoke key / }).count(), 2);
+  // The row of the new key is named, and its shown prefix is the start of the key.
+  const label = await page.getByRole('link', { name: /^Revoke key “deploy bot” / }).getAttribute('aria-label');
+  const prefix = label.match(/\((pk_\w+)…\)$/)[1];
+  assert.ok(newKey.startsWith(prefix), `${label} names the new key`);
+  await page.getByRole('cell', { name: /^No name pk_/ }).waitFor();
   await capture('keys');
-  await revokeNew.click();
-  await page.getByRole('heading', { name: /^Revoke key / }).waitFor();
+
+  await page.getByRole('link', { name: /^Rename key “deploy bot” / }).click();
+  await page.getByRole('heading', { name: /^Rename key “deploy bot”/ }).waitFor();
+  await capture('key-rename');
+  await page.getByLabel('Name', { exact: true }).fill('deploy bot (old)');
+  await page.getByRole('button', { name: 'Save the name' }).click();
+  await page.getByRole('status').filter({ hasText: "The key's name is saved." }).waitFor();
+  const listed = await relay.api('GET', '/api/v1/account/api-keys', account.apiKey);
+  assert.deepEqual(listed.body.map((key) => key.name), [null, 'deploy bot (old)']);
+
+  await page.getByRole('link', { name: /^Revoke key “deploy bot \(old\)” / }).click();
+  await page.getByRole('heading', { name: /^Revoke key “deploy bot \(old\)”/ }).waitFor();
   await page.getByRole('button', { name: 'Revoke the key' }).click();
   await page.getByRole('status').filter({ hasText: 'The key is revoked' }).waitFor();
   assert.equal(await page.getByRole('link', { name: /^Revoke key / }).count(), 1);

@@ -492,7 +492,7 @@ async fn the_account_api_never_answers_intakes_403s() {
 async fn the_account_api_answers_the_documented_401s() {
     let relay = Relay::start().await;
     let key = relay.ready_account().await;
-    let routes: [(Method, &str, Option<&str>); 8] = [
+    let routes: [(Method, &str, Option<&str>); 9] = [
         (Method::GET, "/api/v1/account", None),
         (
             Method::PATCH,
@@ -502,6 +502,11 @@ async fn the_account_api_answers_the_documented_401s() {
         (Method::GET, "/api/v1/account/api-keys", None),
         (Method::POST, "/api/v1/account/api-keys", None),
         (Method::DELETE, "/api/v1/account/api-keys/key_nope", None),
+        (
+            Method::PATCH,
+            "/api/v1/account/api-keys/key_nope",
+            Some(r#"{"name":"x"}"#),
+        ),
         (Method::GET, "/api/v1/categories", None),
         (Method::GET, "/api/v1/events", None),
         (Method::GET, "/api/v1/quota", None),
@@ -541,7 +546,7 @@ async fn api_keys_are_shown_once_listed_without_the_key_and_revoked_at_once() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(
         key_names(&created),
-        ["apiKey", "createdAt", "id", "prefix"],
+        ["apiKey", "createdAt", "id", "name", "prefix"],
         "{created}"
     );
     let new_key = created["apiKey"].as_str().expect("apiKey").to_string();
@@ -590,7 +595,7 @@ async fn api_keys_are_shown_once_listed_without_the_key_and_revoked_at_once() {
     for entry in entries {
         assert_eq!(
             key_names(entry),
-            ["createdAt", "id", "lastUsedAt", "prefix"],
+            ["createdAt", "id", "lastUsedAt", "name", "prefix"],
             "{entry}"
         );
     }
@@ -653,6 +658,206 @@ async fn api_keys_are_shown_once_listed_without_the_key_and_revoked_at_once() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {text}");
         assert!(parse_body(&text)["message"].is_string(), "{text}");
     }
+    relay.stop().await;
+}
+
+/// `POST` with a body of another type, or none at all.
+async fn post_key(
+    relay: &Relay,
+    key: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (StatusCode, String) {
+    let mut request = relay
+        .request(Method::POST, "/api/v1/account/api-keys")
+        .header("Authorization", format!("Bearer {key}"))
+        .body(body.to_string());
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    let response = request.send().await.expect("request");
+    (response.status(), response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn api_keys_are_named_when_created_or_later() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&[]).await;
+
+    // A name, trimmed; an empty body or a blank name: no name.
+    let (status, created) = relay
+        .call(
+            Method::POST,
+            "/api/v1/account/api-keys",
+            Some(&key),
+            Some(json!({"name": "  billing server "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], "billing server");
+    let named_id = created["id"].as_str().expect("id").to_string();
+    for (content_type, body) in [
+        (Some("application/json"), ""),
+        (None, ""),
+        (Some("text/plain"), ""),
+        (Some("application/json"), r#"{"name":"   "}"#),
+        (Some("application/json"), r#"{"name":null}"#),
+        (Some("application/json"), "{}"),
+    ] {
+        let (status, text) = post_key(&relay, &key, content_type, body).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{content_type:?} {body:?}: {text}"
+        );
+        assert_eq!(parse_body(&text)["name"], Value::Null, "{body:?}");
+    }
+
+    // A body that says something else: the documented errors, and no key made.
+    let too_long = "x".repeat(65);
+    let cases: [(Option<&str>, String, StatusCode, Value); 6] = [
+        (
+            Some("application/json"),
+            "{\"name\":".into(),
+            StatusCode::BAD_REQUEST,
+            json!({"message": "Invalid JSON request body"}),
+        ),
+        (
+            Some("text/plain"),
+            "billing".into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({"message": "Unsupported content type \"text/plain\": send the body as application/json"}),
+        ),
+        (
+            None,
+            json!({"name": too_long}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "Invalid request body: name: must be at most 64 characters long",
+                   "errors": [{"path": "name", "message": "must be at most 64 characters long"}]}),
+        ),
+        (
+            None,
+            json!({"name": "line\nbreak"}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "Invalid request body: name: must not contain control characters such as line breaks",
+                   "errors": [{"path": "name", "message": "must not contain control characters such as line breaks"}]}),
+        ),
+        (
+            None,
+            json!({"name": 7, "scope": "all"}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "Invalid request body: scope: unknown property; allowed is name; name: must be a string or null",
+                   "errors": [{"path": "scope", "message": "unknown property; allowed is name"},
+                              {"path": "name", "message": "must be a string or null"}]}),
+        ),
+        (
+            None,
+            "[]".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "Invalid request body: : the body must be a JSON object",
+                   "errors": [{"path": "", "message": "the body must be a JSON object"}]}),
+        ),
+    ];
+    for (content_type, body, status, answer) in &cases {
+        let (got, text) = post_key(&relay, &key, *content_type, body).await;
+        assert_eq!(
+            (got, parse_body(&text)),
+            (*status, answer.clone()),
+            "{body}"
+        );
+    }
+    let (_, list) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    let names: Vec<&Value> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|k| &k["name"])
+        .collect();
+    let mut want = vec![Value::Null, json!("billing server")];
+    want.extend(std::iter::repeat_n(Value::Null, 6));
+    assert_eq!(names, want.iter().collect::<Vec<_>>(), "{list}");
+
+    // Renaming answers the key as listed; `null` takes the name away.
+    let rename = |id: String, body: Value| {
+        let relay = &relay;
+        let key = key.clone();
+        async move {
+            relay
+                .call(
+                    Method::PATCH,
+                    &format!("/api/v1/account/api-keys/{id}"),
+                    Some(&key),
+                    Some(body),
+                )
+                .await
+        }
+    };
+    let (status, renamed) = rename(named_id.clone(), json!({"name": "CI"})).await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(
+        key_names(&renamed),
+        ["createdAt", "id", "lastUsedAt", "name", "prefix"]
+    );
+    assert_eq!(
+        (
+            &renamed["id"],
+            &renamed["name"],
+            &renamed["prefix"],
+            &renamed["createdAt"]
+        ),
+        (
+            &created["id"],
+            &json!("CI"),
+            &created["prefix"],
+            &created["createdAt"]
+        )
+    );
+    let (_, unnamed) = rename(named_id.clone(), json!({"name": null})).await;
+    assert_eq!(unnamed["name"], Value::Null, "{unnamed}");
+    let (status, body) = rename(named_id.clone(), json!({})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "Invalid request body: name: required",
+                   "errors": [{"path": "name", "message": "required"}]})
+        )
+    );
+    // The key itself still works, renamed or not.
+    get_account(&relay, created["apiKey"].as_str().expect("key")).await;
+
+    // Another account's key, a revoked one, or no such key: 404, and nothing renamed.
+    let (_, theirs) = relay.create_account(&[]).await;
+    let (_, their_keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&theirs), None)
+        .await;
+    let their_id = their_keys[0]["id"].as_str().expect("id").to_string();
+    let (status, _) = relay
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/account/api-keys/{named_id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for id in [their_id, named_id, "key_nope".into(), "nope".into()] {
+        let (status, body) = rename(id.clone(), json!({"name": "mine now"})).await;
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::NOT_FOUND,
+                json!({"message": "API key not found"})
+            ),
+            "{id}"
+        );
+    }
+    let (_, their_keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&theirs), None)
+        .await;
+    assert_eq!(their_keys[0]["name"], Value::Null);
     relay.stop().await;
 }
 

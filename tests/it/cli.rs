@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::dashboard::Browser;
 use crate::helpers::*;
@@ -161,8 +161,44 @@ async fn housekeeping_commands_list_accounts_change_plans_and_manage_keys() {
             .success()
     );
 
-    let key = stdout_json(&relay.cli(&["key", "create", "--account", &account]).await);
+    let key = stdout_json(
+        &relay
+            .cli(&[
+                "key",
+                "create",
+                "--account",
+                &account,
+                "--name",
+                " deploy bot ",
+            ])
+            .await,
+    );
+    assert_eq!(key["name"], "deploy bot");
     let second_key = key["apiKey"].as_str().expect("key");
+    let listed = stdout_json(&relay.cli(&["key", "list", "--account", &account]).await);
+    let names: Vec<&Value> = listed
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| &k["name"])
+        .collect();
+    assert_eq!(names, [&Value::Null, &json!("deploy bot")]);
+    let too_long = relay
+        .cli(&[
+            "key",
+            "create",
+            "--account",
+            &account,
+            "--name",
+            &"x".repeat(65),
+        ])
+        .await;
+    assert!(!too_long.status.success());
+    assert!(
+        String::from_utf8_lossy(&too_long.stderr)
+            .contains("--name must be at most 64 characters long"),
+        "{too_long:?}"
+    );
     let (status, _) = relay
         .call(Method::GET, "/api/v1/account", Some(second_key), None)
         .await;

@@ -124,7 +124,7 @@ fn every_operation_is_described_and_takes_the_bearer_key() {
             }
         }
     }
-    assert_eq!(ids.len(), 17, "{ids:?}");
+    assert_eq!(ids.len(), 18, "{ids:?}");
 }
 
 #[test]

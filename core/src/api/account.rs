@@ -7,20 +7,18 @@ use std::sync::Arc;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use poem_openapi::types::{Example, ToJSON, Type};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::{Map, Value, json};
 
 use super::documented::raw_value_is_self;
-use super::documented::{
-    ErrorDoc, Errors, Json, Nullable, OperationErrors, Timestamp, no_other_properties,
-};
+use super::documented::{ErrorDoc, Errors, Json, OperationErrors, no_other_properties};
 use super::error::{ApiError, FieldError};
 use super::extract::{Bearer, JsonBody};
 use super::rules::violation;
 use super::{Tag, authenticate};
 use crate::app::AppState;
-use crate::model::{Account, ApiKeyInfo, KeyId, format_time};
+use crate::model::{Account, format_time};
 use crate::provider::{self, AccountField};
 use crate::service::accounts::{
     ChannelState, apply_account_update, channel_states, rotate_channel_secret,
@@ -383,86 +381,12 @@ impl<const KIND: u8> ToJSON for DynamicObject<KIND> {
     }
 }
 
-/// An API key as listed: never the key itself.
-#[derive(Debug, Object)]
-#[oai(rename = "ApiKey", rename_all = "camelCase", example)]
-pub struct ApiKeySummary {
-    /// Key id, for `DELETE /account/api-keys/{id}`.
-    pub id: String,
-    /// The first characters of the key, to recognise it.
-    pub prefix: String,
-    /// When the key was created.
-    pub created_at: Timestamp,
-    /// When the key was last used; `null` if never.
-    pub last_used_at: Nullable<Timestamp>,
-}
-
-impl Example for ApiKeySummary {
-    fn example() -> Self {
-        Self {
-            id: "key_01JJ5Q9A3B4C5D6E7F8G9H0J1K".into(),
-            prefix: "pk_3fA9".into(),
-            created_at: super::documented::example_time(),
-            last_used_at: Nullable(Some(super::documented::example_time())),
-        }
-    }
-}
-
-/// A new API key: the only time the key itself is shown.
-#[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", example)]
-pub struct ApiKeyCreated {
-    /// Key id, for `DELETE /account/api-keys/{id}`.
-    pub id: String,
-    /// The key, `pk_` and at least 32 random characters. Store it now: only its hash is kept.
-    pub api_key: String,
-    /// The first characters of the key, to recognise it.
-    pub prefix: String,
-    /// When the key was created.
-    pub created_at: Timestamp,
-}
-
-impl Example for ApiKeyCreated {
-    fn example() -> Self {
-        Self {
-            id: "key_01JJ5Q9A3B4C5D6E7F8G9H0J1K".into(),
-            api_key: "pk_3fA9kQ2mX7vB1nL8cR4tY6wE0zU5sH2jD9gP".into(),
-            prefix: "pk_3fA9".into(),
-            created_at: super::documented::example_time(),
-        }
-    }
-}
-
 /// The answers of `GET` and `PATCH /account`.
 #[derive(ApiResponse)]
 pub enum AccountResponse {
     /// The account.
     #[oai(status = 200)]
     Account(Json<AccountView>),
-}
-
-/// The answers of `GET /account/api-keys`.
-#[derive(ApiResponse)]
-pub enum ListKeysResponse {
-    /// The account's API keys, oldest first.
-    #[oai(status = 200)]
-    Keys(Json<Vec<ApiKeySummary>>),
-}
-
-/// The answers of `POST /account/api-keys`.
-#[derive(ApiResponse)]
-pub enum KeyCreatedResponse {
-    /// The key was created; this is the only time it is shown.
-    #[oai(status = 201)]
-    Created(Json<ApiKeyCreated>),
-}
-
-/// The answers of `DELETE /account/api-keys/{id}`.
-#[derive(ApiResponse)]
-pub enum KeyRevokedResponse {
-    /// The key was revoked; it stops working at once.
-    #[oai(status = 204)]
-    Revoked,
 }
 
 /// The error answers of `PATCH /account`.
@@ -487,24 +411,6 @@ impl OperationErrors for UpdateAccountErrors {
     }
 }
 
-/// The error answers of `DELETE /account/api-keys/{id}`.
-pub struct RevokeKeyErrors;
-
-impl OperationErrors for RevokeKeyErrors {
-    fn errors() -> Vec<ErrorDoc> {
-        vec![
-            ErrorDoc::unauthorized(),
-            ErrorDoc::not_found(
-                "No key with that id on this account: exactly `API key not found`.",
-                KEY_NOT_FOUND,
-            ),
-            ErrorDoc::internal(),
-        ]
-    }
-}
-
-const KEY_NOT_FOUND: &str = "API key not found";
-
 /// The error answers of `POST /account/channels/{provider}/secret`.
 pub struct RotateSecretErrors;
 
@@ -523,17 +429,6 @@ impl OperationErrors for RotateSecretErrors {
 }
 
 const NO_CHANNEL_SECRET: &str = "Channel has no signing secret";
-
-impl From<&ApiKeyInfo> for ApiKeySummary {
-    fn from(key: &ApiKeyInfo) -> Self {
-        Self {
-            id: key.id.to_string(),
-            prefix: key.prefix.clone(),
-            created_at: Timestamp::from_millis(key.created_at),
-            last_used_at: key.last_used_at.map(Timestamp::from_millis).into(),
-        }
-    }
-}
 
 pub struct AccountApi;
 
@@ -726,81 +621,6 @@ impl AccountApi {
         Ok(AccountResponse::Account(Json(
             account_view(state.0, &updated).await?,
         )))
-    }
-
-    /// List API keys
-    ///
-    /// The account's keys with their prefix and last use; never the keys themselves.
-    #[oai(
-        path = "/account/api-keys",
-        method = "get",
-        operation_id = "list_api_keys"
-    )]
-    async fn list_api_keys(
-        &self,
-        state: Data<&Arc<AppState>>,
-        auth: Bearer,
-    ) -> Result<ListKeysResponse, Errors<super::events::KeyOnlyErrors>> {
-        let account = authenticate(state.0, &auth).await?;
-        let keys = state.store().list_keys(&account.id).await?;
-        Ok(ListKeysResponse::Keys(Json(
-            keys.iter().map(ApiKeySummary::from).collect(),
-        )))
-    }
-
-    /// Create an API key
-    ///
-    /// A new key for this account; the answer is the only time it is shown (only its SHA-256
-    /// is stored).
-    #[oai(
-        path = "/account/api-keys",
-        method = "post",
-        operation_id = "create_api_key"
-    )]
-    async fn create_api_key(
-        &self,
-        state: Data<&Arc<AppState>>,
-        auth: Bearer,
-    ) -> Result<KeyCreatedResponse, Errors<super::events::KeyOnlyErrors>> {
-        let account = authenticate(state.0, &auth).await?;
-        let (info, key) = state
-            .store()
-            .create_key(&account.id)
-            .await?
-            .ok_or_else(ApiError::internal)?;
-        Ok(KeyCreatedResponse::Created(Json(ApiKeyCreated {
-            id: info.id.into(),
-            api_key: key,
-            prefix: info.prefix,
-            created_at: Timestamp::from_millis(info.created_at),
-        })))
-    }
-
-    /// Revoke an API key
-    ///
-    /// The key stops working at once. Revoking the key of this request is allowed.
-    #[oai(
-        path = "/account/api-keys/:id",
-        method = "delete",
-        operation_id = "revoke_api_key"
-    )]
-    async fn revoke_api_key(
-        &self,
-        state: Data<&Arc<AppState>>,
-        auth: Bearer,
-        /// The key id (from `GET /account/api-keys`), not the key.
-        id: Path<String>,
-    ) -> Result<KeyRevokedResponse, Errors<RevokeKeyErrors>> {
-        let account = authenticate(state.0, &auth).await?;
-        let revoked = match KeyId::parse(&id.0) {
-            Some(key_id) => state.store().revoke_key(&key_id, Some(&account.id)).await?,
-            None => false,
-        };
-        if revoked {
-            Ok(KeyRevokedResponse::Revoked)
-        } else {
-            Err(ApiError::not_found(KEY_NOT_FOUND).into())
-        }
     }
 
     /// Replace a channel's signing secret

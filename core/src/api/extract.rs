@@ -91,8 +91,9 @@ impl<'a> ApiExtractor<'a> for Bearer {
 /// A JSON request body documented as `T`, read only when the handler asks for it: after the
 /// key is checked, so a request with a bad key is answered from its headers alone, whatever
 /// body it declares. Read raw (at most [`BODY_LIMIT`] bytes) so the handler chooses when to
-/// report 415, 413 and 400, and validates it into 422s itself.
-pub struct JsonBody<T> {
+/// report 415, 413 and 400, and validates it into 422s itself. A body that is not `REQUIRED`
+/// may be left out: an empty one reads as `None`.
+pub struct JsonBody<T, const REQUIRED: bool = true> {
     /// The content type, when it is not JSON.
     unsupported: Option<String>,
     /// The `Content-Length`, when given.
@@ -100,6 +101,9 @@ pub struct JsonBody<T> {
     body: Option<poem::Body>,
     _documented_as: PhantomData<fn() -> T>,
 }
+
+/// A JSON body a request may leave out (see [`JsonBody`]).
+pub type OptionalJsonBody<T> = JsonBody<T, false>;
 
 #[derive(Debug, Clone)]
 enum BodyError {
@@ -110,11 +114,9 @@ enum BodyError {
     Unreadable,
 }
 
-impl<T> JsonBody<T> {
-    /// Reads the body as JSON, or the documented 415/413/400 (or 408 when it does not arrive
-    /// within `server.body_timeout`).
-    pub async fn value(self) -> Result<Value, ApiError> {
-        self.read().await.map_err(|err| match err {
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        match err {
             BodyError::UnsupportedMediaType(ct) => {
                 ApiError::UnsupportedMediaType(poem_openapi::payload::Json(
                     super::ErrorMessage::new(unsupported_media_type_message(&ct)),
@@ -125,36 +127,76 @@ impl<T> JsonBody<T> {
             )),
             BodyError::TimedOut => ApiError::request_timeout(),
             BodyError::NotJson | BodyError::Unreadable => ApiError::bad_request(INVALID_JSON),
-        })
+        }
     }
+}
 
-    async fn read(self) -> Result<Value, BodyError> {
+impl<T> JsonBody<T> {
+    /// Reads the body as JSON, or the documented 415/413/400 (or 408 when it does not arrive
+    /// within `server.body_timeout`).
+    pub async fn value(self) -> Result<Value, ApiError> {
+        // Only a body that may be left out reads as `None`.
+        Ok(self.read().await?.ok_or(BodyError::NotJson)?)
+    }
+}
+
+impl<T> OptionalJsonBody<T> {
+    /// Reads the body as JSON, `None` when it is empty, or the errors of [`JsonBody::value`].
+    pub async fn value_if_sent(self) -> Result<Option<Value>, ApiError> {
+        Ok(self.read().await?)
+    }
+}
+
+impl<T, const REQUIRED: bool> JsonBody<T, REQUIRED> {
+    /// The body's JSON; `None` only for an empty body that may be left out.
+    async fn read(self) -> Result<Option<Value>, BodyError> {
+        // A body of another type is refused unread, unless it may be left out and could be
+        // empty (no length declared): then it is read first, as an empty one is no body at all.
+        if let Some(content_type) = &self.unsupported
+            && (REQUIRED || self.declared.is_some_and(|length| length > 0))
+        {
+            return Err(BodyError::UnsupportedMediaType(content_type.clone()));
+        }
+        let bytes = read_limited(self.body, self.declared).await?;
+        if bytes.is_empty() && !REQUIRED {
+            return Ok(None);
+        }
         if let Some(content_type) = self.unsupported {
             return Err(BodyError::UnsupportedMediaType(content_type));
         }
-        // A body declared too large is refused unread; one declared in size is read into a
-        // buffer of that size, at most the limit (the server cuts off any byte beyond it).
-        let declared = self.declared.unwrap_or(0);
-        if declared > BODY_LIMIT as u64 {
-            return Err(BodyError::TooLarge);
-        }
-        let mut body = BoxBody::from(self.body.ok_or(BodyError::Unreadable)?);
-        let mut bytes = BytesMut::with_capacity(declared as usize);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|err| match crate::server::body_failure(&err) {
-                Some(BodyFailure::TooLarge) => BodyError::TooLarge,
-                Some(BodyFailure::TimedOut) => BodyError::TimedOut,
-                None => BodyError::Unreadable,
-            })?;
-            if let Some(data) = frame.data_ref() {
-                if bytes.len() + data.len() > BODY_LIMIT {
-                    return Err(BodyError::TooLarge);
-                }
-                bytes.extend_from_slice(data);
-            }
-        }
-        serde_json::from_slice(&bytes).map_err(|_| BodyError::NotJson)
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| BodyError::NotJson)
     }
+}
+
+/// The body's bytes, at most [`BODY_LIMIT`]: a body declared too large is refused unread; one
+/// declared in size is read into a buffer of that size (the server cuts off any byte beyond
+/// it).
+async fn read_limited(
+    body: Option<poem::Body>,
+    declared: Option<u64>,
+) -> Result<BytesMut, BodyError> {
+    let declared = declared.unwrap_or(0);
+    if declared > BODY_LIMIT as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = BoxBody::from(body.ok_or(BodyError::Unreadable)?);
+    let mut bytes = BytesMut::with_capacity(declared as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| match crate::server::body_failure(&err) {
+            Some(BodyFailure::TooLarge) => BodyError::TooLarge,
+            Some(BodyFailure::TimedOut) => BodyError::TimedOut,
+            None => BodyError::Unreadable,
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if bytes.len() + data.len() > BODY_LIMIT {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+    Ok(bytes)
 }
 
 /// The body type poem's requests carry.
@@ -165,7 +207,7 @@ fn is_json_content_type(content_type: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
+impl<'a, T: Type, const REQUIRED: bool> ApiExtractor<'a> for JsonBody<T, REQUIRED> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
@@ -189,7 +231,7 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
                 content_type: "application/json",
                 schema: T::schema_ref(),
             }],
-            required: true,
+            required: REQUIRED,
         })
     }
 

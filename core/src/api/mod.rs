@@ -8,6 +8,7 @@ mod event_types;
 mod events;
 mod extract;
 mod intake;
+mod keys;
 mod ops;
 mod rules;
 
@@ -23,6 +24,7 @@ pub use account::parse_account_update;
 pub use categories::{CategoryPatch, NewCategory};
 pub use error::{ApiError, ErrorMessage, FieldError, ValidationFailure};
 pub use intake::EventRequest;
+pub use keys::parse_key_name;
 
 use crate::app::AppState;
 use crate::model::{ACCOUNT_DISABLED_MESSAGE, now_millis};
@@ -48,6 +50,7 @@ fn service() -> OpenApiService<
     (
         intake::IntakeApi,
         account::AccountApi,
+        keys::KeysApi,
         categories::CategoriesApi,
         events::EventsApi,
     ),
@@ -57,6 +60,7 @@ fn service() -> OpenApiService<
         (
             intake::IntakeApi,
             account::AccountApi,
+            keys::KeysApi,
             categories::CategoriesApi,
             events::EventsApi,
         ),

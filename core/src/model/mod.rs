@@ -97,6 +97,8 @@ pub const ACCOUNT_DISABLED_MESSAGE: &str = "This account is disabled";
 #[derive(Debug, Clone)]
 pub struct ApiKeyInfo {
     pub id: KeyId,
+    /// What its owner called it, e.g. "billing server".
+    pub name: Option<String>,
     pub prefix: String,
     pub created_at: Millis,
     pub last_used_at: Option<Millis>,

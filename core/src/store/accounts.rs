@@ -83,7 +83,7 @@ macro_rules! accounts_for {
                 .bind(account.created_at)
                 .execute(&mut *tx)
                 .await?;
-                Self::insert_key(&mut tx, &account.id, &key, account.created_at).await?;
+                Self::insert_key(&mut tx, &account.id, &key, None, account.created_at).await?;
                 tx.commit().await?;
                 Ok((account, key))
             }

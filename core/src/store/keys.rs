@@ -12,8 +12,21 @@ pub trait Keys: Send + Sync {
 
     async fn touch_key(&self, key_id: &KeyId, at: Millis) -> Result<()>;
 
-    /// Creates a key; `None` when the account does not exist.
-    async fn create_key(&self, account_id: &AccountId) -> Result<Option<(ApiKeyInfo, String)>>;
+    /// Creates a key, with its name if it has one; `None` when the account does not exist.
+    async fn create_key(
+        &self,
+        account_id: &AccountId,
+        name: Option<&str>,
+    ) -> Result<Option<(ApiKeyInfo, String)>>;
+
+    /// Names (or, with `None`, unnames) one of the account's live keys; `None` when it has no
+    /// such key.
+    async fn rename_key(
+        &self,
+        key_id: &KeyId,
+        account_id: &AccountId,
+        name: Option<&str>,
+    ) -> Result<Option<ApiKeyInfo>>;
 
     async fn list_keys(&self, account_id: &AccountId) -> Result<Vec<ApiKeyInfo>>;
 
@@ -67,6 +80,7 @@ macro_rules! keys_for {
             async fn create_key(
                 &self,
                 account_id: &$crate::model::AccountId,
+                name: Option<&str>,
             ) -> $crate::store::Result<Option<($crate::store::ApiKeyInfo, String)>> {
                 use $crate::store::sql::BeginWrite as _;
                 let mut conn = self.write_conn().await?;
@@ -80,8 +94,9 @@ macro_rules! keys_for {
                     return Ok(None);
                 }
                 let key = $crate::model::new_api_key();
-                let info = Self::insert_key(&mut tx, account_id, &key, $crate::model::now_millis())
-                    .await?;
+                let info =
+                    Self::insert_key(&mut tx, account_id, &key, name, $crate::model::now_millis())
+                        .await?;
                 tx.commit().await?;
                 Ok(Some((info, key)))
             }
@@ -90,24 +105,33 @@ macro_rules! keys_for {
                 &self,
                 account_id: &$crate::model::AccountId,
             ) -> $crate::store::Result<Vec<$crate::store::ApiKeyInfo>> {
-                use sqlx::Row as _;
                 let rows = sqlx::query(
-                    "SELECT id, prefix, created_at, last_used_at FROM api_keys \
+                    "SELECT id, name, prefix, created_at, last_used_at FROM api_keys \
                      WHERE account_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
                 )
                 .bind(account_id)
                 .fetch_all(self.reads())
                 .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok($crate::store::ApiKeyInfo {
-                            id: row.try_get("id")?,
-                            prefix: row.try_get("prefix")?,
-                            created_at: row.try_get("created_at")?,
-                            last_used_at: row.try_get("last_used_at")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(Self::key_from_row).collect()
+            }
+
+            async fn rename_key(
+                &self,
+                key_id: &$crate::model::KeyId,
+                account_id: &$crate::model::AccountId,
+                name: Option<&str>,
+            ) -> $crate::store::Result<Option<$crate::store::ApiKeyInfo>> {
+                let row = sqlx::query(
+                    "UPDATE api_keys SET name = $1 \
+                     WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
+                     RETURNING id, name, prefix, created_at, last_used_at",
+                )
+                .bind(name)
+                .bind(key_id)
+                .bind(account_id)
+                .fetch_optional(&mut *self.write_conn().await?)
+                .await?;
+                row.as_ref().map(Self::key_from_row).transpose()
             }
 
             async fn revoke_key(
@@ -147,26 +171,42 @@ macro_rules! keys_for {
                 conn: &mut <Self as $crate::store::sql::Backend>::Connection,
                 account_id: &$crate::model::AccountId,
                 key: &str,
+                name: Option<&str>,
                 now: $crate::model::Millis,
             ) -> $crate::store::Result<$crate::store::ApiKeyInfo> {
                 let info = $crate::store::ApiKeyInfo {
                     id: $crate::model::KeyId::generate(),
+                    name: name.map(str::to_string),
                     prefix: $crate::model::key_prefix(key),
                     created_at: now,
                     last_used_at: None,
                 };
                 sqlx::query(
-                    "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&info.id)
                 .bind(account_id)
+                .bind(&info.name)
                 .bind($crate::model::hash_api_key(key))
                 .bind(&info.prefix)
                 .bind(now)
                 .execute(conn)
                 .await?;
                 Ok(info)
+            }
+
+            fn key_from_row(
+                row: &<<Self as $crate::store::sql::Backend>::Database as sqlx::Database>::Row,
+            ) -> $crate::store::Result<$crate::store::ApiKeyInfo> {
+                use sqlx::Row as _;
+                Ok($crate::store::ApiKeyInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    prefix: row.try_get("prefix")?,
+                    created_at: row.try_get("created_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                })
             }
         }
     };

@@ -45,6 +45,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("postgres":
     "0014_account_disabled",
     "0015_api_activity",
     "0016_failed_deliveries",
+    "0017_key_names",
 );
 
 // UNPREPARED: the hot statements that join an array of ids with a table that grows (claimed

@@ -39,6 +39,7 @@ pub(super) const MIGRATIONS: &[Migration] = migrations!("sqlite":
     "0013_account_disabled",
     "0014_api_activity",
     "0015_failed_deliveries",
+    "0016_key_names",
 );
 
 #[derive(Clone)]

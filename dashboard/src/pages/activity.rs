@@ -1,7 +1,10 @@
 //! Activity: the requests made with the account's API keys, refused ones included, newest
 //! first, filtered by key and status. One row stands for the requests of one kind in one minute.
 
+use std::collections::HashMap;
+
 use maud::{Markup, html};
+use pingpilot_core::model::ApiKeyInfo;
 use pingpilot_core::store::{ActivityQuery, ActivityRow, StatusFilter};
 use poem::web::Query;
 use poem::{Route, get, handler};
@@ -94,6 +97,7 @@ async fn activity_page(user: SignedIn, Query(filters): Query<Filters>) -> PageRe
     };
     let (rows, total) = store.activity(&user.account.id, &query).await?;
     let keys = store.activity_keys(&user.account.id).await?;
+    let names = KeyNames::of(&store.list_keys(&user.account.id).await?);
     let retention = &user.state.settings.retention;
     let filtered = query.key_prefix.is_some() || query.status != StatusFilter::Any;
     let body = html! {
@@ -111,21 +115,38 @@ async fn activity_page(user: SignedIn, Query(filters): Query<Filters>) -> PageRe
                 code { "retention.activity = \"0\"" } "): no requests are recorded."
             },
         }
-        (filter_form(&filters, &keys))
+        (filter_form(&filters, &keys, &names))
         @if rows.is_empty() {
             p.muted {
                 @if filtered { "No requests match these filters." }
                 @else { "No requests yet. Send an event with one of your API keys and it shows here." }
             }
         } @else {
-            (activity_table(&rows))
+            (activity_table(&rows, &names))
             (pager(&filters, from, rows.len() as u32, total))
         }
     };
     user.page(Some(Nav::Activity), "Activity", body).await
 }
 
-fn filter_form(filters: &Filters, keys: &[String]) -> Markup {
+/// The names of the account's live keys, by prefix (the activity record keeps the prefix).
+struct KeyNames(HashMap<String, String>);
+
+impl KeyNames {
+    fn of(keys: &[ApiKeyInfo]) -> Self {
+        Self(
+            keys.iter()
+                .filter_map(|key| Some((key.prefix.clone(), key.name.clone()?)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, prefix: &str) -> Option<&str> {
+        self.0.get(prefix).map(String::as_str)
+    }
+}
+
+fn filter_form(filters: &Filters, keys: &[String], names: &KeyNames) -> Markup {
     let key = filters.key();
     let status = status_value(filters.status());
     let mut statuses: Vec<u16> = STATUSES.to_vec();
@@ -143,7 +164,8 @@ fn filter_form(filters: &Filters, keys: &[String]) -> Markup {
                     option value="" selected[key.is_none()] { "All keys" }
                     @for prefix in keys {
                         option value=(prefix) selected[key == Some(prefix.as_str())] {
-                            (prefix) "…"
+                            @if let Some(name) = names.get(prefix) { (name) " (" (prefix) "…)" }
+                            @else { (prefix) "…" }
                         }
                     }
                 }
@@ -171,7 +193,7 @@ fn filter_form(filters: &Filters, keys: &[String]) -> Markup {
     }
 }
 
-fn activity_table(rows: &[ActivityRow]) -> Markup {
+fn activity_table(rows: &[ActivityRow], names: &KeyNames) -> Markup {
     layout::table(
         "Activity table",
         "activity",
@@ -207,6 +229,9 @@ fn activity_table(rows: &[ActivityRow]) -> Markup {
                     td.number { (layout::thousands(row.count)) }
                     td {
                         code { (row.key_prefix) "…" }
+                        @if let Some(name) = names.get(&row.key_prefix) {
+                            " " span.cut title=(name) { (name) }
+                        }
                         br;
                         span.muted { (row.client.as_deref().unwrap_or("—")) }
                     }

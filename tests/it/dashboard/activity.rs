@@ -32,7 +32,12 @@ async fn requests_are_listed_with_their_refusals_and_filtered_by_key_and_status(
     let relay = Relay::start().await;
     let key = relay.discord_only_account().await;
     let (status, created) = relay
-        .call(Method::POST, "/api/v1/account/api-keys", Some(&key), None)
+        .call(
+            Method::POST,
+            "/api/v1/account/api-keys",
+            Some(&key),
+            Some(json!({"name": "reports job"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let second = created["apiKey"].as_str().expect("key").to_string();
@@ -66,8 +71,15 @@ async fn requests_are_listed_with_their_refusals_and_filtered_by_key_and_status(
         "You dont have a category named &quot;nope&quot;",
         r#"<br><span class="muted">127.0.0.1</span>"#,
         &format!("<code>{}…</code>", prefix(&key)),
-        &format!("<code>{}…</code>", prefix(&second)),
-        &format!(r#"<option value="{}">"#, prefix(&second)),
+        // A named key is shown with its name.
+        &format!(
+            r#"<code>{}…</code> <span class="cut" title="reports job">reports job</span>"#,
+            prefix(&second)
+        ),
+        &format!(
+            r#"<option value="{0}">reports job ({0}…)</option>"#,
+            prefix(&second)
+        ),
         // Besides the setup's three: the category, the account, the second key.
         "Rows 1–6 of 6, newest first",
     ]);

@@ -1,4 +1,5 @@
-//! API keys: listed by prefix, created and shown once, revoked after a confirmation.
+//! API keys: listed by name and prefix, created and shown once, renamed, revoked after a
+//! confirmation.
 
 use reqwest::{Method, StatusCode};
 
@@ -174,5 +175,110 @@ async fn revoking_asks_first_then_the_key_stops_working() {
     let gone = browser.get("/dashboard/keys").await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER);
     assert_eq!(gone.location.as_deref(), Some("/dashboard/login"));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_named_when_created_and_renamed_later() {
+    let relay = Relay::start().await;
+    let (_, key) = relay.create_account(&[]).await;
+    let mut browser = Browser::signed_in(&relay, &key).await;
+    let list = browser.get("/dashboard/keys").await;
+    list.assert_contains(&[
+        r#"<th scope="col">Key</th>"#,
+        r#"<span class="muted">No name</span>"#,
+        r#"<label for="key-name">Name (optional)</label>"#,
+        r#"maxlength="64""#,
+    ]);
+
+    // A name the API would refuse is refused here too, next to its field, with what was typed.
+    let too_long = "x".repeat(65);
+    let refused = browser
+        .post("/dashboard/keys", &[("name", too_long.as_str())])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    refused.assert_contains(&[
+        r#"<p class="field-error" id="key-name-error">This name must be at most 64 characters long.</p>"#,
+        r#"aria-invalid="true""#,
+        &format!(r#"value="{too_long}""#),
+    ]);
+    let (_, keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "nothing created");
+
+    let created = browser
+        .post("/dashboard/keys", &[("name", " <b>billing</b> ")])
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let new_key = new_key_in(&created.body);
+    created.assert_contains(&["Your new key “&lt;b&gt;billing&lt;/b&gt;” <code>"]);
+    let id = key_id(&relay, &key, &new_key[..10]).await;
+    let (_, keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    assert_eq!(keys[1]["name"], "<b>billing</b>", "{keys}");
+
+    let rename_path = format!("/dashboard/keys/{id}/name");
+    let list = browser.get("/dashboard/keys").await;
+    list.assert_contains(&[
+        r#"<span class="key-name">&lt;b&gt;billing&lt;/b&gt;</span>"#,
+        &format!(r#"href="{rename_path}""#),
+        &format!(
+            r#"aria-label="Rename key “&lt;b&gt;billing&lt;/b&gt;” ({}…)""#,
+            &new_key[..10]
+        ),
+    ]);
+    let form = browser.get(&rename_path).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    form.assert_contains(&[
+        r#"value="&lt;b&gt;billing&lt;/b&gt;""#,
+        "Save the name",
+        "apps that use it keep working",
+    ]);
+
+    let forged = browser
+        .post(&rename_path, &[("csrf", "wrong"), ("name", "forged")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let bad = browser.post(&rename_path, &[("name", "two\nlines")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    bad.assert_contains(&["This name must not contain control characters"]);
+
+    let saved = browser
+        .post(&rename_path, &[("name", "billing server")])
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(
+        saved.location.as_deref(),
+        Some("/dashboard/keys?done=renamed")
+    );
+    let list = browser.get("/dashboard/keys?done=renamed").await;
+    list.assert_contains(&[
+        "The key's name is saved.",
+        r#"<span class="key-name">billing server</span>"#,
+    ]);
+    let confirm = browser.get(&format!("/dashboard/keys/{id}/revoke")).await;
+    confirm.assert_contains(&[&format!(
+        "Revoke key “billing server” ({}…)",
+        &new_key[..10]
+    )]);
+    // Emptying the field takes the name away; the key keeps working.
+    browser.post(&rename_path, &[("name", "")]).await;
+    let (_, keys) = relay
+        .call(Method::GET, "/api/v1/account/api-keys", Some(&key), None)
+        .await;
+    assert_eq!(keys[1]["name"], serde_json::Value::Null, "{keys}");
+    assert_eq!(key_works(&relay, &new_key).await, StatusCode::OK);
+
+    // Another account's key: not found.
+    let (_, other_key) = relay.create_account(&[]).await;
+    let other_id = key_id(&relay, &other_key, &other_key[..10]).await;
+    let foreign = format!("/dashboard/keys/{other_id}/name");
+    assert_eq!(browser.get(&foreign).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        browser.post(&foreign, &[("name", "mine")]).await.status,
+        StatusCode::NOT_FOUND
+    );
     relay.stop().await;
 }

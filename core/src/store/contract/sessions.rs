@@ -150,7 +150,7 @@ async fn revocation_ends_sessions(backend: &Backend) {
     let (other, other_key) = new_account(&*store).await;
     let first = key_id(&*store, &first_key).await;
     let (second, _) = store
-        .create_key(&account.id)
+        .create_key(&account.id, None)
         .await
         .expect("create")
         .expect("account");
@@ -218,7 +218,7 @@ async fn signing_out_everywhere(backend: &Backend) {
     let (other, other_key) = new_account(&*store).await;
     let live = key_id(&*store, &key).await;
     let (revoked, _) = store
-        .create_key(&account.id)
+        .create_key(&account.id, None)
         .await
         .expect("create")
         .expect("account");

@@ -128,18 +128,47 @@ async fn accounts_and_keys(backend: &Backend) {
     assert!(store.authenticate("nope").await.expect("auth").is_none());
 
     let (info, second) = store
-        .create_key(&account.id)
+        .create_key(&account.id, Some("billing server"))
         .await
         .expect("create key")
         .expect("account exists");
+    assert_eq!(info.name.as_deref(), Some("billing server"));
     assert!(
         store
-            .create_key(&"acc_missing".into())
+            .create_key(&"acc_missing".into(), None)
             .await
             .expect("key")
             .is_none()
     );
-    assert_eq!(store.list_keys(&account.id).await.expect("list").len(), 2);
+    let keys = store.list_keys(&account.id).await.expect("list");
+    let names: Vec<_> = keys.iter().map(|k| k.name.as_deref()).collect();
+    assert_eq!(names, [None, Some("billing server")]);
+
+    // Renaming: only the account's own live keys, and `None` takes the name away.
+    let renamed = store
+        .rename_key(&info.id, &account.id, Some("CI"))
+        .await
+        .expect("rename")
+        .expect("own key");
+    assert_eq!(
+        (renamed.id.as_str(), renamed.name.as_deref()),
+        (info.id.as_str(), Some("CI"))
+    );
+    assert_eq!(renamed.prefix, info.prefix);
+    assert!(
+        store
+            .rename_key(&info.id, &"acc_other".into(), Some("theirs"))
+            .await
+            .expect("rename")
+            .is_none()
+    );
+    let unnamed = store
+        .rename_key(&auth.key_id, &account.id, None)
+        .await
+        .expect("rename")
+        .expect("own key");
+    assert_eq!(unnamed.name, None);
+    assert_eq!(unnamed.last_used_at, Some(42));
     assert!(
         !store
             .revoke_key(&info.id, Some(&"acc_other".into()))
@@ -153,6 +182,14 @@ async fn accounts_and_keys(backend: &Backend) {
             .expect("revoke")
     );
     assert!(!store.revoke_key(&info.id, None).await.expect("revoke"));
+    assert!(
+        store
+            .rename_key(&info.id, &account.id, Some("revoked"))
+            .await
+            .expect("rename")
+            .is_none(),
+        "a revoked key is not renamed"
+    );
     assert!(
         store
             .authenticate(&hash_api_key(&second))
