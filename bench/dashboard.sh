@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # How fast the dashboard's pages answer with many events, on this machine, all on loopback.
 #
-#   bench/dashboard.sh [--events 10000] [--runs 20]      (KEEP=1 keeps the database to look into)
+#   bench/dashboard.sh [--events 10000] [--runs 20] [--fail-every K]
+#                                                       (KEEP=1 keeps the database to look into)
 #
 # Builds the release binary, starts one relay on a fresh SQLite file (Discord pointed at a port
-# nobody answers, so deliveries stay pending and then fail, as real data has them), creates an
+# nobody answers, so every delivery fails: the pages' worst case; with --fail-every K, at a
+# stand-in Discord that delivers and refuses one message in K, as users' data has it), creates an
 # account on the unlimited plan and a `sale` category, sends --events events through the API
 # (with a few fields each, one in ten to a `bug` category), waits until their deliveries have
 # failed (nobody answers where Discord should be) and for the activity record, signs
@@ -13,11 +15,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-events=10000 runs=20
+events=10000 runs=20 fail_every=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
+    --fail-every) fail_every=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -25,9 +28,10 @@ done
 cargo build --release -q --bin pingpilot
 bin=target/release/pingpilot
 work=$(mktemp -d)
-relay_pid=
+relay_pid= discord_pid=
 cleanup() {
   [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  [ -n "$discord_pid" ] && kill "$discord_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ -n "${KEEP:-}" ]; then echo "database kept in $work/bench.db" >&2; else rm -rf "$work"; fi
 }
@@ -35,6 +39,35 @@ trap cleanup EXIT
 
 port=18290
 base="http://127.0.0.1:$port"
+discord_base=http://127.0.0.1:9
+if [ "$fail_every" -gt 1 ]; then
+  discord_port=18291
+  discord_base="http://127.0.0.1:$discord_port"
+  # Opens DM channels and takes messages, refusing one in K as Discord refuses a user who
+  # shares no server with the bot (403, code 50007).
+  python3 - "$discord_port" "$fail_every" <<'PY' &
+import http.server, itertools, json, sys
+port, every = int(sys.argv[1]), int(sys.argv[2])
+messages = itertools.count(1)
+class Discord(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status, body = 200, {"id": "900"}
+        if self.path.endswith("/messages") and next(messages) % every == 0:
+            status, body = 403, {"code": 50007, "message": "Cannot send messages to this user"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Discord).serve_forever()
+PY
+  discord_pid=$!
+fi
 cat > "$work/pingpilot.toml" <<TOML
 [server]
 bind = "127.0.0.1:$port"
@@ -47,7 +80,8 @@ max_attempts = 1
 
 [providers.discord]
 bot_token = "bench-token"
-api_base = "http://127.0.0.1:9"
+api_base = "$discord_base"
+requests_per_second = 100000
 TOML
 
 created=$("$bin" account create --name bench --plan unlimited --discord-id 100000000000000001 \
@@ -81,8 +115,7 @@ for n in range(count):
     status = call("POST", "/api/v1/event", body)
     assert status == 200, status
 PY
-# Until every delivery is final (they fail: nobody answers on port 9), so that the pages
-# are timed on a quiet relay.
+# Until every delivery is final, so that the pages are timed on a quiet relay.
 for _ in $(seq 1 600); do
   pending=$(curl -sf "$base/api/v1/events?status=PENDING&limit=1" -H "Authorization: Bearer $key" |
     python3 -c 'import json,sys; print(len(json.load(sys.stdin)["events"]))')

@@ -394,20 +394,16 @@ pub struct UpdateAccountErrors;
 
 impl OperationErrors for UpdateAccountErrors {
     fn errors() -> Vec<ErrorDoc> {
-        vec![
-            ErrorDoc::not_json(),
-            ErrorDoc::unauthorized(),
-            ErrorDoc::too_large(),
-            ErrorDoc::unsupported_media_type(),
-            ErrorDoc::invalid(
-                "The body is JSON but breaks a rule of `AccountUpdate` (a provider field its \
-                 provider rejects, an unknown channel, an unknown property); every violation is \
-                 listed.",
-                "channels.sms",
-                "no such provider",
-            ),
-            ErrorDoc::internal(),
-        ]
+        let mut errors = vec![ErrorDoc::unauthorized(), ErrorDoc::internal()];
+        errors.extend(ErrorDoc::body_errors(
+            "The body is JSON but breaks a rule of `AccountUpdate` (a provider field its \
+             provider rejects, an unknown channel, an unknown property); every violation is \
+             listed.",
+            "channels.sms",
+            "no such provider",
+        ));
+        errors.sort_by_key(|e| e.status);
+        errors
     }
 }
 

@@ -193,12 +193,7 @@ fn category_taken() -> ErrorDoc {
 }
 
 fn body_errors(invalid: &'static str) -> Vec<ErrorDoc> {
-    vec![
-        ErrorDoc::not_json(),
-        ErrorDoc::too_large(),
-        ErrorDoc::unsupported_media_type(),
-        ErrorDoc::invalid(invalid, "color", "must be a colour written #RRGGBB"),
-    ]
+    ErrorDoc::body_errors(invalid, "color", "must be a colour written #RRGGBB")
 }
 
 /// The error answers of `POST /categories`.

@@ -201,6 +201,17 @@ impl ErrorDoc {
         }
     }
 
+    /// The answers of an operation's JSON body that is not read (400, 413, 415) or breaks a
+    /// rule (422, described by `invalid`, with the example violation `path`: `message`).
+    pub fn body_errors(invalid: &'static str, path: &str, message: &str) -> Vec<Self> {
+        vec![
+            Self::not_json(),
+            Self::too_large(),
+            Self::unsupported_media_type(),
+            Self::invalid(invalid, path, message),
+        ]
+    }
+
     /// 404 with its exact message.
     pub fn not_found(description: &'static str, message: &str) -> Self {
         Self::new(404, description, message)

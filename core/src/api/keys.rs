@@ -208,12 +208,7 @@ fn key_not_found() -> ErrorDoc {
 }
 
 fn body_errors(invalid: &'static str) -> Vec<ErrorDoc> {
-    vec![
-        ErrorDoc::not_json(),
-        ErrorDoc::too_large(),
-        ErrorDoc::unsupported_media_type(),
-        ErrorDoc::invalid(invalid, "name", &KEY_NAME.length_message()),
-    ]
+    ErrorDoc::body_errors(invalid, "name", &KEY_NAME.length_message())
 }
 
 /// The error answers of `POST /account/api-keys`.
@@ -235,11 +230,8 @@ pub struct RenameKeyErrors;
 
 impl OperationErrors for RenameKeyErrors {
     fn errors() -> Vec<ErrorDoc> {
-        let mut errors = vec![
-            ErrorDoc::unauthorized(),
-            key_not_found(),
-            ErrorDoc::internal(),
-        ];
+        // Revoking's answers, and the body's.
+        let mut errors = RevokeKeyErrors::errors();
         errors.extend(body_errors(
             "The body is JSON but breaks a rule of `ApiKeyUpdate`; every violation is listed.",
         ));

@@ -43,6 +43,21 @@ impl BeginWrite for PoolConnection<Postgres> {
     }
 }
 
+/// The words a shared query text needs that differ between the two SQL dialects.
+pub(super) trait Dialect: sqlx::Database {
+    /// `LIKE` that ignores case: SQLite's own `LIKE` does for ASCII letters, PostgreSQL needs
+    /// `ILIKE`. (`lower()` on both sides would copy every text compared, twice as slow.)
+    const LIKE_ANY_CASE: &'static str;
+}
+
+impl Dialect for Sqlite {
+    const LIKE_ANY_CASE: &'static str = "LIKE";
+}
+
+impl Dialect for Postgres {
+    const LIKE_ANY_CASE: &'static str = "ILIKE";
+}
+
 /// A store's database types.
 pub(super) trait Backend {
     type Database: sqlx::Database;

@@ -38,7 +38,11 @@ async fn events_of_every_category_are_filtered_by_category_text_and_days() {
     accepted_id(
         &relay,
         &key,
-        event("sale", "New sale from Lisbon", json!({"plan": "pro"})),
+        event(
+            "sale",
+            "New sale from Lisbon",
+            json!({"plan": "pro", "city": "Zürich"}),
+        ),
     )
     .await;
     accepted_id(
@@ -72,6 +76,8 @@ async fn events_of_every_category_are_filtered_by_category_text_and_days() {
         // Case-insensitive, in descriptions and in field values; wildcards are plain text.
         ("?q=lisbon", 1),
         ("?q=payments", 1),
+        ("?q=CRASH", 1),
+        ("?q=z%C3%BCrich", 1),
         ("?q=100%25", 1),
         ("?q=%25", 1),
         ("?q=_", 0),
@@ -148,6 +154,19 @@ async fn failed_deliveries_are_found_by_channel_and_retried_together() {
         let page = browser.get(&format!("/dashboard/events{query}")).await;
         assert_eq!(rows(&page), expected, "{query}");
     }
+    // The count of failed events follows the channel: Discord's failed, Telegram's did not.
+    let page = browser
+        .get("/dashboard/events?channel=discord&status=failed")
+        .await;
+    page.assert_contains(&[
+        "Events 1–3 of 3, newest first",
+        "Retry the failed deliveries of 3 events",
+    ]);
+    let page = browser.get("/dashboard/events?channel=telegram").await;
+    page.assert_contains(&["Events 1–3 of 3, newest first"]);
+    assert!(!page.body.contains("Retry the failed"), "{}", page.body);
+    let page = browser.get("/dashboard/events?channel=discord").await;
+    page.assert_contains(&["Retry the failed deliveries of 3 events"]);
     let page = browser.get("/dashboard/events?category=sale").await;
     page.assert_contains(&[
         r#"<form class="retry-all" method="post" action="/dashboard/events/retry">"#,
