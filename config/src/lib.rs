@@ -2,6 +2,7 @@
 //! environment variables or files they name (`…_FILE`) (later wins). A bad value is reported with its key and where it came from.
 
 mod duration;
+mod network;
 mod secret_files;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use duration::DurationSetting;
+pub use network::IpNetwork;
 
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "PINGPILOT_CONFIG";
@@ -64,6 +66,12 @@ pub struct ServerSettings {
     /// derived from the open-file limit, leaving room for the database and outgoing requests
     /// (at most 4096).
     pub max_connections: Option<usize>,
+    /// Reverse proxies in front of the relay (addresses or networks, e.g. `["127.0.0.1",
+    /// "10.0.0.0/8"]`). A request from one of them is taken to come from the address its
+    /// `X-Forwarded-For` names last that is not itself one of them (the dashboard's Activity
+    /// page shows it); from anywhere else the header is ignored. Empty: the TCP peer is the
+    /// client.
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -281,6 +289,7 @@ impl Default for ServerSettings {
             idle_timeout: DurationSetting::from_secs(60),
             body_timeout: DurationSetting::from_secs(30),
             max_connections: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -214,7 +214,8 @@ fn with_activity(
             // Kept cheaply (the path's bytes are shared): most requests add to a counted kind.
             let method = req.method().clone();
             let uri = req.original_uri().clone();
-            let client = req.remote_addr().as_socket_addr().map(|a| a.ip());
+            let client =
+                crate::server::client_address(&req, &state.settings.server.trusted_proxies);
             let (result, caller) = activity::observe(next.call(req)).await;
             let Some(caller) = caller else {
                 return result.map(IntoResponse::into_response);

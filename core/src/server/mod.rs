@@ -6,6 +6,7 @@
 //! the memory a client can pin small and easy to state.
 
 mod body;
+mod client;
 mod io;
 
 use std::convert::Infallible;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 
 use body::GuardedBody;
 pub use body::{BodyFailure, MAX_BODY_BYTES, body_failure};
+pub use client::client_address;
 use io::{GuardedIo, Progress, Timeouts};
 
 use crate::throttled::Throttled;

@@ -258,3 +258,40 @@ async fn an_operator_can_turn_the_record_off() {
     assert_eq!(rows.as_deref(), Some("0"));
     relay.stop().await;
 }
+
+/// Behind a trusted reverse proxy the client is the one the proxy names; anywhere else the
+/// header is the client's own word and is ignored.
+#[tokio::test]
+async fn the_client_address_comes_from_a_trusted_proxy_only() {
+    for (config, shown) in [
+        (
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+            "198.51.100.7",
+        ),
+        ("", "127.0.0.1"),
+    ] {
+        let relay = Relay::start_with(config, true).await;
+        let key = relay.discord_only_account().await;
+        let response = relay
+            .request(Method::GET, "/api/v1/quota")
+            .header("Authorization", format!("Bearer {key}"))
+            .header("X-Forwarded-For", "6.6.6.6, 198.51.100.7")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut browser = Browser::signed_in(&relay, &key).await;
+        let page = once_shown(&mut browser, "/dashboard/activity", "GET /api/v1/quota").await;
+        let row = page
+            .body
+            .split("<tr>")
+            .find(|row| row.contains("GET /api/v1/quota"))
+            .expect("the row");
+        assert!(
+            row.contains(&format!(r#"<span class="muted">{shown}</span>"#)),
+            "{config:?}: {row}"
+        );
+        assert!(!page.body.contains("6.6.6.6"), "{}", page.body);
+        relay.stop().await;
+    }
+}
