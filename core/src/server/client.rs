@@ -27,15 +27,12 @@ fn forwarded_client<'a>(
 ) -> IpAddr {
     let is_trusted = |address: IpAddr| trusted.iter().any(|network| network.contains(address));
     let mut client = peer;
-    // Headers repeated are one list, in order.
-    let hops = forwarded.rev().flat_map(|value| value.rsplit(','));
-    for hop in hops {
-        if !is_trusted(client) {
-            break;
-        }
-        match hop.trim().parse::<IpAddr>() {
-            Ok(address) => client = address.to_canonical(),
-            Err(_) => break,
+    // Headers repeated are one list, in order; none is read unless the peer is trusted.
+    let mut hops = forwarded.rev().flat_map(|value| value.rsplit(','));
+    while is_trusted(client) {
+        match hops.next().map(|hop| hop.trim().parse::<IpAddr>()) {
+            Some(Ok(address)) => client = address.to_canonical(),
+            Some(Err(_)) | None => break,
         }
     }
     client

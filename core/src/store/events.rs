@@ -352,19 +352,17 @@ macro_rules! events_for {
                     );
                 // Without a channel the event's own status says it, without a look at its
                 // deliveries; a filter on failed ones needs no second look at all.
-                match filter.channel.as_deref() {
-                    _ if filter.status == Some($crate::model::DeliveryStatus::Failed) => {
-                        query.push("TRUE");
-                    }
-                    Some(channel) => $crate::store::events::push_has_delivery(
+                if filter.status == Some($crate::model::DeliveryStatus::Failed) {
+                    query.push("TRUE");
+                } else if let Some(channel) = filter.channel.as_deref() {
+                    $crate::store::events::push_has_delivery(
                         &mut query,
                         account_id,
                         Some(channel),
                         Some($crate::model::DeliveryStatus::Failed),
-                    ),
-                    None => {
-                        query.push("events.delivery_status = 'FAILED'");
-                    }
+                    );
+                } else {
+                    query.push("events.delivery_status = 'FAILED'");
                 }
                 query.push(" THEN 1 ELSE 0 END), 0) FROM events WHERE");
                 $crate::store::events::push_conditions(&mut query, account_id, filter);

@@ -288,18 +288,20 @@ async fn rename_key(
     Form(form): Form<NameForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
-    let key = own_key(&user, &id).await?;
     let name = match typed_name(&form) {
         Ok(name) => name,
         Err(error) => {
+            let key = own_key(&user, &id).await?;
             let mut page = rename_page(&user, &key, &form, Some(&error)).await?;
             page.set_status(StatusCode::UNPROCESSABLE_ENTITY);
             return Ok(page);
         }
     };
+    // The rename itself is limited to this account's live keys: no list is read first.
+    let key_id = KeyId::parse(&id).ok_or(DashError::NotFound)?;
     user.state
         .store()
-        .rename_key(&key.id, &user.account.id, name.as_deref())
+        .rename_key(&key_id, &user.account.id, name.as_deref())
         .await?
         .ok_or(DashError::NotFound)?;
     Ok(see_other(&format!("{}?done=renamed", keys_url())))
